@@ -1,0 +1,152 @@
+"""A plain U-Net of about the default model's size, trained under the same CPU budget.
+
+It answers "is the diffusion model worth it?": same DDTI train images (the same held-out
+validation cases are left out), same input size, same augmentation, same minutes and
+threads; only the method differs (direct per-pixel prediction with BCE + soft Dice, the
+usual U-Net recipe, with its usual learning rate 1e-3).
+
+    python benchmarks/unet_baseline.py train --minutes 95 --out runs/unet_baseline
+    python benchmarks/unet_baseline.py evaluate --weights runs/unet_baseline/unet.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from medsegdiff_training.config import named_config  # noqa: E402
+from medsegdiff_training.data import SegmentationDataset, augment_batch, find_pairs  # noqa: E402
+from medsegdiff_training.metrics import score, summarise_scores  # noqa: E402
+from medsegdiff_training.preprocess import prepare_image, resize  # noqa: E402
+from medsegdiff_training.data.io import read_array  # noqa: E402
+from train_default_model import case_of  # noqa: E402
+
+
+class DoubleConv(nn.Sequential):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
+            nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
+        )
+
+
+class UNet(nn.Module):
+    """Ronneberger's U-Net, with GroupNorm; widths chosen to match the default's parameter count."""
+
+    def __init__(self, widths=(32, 64, 128, 288)) -> None:
+        super().__init__()
+        self.down = nn.ModuleList()
+        cin = 1
+        for w in widths:
+            self.down.append(DoubleConv(cin, w))
+            cin = w
+        self.up = nn.ModuleList()
+        self.fuse = nn.ModuleList()
+        for w_skip, w_in in zip(reversed(widths[:-1]), reversed(widths[1:])):
+            self.up.append(nn.ConvTranspose2d(w_in, w_skip, 2, stride=2))
+            self.fuse.append(DoubleConv(2 * w_skip, w_skip))
+        self.head = nn.Conv2d(widths[0], 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        skips.pop()
+        for up, fuse in zip(self.up, self.fuse):
+            x = fuse(torch.cat([up(x), skips.pop()], 1))
+        return self.head(x)
+
+
+def train_split(data: Path):
+    pairs = find_pairs(data / "images", data / "masks", data / "split.csv", "train")
+    import random
+
+    cases = sorted({case_of(p.name) for p in pairs})
+    random.Random(0).shuffle(cases)
+    held_out: set[str] = set()
+    for case in cases:
+        if sum(case_of(p.name) in held_out for p in pairs) >= 30:
+            break
+        held_out.add(case)
+    return [p for p in pairs if case_of(p.name) not in held_out]
+
+
+def command_train(args) -> None:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    config = named_config("cpu")
+    dataset = SegmentationDataset.from_pairs(train_split(args.data), config)
+    model = UNet()
+    print(f"U-Net parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M, {len(dataset)} images")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    started, step = time.monotonic(), 0
+    generator = torch.Generator().manual_seed(0)
+    while time.monotonic() - started < args.minutes * 60:
+        index = torch.randint(0, len(dataset), (args.batch_size,), generator=generator)
+        images = torch.stack([dataset[int(i)][0] for i in index])
+        x0 = torch.stack([dataset[int(i)][1] for i in index]).float()[:, None] * 2 - 1
+        images, x0 = augment_batch(images, x0)
+        target = (x0 > 0).float()
+        logits = model(images)
+        probability = torch.sigmoid(logits)
+        soft_dice = 1 - (2 * (probability * target).sum((1, 2, 3)) + 1) / (probability.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1)
+        loss = F.binary_cross_entropy_with_logits(logits, target) + soft_dice.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        step += 1
+        if step % 100 == 0:
+            print(json.dumps({"step": step, "loss": round(float(loss), 4), "minutes": round((time.monotonic() - started) / 60, 1)}), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_file(model.state_dict(), str(args.out / "unet.safetensors"))
+    (args.out / "unet.json").write_text(json.dumps({"steps": step, "minutes": args.minutes, "threads": args.threads,
+                                                   "batch_size": args.batch_size, "images": len(dataset)}))
+
+
+def evaluate_unet(weights: Path, data: Path, threads: int = 2) -> dict[str, float]:
+    """Dice/IoU/HD95 of the baseline on the DDTI test split, at full image size."""
+    torch.set_num_threads(threads)
+    model = UNet()
+    model.load_state_dict(load_file(str(weights)))
+    model.eval()
+    config = named_config("cpu")
+    scores = []
+    for pair in find_pairs(data / "images", data / "masks", data / "split.csv", "test"):
+        image, truth = read_array(pair.image), read_array(pair.mask) > 127
+        with torch.inference_mode():
+            probability = torch.sigmoid(model(prepare_image(image, config)))
+            probability = resize(probability, truth.shape)[0, 0].numpy()
+        scores.append(score((probability > 0.5).astype(np.uint8), truth, 2, probability))
+    return summarise_scores(scores)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=["train", "evaluate"])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/ddti"))
+    parser.add_argument("--out", type=Path, default=Path("runs/unet_baseline"))
+    parser.add_argument("--weights", type=Path, default=Path("runs/unet_baseline/unet.safetensors"))
+    parser.add_argument("--minutes", type=float, default=95)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    if args.command == "train":
+        command_train(args)
+    else:
+        print(json.dumps(evaluate_unet(args.weights, args.data), indent=1))
+
+
+if __name__ == "__main__":
+    main()

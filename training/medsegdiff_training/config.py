@@ -1,0 +1,250 @@
+"""Model and diffusion configurations, including the paper's named variants.
+
+The paper (Wu et al., MedSegDiff, Section II and Table III) describes MedSegDiff-S, -B and -L
+with 4, 5 and 6 downsamplings, and MedSegDiff++ as the largest. ``cpu`` is our own small
+variant sized to train on two CPU cores; it ships as the default model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+# ResNet34 residual-block counts of its first three stages; deeper levels take 3 each,
+# like ResNet34's last stage.
+RESNET34_STAGE_BLOCKS = (3, 4, 6)
+
+
+def _resnet34_blocks(levels: int) -> tuple[int, ...]:
+    return tuple(RESNET34_STAGE_BLOCKS[i] if i < 3 else 3 for i in range(levels))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a MedSegDiff network.
+
+    The encoder has ``len(channel_mults)`` resolution levels. All levels but the last run
+    twice, once for the image (E^I) and once for the noisy mask (E^x), each followed by a
+    downsampling; E^I + E^x then enter the last encoding level, shared by both. So the
+    number of downsamplings is ``len(channel_mults) - 1``.
+
+    Parameters
+    ----------
+    name
+        Name of the variant (``cpu``, ``S``, ``B``, ``L``, ``++`` or a custom one).
+    image_size
+        (height, width) the network is built for; the FF-Parser maps are sized from it.
+    image_channels
+        Channels of the conditioning image, 1 to 4.
+    num_classes
+        Classes including background. 2 means a binary mask (one output channel); K > 2
+        means K one-hot mask channels, read out with argmax.
+    base_channels, channel_mults
+        Feature channels at level ``i`` are ``base_channels * channel_mults[i]``.
+    encoder_blocks
+        Residual blocks at each encoder level (one number per level).
+    decoder_blocks
+        Residual blocks at each decoder level.
+    groups
+        GroupNorm groups.
+    dynamic_conditioning, ff_parser
+        Switches for the paper's ablation (Table II).
+    conditioning_levels
+        Levels that get dynamic conditional encoding; ``None`` = the middle two.
+    dropout
+        Dropout inside residual blocks.
+    """
+
+    name: str = "cpu"
+    image_size: tuple[int, int] = (96, 96)
+    image_channels: int = 1
+    num_classes: int = 2
+    base_channels: int = 24
+    channel_mults: tuple[int, ...] = (1, 2, 3, 4)
+    encoder_blocks: tuple[int, ...] = (1, 2, 2, 2)
+    decoder_blocks: int = 1
+    groups: int = 8
+    dynamic_conditioning: bool = True
+    ff_parser: bool = True
+    conditioning_levels: tuple[int, ...] | None = None
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
+        object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
+        object.__setattr__(self, "encoder_blocks", tuple(int(b) for b in self.encoder_blocks))
+        if self.conditioning_levels is not None:
+            object.__setattr__(
+                self, "conditioning_levels", tuple(int(c) for c in self.conditioning_levels)
+            )
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` when the configuration cannot build a network."""
+        if len(self.image_size) != 2 or min(self.image_size) < 8:
+            raise ConfigError(f"image_size must be (height, width) >= 8, got {self.image_size}.")
+        if not 1 <= self.image_channels <= 4:
+            raise ConfigError(f"image_channels must be 1 to 4, got {self.image_channels}.")
+        if self.num_classes < 2:
+            raise ConfigError(f"num_classes counts background too: >= 2, got {self.num_classes}.")
+        if len(self.channel_mults) < 2:
+            raise ConfigError("channel_mults needs at least two levels (one downsampling).")
+        if len(self.encoder_blocks) != len(self.channel_mults):
+            raise ConfigError(
+                f"encoder_blocks has {len(self.encoder_blocks)} entries but channel_mults has "
+                f"{len(self.channel_mults)}: give one block count per level."
+            )
+        for mult in self.channel_mults:
+            if (self.base_channels * mult) % self.groups:
+                raise ConfigError(
+                    f"channels {self.base_channels * mult} are not divisible by groups={self.groups}."
+                )
+        for level in self.fused_levels:
+            if not 0 <= level < self.dual_levels:
+                raise ConfigError(
+                    f"conditioning level {level} is outside the dual-encoder levels "
+                    f"0..{self.dual_levels - 1}."
+                )
+
+    @property
+    def downsamplings(self) -> int:
+        return len(self.channel_mults) - 1
+
+    @property
+    def dual_levels(self) -> int:
+        """Encoder levels that run separately for the image and for x_t."""
+        return len(self.channel_mults) - 1
+
+    @property
+    def mask_channels(self) -> int:
+        """Channels of x_t: 1 for a binary mask, K one-hot channels for K classes."""
+        return 1 if self.num_classes == 2 else self.num_classes
+
+    @property
+    def fused_levels(self) -> tuple[int, ...]:
+        """Levels with dynamic conditional encoding (the middle two by default)."""
+        if not self.dynamic_conditioning:
+            return ()
+        if self.conditioning_levels is not None:
+            return self.conditioning_levels
+        n = self.dual_levels
+        if n == 1:
+            return (0,)
+        start = max(0, (n - 1) // 2)
+        start = min(start, n - 2)
+        return (start, start + 1)
+
+    def level_sizes(self) -> list[tuple[int, int]]:
+        """Feature-map (height, width) at each level (stride-2 convs round up)."""
+        height, width = self.image_size
+        sizes = []
+        for _ in self.channel_mults:
+            sizes.append((height, width))
+            height, width = (height + 1) // 2, (width + 1) // 2
+        return sizes
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"Unknown model config keys: {sorted(unknown)}.")
+        values = dict(values)
+        for key in ("image_size", "channel_mults", "encoder_blocks", "conditioning_levels"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The forward process: T steps and a beta schedule (paper: T = 1000, linear)."""
+
+    timesteps: int = 1000
+    schedule: str = "linear"
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("linear", "cosine"):
+            raise ConfigError(f"schedule must be 'linear' or 'cosine', got {self.schedule!r}.")
+        if self.timesteps < 2:
+            raise ConfigError("timesteps must be >= 2.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DiffusionConfig:
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How images become network input: intensity normalisation and resizing."""
+
+    normalisation: str = "percentile"  # "percentile" (1-99 %), "minmax" or "zscore"
+    resize: str = "bilinear"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PreprocessConfig:
+        return cls(**values)
+
+
+def _paper(name: str, downsamplings: int, base: int, mults: tuple[int, ...]) -> ModelConfig:
+    levels = downsamplings + 1
+    return ModelConfig(
+        name=name,
+        image_size=(256, 256),
+        base_channels=base,
+        channel_mults=mults[:levels],
+        encoder_blocks=_resnet34_blocks(levels),
+        decoder_blocks=2,
+        groups=32 if base % 32 == 0 else 8,
+    )
+
+
+NAMED_CONFIGS: dict[str, ModelConfig] = {
+    "cpu": ModelConfig(),
+    "tiny": ModelConfig(
+        name="tiny",
+        image_size=(32, 32),
+        base_channels=8,
+        channel_mults=(1, 2, 2),
+        encoder_blocks=(1, 1, 1),
+        decoder_blocks=1,
+        groups=4,
+    ),
+    "S": _paper("S", 4, 64, (1, 1, 2, 2, 4, 4, 4)),
+    "B": _paper("B", 5, 64, (1, 1, 2, 2, 4, 4, 4)),
+    "L": _paper("L", 6, 64, (1, 1, 2, 2, 4, 4, 4)),
+    "++": _paper("++", 6, 128, (1, 1, 2, 2, 4, 4, 4)),
+}
+
+
+def named_config(name: str, **changes: Any) -> ModelConfig:
+    """Return a named configuration (``cpu``, ``tiny``, ``S``, ``B``, ``L``, ``++``).
+
+    Examples
+    --------
+    >>> named_config("S").downsamplings
+    4
+    >>> named_config("cpu", num_classes=3).mask_channels
+    3
+    """
+    if name not in NAMED_CONFIGS:
+        raise ConfigError(f"Unknown configuration {name!r}: choose one of {', '.join(NAMED_CONFIGS)}.")
+    config = NAMED_CONFIGS[name]
+    return config.replace(**changes) if changes else config

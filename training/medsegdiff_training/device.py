@@ -1,0 +1,50 @@
+"""Choosing the compute device: ``auto`` picks CUDA, then MPS, then the CPU."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import DeviceError
+
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+def device_availability() -> dict[str, str | None]:
+    """Map each device choice to ``None`` when usable, else the reason it is not.
+
+    Examples
+    --------
+    >>> device_availability()["cpu"] is None
+    True
+    """
+    reasons: dict[str, str | None] = {"auto": None, "cpu": None}
+    reasons["cuda"] = None if torch.cuda.is_available() else "no CUDA GPU visible to PyTorch"
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps is not None and mps.is_available())
+    reasons["mps"] = None if mps_ok else "no Apple Metal (MPS) device"
+    return reasons
+
+
+def resolve_device(choice: str | torch.device = "auto") -> torch.device:
+    """Turn ``auto``/``cuda``/``mps``/``cpu`` into a usable :class:`torch.device`.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(choice, torch.device):
+        return choice
+    choice = str(choice).lower()
+    kind = choice.split(":")[0]
+    if kind not in DEVICE_CHOICES:
+        raise DeviceError(f"Unknown device {choice!r}: choose one of {', '.join(DEVICE_CHOICES)}.")
+    reasons = device_availability()
+    if kind == "auto":
+        for candidate in ("cuda", "mps"):
+            if reasons[candidate] is None:
+                return torch.device(candidate)
+        return torch.device("cpu")
+    if reasons[kind] is not None:
+        raise DeviceError(f"Device {choice!r} is not available ({reasons[kind]}); use 'cpu' or 'auto'.")
+    return torch.device(choice)

@@ -1,0 +1,121 @@
+"""Building blocks of the MedSegDiff UNet: time embedding, residual blocks, resampling."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Transformer-style sinusoidal embedding of (possibly fractional) timesteps."""
+    half = dim // 2
+    frequencies = torch.exp(
+        -math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half
+    )
+    angles = t.float()[:, None] * frequencies[None]
+    embedding = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+    if dim % 2:
+        embedding = F.pad(embedding, (0, 1))
+    return embedding
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal features of t followed by Linear -> SiLU -> Linear (paper, Section II)."""
+
+    def __init__(self, base_dim: int, embed_dim: int) -> None:
+        super().__init__()
+        self.base_dim = base_dim
+        self.mlp = nn.Sequential(
+            nn.Linear(base_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim)
+        )
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(sinusoidal_embedding(t, self.base_dim))
+
+
+class NormActConv(nn.Module):
+    """GroupNorm -> SiLU -> 3x3 conv: one half of a residual block."""
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, in_channels)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.dropout(F.silu(self.norm(x))))
+
+
+class ResidualBlock(nn.Module):
+    """Two (GroupNorm -> SiLU -> conv) blocks; the time embedding is added after the first."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        time_dim: int,
+        groups: int,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.block1 = NormActConv(in_channels, out_channels, groups)
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, out_channels))
+        self.block2 = NormActConv(out_channels, out_channels, groups, dropout)
+        self.shortcut = (
+            nn.Conv2d(in_channels, out_channels, 1)
+            if in_channels != out_channels
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:
+        h = self.block1(x) + self.time_projection(time_embedding)[:, :, None, None]
+        return self.shortcut(x) + self.block2(h)
+
+
+class ResidualStage(nn.Module):
+    """A sequence of residual blocks sharing one time embedding."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        blocks: int,
+        time_dim: int,
+        groups: int,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            ResidualBlock(in_channels if i == 0 else out_channels, out_channels, time_dim, groups, dropout)
+            for i in range(blocks)
+        )
+
+    def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, time_embedding)
+        return x
+
+
+class Downsample(nn.Module):
+    """Stride-2 3x3 convolution; odd sizes round up."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Nearest upsampling to the skip's exact size, then a 3x3 convolution."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return self.conv(F.interpolate(x, size=size, mode="nearest"))

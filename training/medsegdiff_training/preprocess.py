@@ -1,0 +1,152 @@
+"""Checking user images and turning them into network input, and network output back.
+
+Resize policy: the whole 2D image is resized (bilinear, aspect ratio not kept) to the
+model's input size, exactly as the training images were; probabilities are resized back to
+the original height and width (bilinear) before thresholding or argmax, so the label map
+always has the image's own shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import ModelConfig, PreprocessConfig
+from .errors import InvalidImageError, InvalidMaskError
+
+
+def as_channels_first(image: np.ndarray, image_channels: int, channel_axis: int | None = None) -> np.ndarray:
+    """Return a (C, H, W) float32 array from a 2D image, (H, W, C) RGB(A) or (C, H, W) stack.
+
+    Raises :class:`InvalidImageError` for anything else (3D volumes must be sliced first).
+    """
+    array = np.asarray(image)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise InvalidImageError(f"Images must hold numbers; got dtype {array.dtype}.")
+    if array.ndim == 2:
+        array = array[None]
+    elif array.ndim == 3:
+        if channel_axis is None:
+            # channels-last RGB(A) is the common case; a short first axis is a channel stack
+            channel_axis = 2 if array.shape[2] in (3, 4) and array.shape[0] > 4 else 0
+            if array.shape[0] > 4 and array.shape[2] > 4:
+                raise InvalidImageError(
+                    f"Got a 3D array of shape {array.shape}: this looks like a volume. "
+                    "Segment it slice by slice (the napari widget and the CLI do this for you)."
+                )
+        array = np.moveaxis(array, channel_axis, 0)
+    else:
+        raise InvalidImageError(
+            f"Expected a 2D image, got {array.ndim} dimensions {array.shape}; slice volumes first."
+        )
+    if array.shape[-1] < 2 or array.shape[-2] < 2:
+        raise InvalidImageError(f"The image is too small to segment: {array.shape[-2:]}.")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise InvalidImageError(
+            f"The image has {bad} NaN or infinite pixels; replace them (e.g. with 0) before segmenting."
+        )
+    channels = array.shape[0]
+    if channels == image_channels:
+        return array
+    if image_channels == 1 and channels in (3, 4):
+        # RGB(A) into a gray model: luminance (ITU-R 601), alpha dropped
+        return (0.299 * array[0] + 0.587 * array[1] + 0.114 * array[2])[None].astype(np.float32)
+    if image_channels == 3 and channels == 1:
+        return np.repeat(array, 3, axis=0)
+    if image_channels == 3 and channels == 4:
+        return array[:3]
+    raise InvalidImageError(
+        f"The model takes {image_channels}-channel images but this one has {channels} channels."
+    )
+
+
+def normalise_intensity(image: np.ndarray, method: str = "percentile") -> np.ndarray:
+    """Scale each channel of a (C, H, W) image to about [-1, 1]; constant images become 0."""
+    out = np.empty_like(image, dtype=np.float32)
+    for c, channel in enumerate(image):
+        if method == "percentile":
+            low, high = np.percentile(channel, (1, 99))
+        elif method == "minmax":
+            low, high = float(channel.min()), float(channel.max())
+        elif method == "zscore":
+            mean, std = float(channel.mean()), float(channel.std())
+            out[c] = 0.0 if std == 0 else np.clip((channel - mean) / (3 * std), -1, 1)
+            continue
+        else:
+            raise ValueError(f"Unknown normalisation {method!r}.")
+        if high <= low:
+            out[c] = 0.0
+        else:
+            out[c] = np.clip((channel - low) / (high - low), 0, 1) * 2 - 1
+    return out
+
+
+def prepare_image(
+    image: np.ndarray,
+    model_config: ModelConfig,
+    preprocess: PreprocessConfig | None = None,
+    channel_axis: int | None = None,
+) -> torch.Tensor:
+    """A user's 2D image -> the (1, C, H, W) float tensor the network takes.
+
+    Examples
+    --------
+    >>> from medsegdiff_training.config import named_config
+    >>> prepare_image(np.random.rand(300, 200), named_config("tiny")).shape
+    torch.Size([1, 1, 32, 32])
+    """
+    preprocess = preprocess or PreprocessConfig()
+    array = normalise_intensity(as_channels_first(image, model_config.image_channels, channel_axis), preprocess.normalisation)
+    tensor = torch.from_numpy(array)[None]
+    return resize(tensor, model_config.image_size)
+
+
+def resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a (B, C, H, W) float tensor (no-op when already that size)."""
+    if tuple(tensor.shape[-2:]) == tuple(size):
+        return tensor
+    return F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def resize_labels(labels: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour resize of a (H, W) or (B, H, W) label map."""
+    tensor = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+    squeeze = tensor.ndim == 2
+    tensor = tensor[None] if squeeze else tensor
+    out = F.interpolate(tensor[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
+    return out[0] if squeeze else out
+
+
+def check_label_map(labels: np.ndarray, num_classes: int, image_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Validate a label map against the model's classes and the image's shape.
+
+    A mask stored as 0/255 is read as binary. Labels beyond the model's classes are refused.
+    """
+    array = np.asarray(labels)
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise InvalidMaskError(f"A label map must be 2D, got shape {array.shape}.")
+    if image_shape is not None and tuple(array.shape) != tuple(image_shape):
+        raise InvalidMaskError(
+            f"The label map has shape {array.shape} but the image has {tuple(image_shape)}; they must match."
+        )
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise InvalidMaskError("The label map contains NaN or infinite values.")
+    values = np.unique(array)
+    if values.min() < 0:
+        raise InvalidMaskError(f"Label maps hold non-negative integers; found {values.min()}.")
+    if num_classes == 2:
+        return (array > (127 if values.max() > 1 and set(values.tolist()) <= {0, 255} else 0)).astype(np.int64)
+    if values.max() >= num_classes:
+        raise InvalidMaskError(
+            f"The label map has label {int(values.max())} but the model knows {num_classes} classes "
+            f"(0..{num_classes - 1})."
+        )
+    return array.astype(np.int64)
