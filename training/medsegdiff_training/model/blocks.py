@@ -36,6 +36,26 @@ class TimeEmbedding(nn.Module):
         return self.mlp(sinusoidal_embedding(t, self.base_dim))
 
 
+class StemConv(nn.Conv2d):
+    """3x3 convolution for a network input with few channels.
+
+    PyTorch's CPU convolution falls back to a slow path for single-channel input (measured
+    here: about 25 times slower than with two channels at 96x96), so a one-channel input
+    is padded with a zero channel and met by a zero weight: same result, fast path. The
+    parameters are those of a plain ``nn.Conv2d``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.in_channels != 1 or x.device.type != "cpu":
+            return super().forward(x)
+        x = torch.cat([x, torch.zeros_like(x)], dim=1)
+        weight = torch.cat([self.weight, torch.zeros_like(self.weight)], dim=1)
+        return F.conv2d(x, weight, self.bias, padding=1)
+
+
 class NormActConv(nn.Module):
     """GroupNorm -> SiLU -> 3x3 conv: one half of a residual block."""
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .blocks import Downsample, ResidualStage, TimeEmbedding, Upsample
+from .blocks import Downsample, ResidualStage, StemConv, TimeEmbedding, Upsample
 from .conditioning import DynamicConditionalEncoding
 from .ff_parser import FFParser
 
@@ -27,7 +27,7 @@ class Encoder(nn.Module):
     def __init__(self, config: ModelConfig, in_channels: int, time_dim: int) -> None:
         super().__init__()
         channels = [config.base_channels * m for m in config.channel_mults]
-        self.stem = nn.Conv2d(in_channels, channels[0], 3, padding=1)
+        self.stem = StemConv(in_channels, channels[0])
         self.stages = nn.ModuleList(
             ResidualStage(
                 channels[level],

@@ -1,0 +1,127 @@
+"""Speed against lucidrains' med-seg-diff-pytorch, side by side in one run.
+
+At two sizes, each pair at (nearly) equal parameter count and the same input size:
+
+- "3M": at 96x96 (our default model's input size): our CPU configuration widened to base
+  32 (3.2M parameters) and their Unet at dim 16 (3.6M; their GroupNorm needs multiples of 8);
+- "13M": at 128x128: their Unet at dim 32 (13.5M, the size measured in issue 5) and ours
+  at base 64 (12.7M).
+
+Measured, alternating ours and theirs, median of repeats:
+
+- seconds per denoising step, batch 1: a 10-step DDIM run through each library's own
+  sampler (ours: ``Segmenter.denoise``; theirs: ``MedSegDiff.sample`` with
+  ``sampling_timesteps=10``), divided by 10;
+- training images per second, batch 4: loss, backward and an AdamW step.
+
+Run in the peer environment: ``bash benchmarks/setup_peer_env.sh`` then
+``.venv-bench/bin/python benchmarks/bench_vs_lucidrains.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import torch  # noqa: E402
+from _common import environment, timed, write_result  # noqa: E402
+from med_seg_diff_pytorch import MedSegDiff, Unet  # noqa: E402
+
+from medsegdiff_training.checkpoint import Checkpoint  # noqa: E402
+from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config  # noqa: E402
+from medsegdiff_training.inference import SamplingSettings, Segmenter  # noqa: E402
+from medsegdiff_training.model import MedSegDiffUNet, count_parameters  # noqa: E402
+from medsegdiff_training.samplers import run_to_end  # noqa: E402
+from medsegdiff_training.schedule import NoiseSchedule, diffusion_loss  # noqa: E402
+
+PAIRS = {
+    # name: (image size, our base channels, their dim)
+    "3M": (96, 32, 16),
+    "13M": (128, 64, 32),
+}
+
+
+def ours(size: int, base: int):
+    config = named_config("cpu", image_size=(size, size), base_channels=base)
+    model = MedSegDiffUNet(config)
+    segmenter = Segmenter(Checkpoint(model, config, DiffusionConfig(), PreprocessConfig()), device="cpu")
+    return model, segmenter
+
+
+def theirs(size: int, dim: int):
+    unet = Unet(dim=dim, image_size=size, mask_channels=1, input_img_channels=1, dim_mults=(1, 2, 4, 8))
+    return unet, MedSegDiff(unet, timesteps=1000, sampling_timesteps=10).eval()
+
+
+def measure_pair(name: str, repeats: int, steps: int = 10) -> dict:
+    size, base, dim = PAIRS[name]
+    our_model, segmenter = ours(size, base)
+    their_unet, their_diffusion = theirs(size, dim)
+    image = torch.randn(1, 1, size, size)
+    settings = SamplingSettings(sampler="ddim", steps=steps, seed=0)
+    sample_ours = lambda: run_to_end(segmenter.denoise(image, settings))  # noqa: E731
+    sample_theirs = lambda: their_diffusion.sample(image)  # noqa: E731
+
+    schedule = NoiseSchedule(DiffusionConfig())
+    our_optimizer = torch.optim.AdamW(our_model.parameters(), lr=1e-4)
+    their_optimizer = torch.optim.AdamW(their_diffusion.parameters(), lr=1e-4)
+    images, masks = torch.randn(4, 1, size, size), (torch.rand(4, 1, size, size) > 0.5).float()
+
+    def train_ours():
+        our_model.train()
+        loss = diffusion_loss(our_model, schedule, images, masks * 2 - 1)
+        our_optimizer.zero_grad()
+        loss.backward()
+        our_optimizer.step()
+
+    def train_theirs():
+        their_diffusion.train()
+        loss = their_diffusion(masks, images)
+        their_optimizer.zero_grad()
+        loss.backward()
+        their_optimizer.step()
+
+    rounds: dict[str, list[float]] = {k: [] for k in ("step_ours", "step_theirs", "train_ours", "train_theirs")}
+    for _ in range(repeats):  # alternate so that machine noise hits both alike
+        rounds["step_ours"].append(timed(sample_ours, 1, warmup=0)["median_s"] / steps)
+        rounds["step_theirs"].append(timed(sample_theirs, 1, warmup=0)["median_s"] / steps)
+        rounds["train_ours"].append(timed(train_ours, 1, warmup=0)["median_s"])
+        rounds["train_theirs"].append(timed(train_theirs, 1, warmup=0)["median_s"])
+    median = {k: sorted(v)[len(v) // 2] for k, v in rounds.items()}
+    return {
+        "input_size": size,
+        "parameters_ours": count_parameters(our_model),
+        "parameters_theirs": sum(p.numel() for p in their_unet.parameters()),
+        "seconds_per_step_ours": median["step_ours"],
+        "seconds_per_step_theirs": median["step_theirs"],
+        "step_speedup": median["step_theirs"] / median["step_ours"],
+        "train_images_per_s_ours": 4 / median["train_ours"],
+        "train_images_per_s_theirs": 4 / median["train_theirs"],
+        "train_speedup": median["train_theirs"] / median["train_ours"],
+        "all_rounds": rounds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--pairs", nargs="*", default=list(PAIRS))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    # warm both code paths once before timing anything
+    for name in args.pairs:
+        measure_pair(name, repeats=1, steps=2)
+    results = {name: measure_pair(name, args.repeats) for name in args.pairs}
+    for name, r in results.items():
+        print(f"{name}: {r['parameters_ours'] / 1e6:.2f}M vs {r['parameters_theirs'] / 1e6:.2f}M params at {r['input_size']}^2 | "
+              f"step {r['seconds_per_step_ours']:.3f}s vs {r['seconds_per_step_theirs']:.3f}s ({r['step_speedup']:.1f}x) | "
+              f"train {r['train_images_per_s_ours']:.2f} vs {r['train_images_per_s_theirs']:.2f} img/s ({r['train_speedup']:.1f}x)")
+    write_result("vs_lucidrains", {"environment": environment("cpu"), "peer": "med-seg-diff-pytorch 0.3.3", "pairs": results})
+
+
+if __name__ == "__main__":
+    main()
