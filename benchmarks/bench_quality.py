@@ -1,0 +1,92 @@
+"""Segmentation quality on the DDTI test split, beside the trivial baselines.
+
+    python benchmarks/bench_quality.py --model default [--unet runs/unet_baseline/unet.safetensors]
+
+Scores (Dice at 0.5, the official 5-threshold Dice, IoU, HD95 in pixels) for DDPM with
+the paper's 100 steps, the fast samplers at several step counts (steps vs Dice), an
+ensemble, and beside them: the fixed blob (thresholded mean training mask, no model:
+Dice 0.817 per the data README), predicting everything as nodule, and the plain U-Net
+trained under the same CPU budget (``benchmarks/unet_baseline.py``). A checkpoint folder
+can stand in for ``--model``, e.g. an ablation variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import environment, write_result
+
+from medsegdiff_training.checkpoint import load_checkpoint
+from medsegdiff_training.data import find_pairs, read_array
+from medsegdiff_training.evaluation import evaluate_pairs, fixed_blob_baseline
+from medsegdiff_training.inference import SamplingSettings, Segmenter
+from medsegdiff_training.metrics import score, summarise_scores
+from medsegdiff_training.registry import ModelRegistry
+
+DEFAULT_PLANS = ["ddpm:100", "ddim:5", "ddim:10", "ddim:20", "ddim:50", "dpm++:5", "dpm++:10", "dpm++:20", "ddim:10:5"]
+
+
+def load(spec: str, device: str):
+    path = Path(spec)
+    checkpoint = load_checkpoint(path) if path.is_dir() else ModelRegistry().load(spec)
+    return Segmenter(checkpoint, device=device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/ddti"))
+    parser.add_argument("--plans", nargs="*", default=DEFAULT_PLANS, help="sampler:steps[:ensemble]")
+    parser.add_argument("--unet", type=Path, default=Path("runs/unet_baseline/unet.safetensors"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=22)
+    parser.add_argument("--name", default="quality_ddti")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = args.data
+    test = find_pairs(data / "images", data / "masks", data / "split.csv", "test")
+    train = find_pairs(data / "images", data / "masks", data / "split.csv", "train")
+    truths = [read_array(p.mask) > 127 for p in test]
+    baselines = {
+        "fixed_blob": fixed_blob_baseline([read_array(p.mask) > 127 for p in train], truths),
+        "all_foreground": summarise_scores([score(np.ones_like(t, np.uint8), t, 2) for t in truths]),
+    }
+    if args.unet.is_file():
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from unet_baseline import evaluate_unet
+
+        baselines["unet_same_budget"] = evaluate_unet(args.unet, data)
+    for name, summary in baselines.items():
+        print(f"{name}: Dice {summary['dice']:.4f}", flush=True)
+    segmenter = load(args.model, args.device)
+    results = []
+    for plan in args.plans:
+        sampler, steps, *rest = plan.split(":")
+        settings = SamplingSettings(sampler=sampler, steps=int(steps), ensemble=int(rest[0]) if rest else 1, seed=0)
+        started = time.perf_counter()
+        report = evaluate_pairs(segmenter, test, settings, batch_size=max(1, args.batch_size // settings.ensemble))
+        seconds = time.perf_counter() - started
+        results.append({"settings": settings.to_dict(), "summary": report.summary, "seconds": seconds})
+        s = report.summary
+        print(f"{plan}: Dice {s['dice']:.4f} (5-thr {s['dice_5threshold']:.4f}) IoU {s['iou']:.4f} "
+              f"HD95 {s['hd95']:.1f} px, {seconds:.0f} s", flush=True)
+    write_result(args.name, {
+        "environment": environment(segmenter.device),
+        "model": args.model,
+        "model_metadata": {k: v for k, v in segmenter.checkpoint.metadata.items() if k in ("version", "training", "created")},
+        "data": "DDTI test split (132 images)",
+        "baselines": baselines,
+        "results": results,
+    })
+
+
+if __name__ == "__main__":
+    main()

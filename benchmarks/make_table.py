@@ -1,0 +1,101 @@
+"""Render benchmarks/results/*.json as Markdown and put it into README.md.
+
+    python benchmarks/make_table.py          # rewrites the block between the markers
+
+The README block sits between ``<!-- benchmarks:start -->`` and ``<!-- benchmarks:end -->``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _env(result: dict) -> str:
+    e = result["environment"]
+    where = e.get("gpu", e["machine"])
+    return f"*{e['date']}, {where}, torch {e['torch']}, {e['threads']} threads, device {e['device']}*"
+
+
+def sampling_table(result: dict) -> list[str]:
+    lines = [f"**Sampling** (`bench_sampling.py`, model `{result['model']}`, 256x256 image) — {_env(result)}", "",
+             "| sampler | steps | ensemble | s / mask | ms / step | peak extra memory (MiB) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in result["runs"]:
+        lines.append(f"| {r['sampler']} | {r['steps']} | {r['ensemble']} | {r['seconds_per_mask']:.2f} | "
+                     f"{r['seconds_per_step'] * 1000:.0f} | {r['peak_memory_mib']:.0f} |")
+    return lines
+
+
+def peer_table(result: dict) -> list[str]:
+    lines = [f"**Against lucidrains' {result['peer']}** (`bench_vs_lucidrains.py`, alternating, medians) — {_env(result)}", "",
+             "| pair | input | params ours / theirs | s per step ours / theirs | step speed-up | train img/s ours / theirs | train speed-up |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in result["pairs"].items():
+        lines.append(
+            f"| {name} | {r['input_size']}² | {r['parameters_ours'] / 1e6:.1f}M / {r['parameters_theirs'] / 1e6:.1f}M | "
+            f"{r['seconds_per_step_ours']:.3f} / {r['seconds_per_step_theirs']:.3f} | **{r['step_speedup']:.1f}×** | "
+            f"{r['train_images_per_s_ours']:.2f} / {r['train_images_per_s_theirs']:.2f} | **{r['train_speedup']:.1f}×** |")
+    return lines
+
+
+def quality_table(result: dict) -> list[str]:
+    lines = [f"**Quality on the DDTI test split** (`bench_quality.py`, model `{result['model']}`, 132 images) — {_env(result)}", "",
+             "| method | Dice | Dice (5 thresholds) | IoU | HD95 (px) | time (s) |", "|---|---:|---:|---:|---:|---:|"]
+    names = {"fixed_blob": "fixed blob, no model (trivial)", "all_foreground": "everything is nodule (trivial)",
+             "unet_same_budget": "plain U-Net, same CPU budget"}
+    for key, s in result["baselines"].items():
+        five = f"{s['dice_5threshold']:.3f}" if "dice_5threshold" in s else "–"
+        lines.append(f"| {names.get(key, key)} | {s['dice']:.3f} | {five} | {s['iou']:.3f} | {s['hd95']:.1f} | – |")
+    for r in result["results"]:
+        st, s = r["settings"], r["summary"]
+        label = f"MedSegDiff {st['sampler']}, {st['steps']} steps" + (f", ensemble {st['ensemble']}" if st["ensemble"] > 1 else "")
+        lines.append(f"| {label} | {s['dice']:.3f} | {s['dice_5threshold']:.3f} | {s['iou']:.3f} | {s['hd95']:.1f} | {r['seconds']:.0f} |")
+    return lines
+
+
+def training_table(result: dict) -> list[str]:
+    lines = [f"**Training throughput** (`bench_training.py`) — {_env(result)}", "",
+             "| config | params | input | batch | images / s |", "|---|---:|---:|---:|---:|"]
+    for r in result["runs"]:
+        lines.append(f"| {r['config']} | {r['parameters'] / 1e6:.1f}M | {r['input_size'][0]}x{r['input_size'][1]} | "
+                     f"{r['batch']} | {r['images_per_s']:.2f} |")
+    return lines
+
+
+def render() -> str:
+    blocks = []
+    for name, renderer in [("quality_ddti", quality_table), ("sampling_cpu", sampling_table),
+                           ("sampling_cuda", sampling_table), ("vs_lucidrains", peer_table),
+                           ("training_cpu", training_table), ("training_cuda", training_table)]:
+        result = _load(name)
+        if result is not None:
+            blocks.append("\n".join(renderer(result)))
+    for path in sorted(RESULTS.glob("quality_*.json")):
+        if path.stem != "quality_ddti":
+            blocks.append("\n".join(quality_table(json.loads(path.read_text()))))
+    return "\n\n".join(blocks) if blocks else "_No benchmark results yet._"
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"README.md has no {START} ... {END} block")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}\n{render()}\n{END}{tail}")
+    print("README.md benchmark block updated")
+
+
+if __name__ == "__main__":
+    main()
