@@ -36,6 +36,10 @@ class RegistryError(MedSegDiffError):
     """A model version is unknown, protected, or the registry is unusable."""
 
 
+class CorrectionsError(MedSegDiffError):
+    """The corrections store cannot be read or written (missing folder, disk full...)."""
+
+
 class DeviceError(MedSegDiffError):
     """The requested compute device is not available."""
 

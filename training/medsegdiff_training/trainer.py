@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +30,7 @@ from .config import DiffusionConfig, ModelConfig, PreprocessConfig
 from .data.augment import AugmentConfig, augment_batch
 from .data.dataset import SegmentationDataset
 from .device import resolve_device
+from .distributed import barrier, gather_objects, max_over_ranks
 from .errors import Cancelled, ConfigError, DatasetError
 from .inference import SamplingSettings, model_space_to_probabilities
 from .metrics import dice
@@ -37,6 +40,8 @@ from .schedule import NoiseSchedule, diffusion_loss, mask_to_model_space
 from .training_state import has_training_state, load_training_state, save_training_state
 
 CancelToken = Callable[[], bool] | threading.Event | None
+LOG_FILE = "log.jsonl"
+FINAL_DIR = "final"
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,171 @@ def validation_dice(
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def _weights_digest(*modules: torch.nn.Module) -> str:
+    """SHA-256 over the state of ``modules``: equal on every rank when DDP kept them in step."""
+    hasher = hashlib.sha256()
+    for module in modules:
+        for name, tensor in sorted(module.state_dict().items()):
+            hasher.update(name.encode())
+            hasher.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return hasher.hexdigest()
+
+
+class _Run:
+    """One run's moving parts: network, EMA, optimiser, data order, clock and history."""
+
+    def __init__(
+        self,
+        model_or_config: MedSegDiffUNet | ModelConfig,
+        train_data: SegmentationDataset,
+        run_dir: Path,
+        config: TrainConfig,
+        validation_data: SegmentationDataset | None,
+        diffusion: DiffusionConfig,
+        resume: bool,
+    ) -> None:
+        self.run_dir, self.config, self.train_data = run_dir, config, train_data
+        self.validation_data = validation_data if validation_data is not None and len(validation_data) else None
+        self.device = resolve_device(config.device)
+        self.rank, self.world = _rank(), _world()
+        torch.manual_seed(config.seed)  # the same initial weights on every rank
+        model = model_or_config if isinstance(model_or_config, MedSegDiffUNet) else MedSegDiffUNet(model_or_config)
+        self.model = model.to(self.device).train()
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.generator = torch.Generator().manual_seed(config.seed * 1000 + self.rank)
+        self.schedule = NoiseSchedule(diffusion)
+        self.batches = _Batches(train_data, config.batch_size, config.seed)
+        self.step, self.elapsed_before = 0, 0.0
+        self.history: list[dict[str, Any]] = []
+        self.best: float | None = None
+        torch.manual_seed(config.seed + self.rank)  # but different noise on each rank
+        if resume and has_training_state(run_dir):
+            info = load_training_state(run_dir, self.model, self.ema, self.optimizer, self.generator)
+            self.step, self.elapsed_before = int(info["step"]), float(info["elapsed_s"])
+            self.history, self.best = info.get("history", []), info.get("best_validation_dice")
+            self.batches.restore(info["batches"])
+            if self.world > 1:  # the saved RNG state is rank 0's: give each rank its own again
+                torch.manual_seed(config.seed + self.rank + 7919 * self.step)
+            if self.rank == 0:  # the log must match the state resumed from, no line twice
+                self._rewrite_log()
+        self.network: torch.nn.Module = DistributedDataParallel(self.model) if self.world > 1 else self.model
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if config.amp and self.device.type == "cuda"
+            else contextlib.nullcontext()
+        )
+        self.started = time.monotonic()
+        self.last_validation: float | None = self.history[-1]["validation_dice"] if self.history else None
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def budget_spent(self) -> bool:
+        if self.config.steps is not None and self.step >= self.config.steps:
+            return True
+        return self.config.minutes is not None and self.elapsed() >= self.config.minutes * 60
+
+    def remaining_s(self) -> float | None:
+        spent, estimates = self.elapsed(), []
+        if self.config.steps is not None and self.step:
+            estimates.append(spent / self.step * (self.config.steps - self.step))
+        if self.config.minutes is not None:
+            estimates.append(max(self.config.minutes * 60 - spent, 0.0))
+        return min(estimates) if estimates else None
+
+    def train_step(self) -> float:
+        images, labels = self.batches.next()
+        images, labels = images.to(self.device), labels.to(self.device)
+        x0 = mask_to_model_space(labels, self.model.config.num_classes)
+        if self.config.augment is not None:
+            images, x0 = augment_batch(images, x0, self.config.augment, generator=None)
+        with self.autocast:
+            loss = diffusion_loss(self.network, self.schedule, images, x0)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        # EMA warm-up: short fine-tunes must not be dominated by the starting weights
+        _update_ema(self.ema, self.model, min(self.config.ema_decay, (1 + self.step) / (10 + self.step)))
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(
+                f"The training loss became {loss_value} at step {self.step}; lower the learning rate."
+            )
+        return loss_value
+
+    def validate(self, loss_value: float | None) -> None:
+        """Score the EMA weights on the validation data (rank 0) and log it."""
+        assert self.validation_data is not None
+        if self.rank == 0:
+            self.last_validation = validation_dice(
+                self.ema, self.schedule, self.validation_data, self.config.validation_sampling,
+                self.device, self.config.validation_images,
+            )
+            self.best = self.last_validation if self.best is None else max(self.best, self.last_validation)
+        self.history.append(
+            {"step": self.step, "loss": loss_value, "validation_dice": self.last_validation, "elapsed_s": self.elapsed()}
+        )
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with (self.run_dir / LOG_FILE).open("a") as log:
+                log.write(json.dumps(self.history[-1]) + "\n")
+        barrier()
+
+    def _rewrite_log(self) -> None:
+        text = "".join(json.dumps(entry) + "\n" for entry in self.history)
+        temporary = self.run_dir / f".{LOG_FILE}.tmp"
+        temporary.write_text(text)
+        os.replace(temporary, self.run_dir / LOG_FILE)
+
+    def save_state(self) -> None:
+        if self.rank == 0:
+            save_training_state(
+                self.run_dir, self.model, self.ema, self.optimizer, self.generator,
+                {"step": self.step, "elapsed_s": self.elapsed(), "history": self.history,
+                 "best_validation_dice": self.best, "batches": self.batches.state(),
+                 "train_config": self.config.to_dict()},
+            )
+        barrier()
+
+    def progress(self, loss_value: float) -> TrainProgress:
+        spent = self.elapsed()
+        return TrainProgress(
+            self.step, self.config.steps, loss_value, self.last_validation, spent, self.remaining_s(),
+            self.step * self.config.batch_size * self.world / max(spent, 1e-9),
+        )
+
+    def finish(self, metadata: dict[str, Any] | None, preprocess: PreprocessConfig, diffusion: DiffusionConfig) -> Path | None:
+        """Write ``final/`` (EMA weights and everything said about them) from rank 0."""
+        digests = gather_objects(_weights_digest(self.model, self.ema)) if self.world > 1 else None
+        if self.rank != 0:
+            barrier()
+            return None
+        document = dict(metadata or {})
+        training = dict(document.get("training") or {})
+        training.update(
+            {"steps": self.step, "wall_time_s": round(self.elapsed(), 1), "world_size": self.world,
+             "device": str(self.device), "data_digest": self.train_data.digest(), "images": len(self.train_data),
+             "config": self.config.to_dict()}
+        )
+        if digests is not None:
+            training["rank_weight_digests"] = digests
+        document["training"] = training
+        if self.last_validation is not None:
+            metrics = dict(document.get("metrics") or {})
+            metrics["validation_dice"] = self.last_validation
+            metrics["best_validation_dice"] = self.best
+            document["metrics"] = metrics
+        final = save_checkpoint(self.run_dir / FINAL_DIR, self.ema, diffusion, preprocess, overwrite=True, **document)
+        barrier()
+        return final
+
+
 def train(
     model_or_config: MedSegDiffUNet | ModelConfig,
     train_data: SegmentationDataset,
@@ -209,10 +379,14 @@ def train(
 ) -> TrainResult:
     """Train (or continue training) a MedSegDiff model; see :class:`TrainConfig`.
 
-    The run folder gets ``state/`` (resumable, every ``checkpoint_every`` steps and on
-    cancel), ``log.jsonl`` (one line per validation) and, when the budget is reached,
-    ``final/`` (a checkpoint of the EMA weights). With ``resume`` a run folder that has a
-    state continues where it stopped. Under ``torchrun`` only rank 0 writes.
+    The run folder gets ``state/`` (resumable: every ``checkpoint_every`` steps, on
+    cancel and at the end), ``log.jsonl`` (one line per validation) and, when the budget
+    is spent, ``final/`` (a checkpoint of the EMA weights, validated once more at the end
+    when there is validation data). With ``resume`` a run folder that has a state
+    continues where it stopped, with nothing lost. ``progress`` gets a
+    :class:`TrainProgress` after every step; ``cancel`` (a callable or an Event) stops
+    the run before the next step, its state saved. Under ``torchrun`` every rank trains
+    on its share of the data, ranks stop together and only rank 0 writes.
 
     Examples
     --------
@@ -226,116 +400,29 @@ def train(
     run_dir = Path(run_dir)
     if len(train_data) == 0:
         raise DatasetError("There is no training data.")
-    device = resolve_device(config.device)
-    rank, world = _rank(), _world()
-    torch.manual_seed(config.seed + rank)
-    model = model_or_config if isinstance(model_or_config, MedSegDiffUNet) else MedSegDiffUNet(model_or_config)
-    model = model.to(device).train()
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed * 1000 + rank)
-    schedule = NoiseSchedule(diffusion)
-    batches = _Batches(train_data, config.batch_size, config.seed)
-    step, elapsed_before, history = 0, 0.0, []
-    best: float | None = None
-    if resume and has_training_state(run_dir):
-        info = load_training_state(run_dir, model, ema, optimizer, generator)
-        step, elapsed_before = int(info["step"]), float(info["elapsed_s"])
-        history, best = info.get("history", []), info.get("best_validation_dice")
-        batches.restore(info["batches"])
-    network: torch.nn.Module = DistributedDataParallel(model) if world > 1 else model
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if config.amp and device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-    started = time.monotonic()
-    last_validation: float | None = history[-1]["validation_dice"] if history else None
-
-    def elapsed() -> float:
-        return elapsed_before + time.monotonic() - started
-
-    def budget_left() -> bool:
-        if config.steps is not None and step >= config.steps:
-            return False
-        return config.minutes is None or elapsed() < config.minutes * 60
-
-    def save_state() -> None:
-        if rank == 0:
-            save_training_state(
-                run_dir, model, ema, optimizer, generator,
-                {"step": step, "elapsed_s": elapsed(), "history": history,
-                 "best_validation_dice": best, "batches": batches.state(), "train_config": config.to_dict()},
-            )
-        if world > 1:
-            dist.barrier()
-
-    cancelled = False
-    while budget_left():
-        if is_cancelled(cancel):
-            cancelled = True
+    run = _Run(model_or_config, train_data, run_dir, config, validation_data, diffusion, resume)
+    cancelled, loss_value = False, None
+    while True:
+        # every rank must agree to stop at the same step, or DDP waits forever
+        reason = max_over_ranks(2 if is_cancelled(cancel) else 1 if run.budget_spent() else 0, run.device)
+        if reason:
+            cancelled = reason == 2
             break
-        images, labels = batches.next()
-        images, labels = images.to(device), labels.to(device)
-        x0 = mask_to_model_space(labels, model.config.num_classes)
-        if config.augment is not None:
-            images, x0 = augment_batch(images, x0, config.augment, generator=None)
-        with autocast:
-            loss = diffusion_loss(network, schedule, images, x0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        step += 1
-        # EMA warm-up: short fine-tunes must not be dominated by the starting weights
-        _update_ema(ema, model, min(config.ema_decay, (1 + step) / (10 + step)))
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"The training loss became {loss_value} at step {step}; lower the learning rate.")
-        if validation_data is not None and len(validation_data) and step % config.validate_every == 0:
-            if rank == 0:
-                last_validation = validation_dice(
-                    ema, schedule, validation_data, config.validation_sampling, device, config.validation_images
-                )
-                best = last_validation if best is None else max(best, last_validation)
-            history.append({"step": step, "loss": loss_value, "validation_dice": last_validation, "elapsed_s": elapsed()})
-            if rank == 0:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                with (run_dir / "log.jsonl").open("a") as log:
-                    log.write(json.dumps(history[-1]) + "\n")
-        if step % config.checkpoint_every == 0:
-            save_state()
-        if progress is not None and rank == 0:
-            spent = elapsed()
-            remaining = []
-            if config.steps is not None:
-                remaining.append(spent / step * (config.steps - step))
-            if config.minutes is not None:
-                remaining.append(max(config.minutes * 60 - spent, 0.0))
-            progress(
-                TrainProgress(
-                    step, config.steps, loss_value, last_validation, spent,
-                    min(remaining) if remaining else None,
-                    step * config.batch_size * world / max(spent, 1e-9),
-                )
-            )
-    save_state()
-    final = None
-    if not cancelled and rank == 0:
-        document = dict(metadata or {})
-        document.setdefault("training", {})
-        document["training"].update(
-            {"steps": step, "wall_time_s": round(elapsed(), 1), "world_size": world,
-             "device": str(device), "data_digest": train_data.digest(), "images": len(train_data),
-             "config": config.to_dict()}
-        )
-        if best is not None:
-            document.setdefault("metrics", {})["validation_dice"] = last_validation
-        final = save_checkpoint(run_dir / "final", ema, diffusion, preprocess, overwrite=True, **document)
-    if world > 1:
-        dist.barrier()
-    return TrainResult(run_dir, step, cancelled, final, history, best)
+        loss_value = run.train_step()
+        if run.validation_data is not None and run.step % config.validate_every == 0:
+            run.validate(loss_value)
+        if run.step % config.checkpoint_every == 0:
+            run.save_state()
+        if progress is not None and run.rank == 0:
+            progress(run.progress(loss_value))
+    validated_last = bool(run.history) and run.history[-1]["step"] == run.step
+    if not cancelled and run.validation_data is not None and run.step and not validated_last:
+        run.validate(loss_value)
+        if progress is not None and run.rank == 0 and loss_value is not None:
+            progress(run.progress(loss_value))
+    run.save_state()
+    final = None if cancelled else run.finish(metadata, preprocess, diffusion)
+    return TrainResult(run_dir, run.step, cancelled, final, run.history, run.best)
 
 
 def raise_if_cancelled(result: TrainResult) -> TrainResult:

@@ -1,0 +1,309 @@
+"""The corrections store: what annotators fixed, kept for fine-tuning.
+
+The napari plugin writes one entry per export; fine-tuning reads the store as a dataset.
+The store is append-only and crash-safe: an entry's folder is written under a hidden
+name and renamed into place, and only then is its line appended to ``manifest.jsonl``. An
+entry is complete when both exist; anything else (a hidden partial folder, a folder
+without its line, a torn last line) is ignored. The exact on-disk format is in
+``docs/corrections-store.md``::
+
+    <store>/
+        manifest.jsonl                 one JSON object per line, one line per entry
+        entries/
+            20261124-230112-3f9a01c2/  one entry
+                image.tif              the image as shown (2D, 2D + channels, or a volume)
+                labels.tif             the corrected label map
+                prediction.tif         the model's original label map (optional)
+                entry.json             the same record as the manifest line
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import ModelConfig, PreprocessConfig
+from .data.dataset import SegmentationDataset
+from .errors import CorrectionsError, InvalidImageError, InvalidMaskError
+from .paths import default_corrections_root
+
+MANIFEST = "manifest.jsonl"
+ENTRIES = "entries"
+ENTRY_FILE = "entry.json"
+IMAGE_FILE, LABELS_FILE, PREDICTION_FILE = "image.tif", "labels.tif", "prediction.tif"
+STORE_FORMAT = "medsegdiff-corrections"
+STORE_FORMAT_VERSION = 1
+
+
+@dataclass
+class CorrectionEntry:
+    """One exported correction: its id, its folder and its manifest record."""
+
+    id: str
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def created(self) -> str:
+        return str(self.manifest.get("created", ""))
+
+    @property
+    def fraction_changed(self) -> float | None:
+        return self.manifest.get("fraction_changed")
+
+
+def _layout(image: np.ndarray, labels: np.ndarray) -> tuple[str, int | None]:
+    """How ``image`` relates to ``labels``: ("2d" | "volume", channel axis or None)."""
+    if labels.ndim == 2:
+        if image.shape == labels.shape:
+            return "2d", None
+        if image.ndim == 3 and image.shape[:2] == labels.shape and image.shape[2] <= 4:
+            return "2d", 2
+        if image.ndim == 3 and image.shape[1:] == labels.shape and image.shape[0] <= 4:
+            return "2d", 0
+    elif labels.ndim == 3 and image.shape == labels.shape:
+        return "volume", None
+    raise InvalidMaskError(
+        f"The labels have shape {labels.shape} but the image has {image.shape}: the label map must cover "
+        "the image pixel for pixel (a 2D image, a 2D image with up to 4 channels, or a volume of the same shape)."
+    )
+
+
+def _write_tiff(path: Path, array: np.ndarray) -> None:
+    import tifffile
+
+    # minisblack keeps every array exactly as given (no RGB guessing)
+    tifffile.imwrite(path, array, photometric="minisblack", compression="zlib")
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    return np.asarray(tifffile.imread(path))
+
+
+def _label_dtype(labels: np.ndarray) -> np.dtype:
+    top = int(labels.max()) if labels.size else 0
+    return np.dtype(np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32)
+
+
+class CorrectionsStore:
+    """An append-only folder of corrections; see the module docstring.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> store = CorrectionsStore(tempfile.mkdtemp())
+    >>> image = np.random.rand(40, 40); labels = np.zeros((40, 40), np.uint8); labels[10:20, 10:20] = 1
+    >>> entry = store.add(image, labels, prediction=np.zeros_like(labels), model_version="default")
+    >>> len(store), entry.manifest["fraction_changed"]
+    (1, 0.0625)
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_corrections_root()
+
+    def __repr__(self) -> str:
+        return f"CorrectionsStore({str(self.root)!r})"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    # -- writing ---------------------------------------------------------------------
+
+    def add(
+        self,
+        image: np.ndarray,
+        labels: np.ndarray,
+        prediction: np.ndarray | None = None,
+        *,
+        source_path: str | None = None,
+        image_layer: str | None = None,
+        labels_layer: str | None = None,
+        scale: list[float] | None = None,
+        translate: list[float] | None = None,
+        affine: list[list[float]] | None = None,
+        model_version: str | None = None,
+        sampler_settings: dict | None = None,
+        allow_empty: bool = False,
+        extra: dict | None = None,
+    ) -> CorrectionEntry:
+        """Store one correction and return its entry; never overwrites an earlier one.
+
+        ``labels`` must cover ``image`` pixel for pixel. An empty label map is refused
+        unless ``allow_empty`` says the image truly shows nothing to segment.
+        """
+        image, labels = np.asarray(image), np.asarray(labels)
+        if not (np.issubdtype(image.dtype, np.number) or image.dtype == bool) or image.ndim not in (2, 3):
+            raise InvalidImageError(f"A correction's image must be a 2D or 3D numeric array, got {image.dtype} {image.shape}.")
+        if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+            raise InvalidMaskError(f"A label map holds integers; got dtype {labels.dtype}.")
+        if labels.size and labels.min() < 0:
+            raise InvalidMaskError("A label map holds non-negative labels; found a negative one.")
+        layout, channel_axis = _layout(image, labels)
+        if not labels.any() and not allow_empty:
+            raise InvalidMaskError(
+                "The label map is empty. If the image truly shows nothing to segment, confirm it is a "
+                "true negative (allow_empty) before exporting; otherwise paint the labels first."
+            )
+        fraction_changed = None
+        if prediction is not None:
+            prediction = np.asarray(prediction)
+            if prediction.shape != labels.shape:
+                raise InvalidMaskError(
+                    f"The prediction has shape {prediction.shape} but the labels have {labels.shape}."
+                )
+            fraction_changed = float(np.mean(prediction.astype(np.int64) != labels.astype(np.int64)))
+        entry_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        record: dict[str, Any] = {
+            "format": STORE_FORMAT,
+            "format_version": STORE_FORMAT_VERSION,
+            "id": entry_id,
+            "folder": f"{ENTRIES}/{entry_id}",
+            "files": {"image": IMAGE_FILE, "labels": LABELS_FILE, "prediction": PREDICTION_FILE if prediction is not None else None},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "source_path": source_path,
+            "image_layer": image_layer,
+            "labels_layer": labels_layer,
+            "layout": layout,
+            "channel_axis": channel_axis,
+            "shape": list(image.shape),
+            "labels_shape": list(labels.shape),
+            "image_dtype": str(image.dtype),
+            "scale": None if scale is None else [float(s) for s in scale],
+            "translate": None if translate is None else [float(t) for t in translate],
+            "affine": None if affine is None else np.asarray(affine, dtype=float).tolist(),
+            "model_version": model_version,
+            "sampler_settings": sampler_settings,
+            "fraction_changed": fraction_changed,
+            "labels_present": sorted(int(v) for v in np.unique(labels) if v != 0),
+            "empty_confirmed": bool(not labels.any()),
+            "extra": extra or {},
+        }
+        try:
+            line = json.dumps(record, sort_keys=True)
+        except TypeError as error:
+            raise CorrectionsError(f"The correction's metadata cannot be stored as JSON: {error}") from None
+        self._write_entry(entry_id, record, image, labels, prediction)
+        self._append(line)
+        return CorrectionEntry(entry_id, self.root / ENTRIES / entry_id, record)
+
+    def _write_entry(
+        self, entry_id: str, record: dict[str, Any], image: np.ndarray, labels: np.ndarray, prediction: np.ndarray | None
+    ) -> None:
+        entries = self.root / ENTRIES
+        staging: Path | None = None
+        try:
+            entries.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{entry_id}.partial-", dir=entries))
+            _write_tiff(staging / IMAGE_FILE, image.astype(np.uint8) if image.dtype == bool else image)
+            _write_tiff(staging / LABELS_FILE, labels.astype(_label_dtype(labels)))
+            if prediction is not None:
+                _write_tiff(staging / PREDICTION_FILE, prediction.astype(_label_dtype(prediction)))
+            (staging / ENTRY_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+            os.rename(staging, entries / entry_id)
+        except OSError as error:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise CorrectionsError(
+                f"Could not write the correction into {self.root} ({error.strerror or error}); "
+                "free some disk space or choose another corrections folder. Earlier corrections are unharmed."
+            ) from None
+
+    def _append(self, line: str) -> None:
+        try:
+            with open(self.manifest_path, "a+b") as manifest:
+                manifest.seek(0, os.SEEK_END)
+                # a writer that crashed mid-line left no newline: start a fresh line after it
+                prefix = b""
+                if manifest.tell() > 0:
+                    manifest.seek(-1, os.SEEK_END)
+                    if manifest.read(1) != b"\n":
+                        prefix = b"\n"
+                manifest.write(prefix + line.encode() + b"\n")
+                manifest.flush()
+                os.fsync(manifest.fileno())
+        except OSError as error:
+            raise CorrectionsError(
+                f"Could not record the correction in {self.manifest_path} ({error.strerror or error}); "
+                "free some disk space and export again. Earlier corrections are unharmed."
+            ) from None
+
+    # -- reading ---------------------------------------------------------------------
+
+    def entries(self) -> list[CorrectionEntry]:
+        """Complete entries, oldest first (manifest line and folder both present)."""
+        if not self.manifest_path.is_file():
+            return []
+        found, seen = [], set()
+        try:
+            text = self.manifest_path.read_text(encoding="utf-8", errors="replace")
+        except OSError as error:
+            raise CorrectionsError(f"Cannot read {self.manifest_path}: {error}") from None
+        for raw in text.splitlines():
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue  # a torn line from a crashed writer
+            entry_id = record.get("id") if isinstance(record, dict) else None
+            if not isinstance(entry_id, str) or entry_id in seen or entry_id.startswith("."):
+                continue
+            folder = self.root / ENTRIES / entry_id
+            if (folder / ENTRY_FILE).is_file() and (folder / LABELS_FILE).is_file():
+                seen.add(entry_id)
+                found.append(CorrectionEntry(entry_id, folder, record))
+        return found
+
+    def __len__(self) -> int:
+        return len(self.entries())
+
+    def read(self, entry: CorrectionEntry) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The entry's image, labels and (when stored) the model's prediction."""
+        try:
+            image = _read_tiff(entry.path / IMAGE_FILE)
+            labels = _read_tiff(entry.path / LABELS_FILE)
+            prediction_path = entry.path / PREDICTION_FILE
+            prediction = _read_tiff(prediction_path) if prediction_path.is_file() else None
+        except Exception as error:  # tifffile raises its own types for damaged files
+            raise CorrectionsError(f"The correction {entry.id} in {self.root} cannot be read: {error}") from None
+        return image, labels, prediction
+
+    def training_pairs(self, entries: list[CorrectionEntry] | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """2D (name, image, labels) pairs: volumes give their labelled slices (axis 0)."""
+        pairs = []
+        for entry in self.entries() if entries is None else entries:
+            image, labels, _ = self.read(entry)
+            layout = entry.manifest.get("layout", "2d")
+            if layout == "volume":
+                empty_confirmed = bool(entry.manifest.get("empty_confirmed"))
+                for z in range(labels.shape[0]):
+                    if labels[z].any() or empty_confirmed:
+                        pairs.append((f"{entry.id}[{z}]", image[z], labels[z]))
+            else:
+                if entry.manifest.get("channel_axis") == 0:
+                    image = np.moveaxis(image, 0, -1)
+                pairs.append((entry.id, image, labels))
+        return pairs
+
+    def as_dataset(
+        self,
+        model_config: ModelConfig,
+        preprocess: PreprocessConfig | None = None,
+        entries: list[CorrectionEntry] | None = None,
+    ) -> SegmentationDataset:
+        """The store (or some of its ``entries``) as a training dataset at the model's size."""
+        pairs = self.training_pairs(entries)
+        return SegmentationDataset.from_arrays(
+            [image for _, image, _ in pairs], [labels for _, _, labels in pairs], model_config, preprocess,
+            names=[name for name, _, _ in pairs],
+        )

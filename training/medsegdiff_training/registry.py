@@ -1,0 +1,401 @@
+"""The model registry: a folder of model versions with parent links and a selection.
+
+Layout (the full description is in ``docs/registry.md``)::
+
+    <registry root>/                 $MEDSEGDIFF_HOME/models or the platformdirs data dir
+        registry.json                {"format": ..., "selected": "v2-20261124-2301"}
+        v1-20261124-2245/            one version = one checkpoint folder ...
+            model.safetensors
+            config.json
+            version.json             ... plus its registry record: parent, created,
+                                     description, metrics, data digest
+        .staging-*/                  a version being added (hidden, never listed)
+
+The shipped default model lives inside the package (``default_model/``), is listed first
+as ``default`` and can be neither renamed nor deleted. Every change is made by writing
+beside and renaming, so a reader in another process (the napari plugin while the CLI
+fine-tunes) never sees half a version or half a ``registry.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    Checkpoint,
+    load_checkpoint,
+    read_checkpoint_config,
+)
+from .config import DiffusionConfig, PreprocessConfig, named_config
+from .errors import CheckpointError, RegistryError
+from .model import MedSegDiffUNet
+from .paths import default_registry_root
+
+DEFAULT_VERSION = "default"
+UNTRAINED_VERSION = "untrained"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+REGISTRY_FILE = "registry.json"
+VERSION_FILE = "version.json"
+REGISTRY_FORMAT = "medsegdiff-registry"
+RESERVED_NAMES = (DEFAULT_VERSION, UNTRAINED_VERSION)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,79}$")
+_AUTO_NAME = re.compile(r"^v(\d+)-")
+
+
+@dataclass
+class ModelVersion:
+    """One model version as the registry lists it."""
+
+    name: str
+    path: Path
+    parent: str | None
+    created: str
+    metrics: dict[str, Any]
+    data_digest: str | None
+    read_only: bool
+    description: str = ""
+    model: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def config_summary(self) -> str:
+        """One line about the architecture, e.g. ``cpu, 96x96, 1 channel, binary``."""
+        if not self.model:
+            return "unknown architecture"
+        height, width = self.model.get("image_size", ("?", "?"))
+        channels = self.model.get("image_channels", 1)
+        classes = self.model.get("num_classes", 2)
+        kind = "binary" if classes == 2 else f"{classes} classes"
+        plural = "" if channels == 1 else "s"
+        return f"{self.model.get('name', '?')}, {height}x{width}, {channels} channel{plural}, {kind}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "parent": self.parent,
+            "created": self.created,
+            "metrics": self.metrics,
+            "data_digest": self.data_digest,
+            "read_only": self.read_only,
+            "description": self.description,
+            "config_summary": self.config_summary,
+            "model": self.model,
+        }
+
+
+def untrained_model_checkpoint() -> Checkpoint:
+    """A clearly labelled, untrained ``cpu`` model (fixed random weights).
+
+    For trying the plugin and the CLI before any trained model exists: its masks are noise.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = MedSegDiffUNet(named_config("cpu")).eval()
+    metadata = {
+        "version": UNTRAINED_VERSION,
+        "parent": None,
+        "description": "untrained 'cpu' model with random weights: its masks are meaningless",
+    }
+    return Checkpoint(model, model.config, DiffusionConfig(), PreprocessConfig(), metadata, None)
+
+
+def check_version_name(name: str) -> str:
+    """Return ``name`` when it can name a new version, else raise :class:`RegistryError`."""
+    if name in RESERVED_NAMES:
+        raise RegistryError(f"{name!r} is reserved for the shipped model; choose another name.")
+    if not _NAME.match(name):
+        raise RegistryError(
+            f"{name!r} cannot name a model version: use letters, digits and . _ + - "
+            "(up to 80, not starting with a dot or dash)."
+        )
+    return name
+
+
+def _write_json_atomically(path: Path, document: dict[str, Any]) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(document, stream, indent=2, sort_keys=True)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class ModelRegistry:
+    """Model versions in a folder; see the module docstring and ``docs/registry.md``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from medsegdiff_training.checkpoint import save_checkpoint
+    >>> registry = ModelRegistry(tempfile.mkdtemp())
+    >>> folder = save_checkpoint(tempfile.mkdtemp() + "/ckpt", MedSegDiffUNet(named_config("tiny")),
+    ...                          DiffusionConfig(), PreprocessConfig())
+    >>> version = registry.add(folder, name="first")
+    >>> registry.select("first")
+    >>> registry.selected(), registry.load("first").model_config.name
+    ('first', 'tiny')
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, default_model: Path | None = DEFAULT_MODEL_DIR) -> None:
+        self.root = Path(root) if root is not None else default_registry_root()
+        self.default_model = Path(default_model) if default_model is not None else None
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({str(self.root)!r})"
+
+    # -- reading ---------------------------------------------------------------------
+
+    def has_default(self) -> bool:
+        """Whether the shipped default model is installed."""
+        return self.default_model is not None and (self.default_model / CONFIG_FILE).is_file()
+
+    def _default_version(self) -> ModelVersion:
+        assert self.default_model is not None
+        document = read_checkpoint_config(self.default_model)
+        return ModelVersion(
+            name=DEFAULT_VERSION,
+            path=self.default_model,
+            parent=None,
+            created=str(document.get("created", "")),
+            metrics=dict(document.get("metrics", {})),
+            data_digest=(document.get("training") or {}).get("data_digest"),
+            read_only=True,
+            description=str(document.get("description", "the shipped default model")),
+            model=dict(document.get("model", {})),
+        )
+
+    def _version(self, folder: Path) -> ModelVersion:
+        try:
+            record = json.loads((folder / VERSION_FILE).read_text())
+            model = json.loads((folder / CONFIG_FILE).read_text()).get("model", {})
+        except (OSError, ValueError) as error:
+            record, model = {"description": f"unreadable: {error}"}, {}
+        return ModelVersion(
+            name=folder.name,
+            path=folder,
+            parent=record.get("parent"),
+            created=str(record.get("created", "")),
+            metrics=dict(record.get("metrics") or {}),
+            data_digest=record.get("data_digest"),
+            read_only=False,
+            description=str(record.get("description", "")),
+            model=dict(model),
+        )
+
+    def _folders(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return [
+            path for path in self.root.iterdir()
+            if path.is_dir() and not path.name.startswith(".") and (path / VERSION_FILE).is_file()
+        ]
+
+    def versions(self) -> list[ModelVersion]:
+        """Every version: the shipped default first, then the others oldest to newest."""
+        listed = sorted((self._version(folder) for folder in self._folders()), key=lambda v: (v.created, v.name))
+        return ([self._default_version()] if self.has_default() else []) + listed
+
+    def names(self) -> list[str]:
+        return [version.name for version in self.versions()]
+
+    def get(self, name: str) -> ModelVersion:
+        """The version called ``name``; :class:`RegistryError` when there is none."""
+        if name == DEFAULT_VERSION:
+            if not self.has_default():
+                raise RegistryError(
+                    "The shipped default model is not installed in this copy of napari-medsegdiff; "
+                    f"use another version or '{UNTRAINED_VERSION}' to try an untrained model."
+                )
+            return self._default_version()
+        folder = self.root / name
+        if name.startswith(".") or "/" in name or not (folder / VERSION_FILE).is_file():
+            known = ", ".join(self.names()) or "none yet"
+            raise RegistryError(f"Unknown model version {name!r} in {self.root} (known: {known}).")
+        return self._version(folder)
+
+    def load(self, name: str, device: str | torch.device = "cpu") -> Checkpoint:
+        """Load version ``name`` (or ``untrained``) as a :class:`Checkpoint`."""
+        if name == UNTRAINED_VERSION:
+            checkpoint = untrained_model_checkpoint()
+            checkpoint.model.to(device)
+            return checkpoint
+        version = self.get(name)
+        checkpoint = load_checkpoint(version.path, device)
+        checkpoint.metadata.update(version=version.name, parent=version.parent)
+        return checkpoint
+
+    def selected(self) -> str:
+        """The selected version's name (``default`` until something else is selected)."""
+        try:
+            name = json.loads((self.root / REGISTRY_FILE).read_text()).get("selected")
+        except (OSError, ValueError, AttributeError):
+            return DEFAULT_VERSION
+        if not isinstance(name, str) or name in (DEFAULT_VERSION, UNTRAINED_VERSION):
+            return name if isinstance(name, str) else DEFAULT_VERSION
+        return name if (self.root / name / VERSION_FILE).is_file() else DEFAULT_VERSION
+
+    # -- changing --------------------------------------------------------------------
+
+    def _write_selection(self, name: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        _write_json_atomically(self.root / REGISTRY_FILE, {"format": REGISTRY_FORMAT, "selected": name})
+
+    def select(self, name: str) -> None:
+        """Make ``name`` the selected version (persisted in ``registry.json``)."""
+        if name != UNTRAINED_VERSION:
+            self.get(name)
+        self._write_selection(name)
+
+    def rollback(self) -> str:
+        """Select the parent of the selected version; returns the newly selected name."""
+        current = self.get(self.selected())
+        if current.parent is None:
+            raise RegistryError(f"{current.name!r} has no parent version to roll back to.")
+        self.select(current.parent)
+        return current.parent
+
+    def _auto_name(self) -> str:
+        numbers = [int(m.group(1)) for m in (_AUTO_NAME.match(p.name) for p in self._folders()) if m]
+        return f"v{max(numbers, default=0) + 1}-{time.strftime('%Y%m%d-%H%M')}"
+
+    def add(
+        self,
+        checkpoint_dir: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        parent: str | None = None,
+        description: str = "",
+        move: bool = False,
+        metrics: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Add a checkpoint folder as a new version (copied, or moved with ``move``).
+
+        The version is assembled in a hidden staging folder and renamed into place, so it
+        appears whole or not at all. An existing version is never overwritten; without a
+        ``name`` one like ``v3-20261124-2301`` is chosen.
+        """
+        source = Path(checkpoint_dir)
+        load_checkpoint(source)  # refuse anything that would not load later
+        document = read_checkpoint_config(source)
+        if name is not None:
+            check_version_name(name)
+            if (self.root / name).exists():
+                raise RegistryError(f"A model version called {name!r} exists already; choose another name.")
+        if parent is not None and parent != UNTRAINED_VERSION:
+            self.get(parent)
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        assembled = staging / "version"
+        moved = False
+        try:
+            if move:
+                try:
+                    os.replace(source, assembled)
+                    moved = True
+                except OSError:  # another file system: copy, delete the source at the end
+                    shutil.copytree(source, assembled)
+            else:
+                assembled.mkdir()
+                for item in (WEIGHTS_FILE, CONFIG_FILE):
+                    shutil.copy2(source / item, assembled / item)
+            record = {
+                "parent": parent,
+                "created": _now(),
+                "description": description,
+                "metrics": {**dict(document.get("metrics") or {}), **dict(metrics or {})},
+                "data_digest": (document.get("training") or {}).get("data_digest"),
+            }
+            (assembled / VERSION_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+            final_name = self._publish(assembled, name)
+        except BaseException:
+            if moved:
+                os.replace(assembled, source)
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        if move and not moved:
+            shutil.rmtree(source, ignore_errors=True)
+        return self.get(final_name)
+
+    def _publish(self, assembled: Path, name: str | None) -> str:
+        for _ in range(100):
+            candidate = name or self._auto_name()
+            destination = self.root / candidate
+            if not destination.exists():
+                try:
+                    os.rename(assembled, destination)
+                    return candidate
+                except OSError:
+                    if name is not None or not destination.exists():
+                        raise
+            elif name is not None:
+                raise RegistryError(f"A model version called {name!r} exists already; choose another name.")
+            time.sleep(0.01)
+        raise RegistryError(f"Could not find a free version name in {self.root}.")
+
+    def rename(self, old: str, new: str) -> ModelVersion:
+        """Rename a version; children's parent links and the selection follow it."""
+        if old in RESERVED_NAMES:
+            raise RegistryError(f"The {old!r} model cannot be renamed.")
+        version = self.get(old)
+        check_version_name(new)
+        destination = self.root / new
+        if destination.exists():
+            raise RegistryError(f"A model version called {new!r} exists already; choose another name.")
+        was_selected = self.selected() == old
+        os.rename(version.path, destination)
+        for child in self._folders():
+            record_path = child / VERSION_FILE
+            try:
+                record = json.loads(record_path.read_text())
+            except (OSError, ValueError):
+                continue
+            if record.get("parent") == old:
+                record["parent"] = new
+                _write_json_atomically(record_path, record)
+        if was_selected:
+            self._write_selection(new)
+        return self.get(new)
+
+    def delete(self, name: str) -> None:
+        """Delete a version (never the shipped default, nor the selected one)."""
+        if name in RESERVED_NAMES:
+            raise RegistryError(f"The {name!r} model cannot be deleted.")
+        version = self.get(name)
+        if self.selected() == name:
+            raise RegistryError(f"{name!r} is the selected model; select another version before deleting it.")
+        trash = self.root / f".deleting-{name}-{uuid.uuid4().hex[:8]}"
+        os.rename(version.path, trash)  # disappears from listings at once
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """Everything known about a version, including its checkpoint's config.json."""
+        version = self.get(name)
+        info = version.to_dict()
+        info["selected"] = self.selected() == name
+        try:
+            info["checkpoint"] = read_checkpoint_config(version.path)
+        except CheckpointError as error:
+            info["checkpoint_error"] = str(error)
+        return info
