@@ -90,6 +90,11 @@ def distributed_session(device: str = "auto") -> Iterator[DistributedContext]:
             shutdown_distributed()
 
 
+def process_rank() -> int:
+    """This process's rank (0 when not distributed)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def barrier() -> None:
     """Wait for every process (nothing to wait for in a single process)."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

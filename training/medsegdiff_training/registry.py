@@ -127,6 +127,7 @@ def check_version_name(name: str) -> str:
 def _write_json_atomically(path: Path, document: dict[str, Any]) -> None:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the registry from other users
         with os.fdopen(handle, "w") as stream:
             json.dump(document, stream, indent=2, sort_keys=True)
             stream.flush()

@@ -1,0 +1,7 @@
+"""``python -m medsegdiff_training`` (and ``torchrun -m medsegdiff_training``): the CLI."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,419 @@
+"""What each ``medsegdiff`` subcommand does; :mod:`.cli` parses the arguments.
+
+Every command takes the parsed ``argparse.Namespace`` and returns the exit code. User
+errors are raised as :class:`~medsegdiff_training.errors.MedSegDiffError` and turned into
+one line by :func:`medsegdiff_training.cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import PICKLE_SUFFIXES, Checkpoint, load_checkpoint
+from .cli_progress import CountReporter, TrainingReporter, cancel_on_signals, emit_json, json_safe
+from .config import ModelConfig, PreprocessConfig, named_config
+from .corrections import CorrectionsStore
+from .data.dataset import SegmentationDataset
+from .data.io import read_array
+from .data.pairs import Pair, find_pairs
+from .distributed import distributed_session
+from .errors import ConfigError, DatasetError
+from .finetune import DEFAULT_FINETUNE_CONFIG, finetune
+from .inference import SamplingSettings, Segmenter
+from .registry import ModelRegistry
+from .trainer import TrainConfig, train
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 130
+
+
+def out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def note(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def registry_of(args: argparse.Namespace) -> ModelRegistry:
+    return ModelRegistry(args.registry)
+
+
+def load_model(spec: str | None, registry: ModelRegistry, device: str = "cpu") -> tuple[Checkpoint, str]:
+    """A registry version by name, or a checkpoint folder by path; default: the selected one."""
+    name = spec or registry.selected()
+    path = Path(name)
+    looks_like_path = "/" in name or "\\" in name or path.suffix.lower() in PICKLE_SUFFIXES
+    if name not in registry.names() and (looks_like_path or path.exists()):
+        return load_checkpoint(path, device), str(path)
+    return registry.load(name, device), name
+
+
+def sampling_settings(args: argparse.Namespace) -> SamplingSettings:
+    if args.ensemble < 1:
+        raise ConfigError("--ensemble must be at least 1.")
+    return SamplingSettings(
+        sampler=args.sampler, steps=args.steps, ensemble=args.ensemble, seed=args.seed, threshold=args.threshold
+    )
+
+
+# -- train ------------------------------------------------------------------------------
+
+
+def detect_num_classes(pairs: list[Pair]) -> int:
+    """2 for 0/1 or 0/255 masks, else the largest label + 1 (label maps such as 0/1/2)."""
+    top = 0
+    for pair in pairs:
+        mask = read_array(pair.mask)
+        values = np.unique(mask[..., 0] if mask.ndim == 3 else mask)
+        if set(values.tolist()) <= {0, 255}:
+            continue
+        top = max(top, int(values.max()))
+    return max(2, top + 1)
+
+
+def detect_channels(pair: Pair) -> int:
+    image = read_array(pair.image)
+    return 3 if image.ndim == 3 and image.shape[-1] in (3, 4) else 1
+
+
+def model_config_for(args: argparse.Namespace, pairs: list[Pair]) -> ModelConfig:
+    changes: dict[str, Any] = {}
+    if args.image_size:
+        changes["image_size"] = tuple(args.image_size) * (2 if len(args.image_size) == 1 else 1)
+    changes["num_classes"] = detect_num_classes(pairs) if args.num_classes == "auto" else int(args.num_classes)
+    changes["image_channels"] = detect_channels(pairs[0]) if args.channels == "auto" else int(args.channels)
+    return named_config(args.config, **changes)
+
+
+def split_training_pairs(args: argparse.Namespace) -> tuple[list[Pair], list[Pair]]:
+    """(train, validation) pairs from --split / --val-split / --val-fraction."""
+    if (args.split or args.val_split) and not args.split_csv:
+        raise ConfigError("--split and --val-split need --split-csv (a name,split CSV).")
+    pairs = find_pairs(args.images, args.masks, args.split_csv, args.split)
+    if args.val_split:
+        validation = find_pairs(args.images, args.masks, args.split_csv, args.val_split)
+        held_out = {pair.name for pair in validation}
+        return [p for p in pairs if p.name not in held_out], validation
+    if not 0 <= args.val_fraction < 1:
+        raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}.")
+    count = round(len(pairs) * args.val_fraction)
+    if count == 0 or len(pairs) - count < 1:
+        return pairs, []
+    order = np.random.default_rng(args.seed).permutation(len(pairs))
+    held = set(order[:count].tolist())
+    return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
+
+
+def command_train(args: argparse.Namespace) -> int:
+    if args.steps is None and args.minutes is None:
+        raise ConfigError("Give a training budget: --steps N, --minutes M or both.")
+    with distributed_session(args.device) as context, cancel_on_signals() as cancel:
+        main_process = context.is_main
+        train_pairs, validation_pairs = split_training_pairs(args)
+        model_config = model_config_for(args, train_pairs)
+        preprocess = PreprocessConfig(normalisation=args.normalisation)
+        if main_process:
+            note(
+                f"{len(train_pairs)} training and {len(validation_pairs)} validation images; model "
+                f"{model_config.name} {model_config.image_size[0]}x{model_config.image_size[1]}, "
+                f"{model_config.image_channels} channel(s), {model_config.num_classes} classes; "
+                f"{context.world_size} process(es) on {context.device}"
+            )
+        train_data = SegmentationDataset.from_pairs(train_pairs, model_config, preprocess)
+        validation_data = SegmentationDataset.from_pairs(validation_pairs, model_config, preprocess) if validation_pairs else None
+        config = TrainConfig(
+            steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, learning_rate=args.lr,
+            ema_decay=args.ema_decay, grad_clip=args.grad_clip, amp=not args.no_amp, seed=args.seed,
+            validate_every=args.validate_every, validation_images=args.validation_images,
+            checkpoint_every=args.checkpoint_every, device=context.device,
+            augment=None if args.no_augment else TrainConfig().augment,
+        )
+        source = {
+            "images": str(Path(args.images).resolve()), "masks": str(Path(args.masks).resolve()),
+            "split_csv": str(Path(args.split_csv).resolve()) if args.split_csv else None, "split": args.split,
+        }
+        metadata = {
+            "description": args.description or f"trained on {Path(args.images).resolve().parent.name}",
+            "training": {"source": source, "validation_images": sorted(p.name for p in validation_pairs)},
+        }
+        reporter = TrainingReporter(json_lines=args.progress_json) if main_process else None
+        result = train(
+            model_config, train_data, args.out, config=config, validation_data=validation_data,
+            preprocess=preprocess, metadata=metadata, progress=reporter, cancel=cancel, resume=not args.fresh,
+        )
+        if reporter is not None:
+            reporter.close()
+        if not main_process:
+            return EXIT_CANCELLED if result.cancelled else EXIT_OK
+        if result.cancelled:
+            report_cancelled(args, result.step, result.run_dir)
+            return EXIT_CANCELLED
+        version_name = None
+        if args.register is not None:
+            registry = registry_of(args)
+            assert result.final_checkpoint is not None
+            version = registry.add(result.final_checkpoint, name=args.register or None, description=metadata["description"])
+            version_name = version.name
+            if args.select:
+                registry.select(version.name)
+        validation = result.history[-1]["validation_dice"] if result.history else None
+        if args.progress_json:
+            emit_json({"event": "done", "run_dir": str(result.run_dir), "final": str(result.final_checkpoint),
+                       "steps": result.step, "validation_dice": validation, "version": version_name})
+        else:
+            out(f"Trained {result.step} steps; checkpoint in {result.final_checkpoint}"
+                + ("" if validation is None else f"; validation Dice {validation:.3f}")
+                + ("" if version_name is None else f"; registered as {version_name}"))
+        return EXIT_OK
+
+
+def report_cancelled(args: argparse.Namespace, step: int, run_dir: Path) -> None:
+    if getattr(args, "progress_json", False):
+        emit_json({"event": "cancelled", "steps": step, "run_dir": str(run_dir)})
+    note(f"Cancelled at step {step}; nothing was registered. The resumable state is in {run_dir}.")
+
+
+# -- finetune ---------------------------------------------------------------------------
+
+
+def command_finetune(args: argparse.Namespace) -> int:
+    with distributed_session(args.device) as context, cancel_on_signals() as cancel:
+        registry = registry_of(args)
+        parent = args.parent or registry.selected()
+        steps = args.steps if args.steps is not None else (None if args.minutes is not None else DEFAULT_FINETUNE_CONFIG.steps)
+        config = replace(
+            DEFAULT_FINETUNE_CONFIG, steps=steps, minutes=args.minutes, batch_size=args.batch_size,
+            learning_rate=args.lr, seed=args.seed, device=context.device,
+        )
+        reporter = TrainingReporter(json_lines=args.progress_json) if context.is_main else None
+        result = finetune(
+            parent, CorrectionsStore(args.store), registry=registry, config=config, mix_original=args.mix_original,
+            original_images=args.original_images, original_masks=args.original_masks,
+            validation_fraction=args.validation_fraction, progress=reporter, cancel=cancel,
+            run_dir=args.run_dir, name=args.name,
+        )
+        if reporter is not None:
+            reporter.close()
+        if not context.is_main:
+            return EXIT_CANCELLED if result.cancelled else EXIT_OK
+        if result.cancelled or result.version is None:
+            report_cancelled(args, result.steps, result.run_dir)
+            return EXIT_CANCELLED
+        if args.select:
+            registry.select(result.version.name)
+        if args.progress_json:
+            emit_json({"event": "done", "version": result.version.name, "parent": parent,
+                       "validation_dice_before": result.validation_dice_before,
+                       "validation_dice_after": result.validation_dice_after, "steps": result.steps,
+                       "path": str(result.version.path)})
+        else:
+            before, after = result.validation_dice_before, result.validation_dice_after
+            scores = "" if before is None or after is None else f"; validation Dice {before:.3f} -> {after:.3f}"
+            out(f"Registered {result.version.name} (parent {parent}) after {result.steps} steps{scores}")
+        return EXIT_OK
+
+
+# -- predict / evaluate -----------------------------------------------------------------
+
+
+def command_predict(args: argparse.Namespace) -> int:
+    from .prediction import list_inputs, predict_files
+
+    files = list_inputs(args.inputs)
+    settings = sampling_settings(args)
+    checkpoint, name = load_model(args.model, registry_of(args), "cpu")
+    segmenter = Segmenter(checkpoint, device=args.device)
+    note(f"Segmenting {len(files)} file(s) with {name} ({settings.sampler}, {settings.resolved_steps()} steps)")
+    with cancel_on_signals() as cancel:
+        written = predict_files(
+            segmenter, files, Path(args.out), settings, label_format=args.format, batch_size=args.batch_size,
+            overwrite=args.overwrite, uncertainty=args.uncertainty, progress=CountReporter("segmented"),
+            cancel=cancel.is_set,
+        )
+    for path in written:
+        out(str(path))
+    return EXIT_CANCELLED if len(written) < len(files) else EXIT_OK
+
+
+def evaluation_document(name: str, report: Any, num_classes: int, per_image: bool) -> dict[str, Any]:
+    summary = report.summary
+    classes = [1] if num_classes == 2 else list(range(1, num_classes))
+    document = {
+        "model": name,
+        "images": int(summary.get("count", 0)),
+        "settings": report.settings,
+        "mean": {key: summary.get(key) for key in ("dice", "iou", "hd95", "dice_5threshold") if key in summary},
+        "per_class": {
+            str(k): {m: summary.get(f"{m}_class{k}") for m in ("dice", "iou", "hd95")} for k in classes
+        },
+        "hd95_undefined": int(summary.get("hd95_undefined", 0)),
+    }
+    if per_image:
+        document["per_image"] = report.per_image
+    return json_safe(document)
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_pairs
+
+    if args.split and not args.split_csv:
+        raise ConfigError("--split needs --split-csv (a name,split CSV).")
+    pairs = find_pairs(args.images, args.masks, args.split_csv, args.split)
+    if args.limit:
+        pairs = pairs[: args.limit]
+    settings = sampling_settings(args)
+    checkpoint, name = load_model(args.model, registry_of(args), "cpu")
+    segmenter = Segmenter(checkpoint, device=args.device)
+    note(f"Evaluating {name} on {len(pairs)} images ({settings.sampler}, {settings.resolved_steps()} steps, "
+         f"ensemble {settings.ensemble})")
+    with cancel_on_signals() as cancel:
+        report = evaluate_pairs(
+            segmenter, pairs, settings, batch_size=args.batch_size, progress=CountReporter("evaluated"),
+            cancel=cancel.is_set,
+        )
+    document = evaluation_document(name, report, checkpoint.model_config.num_classes, args.per_image)
+    if args.json:
+        out(json.dumps(document, indent=2))
+    else:
+        print_evaluation(document)
+    return EXIT_CANCELLED if document["images"] < len(pairs) else EXIT_OK
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def print_evaluation(document: dict[str, Any]) -> None:
+    mean = document["mean"]
+    out(f"{document['model']} on {document['images']} images "
+        f"({document['settings']['sampler']}, {document['settings']['steps']} steps, "
+        f"ensemble {document['settings']['ensemble']})")
+    line = f"  mean       Dice {_number(mean.get('dice'))}  IoU {_number(mean.get('iou'))}  HD95 {_number(mean.get('hd95'), 1)} px"
+    if "dice_5threshold" in mean:
+        line += f"  5-threshold Dice {_number(mean['dice_5threshold'])}"
+    out(line)
+    for k, values in document["per_class"].items():
+        out(f"  class {k:<4} Dice {_number(values['dice'])}  IoU {_number(values['iou'])}  HD95 {_number(values['hd95'], 1)} px")
+    if document["hd95_undefined"]:
+        out(f"  HD95 undefined (one mask empty) on {document['hd95_undefined']} images, left out of the mean")
+
+
+# -- models / info ----------------------------------------------------------------------
+
+
+def command_models(args: argparse.Namespace) -> int:
+    registry = registry_of(args)
+    action = args.action or "list"
+    if action == "list":
+        selected = registry.selected()
+        versions = registry.versions()
+        if args.json:
+            out(json.dumps(json_safe({"registry": str(registry.root), "selected": selected,
+                                      "versions": [v.to_dict() | {"selected": v.name == selected} for v in versions]}), indent=2))
+            return EXIT_OK
+        if not versions:
+            out(f"No model versions in {registry.root} yet (and no shipped default).")
+        for version in versions:
+            dice = version.metrics.get("validation_dice_after", version.metrics.get("validation_dice"))
+            out(f"{'*' if version.name == selected else ' '} {version.name:<24} {version.created[:16]:<17} "
+                f"parent {version.parent or '-':<20} Dice {_number(dice)}  {version.config_summary}"
+                + ("  (read-only)" if version.read_only else ""))
+        if selected not in {v.name for v in versions}:
+            out(f"selected: {selected} (not installed)")
+    elif action == "show":
+        info = registry.describe(args.name or registry.selected())
+        if args.json:
+            out(json.dumps(json_safe(info), indent=2))
+        else:
+            for key in ("name", "path", "parent", "created", "description", "config_summary", "data_digest", "read_only", "selected"):
+                out(f"{key:<15} {info[key]}")
+            for key, value in info["metrics"].items():
+                out(f"{'metric':<15} {key} = {value}")
+    elif action in ("select", "rollback"):
+        before = registry.selected()
+        if args.name:
+            registry.select(args.name)
+        elif action == "rollback":
+            registry.rollback()
+        else:
+            raise ConfigError("Name the version to select: medsegdiff models select NAME.")
+        after = registry.selected()
+        out(json.dumps({"selected": after, "previous": before}) if args.json else f"Selected {after} (was {before}).")
+    elif action == "rename":
+        version = registry.rename(args.name, args.new_name)
+        out(json.dumps(version.to_dict()) if args.json else f"Renamed {args.name} to {version.name}.")
+    elif action == "delete":
+        registry.delete(args.name)
+        out(json.dumps({"deleted": args.name}) if args.json else f"Deleted {args.name}.")
+    return EXIT_OK
+
+
+def describe_config(config: ModelConfig) -> str:
+    """The architecture summary (summary.describe when available) with its parameter count."""
+    try:
+        from .summary import describe  # type: ignore[import-not-found,unused-ignore]
+
+        return str(describe(config))
+    except ImportError:
+        from .model import MedSegDiffUNet, count_parameters
+
+        lines = [f"{key}: {value}" for key, value in config.to_dict().items()]
+        lines.append(f"downsamplings: {config.downsamplings}")
+        lines.append(f"parameters: {count_parameters(MedSegDiffUNet(config)):,}")
+        return "\n".join(lines)
+
+
+def command_info(args: argparse.Namespace) -> int:
+    from . import __version__
+    from .device import device_availability
+    from .paths import data_home
+
+    if args.config:
+        changes: dict[str, Any] = {}
+        if args.image_size:
+            changes["image_size"] = tuple(args.image_size) * (2 if len(args.image_size) == 1 else 1)
+        if args.num_classes:
+            changes["num_classes"] = args.num_classes
+        if args.channels:
+            changes["image_channels"] = args.channels
+        config = named_config(args.config, **changes)
+        if args.json:
+            from .model import MedSegDiffUNet, count_parameters
+
+            out(json.dumps({"config": config.to_dict(), "parameters": count_parameters(MedSegDiffUNet(config))}, indent=2))
+        else:
+            out(describe_config(config))
+        return EXIT_OK
+    if args.model:
+        checkpoint, name = load_model(args.model, registry_of(args), "cpu")
+        out(f"model {name}: {checkpoint.metadata.get('description', '')}")
+        out(describe_config(checkpoint.model_config))
+        return EXIT_OK
+    registry = registry_of(args)
+    document = {
+        "medsegdiff_training": __version__,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "devices": {k: v or "available" for k, v in device_availability().items()},
+        "data_home": str(data_home()),
+        "registry": str(registry.root),
+        "selected_model": registry.selected(),
+        "versions": registry.names(),
+        "corrections": len(CorrectionsStore()),
+    }
+    if args.json:
+        out(json.dumps(document, indent=2))
+    else:
+        for key, value in document.items():
+            out(f"{key:<20} {value}")
+    return EXIT_OK

@@ -1,0 +1,210 @@
+"""Fine-tuning: a parent model version + a corrections store -> a new model version.
+
+The napari menu action (through the ``medsegdiff finetune`` process), the CLI and
+``torchrun`` all come here. The parent is only read; the new weights are trained in a run
+folder outside the registry and registered at the very end, in one atomic step, with a
+link to the parent and the validation Dice before and after. A cancelled fine-tune
+registers nothing: the registry is exactly as it was, and the run folder keeps a
+resumable state (pass the same ``run_dir`` to continue).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import ModelConfig, PreprocessConfig
+from .corrections import CorrectionEntry, CorrectionsStore
+from .data.dataset import SegmentationDataset
+from .data.pairs import find_pairs
+from .device import resolve_device
+from .distributed import barrier, process_rank
+from .errors import ConfigError, DatasetError
+from .paths import default_runs_root
+from .registry import ModelRegistry, ModelVersion
+from .schedule import NoiseSchedule
+from .trainer import (
+    CancelToken,
+    TrainConfig,
+    TrainProgress,
+    is_cancelled,
+    train,
+    validation_dice,
+)
+
+# Short runs on a handful of images: fewer steps, a faster EMA, no mid-run validation.
+DEFAULT_FINETUNE_CONFIG = TrainConfig(
+    steps=300, batch_size=4, ema_decay=0.995, validate_every=10**9, checkpoint_every=50
+)
+MIN_ENTRIES_FOR_VALIDATION = 3
+
+
+@dataclass
+class FinetuneResult:
+    """The outcome of :func:`finetune`; ``version`` is ``None`` when it was cancelled."""
+
+    version: ModelVersion | None
+    cancelled: bool
+    steps: int
+    validation_dice_before: float | None
+    validation_dice_after: float | None
+    run_dir: Path
+
+
+def split_entries(
+    entries: list[CorrectionEntry], validation_fraction: float, seed: int = 0
+) -> tuple[list[CorrectionEntry], list[CorrectionEntry]]:
+    """(train, validation) entries; validation only when there are at least 3 entries.
+
+    The split depends on the entry ids alone, so re-running a fine-tune on the same store
+    holds out the same entries.
+    """
+    if not 0 <= validation_fraction < 1:
+        raise ConfigError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
+    if len(entries) < MIN_ENTRIES_FOR_VALIDATION or validation_fraction == 0:
+        return list(entries), []
+    ordered = sorted(entries, key=lambda entry: entry.id)
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    count = min(len(ordered) - 1, max(1, round(len(ordered) * validation_fraction)))
+    held_out = set(order[:count].tolist())
+    return (
+        [e for i, e in enumerate(ordered) if i not in held_out],
+        [e for i, e in enumerate(ordered) if i in held_out],
+    )
+
+
+def _original_data(
+    metadata: dict[str, Any],
+    model_config: ModelConfig,
+    preprocess: PreprocessConfig,
+    images: Path | None,
+    masks: Path | None,
+) -> SegmentationDataset:
+    """The parent's own training data: given folders, else those its checkpoint names."""
+    source = (metadata.get("training") or {}).get("source") or {}
+    split_csv, split = None, None
+    if images is None or masks is None:
+        if not source.get("images") or not source.get("masks"):
+            raise ConfigError(
+                "To mix in the original data, give the folders of the parent's training images and masks "
+                "(--original-images and --original-masks): the parent's checkpoint does not name them."
+            )
+        images, masks = Path(source["images"]), Path(source["masks"])
+        split_csv, split = source.get("split_csv"), source.get("split")
+    pairs = find_pairs(images, masks, split_csv, split)
+    return SegmentationDataset.from_pairs(pairs, model_config, preprocess)
+
+
+def _balanced(corrections: SegmentationDataset, original: SegmentationDataset) -> SegmentationDataset:
+    """Corrections repeated so that they make up about half of every epoch."""
+    repeats = max(1, math.ceil(len(original) / max(len(corrections), 1)))
+    return SegmentationDataset(corrections.samples * repeats + original.samples)
+
+
+def finetune(
+    parent: str,
+    store: CorrectionsStore | str | Path,
+    *,
+    registry: ModelRegistry | None = None,
+    config: TrainConfig | None = None,
+    mix_original: bool = False,
+    original_images: Path | None = None,
+    original_masks: Path | None = None,
+    validation_fraction: float = 0.2,
+    progress: Callable[[TrainProgress], None] | None = None,
+    cancel: CancelToken = None,
+    run_dir: Path | None = None,
+    name: str | None = None,
+    description: str | None = None,
+) -> FinetuneResult:
+    """Fine-tune version ``parent`` on the corrections in ``store``; register the result.
+
+    With 3 or more corrections, ``validation_fraction`` of them (at least one) are held
+    out and scored before and after (foreground Dice of the EMA weights). ``progress``
+    and ``cancel`` work as in :func:`~medsegdiff_training.trainer.train`. Under
+    ``torchrun`` only rank 0 scores and registers.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from medsegdiff_training.checkpoint import save_checkpoint
+    >>> from medsegdiff_training.config import DiffusionConfig, named_config
+    >>> from medsegdiff_training.model import MedSegDiffUNet
+    >>> registry = ModelRegistry(tempfile.mkdtemp())
+    >>> parent = save_checkpoint(tempfile.mkdtemp() + "/p", MedSegDiffUNet(named_config("tiny")),
+    ...                          DiffusionConfig(), PreprocessConfig())
+    >>> _ = registry.add(parent, name="parent")
+    >>> store = CorrectionsStore(tempfile.mkdtemp())
+    >>> labels = np.zeros((32, 32), np.uint8); labels[8:20, 8:20] = 1
+    >>> _ = store.add(np.random.rand(32, 32), labels)
+    >>> result = finetune("parent", store, registry=registry, config=TrainConfig(steps=2, batch_size=1),
+    ...                   run_dir=Path(tempfile.mkdtemp()) / "run")
+    >>> result.version.parent, result.steps
+    ('parent', 2)
+    """
+    registry = registry or ModelRegistry()
+    store = store if isinstance(store, CorrectionsStore) else CorrectionsStore(Path(store))
+    config = config or DEFAULT_FINETUNE_CONFIG
+    if not store.root.is_dir():
+        raise DatasetError(f"The corrections folder {store.root} does not exist; export some corrections first.")
+    entries = store.entries()
+    if not entries:
+        raise DatasetError(f"The corrections store {store.root} has no corrections yet; export some first.")
+    checkpoint = registry.load(parent, device="cpu")
+    model_config, preprocess = checkpoint.model_config, checkpoint.preprocess
+    train_entries, validation_entries = split_entries(entries, validation_fraction, config.seed)
+    train_data = store.as_dataset(model_config, preprocess, train_entries)
+    validation_data = store.as_dataset(model_config, preprocess, validation_entries) if validation_entries else None
+    if len(train_data) == 0:
+        raise DatasetError(f"The corrections in {store.root} hold no labelled image to train on.")
+    if mix_original:
+        train_data = _balanced(train_data, _original_data(checkpoint.metadata, model_config, preprocess, original_images, original_masks))
+    if run_dir is None:
+        run_dir = default_runs_root() / f"finetune-{parent}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(run_dir)
+
+    before = None
+    if validation_data is not None and process_rank() == 0:
+        device = resolve_device(config.device)
+        before = validation_dice(
+            checkpoint.model.to(device), NoiseSchedule(checkpoint.diffusion), validation_data,
+            config.validation_sampling, device, config.validation_images,
+        )
+    barrier()
+    metadata = {
+        "description": description or f"fine-tuned from {parent} on {len(train_entries)} corrections",
+        "parent_version": parent,
+        "finetune": {
+            "store": str(store.root),
+            "train_entries": [e.id for e in train_entries],
+            "validation_entries": [e.id for e in validation_entries],
+            "mix_original": mix_original,
+            "validation_dice_before": before,
+        },
+        "training": {"source": (checkpoint.metadata.get("training") or {}).get("source")},
+    }
+    if is_cancelled(cancel):
+        return FinetuneResult(None, True, 0, before, None, run_dir)
+    result = train(
+        checkpoint.model, train_data, run_dir,
+        config=config, validation_data=validation_data,
+        diffusion=checkpoint.diffusion, preprocess=preprocess, metadata=metadata,
+        progress=progress, cancel=cancel,
+    )
+    if result.cancelled or result.final_checkpoint is None:
+        return FinetuneResult(None, result.cancelled, result.step, before, None, run_dir)
+    after = result.history[-1]["validation_dice"] if result.history and validation_data is not None else None
+    version = registry.add(
+        result.final_checkpoint, name=name, parent=parent, description=metadata["description"], move=True,
+        metrics={"validation_dice_before": before, "validation_dice_after": after,
+                 "corrections": len(entries), "validation_corrections": len(validation_entries)},
+    )
+    shutil.rmtree(run_dir / "state", ignore_errors=True)  # registered: the resumable state is spent
+    return FinetuneResult(version, False, result.step, before, after, run_dir)
