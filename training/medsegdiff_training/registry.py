@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,8 @@ def _write_json_atomically(path: Path, document: dict[str, Any]) -> None:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    # milliseconds: versions added within one second still list in the order they came
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 class ModelRegistry:

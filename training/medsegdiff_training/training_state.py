@@ -82,6 +82,8 @@ def save_training_state(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    for leftover in run_dir.glob(".state.*"):  # from a save that was killed half-way
+        shutil.rmtree(leftover, ignore_errors=True)
     return run_dir / STATE_DIR
 
 

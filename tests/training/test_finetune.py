@@ -1,0 +1,148 @@
+"""Fine-tuning makes a new version with a parent link; the parent and a cancelled run leave no trace."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from medsegdiff_training.checkpoint import read_checkpoint_config, save_checkpoint
+from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
+from medsegdiff_training.corrections import CorrectionsStore
+from medsegdiff_training.errors import ConfigError, DatasetError, RegistryError
+from medsegdiff_training.finetune import finetune, split_entries
+from medsegdiff_training.inference import SamplingSettings
+from medsegdiff_training.model import MedSegDiffUNet
+from medsegdiff_training.registry import ModelRegistry
+from medsegdiff_training.trainer import TrainConfig
+
+TINY = named_config("tiny")
+CONFIG = TrainConfig(steps=3, batch_size=2, device="cpu", checkpoint_every=10**6, validate_every=10**6,
+                     validation_sampling=SamplingSettings(sampler="ddim", steps=2))
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (hidden ones too) and the SHA-256 of its bytes."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*")) if path.is_file()
+    }
+
+
+def blob(rng: np.random.Generator, size: int = 36) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.zeros((size, size), np.uint8)
+    row, col = rng.integers(10, size - 10, 2)
+    labels[row - 6 : row + 6, col - 6 : col + 6] = 1
+    return rng.normal(0.3, 0.1, (size, size)) + 0.5 * labels, labels
+
+
+@pytest.fixture
+def setup(tmp_path):
+    registry = ModelRegistry(tmp_path / "models", default_model=None)
+    torch.manual_seed(0)
+    parent = save_checkpoint(tmp_path / "parent", MedSegDiffUNet(TINY), DiffusionConfig(), PreprocessConfig())
+    registry.add(parent, name="parent")
+    registry.select("parent")
+    store = CorrectionsStore(tmp_path / "corrections")
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        image, labels = blob(rng)
+        store.add(image, labels, prediction=np.zeros_like(labels), model_version="parent")
+    return registry, store, tmp_path
+
+
+def test_finetuning_adds_a_child_version_and_leaves_the_parent_bit_identical(setup):
+    registry, store, tmp_path = setup
+    parent_before = tree_digest(registry.get("parent").path)
+    reports = []
+    result = finetune("parent", store, registry=registry, config=CONFIG, run_dir=tmp_path / "run",
+                      progress=reports.append, name="child")
+    assert not result.cancelled and result.steps == 3 and [r.step for r in reports][:3] == [1, 2, 3]
+    assert result.version is not None and result.version.name == "child" and result.version.parent == "parent"
+    assert registry.names() == ["parent", "child"]
+    assert tree_digest(registry.get("parent").path) == parent_before
+    assert registry.selected() == "parent"  # choosing the new version is the user's call
+    # one of five corrections held out and scored before and after
+    assert 0 <= result.validation_dice_before <= 1 and 0 <= result.validation_dice_after <= 1
+    metrics = registry.get("child").metrics
+    assert metrics["validation_dice_after"] == result.validation_dice_after
+    assert metrics["corrections"] == 5 and metrics["validation_corrections"] == 1
+    document = read_checkpoint_config(registry.get("child").path)
+    assert document["parent_version"] == "parent"
+    assert len(document["finetune"]["train_entries"]) == 4
+    assert registry.load("child").model_config == TINY
+    assert not (tmp_path / "run" / "state").exists()  # registered: nothing left to resume
+
+
+def test_a_cancelled_finetune_leaves_the_registry_exactly_as_it_was(setup):
+    registry, store, tmp_path = setup
+    before = tree_digest(registry.root)
+    cancel = threading.Event()
+
+    def progress(report):
+        if report.step == 1:
+            cancel.set()
+
+    result = finetune("parent", store, registry=registry, config=replace(CONFIG, steps=100),
+                      run_dir=tmp_path / "run", progress=progress, cancel=cancel)
+    assert result.cancelled and result.version is None and result.steps == 1
+    assert tree_digest(registry.root) == before
+    assert (tmp_path / "run" / "state" / "state.json").is_file()  # resumable, outside the registry
+
+
+def test_too_few_corrections_train_on_all_and_skip_the_scores(setup):
+    registry, _, tmp_path = setup
+    store = CorrectionsStore(tmp_path / "two")
+    rng = np.random.default_rng(1)
+    for _ in range(2):
+        store.add(*blob(rng))
+    result = finetune("parent", store, registry=registry, config=CONFIG, run_dir=tmp_path / "run2")
+    assert result.version is not None and result.version.name.startswith("v1-")
+    assert result.validation_dice_before is None and result.validation_dice_after is None
+
+
+def test_the_split_is_stable_and_keeps_training_entries(setup):
+    _, store, _ = setup
+    entries = store.entries()
+    train_a, held_a = split_entries(entries, 0.4)
+    train_b, held_b = split_entries(list(reversed(entries)), 0.4)
+    assert [e.id for e in held_a] == [e.id for e in held_b] and len(held_a) == 2 and len(train_a) == 3
+    assert split_entries(entries[:2], 0.5) == (entries[:2], [])
+    with pytest.raises(ConfigError):
+        split_entries(entries, 1.0)
+
+
+def test_mixing_in_the_original_data(setup):
+    registry, store, tmp_path = setup
+    images, masks = tmp_path / "original" / "images", tmp_path / "original" / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    rng = np.random.default_rng(2)
+    for index in range(3):
+        image, labels = blob(rng)
+        Image.fromarray((image.clip(0, 1) * 255).astype(np.uint8)).save(images / f"o{index}.png")
+        Image.fromarray(labels * 255).save(masks / f"o{index}.png")
+    with pytest.raises(ConfigError, match="original"):
+        finetune("parent", store, registry=registry, config=CONFIG, mix_original=True, run_dir=tmp_path / "r1")
+    result = finetune("parent", store, registry=registry, config=CONFIG, mix_original=True,
+                      original_images=images, original_masks=masks, run_dir=tmp_path / "r2")
+    assert result.version is not None
+    training = read_checkpoint_config(result.version.path)["training"]
+    assert training["images"] == 4 + 3  # the 4 training corrections and the 3 originals
+
+
+def test_user_errors_are_named(setup):
+    registry, store, tmp_path = setup
+    with pytest.raises(RegistryError, match="Unknown model version 'nope'"):
+        finetune("nope", store, registry=registry, config=CONFIG)
+    with pytest.raises(DatasetError, match="no corrections"):
+        (tmp_path / "empty").mkdir()
+        finetune("parent", CorrectionsStore(tmp_path / "empty"), registry=registry, config=CONFIG)
+    with pytest.raises(DatasetError, match="does not exist"):
+        finetune("parent", tmp_path / "missing", registry=registry, config=CONFIG)

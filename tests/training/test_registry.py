@@ -1,0 +1,195 @@
+"""The model registry: versions, selection, protection of the default, atomicity."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import torch
+
+from medsegdiff_training.checkpoint import save_checkpoint
+from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
+from medsegdiff_training.errors import CheckpointError, RegistryError
+from medsegdiff_training.model import MedSegDiffUNet
+from medsegdiff_training.paths import ENV_HOME, default_registry_root
+from medsegdiff_training.registry import DEFAULT_VERSION, UNTRAINED_VERSION, ModelRegistry
+
+TINY = named_config("tiny")
+
+
+def checkpoint(folder, seed: int = 0, **metadata):
+    torch.manual_seed(seed)
+    return save_checkpoint(folder, MedSegDiffUNet(TINY), DiffusionConfig(), PreprocessConfig(), **metadata)
+
+
+@pytest.fixture
+def registry(tmp_path) -> ModelRegistry:
+    """A registry with a shipped default (a tiny checkpoint standing in for the real one)."""
+    default = checkpoint(tmp_path / "package" / "default_model", description="shipped")
+    return ModelRegistry(tmp_path / "models", default_model=default)
+
+
+def test_an_empty_registry_lists_the_default_and_selects_it(registry):
+    assert [v.name for v in registry.versions()] == [DEFAULT_VERSION]
+    default = registry.get(DEFAULT_VERSION)
+    assert default.read_only and default.parent is None and default.description == "shipped"
+    assert default.config_summary == "tiny, 32x32, 1 channel, binary"
+    assert registry.selected() == DEFAULT_VERSION
+    assert registry.load(DEFAULT_VERSION).version == DEFAULT_VERSION
+
+
+def test_add_lists_oldest_first_with_parent_and_metrics(registry, tmp_path):
+    first = registry.add(checkpoint(tmp_path / "a", metrics={"validation_dice": 0.5}, training={"data_digest": "abc"}),
+                         name="first", parent=DEFAULT_VERSION, description="one")
+    second = registry.add(checkpoint(tmp_path / "b", seed=1), parent="first", metrics={"validation_dice_after": 0.7})
+    assert [v.name for v in registry.versions()] == [DEFAULT_VERSION, "first", second.name]
+    assert second.name.startswith("v1-") and second.parent == "first"
+    assert first.metrics == {"validation_dice": 0.5} and first.data_digest == "abc" and first.description == "one"
+    assert second.metrics["validation_dice_after"] == 0.7
+    assert not first.read_only
+    loaded = registry.load("first")
+    assert loaded.version == "first" and loaded.metadata["parent"] == DEFAULT_VERSION
+    third = registry.add(checkpoint(tmp_path / "c"))
+    assert third.name.startswith("v2-")
+
+
+def test_add_never_overwrites_and_refuses_bad_names(registry, tmp_path):
+    source = checkpoint(tmp_path / "a")
+    registry.add(source, name="taken")
+    before = (registry.root / "taken" / "model.safetensors").read_bytes()
+    with pytest.raises(RegistryError, match="exists already"):
+        registry.add(checkpoint(tmp_path / "b", seed=3), name="taken")
+    assert (registry.root / "taken" / "model.safetensors").read_bytes() == before
+    for bad in (DEFAULT_VERSION, UNTRAINED_VERSION, ".hidden", "a/b", ""):
+        with pytest.raises(RegistryError):
+            registry.add(source, name=bad)
+    with pytest.raises(RegistryError, match="Unknown model version 'nope'"):
+        registry.add(source, parent="nope")
+    assert source.is_dir()  # a copy was made, the source is untouched
+
+
+def test_add_with_move_takes_the_folder_and_refuses_what_would_not_load(registry, tmp_path):
+    source = checkpoint(tmp_path / "run" / "final")
+    version = registry.add(source, name="moved", move=True)
+    assert not source.exists() and (version.path / "model.safetensors").is_file()
+    broken = checkpoint(tmp_path / "broken")
+    (broken / "model.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(CheckpointError):
+        registry.add(broken, name="broken", move=True)
+    assert broken.is_dir() and "broken" not in registry.names()
+    pickled = tmp_path / "weights.pt"
+    pickled.write_bytes(b"pickle")
+    with pytest.raises(CheckpointError, match="pickled"):
+        registry.add(pickled)
+
+
+def test_selection_persists_and_rollback_selects_the_parent(registry, tmp_path):
+    registry.add(checkpoint(tmp_path / "a"), name="first", parent=DEFAULT_VERSION)
+    registry.add(checkpoint(tmp_path / "b"), name="second", parent="first")
+    registry.select("second")
+    again = ModelRegistry(registry.root, default_model=registry.default_model)
+    assert again.selected() == "second"
+    assert json.loads((registry.root / "registry.json").read_text())["selected"] == "second"
+    assert again.rollback() == "first" and registry.selected() == "first"
+    registry.rollback()
+    assert registry.selected() == DEFAULT_VERSION
+    with pytest.raises(RegistryError, match="no parent"):
+        registry.rollback()
+    with pytest.raises(RegistryError, match="Unknown"):
+        registry.select("missing")
+    assert registry.selected() == DEFAULT_VERSION
+
+
+def test_rename_carries_children_and_selection_along(registry, tmp_path):
+    registry.add(checkpoint(tmp_path / "a"), name="first")
+    registry.add(checkpoint(tmp_path / "b"), name="child", parent="first")
+    registry.select("first")
+    renamed = registry.rename("first", "base")
+    assert renamed.name == "base" and registry.selected() == "base"
+    assert registry.get("child").parent == "base"
+    assert registry.load("base").version == "base"
+    with pytest.raises(RegistryError, match="exists already"):
+        registry.rename("base", "child")
+
+
+def test_delete_removes_a_version_but_not_the_selected_one(registry, tmp_path):
+    registry.add(checkpoint(tmp_path / "a"), name="first")
+    registry.add(checkpoint(tmp_path / "b"), name="second")
+    registry.select("second")
+    with pytest.raises(RegistryError, match="selected"):
+        registry.delete("second")
+    registry.delete("first")
+    assert registry.names() == [DEFAULT_VERSION, "second"]
+    assert sorted(p.name for p in registry.root.iterdir()) == ["registry.json", "second"]
+
+
+def test_the_shipped_default_can_be_neither_renamed_nor_deleted(registry):
+    with pytest.raises(RegistryError, match="cannot be renamed"):
+        registry.rename(DEFAULT_VERSION, "mine")
+    with pytest.raises(RegistryError, match="cannot be deleted"):
+        registry.delete(DEFAULT_VERSION)
+    assert registry.get(DEFAULT_VERSION).path.is_dir()
+
+
+def test_without_a_shipped_default_the_untrained_model_is_the_labelled_fallback(tmp_path):
+    registry = ModelRegistry(tmp_path / "models", default_model=tmp_path / "not-installed")
+    assert registry.versions() == [] and registry.selected() == DEFAULT_VERSION
+    with pytest.raises(RegistryError, match="not installed"):
+        registry.load(DEFAULT_VERSION)
+    untrained = registry.load(UNTRAINED_VERSION)
+    assert untrained.version == UNTRAINED_VERSION and "untrained" in untrained.metadata["description"]
+    assert untrained.model_config == named_config("cpu")
+
+
+def test_unknown_versions_are_named_in_one_clear_line(registry):
+    with pytest.raises(RegistryError) as error:
+        registry.get("v9")
+    assert "v9" in str(error.value) and "default" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_hidden_staging_folder_is_never_listed(registry, tmp_path):
+    registry.add(checkpoint(tmp_path / "a"), name="first")
+    staging = registry.root / ".staging-crashed" / "version"
+    staging.mkdir(parents=True)
+    (staging / "config.json").write_text("{}")
+    incomplete = registry.root / "incomplete"  # no version.json: never finished
+    incomplete.mkdir()
+    assert registry.names() == [DEFAULT_VERSION, "first"]
+    with pytest.raises(RegistryError):
+        registry.get(".staging-crashed")
+
+
+def test_a_concurrent_reader_never_sees_a_half_written_version(registry, tmp_path):
+    sources = [checkpoint(tmp_path / f"source{i}", seed=i) for i in range(6)]
+    problems: list[str] = []
+    loads = []
+    done = threading.Event()
+
+    def reader() -> None:
+        reading = ModelRegistry(registry.root, default_model=registry.default_model)
+        while not done.is_set():
+            for version in reading.versions():
+                try:
+                    reading.load(version.name)
+                    loads.append(version.name)
+                except Exception as error:  # noqa: BLE001 - any failure is what we look for
+                    problems.append(f"{version.name}: {error}")
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for index, source in enumerate(sources):
+            registry.add(source, name=f"n{index}")
+    finally:
+        done.set()
+        thread.join()
+    assert problems == []
+    assert len(loads) > len(sources)  # the reader really read while versions were added
+    assert len(registry.versions()) == 7
+
+
+def test_the_default_root_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_HOME, str(tmp_path / "home"))
+    assert default_registry_root() == tmp_path / "home" / "models"
+    assert ModelRegistry().root == tmp_path / "home" / "models"
