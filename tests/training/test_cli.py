@@ -74,16 +74,45 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_train_register_predict_evaluate_finetune(capsys, tmp_path, dataset, home):
     models = tmp_path / "models"
     code, out, err = run(
-        capsys, "train", "--images", dataset / "images", "--masks", dataset / "masks", "--split-csv", dataset / "split.csv",
-        "--split", "train", "--val-split", "test", "--config", "tiny", "--steps", "3", "--batch-size", "2",
-        "--validate-every", "2", "--validation-images", "2", "--out", tmp_path / "run", "--registry", models,
-        "--register", "first", "--select",
+        capsys,
+        "train",
+        "--images",
+        dataset / "images",
+        "--masks",
+        dataset / "masks",
+        "--split-csv",
+        dataset / "split.csv",
+        "--split",
+        "train",
+        "--val-split",
+        "test",
+        "--config",
+        "tiny",
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--validate-every",
+        "2",
+        "--validation-images",
+        "2",
+        "--out",
+        tmp_path / "run",
+        "--registry",
+        models,
+        "--register",
+        "first",
+        "--select",
     )
     assert code == 0, err
     assert "6 training and 2 validation images" in err and "registered as first" in out
@@ -91,18 +120,48 @@ def test_train_register_predict_evaluate_finetune(capsys, tmp_path, dataset, hom
     listing = json.loads(out)
     assert listing["selected"] == "first" and [v["name"] for v in listing["versions"]][-1] == "first"
 
-    code, out, err = run(capsys, "predict", dataset / "images", "--out", tmp_path / "predicted", "--steps", "2",
-                         "--registry", models)
+    code, out, err = run(
+        capsys,
+        "predict",
+        dataset / "images",
+        "--out",
+        tmp_path / "predicted",
+        "--steps",
+        "2",
+        "--registry",
+        models,
+    )
     assert code == 0, err
     written = sorted((tmp_path / "predicted").iterdir())
     assert [p.name for p in written] == [f"case{i}.png" for i in range(8)]
     labels = read_array(written[0])
     assert labels.shape == (36, 36) and set(np.unique(labels).tolist()) <= {0, 255}
 
-    code, out, err = run(capsys, "evaluate", "--images", dataset / "images", "--masks", dataset / "masks",
-                         "--split-csv", dataset / "split.csv", "--split", "test", "--model", "first",
-                         "--sampler", "ddim", "--steps", "2", "--ensemble", "2", "--batch-size", "2", "--json",
-                         "--registry", models)
+    code, out, err = run(
+        capsys,
+        "evaluate",
+        "--images",
+        dataset / "images",
+        "--masks",
+        dataset / "masks",
+        "--split-csv",
+        dataset / "split.csv",
+        "--split",
+        "test",
+        "--model",
+        "first",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "2",
+        "--ensemble",
+        "2",
+        "--batch-size",
+        "2",
+        "--json",
+        "--registry",
+        models,
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["images"] == 2 and report["model"] == "first"
@@ -112,8 +171,20 @@ def test_train_register_predict_evaluate_finetune(capsys, tmp_path, dataset, hom
 
     # the run recorded where its data came from, so --mix-original needs no folders
     CorrectionsStore(home / "corrections").add(*blob_pair(np.random.default_rng(5)))
-    code, out, err = run(capsys, "finetune", "--parent", "first", "--steps", "2", "--mix-original",
-                         "--registry", models, "--progress-json", "--device", "cpu")
+    code, out, err = run(
+        capsys,
+        "finetune",
+        "--parent",
+        "first",
+        "--steps",
+        "2",
+        "--mix-original",
+        "--registry",
+        models,
+        "--progress-json",
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     events = [json.loads(line) for line in out.splitlines()]
     assert events[-1]["event"] == "done" and events[-1]["parent"] == "first"
@@ -128,16 +199,39 @@ def test_predict_keeps_volumes_whole_and_the_nifti_affine(capsys, tmp_path, regi
     inputs.mkdir()
     affine = np.diag([0.5, 0.7, 2.0, 1.0])
     affine[:3, 3] = [10, -4, 3]
-    nibabel.save(nibabel.Nifti1Image(np.random.rand(30, 26, 3).astype(np.float32), affine), str(inputs / "scan.nii.gz"))
-    tifffile.imwrite(inputs / "stack.tif", np.random.rand(2, 30, 26).astype(np.float32), photometric="minisblack")
-    code, out, err = run(capsys, "predict", inputs / "scan.nii.gz", inputs / "stack.tif", "--out", tmp_path / "out",
-                         "--steps", "2", "--ensemble", "2", "--uncertainty", "--registry", registry.root)
+    nibabel.save(
+        nibabel.Nifti1Image(np.random.rand(30, 26, 3).astype(np.float32), affine), str(inputs / "scan.nii.gz")
+    )
+    tifffile.imwrite(
+        inputs / "stack.tif", np.random.rand(2, 30, 26).astype(np.float32), photometric="minisblack"
+    )
+    code, out, err = run(
+        capsys,
+        "predict",
+        inputs / "scan.nii.gz",
+        inputs / "stack.tif",
+        "--out",
+        tmp_path / "out",
+        "--steps",
+        "2",
+        "--ensemble",
+        "2",
+        "--uncertainty",
+        "--registry",
+        registry.root,
+    )
     assert code == 0, err
     labels, written_affine, zooms = read_nifti(tmp_path / "out" / "scan.nii.gz")
-    assert labels.shape == (30, 26, 3) and np.allclose(written_affine, affine) and np.allclose(zooms, (0.5, 0.7, 2.0))
+    assert (
+        labels.shape == (30, 26, 3)
+        and np.allclose(written_affine, affine)
+        and np.allclose(zooms, (0.5, 0.7, 2.0))
+    )
     assert read_array(tmp_path / "out" / "stack.tif").shape == (2, 30, 26)
     assert read_array(tmp_path / "out" / "stack_uncertainty.tif").shape == (2, 30, 26)
-    code, _, err = run(capsys, "predict", inputs / "stack.tif", "--out", tmp_path / "out", "--registry", registry.root)
+    code, _, err = run(
+        capsys, "predict", inputs / "stack.tif", "--out", tmp_path / "out", "--registry", registry.root
+    )
     assert code == 1 and "exists already" in err
 
 
@@ -174,17 +268,49 @@ def user_errors(tmp_path: Path, dataset: Path, registry: ModelRegistry) -> dict[
     pickled = tmp_path / "weights.pt"
     pickled.write_bytes(b"\x80\x04")
     train = ["train", "--config", "tiny", "--steps", "1", "--out", tmp_path / "run"]
-    evaluate = ["evaluate", "--images", dataset / "images", "--masks", dataset / "masks", "--registry", registry.root]
+    evaluate = [
+        "evaluate",
+        "--images",
+        dataset / "images",
+        "--masks",
+        dataset / "masks",
+        "--registry",
+        registry.root,
+    ]
     return {
-        "missing folder": (train + ["--images", tmp_path / "nowhere", "--masks", dataset / "masks"], "does not exist"),
-        "no matching pairs": (train + ["--images", empty / "images", "--masks", empty / "masks"], "No matching image/mask pairs"),
+        "missing folder": (
+            train + ["--images", tmp_path / "nowhere", "--masks", dataset / "masks"],
+            "does not exist",
+        ),
+        "no matching pairs": (
+            train + ["--images", empty / "images", "--masks", empty / "masks"],
+            "No matching image/mask pairs",
+        ),
         "unknown split": (evaluate + ["--split-csv", dataset / "split.csv", "--split", "val"], "Split 'val'"),
         "unknown model": (evaluate + ["--model", "nope"], "Unknown model version 'nope'"),
         "corrupt checkpoint": (evaluate + ["--model", "corrupt"], "corrupt or truncated"),
-        "pickled checkpoint": (["predict", dataset / "images", "--out", tmp_path / "o", "--model", pickled], "never unpickles"),
-        "empty corrections store": (["finetune", "--store", empty, "--registry", registry.root], "no corrections"),
-        "no budget": (train[:1] + ["--config", "tiny", "--out", tmp_path / "r", "--images", dataset / "images",
-                                   "--masks", dataset / "masks"], "budget"),
+        "pickled checkpoint": (
+            ["predict", dataset / "images", "--out", tmp_path / "o", "--model", pickled],
+            "never unpickles",
+        ),
+        "empty corrections store": (
+            ["finetune", "--store", empty, "--registry", registry.root],
+            "no corrections",
+        ),
+        "no budget": (
+            train[:1]
+            + [
+                "--config",
+                "tiny",
+                "--out",
+                tmp_path / "r",
+                "--images",
+                dataset / "images",
+                "--masks",
+                dataset / "masks",
+            ],
+            "budget",
+        ),
     }
 
 
@@ -198,20 +324,38 @@ def test_every_user_error_is_one_line_and_exit_code_1(capsys, tmp_path, dataset,
 
 
 def test_with_progress_json_an_error_is_also_an_event(capsys, tmp_path, registry):
-    code, out, err = run(capsys, "finetune", "--store", tmp_path / "none", "--registry", registry.root, "--progress-json")
+    code, out, err = run(
+        capsys, "finetune", "--store", tmp_path / "none", "--registry", registry.root, "--progress-json"
+    )
     assert code == 1
     assert json.loads(out) == {"event": "error", "message": err.removeprefix("medsegdiff: error: ").strip()}
 
 
 def cli_process(*argv, env_home: Path, **options) -> subprocess.Popen:
     env = {**os.environ, "MEDSEGDIFF_HOME": str(env_home)}
-    return subprocess.Popen([sys.executable, "-m", "medsegdiff_training", *map(str, argv)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+    return subprocess.Popen(
+        [sys.executable, "-m", "medsegdiff_training", *map(str, argv)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **options,
+    )
 
 
 def test_a_real_process_reports_a_user_error_in_one_line(tmp_path, dataset, registry):
-    process = cli_process("evaluate", "--images", dataset / "images", "--masks", dataset / "masks",
-                          "--model", "v7", "--registry", registry.root, env_home=tmp_path / "home")
+    process = cli_process(
+        "evaluate",
+        "--images",
+        dataset / "images",
+        "--masks",
+        dataset / "masks",
+        "--model",
+        "v7",
+        "--registry",
+        registry.root,
+        env_home=tmp_path / "home",
+    )
     out, err = process.communicate(timeout=120)
     assert process.returncode == 1
     assert err.splitlines() == [err.strip()] and "Unknown model version 'v7'" in err
@@ -224,9 +368,23 @@ def test_sigterm_cancels_a_finetune_process_and_leaves_the_registry_as_it_was(tm
     for _ in range(2):
         store.add(*blob_pair(rng))
     before = tree_digest(registry.root)
-    process = cli_process("finetune", "--store", store.root, "--parent", "tiny", "--steps", "100000",
-                          "--registry", registry.root, "--device", "cpu", "--progress-json",
-                          "--run-dir", tmp_path / "run", env_home=tmp_path / "home")
+    process = cli_process(
+        "finetune",
+        "--store",
+        store.root,
+        "--parent",
+        "tiny",
+        "--steps",
+        "100000",
+        "--registry",
+        registry.root,
+        "--device",
+        "cpu",
+        "--progress-json",
+        "--run-dir",
+        tmp_path / "run",
+        env_home=tmp_path / "home",
+    )
     assert process.stdout is not None
     first = json.loads(process.stdout.readline())  # training is under way
     assert first["event"] == "progress"

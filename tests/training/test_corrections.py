@@ -24,16 +24,29 @@ def test_an_entry_round_trips_with_its_metadata(tmp_path):
     image = np.random.default_rng(0).random((40, 50)).astype(np.float32)
     prediction = np.zeros((40, 50), np.uint8)
     entry = store.add(
-        image, square(), prediction, source_path="/data/a.png", image_layer="a", labels_layer="a labels",
-        scale=[0.5, 0.5], translate=[1, 2], affine=np.eye(3).tolist(), model_version="default",
-        sampler_settings={"sampler": "ddim", "steps": 20}, extra={"annotator": "test"},
+        image,
+        square(),
+        prediction,
+        source_path="/data/a.png",
+        image_layer="a",
+        labels_layer="a labels",
+        scale=[0.5, 0.5],
+        translate=[1, 2],
+        affine=np.eye(3).tolist(),
+        model_version="default",
+        sampler_settings={"sampler": "ddim", "steps": 20},
+        extra={"annotator": "test"},
     )
     assert len(store) == 1
     [listed] = store.entries()
     assert listed.id == entry.id and listed.path == tmp_path / "store" / "entries" / entry.id
     record = listed.manifest
     assert record["source_path"] == "/data/a.png" and record["labels_layer"] == "a labels"
-    assert record["shape"] == [40, 50] and record["scale"] == [0.5, 0.5] and record["affine"] == np.eye(3).tolist()
+    assert (
+        record["shape"] == [40, 50]
+        and record["scale"] == [0.5, 0.5]
+        and record["affine"] == np.eye(3).tolist()
+    )
     assert record["model_version"] == "default" and record["sampler_settings"]["steps"] == 20
     assert record["fraction_changed"] == pytest.approx(150 / 2000)
     assert record["extra"] == {"annotator": "test"} and record["created"]

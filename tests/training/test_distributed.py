@@ -37,18 +37,42 @@ def test_torchrun_with_two_cpu_processes_keeps_every_rank_in_step(tmp_path):
     for index in range(6):
         mask = np.zeros((32, 32), np.uint8)
         mask[8:20, 10:24] = 255
-        Image.fromarray((rng.random((32, 32)) * 120 + (mask > 0) * 100).astype(np.uint8)).save(images / f"i{index}.png")
+        Image.fromarray((rng.random((32, 32)) * 120 + (mask > 0) * 100).astype(np.uint8)).save(
+            images / f"i{index}.png"
+        )
         Image.fromarray(mask).save(masks / f"i{index}.png")
     env = {**os.environ, "MEDSEGDIFF_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "medsegdiff_training", "train", "--images", str(images), "--masks", str(masks),
-        "--config", "tiny", "--steps", "3", "--batch-size", "2", "--val-fraction", "0", "--device", "cpu",
-        "--out", str(tmp_path / "run"), "--progress-json",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "medsegdiff_training",
+        "train",
+        "--images",
+        str(images),
+        "--masks",
+        str(masks),
+        "--config",
+        "tiny",
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--val-fraction",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "run"),
+        "--progress-json",
     ]
     # its own process group, so that a hang cannot leave worker processes behind
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = process.communicate(timeout=240)
     except subprocess.TimeoutExpired:

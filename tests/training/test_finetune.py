@@ -23,15 +23,22 @@ from medsegdiff_training.registry import ModelRegistry
 from medsegdiff_training.trainer import TrainConfig
 
 TINY = named_config("tiny")
-CONFIG = TrainConfig(steps=3, batch_size=2, device="cpu", checkpoint_every=10**6, validate_every=10**6,
-                     validation_sampling=SamplingSettings(sampler="ddim", steps=2))
+CONFIG = TrainConfig(
+    steps=3,
+    batch_size=2,
+    device="cpu",
+    checkpoint_every=10**6,
+    validate_every=10**6,
+    validation_sampling=SamplingSettings(sampler="ddim", steps=2),
+)
 
 
 def tree_digest(root: Path) -> dict[str, str]:
     """Every file under ``root`` (hidden ones too) and the SHA-256 of its bytes."""
     return {
         str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(root.rglob("*")) if path.is_file()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
     }
 
 
@@ -61,8 +68,15 @@ def test_finetuning_adds_a_child_version_and_leaves_the_parent_bit_identical(set
     registry, store, tmp_path = setup
     parent_before = tree_digest(registry.get("parent").path)
     reports = []
-    result = finetune("parent", store, registry=registry, config=CONFIG, run_dir=tmp_path / "run",
-                      progress=reports.append, name="child")
+    result = finetune(
+        "parent",
+        store,
+        registry=registry,
+        config=CONFIG,
+        run_dir=tmp_path / "run",
+        progress=reports.append,
+        name="child",
+    )
     assert not result.cancelled and result.steps == 3 and [r.step for r in reports][:3] == [1, 2, 3]
     assert result.version is not None and result.version.name == "child" and result.version.parent == "parent"
     assert registry.names() == ["parent", "child"]
@@ -89,8 +103,15 @@ def test_a_cancelled_finetune_leaves_the_registry_exactly_as_it_was(setup):
         if report.step == 1:
             cancel.set()
 
-    result = finetune("parent", store, registry=registry, config=replace(CONFIG, steps=100),
-                      run_dir=tmp_path / "run", progress=progress, cancel=cancel)
+    result = finetune(
+        "parent",
+        store,
+        registry=registry,
+        config=replace(CONFIG, steps=100),
+        run_dir=tmp_path / "run",
+        progress=progress,
+        cancel=cancel,
+    )
     assert result.cancelled and result.version is None and result.steps == 1
     assert tree_digest(registry.root) == before
     assert (tmp_path / "run" / "state" / "state.json").is_file()  # resumable, outside the registry
@@ -129,9 +150,19 @@ def test_mixing_in_the_original_data(setup):
         Image.fromarray((image.clip(0, 1) * 255).astype(np.uint8)).save(images / f"o{index}.png")
         Image.fromarray(labels * 255).save(masks / f"o{index}.png")
     with pytest.raises(ConfigError, match="original"):
-        finetune("parent", store, registry=registry, config=CONFIG, mix_original=True, run_dir=tmp_path / "r1")
-    result = finetune("parent", store, registry=registry, config=CONFIG, mix_original=True,
-                      original_images=images, original_masks=masks, run_dir=tmp_path / "r2")
+        finetune(
+            "parent", store, registry=registry, config=CONFIG, mix_original=True, run_dir=tmp_path / "r1"
+        )
+    result = finetune(
+        "parent",
+        store,
+        registry=registry,
+        config=CONFIG,
+        mix_original=True,
+        original_images=images,
+        original_masks=masks,
+        run_dir=tmp_path / "r2",
+    )
     assert result.version is not None
     training = read_checkpoint_config(result.version.path)["training"]
     assert training["images"] == 4 + 3  # the 4 training corrections and the 3 originals

@@ -40,12 +40,22 @@ def test_an_empty_registry_lists_the_default_and_selects_it(registry):
 
 
 def test_add_lists_oldest_first_with_parent_and_metrics(registry, tmp_path):
-    first = registry.add(checkpoint(tmp_path / "a", metrics={"validation_dice": 0.5}, training={"data_digest": "abc"}),
-                         name="first", parent=DEFAULT_VERSION, description="one")
-    second = registry.add(checkpoint(tmp_path / "b", seed=1), parent="first", metrics={"validation_dice_after": 0.7})
+    first = registry.add(
+        checkpoint(tmp_path / "a", metrics={"validation_dice": 0.5}, training={"data_digest": "abc"}),
+        name="first",
+        parent=DEFAULT_VERSION,
+        description="one",
+    )
+    second = registry.add(
+        checkpoint(tmp_path / "b", seed=1), parent="first", metrics={"validation_dice_after": 0.7}
+    )
     assert [v.name for v in registry.versions()] == [DEFAULT_VERSION, "first", second.name]
     assert second.name.startswith("v1-") and second.parent == "first"
-    assert first.metrics == {"validation_dice": 0.5} and first.data_digest == "abc" and first.description == "one"
+    assert (
+        first.metrics == {"validation_dice": 0.5}
+        and first.data_digest == "abc"
+        and first.description == "one"
+    )
     assert second.metrics["validation_dice_after"] == 0.7
     assert not first.read_only
     loaded = registry.load("first")

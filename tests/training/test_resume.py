@@ -18,7 +18,12 @@ from medsegdiff_training.trainer import TrainConfig, train
 
 TINY = named_config("tiny")
 CONFIG = TrainConfig(
-    steps=6, batch_size=3, device="cpu", checkpoint_every=4, validate_every=2, validation_images=1,
+    steps=6,
+    batch_size=3,
+    device="cpu",
+    checkpoint_every=4,
+    validate_every=2,
+    validation_images=1,
     validation_sampling=SamplingSettings(sampler="ddim", steps=2),
 )
 
@@ -48,8 +53,15 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     straight = train(TINY, train_data, tmp_path / "straight", config=CONFIG, validation_data=validation_data)
 
     cancel, progress = cancel_at(3)  # between two checkpoints, after a validation
-    first = train(TINY, train_data, tmp_path / "resumed", config=CONFIG, validation_data=validation_data,
-                  progress=progress, cancel=cancel)
+    first = train(
+        TINY,
+        train_data,
+        tmp_path / "resumed",
+        config=CONFIG,
+        validation_data=validation_data,
+        progress=progress,
+        cancel=cancel,
+    )
     assert first.cancelled and first.step == 3 and first.final_checkpoint is None
     second = train(TINY, train_data, tmp_path / "resumed", config=CONFIG, validation_data=validation_data)
 
@@ -74,13 +86,21 @@ def test_a_finished_run_started_again_does_no_more_steps(tmp_path):
 def test_leftovers_of_a_crashed_save_do_not_stop_a_resume(tmp_path):
     train_data = dataset(3, 0)
     cancel, progress = cancel_at(2)
-    train(TINY, train_data, tmp_path / "run", config=TrainConfig(steps=4, batch_size=2, device="cpu"),
-          progress=progress, cancel=cancel)
+    train(
+        TINY,
+        train_data,
+        tmp_path / "run",
+        config=TrainConfig(steps=4, batch_size=2, device="cpu"),
+        progress=progress,
+        cancel=cancel,
+    )
     # a process killed while writing leaves a hidden partial state beside the real one
     partial = tmp_path / "run" / ".state.partial-crashed"
     partial.mkdir()
     (partial / "weights.safetensors").write_bytes(b"half a file")
-    result = train(TINY, train_data, tmp_path / "run", config=TrainConfig(steps=4, batch_size=2, device="cpu"))
+    result = train(
+        TINY, train_data, tmp_path / "run", config=TrainConfig(steps=4, batch_size=2, device="cpu")
+    )
     assert result.step == 4 and result.final_checkpoint is not None
     assert not partial.exists()  # cleared by the next successful save
 
@@ -88,7 +108,13 @@ def test_leftovers_of_a_crashed_save_do_not_stop_a_resume(tmp_path):
 def test_fresh_start_ignores_a_saved_state(tmp_path):
     train_data = dataset(3, 0)
     train(TINY, train_data, tmp_path / "run", config=TrainConfig(steps=2, batch_size=2, device="cpu"))
-    result = train(TINY, train_data, tmp_path / "run", config=TrainConfig(steps=1, batch_size=2, device="cpu"), resume=False)
+    result = train(
+        TINY,
+        train_data,
+        tmp_path / "run",
+        config=TrainConfig(steps=1, batch_size=2, device="cpu"),
+        resume=False,
+    )
     assert result.step == 1
 
 

@@ -13,7 +13,9 @@ from medsegdiff_training.data import SegmentationDataset, find_pairs, read_split
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 DDTI, DRISHTI = SHARED / "ddti", SHARED / "drishti_roi"
 
-needs_ddti = pytest.mark.skipif(not DDTI.is_dir(), reason=f"the DDTI dataset is not at {DDTI} (see shared/data/README.md)")
+needs_ddti = pytest.mark.skipif(
+    not DDTI.is_dir(), reason=f"the DDTI dataset is not at {DDTI} (see shared/data/README.md)"
+)
 needs_drishti = pytest.mark.skipif(
     not DRISHTI.is_dir(), reason=f"the Drishti-GS1 dataset is not at {DRISHTI} (see shared/data/README.md)"
 )
@@ -56,3 +58,22 @@ def test_drishti_loads_as_rgb_images_with_disc_and_cup_labels():
     image, labels = data[0]
     assert image.shape == (3, 32, 32)
     assert set(np.unique(labels.numpy()).tolist()) == {0, 1, 2}
+
+
+def test_palette_label_maps_read_as_class_numbers_and_grey_palettes_as_grey(tmp_path):
+    """Not shared data, but the same readers: colour-coded label maps keep their classes."""
+    from PIL import Image
+
+    from medsegdiff_training.data import read_array, read_mask
+
+    labels = np.zeros((10, 10), np.uint8)
+    labels[2:5, 2:5], labels[6:8, 6:8] = 1, 2
+    coloured = Image.fromarray(labels, mode="P")
+    coloured.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    coloured.save(tmp_path / "classes.png")
+    assert np.array_equal(read_mask(tmp_path / "classes.png"), labels)
+    assert set(np.unique(read_array(tmp_path / "classes.png")).tolist()) == {0, 76, 150}  # as the picture shows
+    grey = Image.fromarray((labels > 0).astype(np.uint8), mode="P")
+    grey.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    grey.save(tmp_path / "mask.gif")
+    assert set(np.unique(read_mask(tmp_path / "mask.gif")).tolist()) == {0, 255}

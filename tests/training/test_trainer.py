@@ -32,15 +32,22 @@ def squares(count: int, seed: int = 0) -> SegmentationDataset:
 
 
 def quick(**changes) -> TrainConfig:
-    values = dict(steps=4, batch_size=4, augment=None, checkpoint_every=10**6, validate_every=10**6, device="cpu")
+    values = dict(
+        steps=4, batch_size=4, augment=None, checkpoint_every=10**6, validate_every=10**6, device="cpu"
+    )
     values.update(changes)
     return TrainConfig(**values)
 
 
 def test_a_few_steps_lower_the_loss(tmp_path):
     losses = []
-    train(TINY, squares(16), tmp_path / "run", config=quick(steps=30, batch_size=8, learning_rate=2e-3),
-          progress=lambda p: losses.append(p.loss))
+    train(
+        TINY,
+        squares(16),
+        tmp_path / "run",
+        config=quick(steps=30, batch_size=8, learning_rate=2e-3),
+        progress=lambda p: losses.append(p.loss),
+    )
     assert len(losses) == 30
     first, last = np.mean(losses[:6]), np.mean(losses[-6:])
     assert last < 0.7 * first, f"loss went from {first:.3f} to {last:.3f}"
@@ -63,7 +70,9 @@ def test_cancel_stops_before_the_next_step_and_keeps_a_resumable_state(tmp_path)
         if report.step == 2:
             cancel.set()
 
-    result = train(TINY, squares(4), tmp_path / "run", config=quick(steps=50), progress=progress, cancel=cancel)
+    result = train(
+        TINY, squares(4), tmp_path / "run", config=quick(steps=50), progress=progress, cancel=cancel
+    )
     assert result.cancelled and result.step == 2
     assert result.final_checkpoint is None and not (tmp_path / "run" / "final").exists()
     state = json.loads((tmp_path / "run" / "state" / "state.json").read_text())
@@ -86,10 +95,20 @@ def test_a_minutes_budget_ends_the_run(tmp_path):
 
 
 def test_validation_is_logged_and_recorded_with_the_final_model(tmp_path):
-    config = quick(steps=4, validate_every=2, validation_images=2,
-                   validation_sampling=SamplingSettings(sampler="ddim", steps=2))
-    result = train(TINY, squares(6), tmp_path / "run", config=config, validation_data=squares(2, seed=1),
-                   metadata={"description": "test run"})
+    config = quick(
+        steps=4,
+        validate_every=2,
+        validation_images=2,
+        validation_sampling=SamplingSettings(sampler="ddim", steps=2),
+    )
+    result = train(
+        TINY,
+        squares(6),
+        tmp_path / "run",
+        config=config,
+        validation_data=squares(2, seed=1),
+        metadata={"description": "test run"},
+    )
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log] == [2, 4]
     assert all(0 <= entry["validation_dice"] <= 1 for entry in log)
@@ -100,8 +119,12 @@ def test_validation_is_logged_and_recorded_with_the_final_model(tmp_path):
 
 
 def test_the_last_step_is_validated_even_off_the_cadence(tmp_path):
-    config = quick(steps=3, validate_every=2, validation_images=1,
-                   validation_sampling=SamplingSettings(sampler="ddim", steps=2))
+    config = quick(
+        steps=3,
+        validate_every=2,
+        validation_images=1,
+        validation_sampling=SamplingSettings(sampler="ddim", steps=2),
+    )
     result = train(TINY, squares(4), tmp_path / "run", config=config, validation_data=squares(1, seed=1))
     assert [entry["step"] for entry in result.history] == [2, 3]
 

@@ -35,17 +35,30 @@ PROG = "medsegdiff"
 
 def _common(parser: argparse.ArgumentParser, device: bool = True, nested: bool = False) -> None:
     # nested (models ACTION) options must not reset what was given before ACTION
-    parser.add_argument("--registry", type=Path, default=argparse.SUPPRESS if nested else None, metavar="DIR",
-                        help="model registry folder (default: $MEDSEGDIFF_HOME/models or the user data folder)")
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        default=argparse.SUPPRESS if nested else None,
+        metavar="DIR",
+        help="model registry folder (default: $MEDSEGDIFF_HOME/models or the user data folder)",
+    )
     if device:
-        parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="compute device (default: auto)")
+        parser.add_argument(
+            "--device", default="auto", choices=DEVICE_CHOICES, help="compute device (default: auto)"
+        )
 
 
 def _sampling(parser: argparse.ArgumentParser, batch_size: int) -> None:
-    parser.add_argument("--model", default=None, metavar="VERSION",
-                        help="registry version or checkpoint folder (default: the selected version)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="VERSION",
+        help="registry version or checkpoint folder (default: the selected version)",
+    )
     parser.add_argument("--sampler", default="ddim", choices=SAMPLERS)
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the sampler's recommended)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="sampling steps (default: the sampler's recommended)"
+    )
     parser.add_argument("--ensemble", type=int, default=1, help="samples per image, averaged (default: 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threshold", type=float, default=0.5, help="foreground threshold of binary models")
@@ -53,11 +66,21 @@ def _sampling(parser: argparse.ArgumentParser, batch_size: int) -> None:
 
 
 def _architecture(parser: argparse.ArgumentParser, auto: bool) -> None:
-    parser.add_argument("--image-size", type=int, nargs="+", default=None, metavar="N",
-                        help="network input size: N or H W (default: the configuration's)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="network input size: N or H W (default: the configuration's)",
+    )
     if auto:
-        parser.add_argument("--num-classes", default="auto", help="classes incl. background; auto: from the masks")
-        parser.add_argument("--channels", default="auto", help="image channels 1-4; auto: 3 for RGB images, else 1")
+        parser.add_argument(
+            "--num-classes", default="auto", help="classes incl. background; auto: from the masks"
+        )
+        parser.add_argument(
+            "--channels", default="auto", help="image channels 1-4; auto: 3 for RGB images, else 1"
+        )
     else:
         parser.add_argument("--num-classes", type=int, default=None)
         parser.add_argument("--channels", type=int, default=None)
@@ -66,58 +89,107 @@ def _architecture(parser: argparse.ArgumentParser, auto: bool) -> None:
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a model on folders of images and masks")
     parser.add_argument("--images", required=True, type=Path, help="folder of images")
-    parser.add_argument("--masks", required=True, type=Path, help="folder of masks (matched to images by file stem)")
+    parser.add_argument(
+        "--masks", required=True, type=Path, help="folder of masks (matched to images by file stem)"
+    )
     parser.add_argument("--split-csv", type=Path, default=None, help="CSV of name,split (header optional)")
     parser.add_argument("--split", default=None, help="train on this split of --split-csv only")
     held_out = parser.add_mutually_exclusive_group()
     held_out.add_argument("--val-split", default=None, help="validate on this split of --split-csv")
-    held_out.add_argument("--val-fraction", type=float, default=0.1,
-                          help="hold out this fraction of the training images for validation (default: 0.1)")
-    parser.add_argument("--config", default="cpu", choices=list(NAMED_CONFIGS), help="model variant (default: cpu)")
+    held_out.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="hold out this fraction of the training images for validation (default: 0.1)",
+    )
+    parser.add_argument(
+        "--config", default="cpu", choices=list(NAMED_CONFIGS), help="model variant (default: cpu)"
+    )
     _architecture(parser, auto=True)
     parser.add_argument("--normalisation", default="percentile", choices=("percentile", "minmax", "zscore"))
     parser.add_argument("--steps", type=int, default=None, help="training steps")
-    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget; with --steps, first reached wins")
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="wall-clock budget; with --steps, first reached wins"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default: 1e-4, the paper's)")
+    parser.add_argument(
+        "--lr", type=float, default=1e-4, help="AdamW learning rate (default: 1e-4, the paper's)"
+    )
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--grad-clip", type=float, default=1.0)
     parser.add_argument("--no-amp", action="store_true", help="no bf16 mixed precision on CUDA")
     parser.add_argument("--no-augment", action="store_true", help="no flips, affine or intensity jitter")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--validate-every", type=int, default=500, metavar="STEPS")
-    parser.add_argument("--validation-images", type=int, default=32, help="validation images scored each time")
+    parser.add_argument(
+        "--validation-images", type=int, default=32, help="validation images scored each time"
+    )
     parser.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS")
-    parser.add_argument("--out", required=True, type=Path, metavar="RUN_DIR", help="run folder (resumed if it has a state)")
-    parser.add_argument("--fresh", action="store_true", help="do not resume the state in RUN_DIR (it is overwritten)")
-    parser.add_argument("--register", nargs="?", const="", default=None, metavar="NAME",
-                        help="add the trained model to the registry (optionally under NAME)")
+    parser.add_argument(
+        "--out", required=True, type=Path, metavar="RUN_DIR", help="run folder (resumed if it has a state)"
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="do not resume the state in RUN_DIR (it is overwritten)"
+    )
+    parser.add_argument(
+        "--register",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="NAME",
+        help="add the trained model to the registry (optionally under NAME)",
+    )
     parser.add_argument("--select", action="store_true", help="with --register: select the new version")
     parser.add_argument("--description", default=None)
-    parser.add_argument("--progress-json", action="store_true", help="JSON lines on stdout instead of text progress")
+    parser.add_argument(
+        "--progress-json", action="store_true", help="JSON lines on stdout instead of text progress"
+    )
     _common(parser)
     parser.set_defaults(handler=commands.command_train)
 
 
 def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("finetune", help="fine-tune a model version on a corrections store")
-    parser.add_argument("--store", type=Path, default=None, metavar="DIR",
-                        help="corrections store (default: $MEDSEGDIFF_HOME/corrections or the user data folder)")
-    parser.add_argument("--parent", default=None, metavar="VERSION", help="version to start from (default: the selected one)")
-    parser.add_argument("--steps", type=int, default=None, help=f"training steps (default: {DEFAULT_FINETUNE_CONFIG.steps})")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="corrections store (default: $MEDSEGDIFF_HOME/corrections or the user data folder)",
+    )
+    parser.add_argument(
+        "--parent", default=None, metavar="VERSION", help="version to start from (default: the selected one)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help=f"training steps (default: {DEFAULT_FINETUNE_CONFIG.steps})"
+    )
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_FINETUNE_CONFIG.batch_size)
     parser.add_argument("--lr", type=float, default=DEFAULT_FINETUNE_CONFIG.learning_rate)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--validation-fraction", type=float, default=0.2,
-                        help="corrections held out to score before/after (with 3 or more; default: 0.2)")
-    parser.add_argument("--mix-original", action="store_true", help="also train on the parent's original data")
-    parser.add_argument("--original-images", type=Path, default=None, help="with --mix-original: the original images")
-    parser.add_argument("--original-masks", type=Path, default=None, help="with --mix-original: the original masks")
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.2,
+        help="corrections held out to score before/after (with 3 or more; default: 0.2)",
+    )
+    parser.add_argument(
+        "--mix-original", action="store_true", help="also train on the parent's original data"
+    )
+    parser.add_argument(
+        "--original-images", type=Path, default=None, help="with --mix-original: the original images"
+    )
+    parser.add_argument(
+        "--original-masks", type=Path, default=None, help="with --mix-original: the original masks"
+    )
     parser.add_argument("--name", default=None, help="name of the new version (default: vN-DATE-TIME)")
     parser.add_argument("--select", action="store_true", help="select the new version")
-    parser.add_argument("--run-dir", type=Path, default=None, help="run folder (default: under the data folder)")
-    parser.add_argument("--progress-json", action="store_true", help="JSON lines on stdout (for the napari plugin)")
+    parser.add_argument(
+        "--run-dir", type=Path, default=None, help="run folder (default: under the data folder)"
+    )
+    parser.add_argument(
+        "--progress-json", action="store_true", help="JSON lines on stdout (for the napari plugin)"
+    )
     _common(parser)
     parser.set_defaults(handler=commands.command_finetune)
 
@@ -125,10 +197,18 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
 def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="segment image files into label-map files")
     parser.add_argument("inputs", nargs="+", help="image files or folders (PNG, JPEG, GIF, TIFF, NIfTI)")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (same file stems)")
-    parser.add_argument("--format", default="auto", choices=("auto", "tiff", "nifti", "png"),
-                        help="auto: NIfTI for NIfTI, TIFF for TIFF, else PNG")
-    parser.add_argument("--uncertainty", action="store_true", help="also write <stem>_uncertainty.tif (ensemble >= 2)")
+    parser.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="output folder (same file stems)"
+    )
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", "tiff", "nifti", "png"),
+        help="auto: NIfTI for NIfTI, TIFF for TIFF, else PNG",
+    )
+    parser.add_argument(
+        "--uncertainty", action="store_true", help="also write <stem>_uncertainty.tif (ensemble >= 2)"
+    )
     parser.add_argument("--overwrite", action="store_true")
     _sampling(parser, batch_size=8)
     _common(parser)
@@ -150,11 +230,18 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_models(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("models", help="list, show, select, roll back, rename or delete model versions")
+    parser = subparsers.add_parser(
+        "models", help="list, show, select, roll back, rename or delete model versions"
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
-    for action, text in (("list", "list the versions (* = selected)"), ("show", "everything about one version"),
-                         ("select", "select a version"), ("rollback", "select the selected version's parent, or NAME"),
-                         ("rename", "rename a version"), ("delete", "delete a version")):
+    for action, text in (
+        ("list", "list the versions (* = selected)"),
+        ("show", "everything about one version"),
+        ("select", "select a version"),
+        ("rollback", "select the selected version's parent, or NAME"),
+        ("rename", "rename a version"),
+        ("delete", "delete a version"),
+    ):
         sub = actions.add_parser(action, help=text)
         if action in ("show", "rollback"):
             sub.add_argument("name", nargs="?", default=None)
@@ -171,16 +258,22 @@ def _add_models(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_info(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help="architecture summaries, installed models, devices")
-    parser.add_argument("--config", default=None, choices=list(NAMED_CONFIGS), help="describe this model variant")
+    parser.add_argument(
+        "--config", default=None, choices=list(NAMED_CONFIGS), help="describe this model variant"
+    )
     _architecture(parser, auto=False)
-    parser.add_argument("--model", default=None, metavar="VERSION", help="describe this registry version or checkpoint")
+    parser.add_argument(
+        "--model", default=None, metavar="VERSION", help="describe this registry version or checkpoint"
+    )
     parser.add_argument("--json", action="store_true")
     _common(parser, device=False)
     parser.set_defaults(handler=commands.command_info)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="MedSegDiff: train, fine-tune and run diffusion segmentation models.")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="MedSegDiff: train, fine-tune and run diffusion segmentation models."
+    )
     parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True

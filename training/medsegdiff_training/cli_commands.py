@@ -8,6 +8,7 @@ one line by :func:`medsegdiff_training.cli.main`.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from dataclasses import replace
@@ -22,10 +23,10 @@ from .cli_progress import CountReporter, TrainingReporter, cancel_on_signals, em
 from .config import ModelConfig, PreprocessConfig, named_config
 from .corrections import CorrectionsStore
 from .data.dataset import SegmentationDataset
-from .data.io import read_array
+from .data.io import read_array, read_mask
 from .data.pairs import Pair, find_pairs
 from .distributed import distributed_session
-from .errors import ConfigError, DatasetError
+from .errors import ConfigError
 from .finetune import DEFAULT_FINETUNE_CONFIG, finetune
 from .inference import SamplingSettings, Segmenter
 from .registry import ModelRegistry
@@ -62,7 +63,11 @@ def sampling_settings(args: argparse.Namespace) -> SamplingSettings:
     if args.ensemble < 1:
         raise ConfigError("--ensemble must be at least 1.")
     return SamplingSettings(
-        sampler=args.sampler, steps=args.steps, ensemble=args.ensemble, seed=args.seed, threshold=args.threshold
+        sampler=args.sampler,
+        steps=args.steps,
+        ensemble=args.ensemble,
+        seed=args.seed,
+        threshold=args.threshold,
     )
 
 
@@ -73,7 +78,7 @@ def detect_num_classes(pairs: list[Pair]) -> int:
     """2 for 0/1 or 0/255 masks, else the largest label + 1 (label maps such as 0/1/2)."""
     top = 0
     for pair in pairs:
-        mask = read_array(pair.mask)
+        mask = read_mask(pair.mask)
         values = np.unique(mask[..., 0] if mask.ndim == 3 else mask)
         if set(values.tolist()) <= {0, 255}:
             continue
@@ -90,7 +95,9 @@ def model_config_for(args: argparse.Namespace, pairs: list[Pair]) -> ModelConfig
     changes: dict[str, Any] = {}
     if args.image_size:
         changes["image_size"] = tuple(args.image_size) * (2 if len(args.image_size) == 1 else 1)
-    changes["num_classes"] = detect_num_classes(pairs) if args.num_classes == "auto" else int(args.num_classes)
+    changes["num_classes"] = (
+        detect_num_classes(pairs) if args.num_classes == "auto" else int(args.num_classes)
+    )
     changes["image_channels"] = detect_channels(pairs[0]) if args.channels == "auto" else int(args.channels)
     return named_config(args.config, **changes)
 
@@ -130,26 +137,48 @@ def command_train(args: argparse.Namespace) -> int:
                 f"{context.world_size} process(es) on {context.device}"
             )
         train_data = SegmentationDataset.from_pairs(train_pairs, model_config, preprocess)
-        validation_data = SegmentationDataset.from_pairs(validation_pairs, model_config, preprocess) if validation_pairs else None
+        validation_data = (
+            SegmentationDataset.from_pairs(validation_pairs, model_config, preprocess)
+            if validation_pairs
+            else None
+        )
         config = TrainConfig(
-            steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, learning_rate=args.lr,
-            ema_decay=args.ema_decay, grad_clip=args.grad_clip, amp=not args.no_amp, seed=args.seed,
-            validate_every=args.validate_every, validation_images=args.validation_images,
-            checkpoint_every=args.checkpoint_every, device=context.device,
+            steps=args.steps,
+            minutes=args.minutes,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            ema_decay=args.ema_decay,
+            grad_clip=args.grad_clip,
+            amp=not args.no_amp,
+            seed=args.seed,
+            validate_every=args.validate_every,
+            validation_images=args.validation_images,
+            checkpoint_every=args.checkpoint_every,
+            device=context.device,
             augment=None if args.no_augment else TrainConfig().augment,
         )
         source = {
-            "images": str(Path(args.images).resolve()), "masks": str(Path(args.masks).resolve()),
-            "split_csv": str(Path(args.split_csv).resolve()) if args.split_csv else None, "split": args.split,
+            "images": str(Path(args.images).resolve()),
+            "masks": str(Path(args.masks).resolve()),
+            "split_csv": str(Path(args.split_csv).resolve()) if args.split_csv else None,
+            "split": args.split,
         }
-        metadata = {
+        metadata: dict[str, Any] = {
             "description": args.description or f"trained on {Path(args.images).resolve().parent.name}",
             "training": {"source": source, "validation_images": sorted(p.name for p in validation_pairs)},
         }
         reporter = TrainingReporter(json_lines=args.progress_json) if main_process else None
         result = train(
-            model_config, train_data, args.out, config=config, validation_data=validation_data,
-            preprocess=preprocess, metadata=metadata, progress=reporter, cancel=cancel, resume=not args.fresh,
+            model_config,
+            train_data,
+            args.out,
+            config=config,
+            validation_data=validation_data,
+            preprocess=preprocess,
+            metadata=metadata,
+            progress=reporter,
+            cancel=cancel,
+            resume=not args.fresh,
         )
         if reporter is not None:
             reporter.close()
@@ -162,18 +191,30 @@ def command_train(args: argparse.Namespace) -> int:
         if args.register is not None:
             registry = registry_of(args)
             assert result.final_checkpoint is not None
-            version = registry.add(result.final_checkpoint, name=args.register or None, description=metadata["description"])
+            version = registry.add(
+                result.final_checkpoint, name=args.register or None, description=metadata["description"]
+            )
             version_name = version.name
             if args.select:
                 registry.select(version.name)
         validation = result.history[-1]["validation_dice"] if result.history else None
         if args.progress_json:
-            emit_json({"event": "done", "run_dir": str(result.run_dir), "final": str(result.final_checkpoint),
-                       "steps": result.step, "validation_dice": validation, "version": version_name})
+            emit_json(
+                {
+                    "event": "done",
+                    "run_dir": str(result.run_dir),
+                    "final": str(result.final_checkpoint),
+                    "steps": result.step,
+                    "validation_dice": validation,
+                    "version": version_name,
+                }
+            )
         else:
-            out(f"Trained {result.step} steps; checkpoint in {result.final_checkpoint}"
+            out(
+                f"Trained {result.step} steps; checkpoint in {result.final_checkpoint}"
                 + ("" if validation is None else f"; validation Dice {validation:.3f}")
-                + ("" if version_name is None else f"; registered as {version_name}"))
+                + ("" if version_name is None else f"; registered as {version_name}")
+            )
         return EXIT_OK
 
 
@@ -190,17 +231,34 @@ def command_finetune(args: argparse.Namespace) -> int:
     with distributed_session(args.device) as context, cancel_on_signals() as cancel:
         registry = registry_of(args)
         parent = args.parent or registry.selected()
-        steps = args.steps if args.steps is not None else (None if args.minutes is not None else DEFAULT_FINETUNE_CONFIG.steps)
+        steps = (
+            args.steps
+            if args.steps is not None
+            else (None if args.minutes is not None else DEFAULT_FINETUNE_CONFIG.steps)
+        )
         config = replace(
-            DEFAULT_FINETUNE_CONFIG, steps=steps, minutes=args.minutes, batch_size=args.batch_size,
-            learning_rate=args.lr, seed=args.seed, device=context.device,
+            DEFAULT_FINETUNE_CONFIG,
+            steps=steps,
+            minutes=args.minutes,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            seed=args.seed,
+            device=context.device,
         )
         reporter = TrainingReporter(json_lines=args.progress_json) if context.is_main else None
         result = finetune(
-            parent, CorrectionsStore(args.store), registry=registry, config=config, mix_original=args.mix_original,
-            original_images=args.original_images, original_masks=args.original_masks,
-            validation_fraction=args.validation_fraction, progress=reporter, cancel=cancel,
-            run_dir=args.run_dir, name=args.name,
+            parent,
+            CorrectionsStore(args.store),
+            registry=registry,
+            config=config,
+            mix_original=args.mix_original,
+            original_images=args.original_images,
+            original_masks=args.original_masks,
+            validation_fraction=args.validation_fraction,
+            progress=reporter,
+            cancel=cancel,
+            run_dir=args.run_dir,
+            name=args.name,
         )
         if reporter is not None:
             reporter.close()
@@ -212,13 +270,22 @@ def command_finetune(args: argparse.Namespace) -> int:
         if args.select:
             registry.select(result.version.name)
         if args.progress_json:
-            emit_json({"event": "done", "version": result.version.name, "parent": parent,
-                       "validation_dice_before": result.validation_dice_before,
-                       "validation_dice_after": result.validation_dice_after, "steps": result.steps,
-                       "path": str(result.version.path)})
+            emit_json(
+                {
+                    "event": "done",
+                    "version": result.version.name,
+                    "parent": parent,
+                    "validation_dice_before": result.validation_dice_before,
+                    "validation_dice_after": result.validation_dice_after,
+                    "steps": result.steps,
+                    "path": str(result.version.path),
+                }
+            )
         else:
             before, after = result.validation_dice_before, result.validation_dice_after
-            scores = "" if before is None or after is None else f"; validation Dice {before:.3f} -> {after:.3f}"
+            scores = (
+                "" if before is None or after is None else f"; validation Dice {before:.3f} -> {after:.3f}"
+            )
             out(f"Registered {result.version.name} (parent {parent}) after {result.steps} steps{scores}")
         return EXIT_OK
 
@@ -233,11 +300,20 @@ def command_predict(args: argparse.Namespace) -> int:
     settings = sampling_settings(args)
     checkpoint, name = load_model(args.model, registry_of(args), "cpu")
     segmenter = Segmenter(checkpoint, device=args.device)
-    note(f"Segmenting {len(files)} file(s) with {name} ({settings.sampler}, {settings.resolved_steps()} steps)")
+    note(
+        f"Segmenting {len(files)} file(s) with {name} ({settings.sampler}, {settings.resolved_steps()} steps)"
+    )
     with cancel_on_signals() as cancel:
         written = predict_files(
-            segmenter, files, Path(args.out), settings, label_format=args.format, batch_size=args.batch_size,
-            overwrite=args.overwrite, uncertainty=args.uncertainty, progress=CountReporter("segmented"),
+            segmenter,
+            files,
+            Path(args.out),
+            settings,
+            label_format=args.format,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+            uncertainty=args.uncertainty,
+            progress=CountReporter("segmented"),
             cancel=cancel.is_set,
         )
     for path in written:
@@ -252,7 +328,9 @@ def evaluation_document(name: str, report: Any, num_classes: int, per_image: boo
         "model": name,
         "images": int(summary.get("count", 0)),
         "settings": report.settings,
-        "mean": {key: summary.get(key) for key in ("dice", "iou", "hd95", "dice_5threshold") if key in summary},
+        "mean": {
+            key: summary.get(key) for key in ("dice", "iou", "hd95", "dice_5threshold") if key in summary
+        },
         "per_class": {
             str(k): {m: summary.get(f"{m}_class{k}") for m in ("dice", "iou", "hd95")} for k in classes
         },
@@ -274,11 +352,17 @@ def command_evaluate(args: argparse.Namespace) -> int:
     settings = sampling_settings(args)
     checkpoint, name = load_model(args.model, registry_of(args), "cpu")
     segmenter = Segmenter(checkpoint, device=args.device)
-    note(f"Evaluating {name} on {len(pairs)} images ({settings.sampler}, {settings.resolved_steps()} steps, "
-         f"ensemble {settings.ensemble})")
+    note(
+        f"Evaluating {name} on {len(pairs)} images ({settings.sampler}, {settings.resolved_steps()} steps, "
+        f"ensemble {settings.ensemble})"
+    )
     with cancel_on_signals() as cancel:
         report = evaluate_pairs(
-            segmenter, pairs, settings, batch_size=args.batch_size, progress=CountReporter("evaluated"),
+            segmenter,
+            pairs,
+            settings,
+            batch_size=args.batch_size,
+            progress=CountReporter("evaluated"),
             cancel=cancel.is_set,
         )
     document = evaluation_document(name, report, checkpoint.model_config.num_classes, args.per_image)
@@ -295,15 +379,23 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 def print_evaluation(document: dict[str, Any]) -> None:
     mean = document["mean"]
-    out(f"{document['model']} on {document['images']} images "
+    out(
+        f"{document['model']} on {document['images']} images "
         f"({document['settings']['sampler']}, {document['settings']['steps']} steps, "
-        f"ensemble {document['settings']['ensemble']})")
-    line = f"  mean       Dice {_number(mean.get('dice'))}  IoU {_number(mean.get('iou'))}  HD95 {_number(mean.get('hd95'), 1)} px"
+        f"ensemble {document['settings']['ensemble']})"
+    )
+    line = (
+        f"  mean       Dice {_number(mean.get('dice'))}  IoU {_number(mean.get('iou'))}  "
+        f"HD95 {_number(mean.get('hd95'), 1)} px"
+    )
     if "dice_5threshold" in mean:
         line += f"  5-threshold Dice {_number(mean['dice_5threshold'])}"
     out(line)
     for k, values in document["per_class"].items():
-        out(f"  class {k:<4} Dice {_number(values['dice'])}  IoU {_number(values['iou'])}  HD95 {_number(values['hd95'], 1)} px")
+        out(
+            f"  class {k:<4} Dice {_number(values['dice'])}  IoU {_number(values['iou'])}  "
+            f"HD95 {_number(values['hd95'], 1)} px"
+        )
     if document["hd95_undefined"]:
         out(f"  HD95 undefined (one mask empty) on {document['hd95_undefined']} images, left out of the mean")
 
@@ -318,16 +410,28 @@ def command_models(args: argparse.Namespace) -> int:
         selected = registry.selected()
         versions = registry.versions()
         if args.json:
-            out(json.dumps(json_safe({"registry": str(registry.root), "selected": selected,
-                                      "versions": [v.to_dict() | {"selected": v.name == selected} for v in versions]}), indent=2))
+            out(
+                json.dumps(
+                    json_safe(
+                        {
+                            "registry": str(registry.root),
+                            "selected": selected,
+                            "versions": [v.to_dict() | {"selected": v.name == selected} for v in versions],
+                        }
+                    ),
+                    indent=2,
+                )
+            )
             return EXIT_OK
         if not versions:
             out(f"No model versions in {registry.root} yet (and no shipped default).")
         for version in versions:
             dice = version.metrics.get("validation_dice_after", version.metrics.get("validation_dice"))
-            out(f"{'*' if version.name == selected else ' '} {version.name:<24} {version.created[:16]:<17} "
+            out(
+                f"{'*' if version.name == selected else ' '} {version.name:<24} {version.created[:16]:<17} "
                 f"parent {version.parent or '-':<20} Dice {_number(dice)}  {version.config_summary}"
-                + ("  (read-only)" if version.read_only else ""))
+                + ("  (read-only)" if version.read_only else "")
+            )
         if selected not in {v.name for v in versions}:
             out(f"selected: {selected} (not installed)")
     elif action == "show":
@@ -335,7 +439,17 @@ def command_models(args: argparse.Namespace) -> int:
         if args.json:
             out(json.dumps(json_safe(info), indent=2))
         else:
-            for key in ("name", "path", "parent", "created", "description", "config_summary", "data_digest", "read_only", "selected"):
+            for key in (
+                "name",
+                "path",
+                "parent",
+                "created",
+                "description",
+                "config_summary",
+                "data_digest",
+                "read_only",
+                "selected",
+            ):
                 out(f"{key:<15} {info[key]}")
             for key, value in info["metrics"].items():
                 out(f"{'metric':<15} {key} = {value}")
@@ -348,7 +462,11 @@ def command_models(args: argparse.Namespace) -> int:
         else:
             raise ConfigError("Name the version to select: medsegdiff models select NAME.")
         after = registry.selected()
-        out(json.dumps({"selected": after, "previous": before}) if args.json else f"Selected {after} (was {before}).")
+        out(
+            json.dumps({"selected": after, "previous": before})
+            if args.json
+            else f"Selected {after} (was {before})."
+        )
     elif action == "rename":
         version = registry.rename(args.name, args.new_name)
         out(json.dumps(version.to_dict()) if args.json else f"Renamed {args.name} to {version.name}.")
@@ -360,11 +478,10 @@ def command_models(args: argparse.Namespace) -> int:
 
 def describe_config(config: ModelConfig) -> str:
     """The architecture summary (summary.describe when available) with its parameter count."""
-    try:
-        from .summary import describe  # type: ignore[import-not-found,unused-ignore]
-
+    try:  # medsegdiff_training.summary, where installed
+        describe = importlib.import_module(".summary", __package__).describe
         return str(describe(config))
-    except ImportError:
+    except (ImportError, AttributeError):
         from .model import MedSegDiffUNet, count_parameters
 
         lines = [f"{key}: {value}" for key, value in config.to_dict().items()]
@@ -390,7 +507,12 @@ def command_info(args: argparse.Namespace) -> int:
         if args.json:
             from .model import MedSegDiffUNet, count_parameters
 
-            out(json.dumps({"config": config.to_dict(), "parameters": count_parameters(MedSegDiffUNet(config))}, indent=2))
+            out(
+                json.dumps(
+                    {"config": config.to_dict(), "parameters": count_parameters(MedSegDiffUNet(config))},
+                    indent=2,
+                )
+            )
         else:
             out(describe_config(config))
         return EXIT_OK

@@ -56,11 +56,15 @@ class TrainingReporter:
     otherwise a human-readable line goes to stderr.
     """
 
-    def __init__(self, json_lines: bool = False, interval_s: float | None = None, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, json_lines: bool = False, interval_s: float | None = None, stream: TextIO | None = None
+    ) -> None:
         self.json_lines = json_lines
         self.stream = stream or (sys.stdout if json_lines else sys.stderr)
         self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval_s = interval_s if interval_s is not None else (0.5 if json_lines or self.terminal else 10.0)
+        self.interval_s = (
+            interval_s if interval_s is not None else (0.5 if json_lines or self.terminal else 10.0)
+        )
         self.last_time = -math.inf
         self.last_validation: float | None = None
         self.pending_newline = False
@@ -68,21 +72,30 @@ class TrainingReporter:
     def __call__(self, progress: TrainProgress) -> None:
         now = time.monotonic()
         last_step = progress.total_steps is not None and progress.step >= progress.total_steps
-        new_validation = progress.validation_dice is not None and progress.validation_dice != self.last_validation
+        new_validation = (
+            progress.validation_dice is not None and progress.validation_dice != self.last_validation
+        )
         if not (last_step or new_validation or now - self.last_time >= self.interval_s):
             return
         self.last_time, self.last_validation = now, progress.validation_dice
         if self.json_lines:
             emit_json(
-                {"event": "progress", "step": progress.step, "total_steps": progress.total_steps,
-                 "loss": progress.loss, "validation_dice": progress.validation_dice,
-                 "elapsed_s": round(progress.elapsed_s, 2),
-                 "remaining_s": None if progress.remaining_s is None else round(progress.remaining_s, 2)},
+                {
+                    "event": "progress",
+                    "step": progress.step,
+                    "total_steps": progress.total_steps,
+                    "loss": progress.loss,
+                    "validation_dice": progress.validation_dice,
+                    "elapsed_s": round(progress.elapsed_s, 2),
+                    "remaining_s": None if progress.remaining_s is None else round(progress.remaining_s, 2),
+                },
                 self.stream,
             )
             return
         total = f"/{progress.total_steps}" if progress.total_steps is not None else ""
-        validation = "" if progress.validation_dice is None else f" | validation Dice {progress.validation_dice:.3f}"
+        validation = (
+            "" if progress.validation_dice is None else f" | validation Dice {progress.validation_dice:.3f}"
+        )
         line = (
             f"step {progress.step}{total} | loss {progress.loss:.4f}{validation} | "
             f"{progress.images_per_s:.1f} images/s | {format_duration(progress.remaining_s)} left"

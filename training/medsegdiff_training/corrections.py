@@ -73,8 +73,9 @@ def _layout(image: np.ndarray, labels: np.ndarray) -> tuple[str, int | None]:
     elif labels.ndim == 3 and image.shape == labels.shape:
         return "volume", None
     raise InvalidMaskError(
-        f"The labels have shape {labels.shape} but the image has {image.shape}: the label map must cover "
-        "the image pixel for pixel (a 2D image, a 2D image with up to 4 channels, or a volume of the same shape)."
+        f"The labels have shape {labels.shape} but the image has {image.shape}: the label map must "
+        "cover the image pixel for pixel (a 2D image, a 2D image with up to 4 channels, or a volume "
+        "of the same shape)."
     )
 
 
@@ -145,7 +146,9 @@ class CorrectionsStore:
         """
         image, labels = np.asarray(image), np.asarray(labels)
         if not (np.issubdtype(image.dtype, np.number) or image.dtype == bool) or image.ndim not in (2, 3):
-            raise InvalidImageError(f"A correction's image must be a 2D or 3D numeric array, got {image.dtype} {image.shape}.")
+            raise InvalidImageError(
+                f"A correction's image must be a 2D or 3D numeric array, got {image.dtype} {image.shape}."
+            )
         if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
             raise InvalidMaskError(f"A label map holds integers; got dtype {labels.dtype}.")
         if labels.size and labels.min() < 0:
@@ -170,7 +173,11 @@ class CorrectionsStore:
             "format_version": STORE_FORMAT_VERSION,
             "id": entry_id,
             "folder": f"{ENTRIES}/{entry_id}",
-            "files": {"image": IMAGE_FILE, "labels": LABELS_FILE, "prediction": PREDICTION_FILE if prediction is not None else None},
+            "files": {
+                "image": IMAGE_FILE,
+                "labels": LABELS_FILE,
+                "prediction": PREDICTION_FILE if prediction is not None else None,
+            },
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "source_path": source_path,
             "image_layer": image_layer,
@@ -199,7 +206,12 @@ class CorrectionsStore:
         return CorrectionEntry(entry_id, self.root / ENTRIES / entry_id, record)
 
     def _write_entry(
-        self, entry_id: str, record: dict[str, Any], image: np.ndarray, labels: np.ndarray, prediction: np.ndarray | None
+        self,
+        entry_id: str,
+        record: dict[str, Any],
+        image: np.ndarray,
+        labels: np.ndarray,
+        prediction: np.ndarray | None,
     ) -> None:
         entries = self.root / ENTRIES
         staging: Path | None = None
@@ -275,10 +287,14 @@ class CorrectionsStore:
             prediction_path = entry.path / PREDICTION_FILE
             prediction = _read_tiff(prediction_path) if prediction_path.is_file() else None
         except Exception as error:  # tifffile raises its own types for damaged files
-            raise CorrectionsError(f"The correction {entry.id} in {self.root} cannot be read: {error}") from None
+            raise CorrectionsError(
+                f"The correction {entry.id} in {self.root} cannot be read: {error}"
+            ) from None
         return image, labels, prediction
 
-    def training_pairs(self, entries: list[CorrectionEntry] | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    def training_pairs(
+        self, entries: list[CorrectionEntry] | None = None
+    ) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """2D (name, image, labels) pairs: volumes give their labelled slices (axis 0)."""
         pairs = []
         for entry in self.entries() if entries is None else entries:
@@ -304,6 +320,9 @@ class CorrectionsStore:
         """The store (or some of its ``entries``) as a training dataset at the model's size."""
         pairs = self.training_pairs(entries)
         return SegmentationDataset.from_arrays(
-            [image for _, image, _ in pairs], [labels for _, _, labels in pairs], model_config, preprocess,
+            [image for _, image, _ in pairs],
+            [labels for _, _, labels in pairs],
+            model_config,
+            preprocess,
             names=[name for name, _, _ in pairs],
         )

@@ -67,7 +67,9 @@ def init_distributed(device: str = "auto", timeout_minutes: float = 30.0) -> Dis
     elif kind == "cpu":
         backend, device_name = "gloo", "cpu"
     else:
-        raise DeviceError(f"Multi-process training runs on CUDA GPUs or CPUs, not {kind!r}; use --device cuda or cpu.")
+        raise DeviceError(
+            f"Multi-process training runs on CUDA GPUs or CPUs, not {kind!r}; use --device cuda or cpu."
+        )
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, timeout=timedelta(minutes=timeout_minutes))
     return DistributedContext(rank, local_rank, world, device_name, backend)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.io import read_array
+from .data.io import read_array, read_mask
 from .data.pairs import Pair
 from .inference import SamplingSettings, Segmenter
 from .metrics import score, summarise_scores
@@ -53,7 +53,7 @@ def evaluate_pairs(
             break
         batch = pairs[start : start + batch_size]
         images = [read_array(p.image) for p in batch]
-        truths = [check_label_map(read_array(p.mask), num_classes) for p in batch]
+        truths = [check_label_map(read_mask(p.mask), num_classes) for p in batch]
         prepared = torch.cat([segmenter.prepare(image) for image in images])
         final = run_to_end(segmenter.denoise(prepared, settings))
         for index, (pair, truth) in enumerate(zip(batch, truths)):

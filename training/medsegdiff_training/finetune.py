@@ -153,7 +153,9 @@ def finetune(
     store = store if isinstance(store, CorrectionsStore) else CorrectionsStore(Path(store))
     config = config or DEFAULT_FINETUNE_CONFIG
     if not store.root.is_dir():
-        raise DatasetError(f"The corrections folder {store.root} does not exist; export some corrections first.")
+        raise DatasetError(
+            f"The corrections folder {store.root} does not exist; export some corrections first."
+        )
     entries = store.entries()
     if not entries:
         raise DatasetError(f"The corrections store {store.root} has no corrections yet; export some first.")
@@ -161,11 +163,16 @@ def finetune(
     model_config, preprocess = checkpoint.model_config, checkpoint.preprocess
     train_entries, validation_entries = split_entries(entries, validation_fraction, config.seed)
     train_data = store.as_dataset(model_config, preprocess, train_entries)
-    validation_data = store.as_dataset(model_config, preprocess, validation_entries) if validation_entries else None
+    validation_data = (
+        store.as_dataset(model_config, preprocess, validation_entries) if validation_entries else None
+    )
     if len(train_data) == 0:
         raise DatasetError(f"The corrections in {store.root} hold no labelled image to train on.")
     if mix_original:
-        train_data = _balanced(train_data, _original_data(checkpoint.metadata, model_config, preprocess, original_images, original_masks))
+        train_data = _balanced(
+            train_data,
+            _original_data(checkpoint.metadata, model_config, preprocess, original_images, original_masks),
+        )
     if run_dir is None:
         run_dir = default_runs_root() / f"finetune-{parent}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(run_dir)
@@ -174,11 +181,15 @@ def finetune(
     if validation_data is not None and process_rank() == 0:
         device = resolve_device(config.device)
         before = validation_dice(
-            checkpoint.model.to(device), NoiseSchedule(checkpoint.diffusion), validation_data,
-            config.validation_sampling, device, config.validation_images,
+            checkpoint.model.to(device),
+            NoiseSchedule(checkpoint.diffusion),
+            validation_data,
+            config.validation_sampling,
+            device,
+            config.validation_images,
         )
     barrier()
-    metadata = {
+    metadata: dict[str, Any] = {
         "description": description or f"fine-tuned from {parent} on {len(train_entries)} corrections",
         "parent_version": parent,
         "finetune": {
@@ -193,18 +204,32 @@ def finetune(
     if is_cancelled(cancel):
         return FinetuneResult(None, True, 0, before, None, run_dir)
     result = train(
-        checkpoint.model, train_data, run_dir,
-        config=config, validation_data=validation_data,
-        diffusion=checkpoint.diffusion, preprocess=preprocess, metadata=metadata,
-        progress=progress, cancel=cancel,
+        checkpoint.model,
+        train_data,
+        run_dir,
+        config=config,
+        validation_data=validation_data,
+        diffusion=checkpoint.diffusion,
+        preprocess=preprocess,
+        metadata=metadata,
+        progress=progress,
+        cancel=cancel,
     )
     if result.cancelled or result.final_checkpoint is None:
         return FinetuneResult(None, result.cancelled, result.step, before, None, run_dir)
     after = result.history[-1]["validation_dice"] if result.history and validation_data is not None else None
     version = registry.add(
-        result.final_checkpoint, name=name, parent=parent, description=metadata["description"], move=True,
-        metrics={"validation_dice_before": before, "validation_dice_after": after,
-                 "corrections": len(entries), "validation_corrections": len(validation_entries)},
+        result.final_checkpoint,
+        name=name,
+        parent=parent,
+        description=metadata["description"],
+        move=True,
+        metrics={
+            "validation_dice_before": before,
+            "validation_dice_after": after,
+            "corrections": len(entries),
+            "validation_corrections": len(validation_entries),
+        },
     )
     shutil.rmtree(run_dir / "state", ignore_errors=True)  # registered: the resumable state is spent
     return FinetuneResult(version, False, result.step, before, after, run_dir)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,8 @@ def list_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     for item in map(Path, inputs):
         if item.is_dir():
             found.extend(
-                p for p in sorted(item.iterdir())
+                p
+                for p in sorted(item.iterdir())
                 if p.is_file() and not p.name.startswith(".") and file_suffix(p) in IMAGE_SUFFIXES
             )
         elif item.is_file():
@@ -60,16 +62,24 @@ def read_volume(path: Path) -> Volume:
         import nibabel
 
         try:
-            image = nibabel.load(str(path))
+            image: Any = nibabel.load(str(path))
             data = np.asarray(image.dataobj)
         except Exception as error:  # nibabel raises several types for damaged files
             raise DatasetError(f"Could not read {path}: {error}") from None
         if data.ndim == 2:
             return Volume(path, [data], None, image.affine, image.header)
         if data.ndim != 3:
-            raise InvalidImageError(f"{path} has {data.ndim} dimensions; only 2D images and 3D volumes are segmented.")
+            raise InvalidImageError(
+                f"{path} has {data.ndim} dimensions; only 2D images and 3D volumes are segmented."
+            )
         axis = NIFTI_SLICE_AXIS % 3
-        return Volume(path, [np.take(data, z, axis=axis) for z in range(data.shape[axis])], axis, image.affine, image.header)
+        return Volume(
+            path,
+            [np.take(data, z, axis=axis) for z in range(data.shape[axis])],
+            axis,
+            image.affine,
+            image.header,
+        )
     data = read_array(path)
     if data.ndim == 3 and suffix in (".tif", ".tiff") and data.shape[-1] not in (3, 4):
         return Volume(path, list(data), 0)
@@ -82,7 +92,9 @@ def output_path(source: Path, out_dir: Path, label_format: str) -> Path:
     """``out_dir/<same stem>.<format>``: the output folder works as a masks folder."""
     if label_format == "auto":
         suffix = file_suffix(source)
-        label_format = "nifti" if suffix in (".nii", ".nii.gz") else "tiff" if suffix in (".tif", ".tiff") else "png"
+        label_format = (
+            "nifti" if suffix in (".nii", ".nii.gz") else "tiff" if suffix in (".tif", ".tiff") else "png"
+        )
     return out_dir / (file_stem(source) + LABEL_FORMATS[label_format])
 
 
@@ -108,9 +120,12 @@ def predict_files(
     if not overwrite:
         existing = [t for t in targets if t.exists()]
         if existing:
-            raise DatasetError(f"{existing[0]} exists already ({len(existing)} outputs do); use --overwrite or another --out.")
+            raise DatasetError(
+                f"{existing[0]} exists already ({len(existing)} outputs do); "
+                "use --overwrite or another --out."
+            )
     written = []
-    for index, (path, target) in enumerate(zip(files, targets)):
+    for index, (path, target) in enumerate(zip(files, targets, strict=True)):
         if cancel is not None and cancel():
             break
         volume = read_volume(path)
@@ -124,7 +139,11 @@ def predict_files(
         if uncertainty and spread_map is not None:
             import tifffile
 
-            tifffile.imwrite(out_dir / f"{file_stem(path)}_uncertainty.tif", spread_map.astype(np.float32), photometric="minisblack")
+            tifffile.imwrite(
+                out_dir / f"{file_stem(path)}_uncertainty.tif",
+                spread_map.astype(np.float32),
+                photometric="minisblack",
+            )
         if progress is not None:
             progress(index + 1, len(files))
     return written

@@ -160,7 +160,9 @@ class ModelRegistry:
     ('first', 'tiny')
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, *, default_model: Path | None = DEFAULT_MODEL_DIR) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str] | None = None, *, default_model: Path | None = DEFAULT_MODEL_DIR
+    ) -> None:
         self.root = Path(root) if root is not None else default_registry_root()
         self.default_model = Path(default_model) if default_model is not None else None
 
@@ -210,13 +212,16 @@ class ModelRegistry:
         if not self.root.is_dir():
             return []
         return [
-            path for path in self.root.iterdir()
+            path
+            for path in self.root.iterdir()
             if path.is_dir() and not path.name.startswith(".") and (path / VERSION_FILE).is_file()
         ]
 
     def versions(self) -> list[ModelVersion]:
         """Every version: the shipped default first, then the others oldest to newest."""
-        listed = sorted((self._version(folder) for folder in self._folders()), key=lambda v: (v.created, v.name))
+        listed = sorted(
+            (self._version(folder) for folder in self._folders()), key=lambda v: (v.created, v.name)
+        )
         return ([self._default_version()] if self.has_default() else []) + listed
 
     def names(self) -> list[str]:

@@ -125,6 +125,7 @@ class _Batches:
         self.epoch, self.position, self.order = 0, 0, self._order(0)
 
     def _order(self, epoch: int) -> list[int]:
+        sampler: torch.utils.data.DistributedSampler[int]
         sampler = torch.utils.data.DistributedSampler(
             self.dataset, num_replicas=_world(), rank=_rank(), shuffle=True, seed=self.seed
         )
@@ -132,14 +133,14 @@ class _Batches:
         return list(sampler)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        indices = []
+        indices: list[int] = []
         while len(indices) < self.batch_size:
             if self.position >= len(self.order):
                 self.epoch, self.position = self.epoch + 1, 0
                 self.order = self._order(self.epoch)
             indices.append(self.order[self.position])
             self.position += 1
-        images, labels = zip(*(self.dataset[i] for i in indices))
+        images, labels = zip(*(self.dataset[i] for i in indices), strict=True)
         return torch.stack(images), torch.stack(labels)
 
     def state(self) -> dict[str, int]:
@@ -152,9 +153,9 @@ class _Batches:
 
 @torch.no_grad()
 def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for ema_p, p in zip(ema.parameters(), model.parameters()):
+    for ema_p, p in zip(ema.parameters(), model.parameters(), strict=True):
         ema_p.mul_(decay).add_(p.detach(), alpha=1 - decay)
-    for ema_b, b in zip(ema.buffers(), model.buffers()):
+    for ema_b, b in zip(ema.buffers(), model.buffers(), strict=True):
         ema_b.copy_(b)
 
 
@@ -173,13 +174,19 @@ def validation_dice(
     scores = []
     num_classes = model.config.num_classes
     for start in range(0, count, batch_size):
-        images, labels = zip(*(dataset[i] for i in range(start, min(start + batch_size, count))))
+        images, labels = zip(*(dataset[i] for i in range(start, min(start + batch_size, count))), strict=True)
         image_batch = torch.stack(images).to(device)
         with torch.inference_mode():
             condition = model.encode_condition(image_batch)
         generator = torch.Generator(device=device).manual_seed(settings.seed or 0)
+
+        def predict_noise(
+            x_t: torch.Tensor, t: torch.Tensor, condition: torch.Tensor = condition
+        ) -> torch.Tensor:
+            return model(x_t, t, condition=condition)
+
         steps = sample(
-            lambda x, t: model(x, t, condition=condition),
+            predict_noise,
             schedule,
             (image_batch.shape[0], model.config.mask_channels, *model.config.image_size),
             sampler=settings.sampler,
@@ -189,12 +196,14 @@ def validation_dice(
         )
         with torch.inference_mode():
             probabilities = model_space_to_probabilities(run_to_end(steps)).cpu()
-        for probability, truth in zip(probabilities, labels):
+        for probability, truth in zip(probabilities, labels, strict=True):
             if num_classes == 2:
                 scores.append(dice(probability[0].numpy() > 0.5, truth.numpy() > 0))
             else:
                 predicted = probability.argmax(0).numpy()
-                scores.append(np.mean([dice(predicted == k, truth.numpy() == k) for k in range(1, num_classes)]))
+                scores.append(
+                    float(np.mean([dice(predicted == k, truth.numpy() == k) for k in range(1, num_classes)]))
+                )
     return float(np.mean(scores)) if scores else float("nan")
 
 
@@ -222,11 +231,17 @@ class _Run:
         resume: bool,
     ) -> None:
         self.run_dir, self.config, self.train_data = run_dir, config, train_data
-        self.validation_data = validation_data if validation_data is not None and len(validation_data) else None
+        self.validation_data = (
+            validation_data if validation_data is not None and len(validation_data) else None
+        )
         self.device = resolve_device(config.device)
         self.rank, self.world = _rank(), _world()
         torch.manual_seed(config.seed)  # the same initial weights on every rank
-        model = model_or_config if isinstance(model_or_config, MedSegDiffUNet) else MedSegDiffUNet(model_or_config)
+        model = (
+            model_or_config
+            if isinstance(model_or_config, MedSegDiffUNet)
+            else MedSegDiffUNet(model_or_config)
+        )
         self.model = model.to(self.device).train()
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(
@@ -301,12 +316,21 @@ class _Run:
         assert self.validation_data is not None
         if self.rank == 0:
             self.last_validation = validation_dice(
-                self.ema, self.schedule, self.validation_data, self.config.validation_sampling,
-                self.device, self.config.validation_images,
+                self.ema,
+                self.schedule,
+                self.validation_data,
+                self.config.validation_sampling,
+                self.device,
+                self.config.validation_images,
             )
             self.best = self.last_validation if self.best is None else max(self.best, self.last_validation)
         self.history.append(
-            {"step": self.step, "loss": loss_value, "validation_dice": self.last_validation, "elapsed_s": self.elapsed()}
+            {
+                "step": self.step,
+                "loss": loss_value,
+                "validation_dice": self.last_validation,
+                "elapsed_s": self.elapsed(),
+            }
         )
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -323,21 +347,37 @@ class _Run:
     def save_state(self) -> None:
         if self.rank == 0:
             save_training_state(
-                self.run_dir, self.model, self.ema, self.optimizer, self.generator,
-                {"step": self.step, "elapsed_s": self.elapsed(), "history": self.history,
-                 "best_validation_dice": self.best, "batches": self.batches.state(),
-                 "train_config": self.config.to_dict()},
+                self.run_dir,
+                self.model,
+                self.ema,
+                self.optimizer,
+                self.generator,
+                {
+                    "step": self.step,
+                    "elapsed_s": self.elapsed(),
+                    "history": self.history,
+                    "best_validation_dice": self.best,
+                    "batches": self.batches.state(),
+                    "train_config": self.config.to_dict(),
+                },
             )
         barrier()
 
     def progress(self, loss_value: float) -> TrainProgress:
         spent = self.elapsed()
         return TrainProgress(
-            self.step, self.config.steps, loss_value, self.last_validation, spent, self.remaining_s(),
+            self.step,
+            self.config.steps,
+            loss_value,
+            self.last_validation,
+            spent,
+            self.remaining_s(),
             self.step * self.config.batch_size * self.world / max(spent, 1e-9),
         )
 
-    def finish(self, metadata: dict[str, Any] | None, preprocess: PreprocessConfig, diffusion: DiffusionConfig) -> Path | None:
+    def finish(
+        self, metadata: dict[str, Any] | None, preprocess: PreprocessConfig, diffusion: DiffusionConfig
+    ) -> Path | None:
         """Write ``final/`` (EMA weights and everything said about them) from rank 0."""
         digests = gather_objects(_weights_digest(self.model, self.ema)) if self.world > 1 else None
         if self.rank != 0:
@@ -346,9 +386,15 @@ class _Run:
         document = dict(metadata or {})
         training = dict(document.get("training") or {})
         training.update(
-            {"steps": self.step, "wall_time_s": round(self.elapsed(), 1), "world_size": self.world,
-             "device": str(self.device), "data_digest": self.train_data.digest(), "images": len(self.train_data),
-             "config": self.config.to_dict()}
+            {
+                "steps": self.step,
+                "wall_time_s": round(self.elapsed(), 1),
+                "world_size": self.world,
+                "device": str(self.device),
+                "data_digest": self.train_data.digest(),
+                "images": len(self.train_data),
+                "config": self.config.to_dict(),
+            }
         )
         if digests is not None:
             training["rank_weight_digests"] = digests
@@ -358,7 +404,9 @@ class _Run:
             metrics["validation_dice"] = self.last_validation
             metrics["best_validation_dice"] = self.best
             document["metrics"] = metrics
-        final = save_checkpoint(self.run_dir / FINAL_DIR, self.ema, diffusion, preprocess, overwrite=True, **document)
+        final = save_checkpoint(
+            self.run_dir / FINAL_DIR, self.ema, diffusion, preprocess, overwrite=True, **document
+        )
         barrier()
         return final
 
@@ -368,10 +416,10 @@ def train(
     train_data: SegmentationDataset,
     run_dir: str | Path,
     *,
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig = TrainConfig(),  # noqa: B008 - frozen dataclasses, never mutated
     validation_data: SegmentationDataset | None = None,
-    diffusion: DiffusionConfig = DiffusionConfig(),
-    preprocess: PreprocessConfig = PreprocessConfig(),
+    diffusion: DiffusionConfig = DiffusionConfig(),  # noqa: B008
+    preprocess: PreprocessConfig = PreprocessConfig(),  # noqa: B008
     metadata: dict[str, Any] | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
     cancel: CancelToken = None,
@@ -392,8 +440,9 @@ def train(
     --------
     >>> import tempfile
     >>> from medsegdiff_training.config import named_config
-    >>> data = SegmentationDataset.from_arrays([np.random.rand(32, 32)] * 2, [np.eye(32)] * 2, named_config("tiny"))
-    >>> result = train(named_config("tiny"), data, tempfile.mkdtemp(), config=TrainConfig(steps=2, batch_size=2))
+    >>> tiny = named_config("tiny")
+    >>> data = SegmentationDataset.from_arrays([np.random.rand(32, 32)] * 2, [np.eye(32)] * 2, tiny)
+    >>> result = train(tiny, data, tempfile.mkdtemp(), config=TrainConfig(steps=2, batch_size=2))
     >>> result.step, result.final_checkpoint.name
     (2, 'final')
     """

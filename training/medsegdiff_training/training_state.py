@@ -42,7 +42,9 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, scalars
 
 
-def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], scalars: dict) -> None:
+def _restore_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], scalars: dict
+) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, tensor in tensors.items():
         index, name = key.split(".", 1)
@@ -64,8 +66,14 @@ def save_training_state(
     run_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".state.partial-", dir=run_dir))
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(staging / "weights.safetensors"))
-        save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}, str(staging / "ema.safetensors"))
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+            str(staging / "weights.safetensors"),
+        )
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()},
+            str(staging / "ema.safetensors"),
+        )
         tensors, scalars = _optimizer_tensors(optimizer)
         tensors["__generator__"] = generator.get_state()
         tensors["__torch_rng__"] = torch.get_rng_state()

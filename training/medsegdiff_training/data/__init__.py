@@ -2,7 +2,16 @@
 
 from .augment import AugmentConfig, augment_batch
 from .dataset import SegmentationDataset
-from .io import read_array
+from .io import read_array, read_mask
 from .pairs import Pair, find_pairs, read_split_csv
 
-__all__ = ["AugmentConfig", "Pair", "SegmentationDataset", "augment_batch", "find_pairs", "read_array", "read_split_csv"]
+__all__ = [
+    "AugmentConfig",
+    "Pair",
+    "SegmentationDataset",
+    "augment_batch",
+    "find_pairs",
+    "read_array",
+    "read_mask",
+    "read_split_csv",
+]

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from ..config import ModelConfig, PreprocessConfig
+from ..errors import DatasetError
 from ..preprocess import check_label_map, prepare_image, resize_labels
-from .io import file_suffix, read_array
+from .io import file_suffix, read_array, read_mask
 from .pairs import Pair
 
 # NIfTI volumes are cut into 2D slices along their last axis (the usual slice axis, z).
@@ -72,8 +73,13 @@ class SegmentationDataset(torch.utils.data.Dataset):
     ) -> SegmentationDataset:
         """Build from 2D arrays (each image 2D or RGB, each label map 2D)."""
         names = list(names) if names is not None else [f"item{i}" for i in range(len(images))]
+        if not len(names) == len(images) == len(label_maps):
+            raise DatasetError(
+                f"Got {len(images)} images, {len(label_maps)} label maps and {len(names)} names: "
+                "give one label map and one name per image."
+            )
         samples = []
-        for name, image, labels in zip(names, images, label_maps):
+        for name, image, labels in zip(names, images, label_maps, strict=True):
             samples.append(_sample(name, image, labels, model_config, preprocess))
         return cls(samples)
 
@@ -87,7 +93,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         """Read pairs from disk; NIfTI volumes become one sample per slice (``name[z]``)."""
         samples = []
         for pair in pairs:
-            image, labels = read_array(pair.image), read_array(pair.mask)
+            image, labels = read_array(pair.image), read_mask(pair.mask)
             if file_suffix(pair.image) in (".nii", ".nii.gz") and image.ndim == 3:
                 for z in range(image.shape[NIFTI_SLICE_AXIS]):
                     samples.append(

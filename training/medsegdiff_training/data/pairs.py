@@ -26,7 +26,7 @@ class Pair:
 def _index(folder: Path, what: str) -> dict[str, Path]:
     if not folder.is_dir():
         raise DatasetError(f"The {what} folder {folder} does not exist.")
-    files = {}
+    files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.is_file() and file_suffix(path) in IMAGE_SUFFIXES and not path.name.startswith("."):
             files.setdefault(file_stem(path), path)

@@ -58,14 +58,18 @@ def write_label_map(
     elif suffix in (".nii", ".nii.gz"):
         import nibabel
 
-        image = nibabel.Nifti1Image(stored, np.eye(4) if affine is None else np.asarray(affine, float), header=header)
+        image = nibabel.Nifti1Image(
+            stored, np.eye(4) if affine is None else np.asarray(affine, float), header=header
+        )
         image.set_data_dtype(stored.dtype)
         nibabel.save(image, str(path))
     elif suffix == ".png":
         from PIL import Image
 
         if stored.ndim != 2:
-            raise InvalidMaskError(f"PNG holds 2D label maps only, got shape {stored.shape}; write TIFF or NIfTI.")
+            raise InvalidMaskError(
+                f"PNG holds 2D label maps only, got shape {stored.shape}; write TIFF or NIfTI."
+            )
         if binary_as_255 and stored.max(initial=0) <= 1:
             stored = (stored * 255).astype(np.uint8)
         Image.fromarray(stored).save(path)
