@@ -223,6 +223,7 @@ class CorrectionsStore:
             if prediction is not None:
                 _write_tiff(staging / PREDICTION_FILE, prediction.astype(_label_dtype(prediction)))
             (staging / ENTRY_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+            os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the entry from other users
             os.rename(staging, entries / entry_id)
         except OSError as error:
             if staging is not None:

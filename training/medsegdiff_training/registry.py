@@ -335,6 +335,7 @@ class ModelRegistry:
                 "data_digest": (document.get("training") or {}).get("data_digest"),
             }
             (assembled / VERSION_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+            os.chmod(assembled, 0o755)  # a moved checkpoint folder may be mkdtemp's 0700
             final_name = self._publish(assembled, name)
         except BaseException:
             if moved:
