@@ -26,8 +26,8 @@ def data_home() -> Path:
 
     Examples
     --------
-    >>> data_home().is_dir()
-    True
+    >>> data_home()  # doctest: +SKIP
+    PosixPath('/home/me/.local/share/napari-medsegdiff')
     """
     configured = os.environ.get(ENV_HOME)
     home = Path(configured).expanduser() if configured else Path(platformdirs.user_data_dir(APP_NAME))
