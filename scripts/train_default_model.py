@@ -1,6 +1,6 @@
 """Train the shipped default model on DDTI (train split), as it was trained for the release.
 
-    python scripts/train_default_model.py --data ../shared/data/ddti --out runs/default --minutes 95
+    python scripts/train_default_model.py --data ../shared/data/ddti --out runs/default_v --minutes 55
 
 Thirty train-split images from a few whole cases are held out for validation, so no case
 is on both sides. The test split is never touched here. The run can be interrupted and
@@ -33,7 +33,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/default"))
     parser.add_argument("--minutes", type=float, default=95)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--prediction", choices=["epsilon", "v"], default="v")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -75,7 +76,7 @@ def main() -> None:
 
     result = train(
         model_config, train_data, args.out, config=config, validation_data=validation_data,
-        diffusion=DiffusionConfig(), preprocess=preprocess, progress=report,
+        diffusion=DiffusionConfig(prediction=args.prediction), preprocess=preprocess, progress=report,
         metadata={"training_data": {"dataset": "DDTI", "split": "train", "held_out_validation": sorted(validation_data.names),
                                     "threads": args.threads, "hardware": "2-core CPU"}},
     )

@@ -167,16 +167,25 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """The forward process: T steps and a beta schedule (paper: T = 1000, linear)."""
+    """The forward process: T steps and a beta schedule (paper: T = 1000, linear).
+
+    ``prediction`` is what the network outputs: ``"epsilon"``, the noise, as in the paper
+    (eq. 7), or ``"v"`` = sqrt(abar) eps - sqrt(1 - abar) x_0 (Salimans & Ho), whose
+    x_0 estimate stays accurate at the noisiest steps, where few-step samplers start.
+    Samplers see a noise predictor either way.
+    """
 
     timesteps: int = 1000
     schedule: str = "linear"
     beta_start: float = 1e-4
     beta_end: float = 0.02
+    prediction: str = "epsilon"
 
     def __post_init__(self) -> None:
         if self.schedule not in ("linear", "cosine"):
             raise ConfigError(f"schedule must be 'linear' or 'cosine', got {self.schedule!r}.")
+        if self.prediction not in ("epsilon", "v"):
+            raise ConfigError(f"prediction must be 'epsilon' or 'v', got {self.prediction!r}.")
         if self.timesteps < 2:
             raise ConfigError("timesteps must be >= 2.")
 

@@ -128,7 +128,8 @@ class Segmenter:
 
         def predict_noise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode(), self._autocast():
-                return self.model(x_t, t, condition=condition).float()
+                output = self.model(x_t, t, condition=condition).float()
+                return self.schedule.noise_from_output(output, x_t, t)
 
         generator = None
         if settings.seed is not None:

@@ -60,6 +60,20 @@ class NoiseSchedule:
         abar = self.abar(t, x_t)
         return (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
 
+    def training_target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """What the network learns to output: eps (paper eq. 7) or v."""
+        if self.config.prediction == "epsilon":
+            return noise
+        abar = self.abar(t, x0)
+        return abar.sqrt() * noise - (1 - abar).sqrt() * x0
+
+    def noise_from_output(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network's output turned into predicted noise, whatever it was trained on."""
+        if self.config.prediction == "epsilon":
+            return output
+        abar = self.abar(t, x_t)
+        return (1 - abar).sqrt() * x_t + abar.sqrt() * output
+
     def sample_timesteps(self, batch: int, device: torch.device, generator: torch.Generator | None = None):
         return torch.randint(0, len(self), (batch,), device=device, generator=generator)
 
@@ -83,8 +97,8 @@ def diffusion_loss(
     x0: torch.Tensor,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """The simple epsilon-prediction MSE of paper eq. 7 for one batch."""
+    """The simple MSE of paper eq. 7 for one batch (on v instead of eps when so configured)."""
     t = schedule.sample_timesteps(x0.shape[0], x0.device, generator)
     noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
     x_t = schedule.q_sample(x0, t, noise)
-    return F.mse_loss(model(x_t, t, image), noise)
+    return F.mse_loss(model(x_t, t, image).float(), schedule.training_target(x0, t, noise))

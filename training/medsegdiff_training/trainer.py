@@ -183,7 +183,7 @@ def validation_dice(
         def predict_noise(
             x_t: torch.Tensor, t: torch.Tensor, condition: torch.Tensor = condition
         ) -> torch.Tensor:
-            return model(x_t, t, condition=condition)
+            return schedule.noise_from_output(model(x_t, t, condition=condition), x_t, t)
 
         steps = sample(
             predict_noise,
