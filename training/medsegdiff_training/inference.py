@@ -169,7 +169,7 @@ class Segmenter:
         on_step: Callable[[SamplerStep], None] | None = None,
     ) -> SegmentationResult:
         """Segment one 2D image and return the result (no intermediate steps)."""
-        return run_to_end(self.steps(image, settings, channel_axis), on_step)  # type: ignore[arg-type]
+        return run_to_end(self.steps(image, settings, channel_axis), on_step)
 
     def summarise(
         self, final: torch.Tensor, settings: SamplingSettings, output_size: tuple[int, int] | None = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -46,6 +47,7 @@ class SamplerStep:
 
 
 SamplerGenerator = Generator[SamplerStep, None, torch.Tensor]
+Result = TypeVar("Result")
 
 
 def timestep_grid(timesteps: int, steps: int) -> list[int]:
@@ -171,8 +173,10 @@ def _dpm_solver_pp(
     return x0
 
 
-def run_to_end(steps: SamplerGenerator, on_step: Callable[[SamplerStep], None] | None = None) -> torch.Tensor:
-    """Drive a sampler to its end and return the final mask."""
+def run_to_end(
+    steps: Generator[SamplerStep, None, Result], on_step: Callable[[SamplerStep], None] | None = None
+) -> Result:
+    """Drive a step generator to its end and return what it returns (the final mask)."""
     while True:
         try:
             step = next(steps)

@@ -102,14 +102,11 @@ class MedSegDiffUNet(nn.Module):
             channels[last], channels[last], config.encoder_blocks[last], time_dim, config.groups, config.dropout
         )
         self.decoder = Decoder(config, time_dim)
-        self.head = nn.Sequential(
-            nn.GroupNorm(config.groups, channels[0]),
-            nn.SiLU(),
-            nn.Conv2d(channels[0], config.mask_channels, 3, padding=1),
-        )
-        # Start by predicting eps = 0, which keeps early training steps stable.
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
+        output = nn.Conv2d(channels[0], config.mask_channels, 3, padding=1)
+        # Start by predicting 0 (eps or v), which keeps early training steps stable.
+        nn.init.zeros_(output.weight)
+        nn.init.zeros_(output.bias)  # type: ignore[arg-type]  # bias=True: never None
+        self.head = nn.Sequential(nn.GroupNorm(config.groups, channels[0]), nn.SiLU(), output)
 
     def encode_condition(self, image: torch.Tensor) -> torch.Tensor:
         """The part of E^I that does not depend on t or x_t: computed once per sampling run."""
