@@ -17,7 +17,6 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic import swap_in_folder
 from .config import DiffusionConfig, ModelConfig, PreprocessConfig
 from .errors import CheckpointError
 from .model import MedSegDiffUNet
@@ -107,13 +107,7 @@ def save_checkpoint(
         weights = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
         save_file(weights, str(staging / WEIGHTS_FILE))
         (staging / CONFIG_FILE).write_text(json.dumps(document, indent=2, sort_keys=True))
-        if destination.exists():  # overwrite: move the old one aside, then swap
-            trash = destination.with_name(f".{destination.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(destination, trash)
-            os.replace(staging, destination)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(staging, destination)
+        swap_in_folder(staging, destination)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

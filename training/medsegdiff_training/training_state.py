@@ -14,16 +14,15 @@ moment leaves either the previous state or the new one.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from .atomic import swap_in_folder
 from .errors import CheckpointError
 
 STATE_DIR = "state"
@@ -79,14 +78,7 @@ def save_training_state(
         tensors["__torch_rng__"] = torch.get_rng_state()
         save_file(tensors, str(staging / "optimizer.safetensors"))
         (staging / "state.json").write_text(json.dumps({"optimizer": scalars, **info}, indent=1))
-        final = run_dir / STATE_DIR
-        if final.exists():
-            trash = run_dir / f".state.old-{uuid.uuid4().hex[:8]}"
-            os.replace(final, trash)
-            os.replace(staging, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(staging, final)
+        swap_in_folder(staging, run_dir / STATE_DIR)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
