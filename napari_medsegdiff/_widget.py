@@ -1,15 +1,452 @@
-"""Placeholder dock widget so that the manifest validates; the real widget replaces it."""
+"""The MedSegDiff dock widget: what the annotator sees.
+
+It only gathers choices and shows results; sampling runs in a napari worker thread
+(:mod:`._sampling_glue` turns the sampler's steps into frames), models come from the
+registry through :mod:`._models`, exports go through :mod:`._export`, and fine-tuning
+runs in a separate process (:mod:`._finetune_dialog`).
+"""
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._export import RUN_KEY, ExportError, corrections_store, export_correction
+from ._layer_axes import INTERPRETATIONS, LayerAxes, UnsupportedLayerError, interpret
+from ._models import UNTRAINED, device_choices, forget_models, model_choices
+from ._sampling_glue import Frame, StepStack, segment_layer
+
+if TYPE_CHECKING:
+    import napari
+
+SAMPLERS = (("DDIM (fast)", "ddim"), ("DPM-Solver++ (fastest)", "dpm++"), ("DDPM (paper, 100 steps)", "ddpm"))
+RECOMMENDED_STEPS = {"ddpm": 100, "ddim": 20, "dpm++": 10}  # mirrors medsegdiff_training.samplers
+
+
+def _ask(parent: QWidget, question: str) -> bool:
+    answer = QMessageBox.question(parent, "MedSegDiff", question)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def user_message(error: BaseException) -> str:
+    """The notification text for an error raised while segmenting."""
+    text = str(error) or type(error).__name__
+    if "out of memory" in text.lower():
+        return (
+            "The GPU ran out of memory. Use fewer ensemble members, or choose 'cpu' as the device. "
+            f"({text.splitlines()[0]})"
+        )
+    from medsegdiff_training.errors import MedSegDiffError
+
+    return text if isinstance(error, MedSegDiffError) else f"{type(error).__name__}: {text}"
 
 
 class SegmentWidget(QWidget):
-    """The MedSegDiff dock widget (placeholder)."""
+    """Segment an image layer with MedSegDiff and watch the denoising live."""
 
-    def __init__(self, napari_viewer) -> None:
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        self.worker: Any = None
+        self.finetune_dialog: Any = None
+        self.last_run: dict[str, Any] | None = None
+        # Injectable answers to yes/no questions, so tests need no modal dialog.
+        self.confirm: Callable[[str], bool] = lambda question: _ask(self, question)
+        self._build()
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+        self.refresh_models()
+        self._set_store(None)
+
+    # -- the form ---------------------------------------------------------------------------
+    def _build(self) -> None:
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("MedSegDiff — loading"))
+        form = QFormLayout()
+        self.image_box = QComboBox()
+        self.image_box.currentIndexChanged.connect(self._describe_layer)
+        self.axes_box = QComboBox()
+        self.axes_box.addItems(INTERPRETATIONS)
+        self.axes_box.currentIndexChanged.connect(self._describe_layer)
+        self.axes_label = QLabel()
+        self.axes_label.setWordWrap(True)
+        self.model_box = QComboBox()
+        self.device_box = QComboBox()
+        for choice, reason in device_choices():
+            self.device_box.addItem(choice if reason is None else f"{choice} (unavailable)", choice)
+            if reason is not None:
+                item = self.device_box.model().item(self.device_box.count() - 1)
+                item.setEnabled(False)
+                item.setToolTip(reason)
+        self.sampler_box = QComboBox()
+        for label, name in SAMPLERS:
+            self.sampler_box.addItem(label, name)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 1000)
+        self.sampler_box.currentIndexChanged.connect(
+            lambda: self.steps.setValue(RECOMMENDED_STEPS[self.sampler_box.currentData()])
+        )
+        self.steps.setValue(RECOMMENDED_STEPS["ddim"])
+        self.ensemble = QSpinBox()
+        self.ensemble.setRange(1, 32)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.01, 0.99)
+        self.threshold.setSingleStep(0.05)
+        self.threshold.setValue(0.5)
+        self.threshold.setToolTip("Foreground threshold of binary models; K-class models take the argmax.")
+        self.scope_box = QComboBox()
+        self.scope_box.addItems(["current slice", "all slices"])
+        self.show_x0 = QCheckBox("animate the predicted x₀ instead of x_t")
+        form.addRow("Image layer", self.image_box)
+        form.addRow("Read as", self.axes_box)
+        form.addRow("", self.axes_label)
+        form.addRow("Model", self.model_box)
+        form.addRow("Device", self.device_box)
+        form.addRow("Sampler", self.sampler_box)
+        form.addRow("Steps", self.steps)
+        form.addRow("Ensemble", self.ensemble)
+        form.addRow("Seed", self.seed)
+        form.addRow("Threshold", self.threshold)
+        form.addRow("Volumes", self.scope_box)
+        form.addRow(self.show_x0)
+        layout.addLayout(form)
+        buttons = QHBoxLayout()
+        self.run_button, self.cancel_button = QPushButton("Segment"), QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout.addLayout(buttons)
+        self.status = QLabel("Choose an image layer and press Segment.")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        layout.addWidget(self._corrections_box())
+        layout.addStretch(1)
+
+    def _corrections_box(self) -> QGroupBox:
+        box = QGroupBox("Corrections")
+        form = QFormLayout(box)
+        self.store_label = QLabel()
+        self.store_label.setWordWrap(True)
+        change = QPushButton("Change…")
+        change.clicked.connect(self._choose_store)
+        row = QHBoxLayout()
+        row.addWidget(self.store_label, 1)
+        row.addWidget(change)
+        self.count_label = QLabel()
+        self.export_button = QPushButton("Export correction")
+        self.export_button.clicked.connect(self.export_correction)
+        self.finetune_button = QPushButton("Fine-tune on corrections…")
+        self.finetune_button.clicked.connect(self.open_finetune_dialog)
+        form.addRow("Store", row)
+        form.addRow("Entries", self.count_label)
+        form.addRow(self.export_button)
+        form.addRow(self.finetune_button)
+        return box
+
+    # -- layers, models, store ------------------------------------------------------------
+    def _image_layers(self) -> list[Any]:
+        from napari.layers import Image
+
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _refresh_layers(self, *_: object) -> None:
+        current = self.image_box.currentText()
+        names = [layer.name for layer in self._image_layers()]
+        self.image_box.blockSignals(True)
+        self.image_box.clear()
+        self.image_box.addItems(names)
+        if current in names:
+            self.image_box.setCurrentText(current)
+        self.image_box.blockSignals(False)
+        self._describe_layer()
+
+    def image_layer(self) -> Any | None:
+        name = self.image_box.currentText()
+        return next((layer for layer in self._image_layers() if layer.name == name), None)
+
+    def layer_axes(self, layer: Any) -> LayerAxes:
+        return interpret(np.shape(layer.data), bool(layer.rgb), self.axes_box.currentText())
+
+    def _describe_layer(self, *_: object) -> None:
+        layer = self.image_layer()
+        if layer is None:
+            self.axes_label.setText("No image layer: open an image or a sample first.")
+            return
+        try:
+            self.axes_label.setText(self.layer_axes(layer).describe())
+        except UnsupportedLayerError as error:
+            self.axes_label.setText(str(error))
+
+    def refresh_models(self, select: str | None = None) -> None:
+        """Re-read the model registry into the picker, optionally selecting ``select``."""
+        current = select or self.model_box.currentData()
+        self.model_box.clear()
+        for label, name in model_choices():
+            self.model_box.addItem(label, name)
+        index = self.model_box.findData(current) if current else -1
+        if index < 0:
+            from medsegdiff_training.registry import ModelRegistry
+
+            index = self.model_box.findData(ModelRegistry().selected())
+        self.model_box.setCurrentIndex(max(index, 0))
+
+    def model_version(self) -> str:
+        return str(self.model_box.currentData() or UNTRAINED)
+
+    def _set_store(self, root: str | Path | None) -> None:
+        self.store = corrections_store(root)
+        self.store_label.setText(str(self.store.root))
+        self.count_label.setText(str(len(self.store)))
+
+    def _choose_store(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Corrections store", str(self.store.root))
+        if folder:
+            self._set_store(folder)
+
+    # -- segmenting -------------------------------------------------------------------------
+    def settings(self) -> Any:
+        from medsegdiff_training.inference import SamplingSettings
+
+        return SamplingSettings(
+            sampler=str(self.sampler_box.currentData()),
+            steps=self.steps.value(),
+            ensemble=self.ensemble.value(),
+            seed=self.seed.value(),
+            threshold=self.threshold.value(),
+        )
+
+    def run(self) -> Any:
+        """Start segmenting the chosen layer; returns the worker (None when refused)."""
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+        from napari.utils.notifications import show_error
+
+        layer = self.image_layer()
+        if layer is None:
+            show_error(
+                "MedSegDiff: there is no image layer to segment. Open an image (or File > Open Sample) first."
+            )
+            return None
+        try:
+            axes = self.layer_axes(layer)
+        except UnsupportedLayerError as error:
+            show_error(f"MedSegDiff: {error}")
+            return None
+        if self.worker is not None:
+            show_error("MedSegDiff is already segmenting; wait for it or press Cancel.")
+            return None
+        slices = [self._current_slice(layer, axes)]
+        if axes.kind == "volume" and self.scope_box.currentText() == "all slices":
+            slices = list(range(axes.slices))
+        settings, version, device = self.settings(), self.model_version(), str(self.device_box.currentData())
+        data = np.asarray(layer.data)
+
+        def work():  # runs in the worker thread
+            from ._models import get_segmenter
+
+            segmenter = get_segmenter(version, device)
+            return (yield from segment_layer(segmenter, data, axes, settings, slices))
+
+        self.worker = create_worker(work, _ignore_errors=True)  # errors go to _on_error, not re-raised
+        self._stack, self._frames_layer, self._cancelled = StepStack(), None, False
+        self._run = {"layer": layer, "axes": axes, "settings": settings, "version": version, "slices": slices}
+        self._progress = progress(total=settings.resolved_steps() * len(slices), desc="MedSegDiff sampling")
+        self.worker.yielded.connect(self._on_frame)
+        self.worker.returned.connect(self._on_results)
+        self.worker.errored.connect(self._on_error)
+        self.worker.aborted.connect(self._on_aborted)
+        self.worker.finished.connect(self._on_finished)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText(f"Loading '{version}' and sampling…")
+        self.worker.start()
+        return self.worker
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.status.setText("Cancelling after this step…")
+            self._cancelled = True  # frames already queued for the GUI are dropped
+            self.worker.quit()
+
+    def _current_slice(self, layer: Any, axes: LayerAxes) -> int:
+        if axes.kind != "volume":
+            return 0
+        position = layer.world_to_data(self.viewer.dims.point)
+        return int(np.clip(round(float(position[0])), 0, axes.slices - 1))
+
+    def _on_frame(self, frame: Frame) -> None:
+        if self._cancelled:
+            return
+        self._progress.update(1)
+        stack = self._stack.add(frame, self.show_x0.isChecked())
+        layer, axes = self._run["layer"], self._run["axes"]
+        scale, translate = self._spatial_transform(layer, axes)
+        if axes.kind == "volume":  # steps on a new leading axis, the slice in its place
+            stack = stack[:, None]
+            translate = (translate[0] + frame.slice_index * scale[0], *translate[1:])
+        name = f"{layer.name} {'x0' if self.show_x0.isChecked() else 'x_t'}"
+        if self._frames_layer is None or self._frames_layer not in self.viewer.layers:
+            self._frames_layer = self.viewer.add_image(
+                stack,
+                name=name,
+                colormap="inferno",
+                opacity=0.55,
+                blending="additive",
+                contrast_limits=(0.0, 1.0),
+                scale=(1.0, *scale),
+                translate=(0.0, *translate),
+            )
+        else:
+            self._frames_layer.data = stack
+            self._frames_layer.translate = (0.0, *translate)
+        self.viewer.dims.set_current_step(0, len(stack) - 1)
+        self.status.setText(
+            f"slice {frame.slice_index}: step {frame.step + 1}/{frame.total_steps} (t = {frame.t})"
+            if axes.kind == "volume"
+            else f"step {frame.step + 1}/{frame.total_steps} (t = {frame.t})"
+        )
+
+    def _spatial_transform(self, layer: Any, axes: LayerAxes) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        scale, translate = tuple(map(float, layer.scale)), tuple(map(float, layer.translate))
+        if axes.kind == "channels":
+            scale, translate = scale[-2:], translate[-2:]
+        return scale, translate
+
+    def _on_results(self, results: list[Any]) -> None:
+        run = self._run
+        layer, axes = run["layer"], run["axes"]
+        labels = np.zeros(axes.labels_shape, dtype=np.uint8)
+        uncertainty = np.zeros(axes.labels_shape, dtype=np.float32) if run["settings"].ensemble > 1 else None
+        for index, result in zip(run["slices"], results, strict=True):
+            target = (index,) if axes.kind == "volume" else ()
+            labels[target] = result.labels
+            if uncertainty is not None and result.uncertainty is not None:
+                uncertainty[target] = result.uncertainty
+        scale, translate = self._spatial_transform(layer, axes)
+        labels_layer = self.viewer.add_labels(
+            labels, name=f"{layer.name} segmentation", scale=scale, translate=translate, opacity=0.5
+        )
+        labels_layer.metadata[RUN_KEY] = {
+            "image_layer": layer.name,
+            "model_version": run["version"],
+            "sampler_settings": run["settings"].to_dict(),
+            "prediction": labels.copy(),
+        }
+        if "nifti_affine" in layer.metadata:  # written back with the scan's own affine
+            labels_layer.metadata["nifti_affine"] = layer.metadata["nifti_affine"]
+        if uncertainty is not None:
+            self.viewer.add_image(
+                uncertainty,
+                name=f"{layer.name} uncertainty",
+                colormap="viridis",
+                opacity=0.6,
+                blending="additive",
+                scale=scale,
+                translate=translate,
+                visible=False,
+            )
+        self.viewer.layers.selection.active = labels_layer
+        self.last_run = {**run, "labels_layer": labels_layer}
+        self.status.setText(
+            f"Done: '{labels_layer.name}' is ready to correct with the label tools; then Export correction."
+        )
+
+    def _on_error(self, error: BaseException) -> None:
+        from napari.utils.notifications import show_error
+
+        self.status.setText("Failed.")
+        show_error(f"MedSegDiff: {user_message(error)}")
+
+    def _on_aborted(self) -> None:
+        self._cancelled = True
+        self.status.setText("Cancelled: nothing was added.")
+
+    def _on_finished(self) -> None:
+        if self._cancelled and self._frames_layer is not None and self._frames_layer in self.viewer.layers:
+            # Cancelled: no Labels layer, and the half-made animation goes too.
+            self.viewer.layers.remove(self._frames_layer)
+        self._progress.close()
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    # -- corrections and fine-tuning --------------------------------------------------------
+    def _labels_for(self, image_layer: Any) -> Any | None:
+        from napari.layers import Labels
+
+        selected = self.viewer.layers.selection.active
+        if isinstance(selected, Labels):
+            return selected
+        candidates = [
+            layer
+            for layer in self.viewer.layers
+            if isinstance(layer, Labels)
+            and layer.metadata.get(RUN_KEY, {}).get("image_layer") == image_layer.name
+        ]
+        return candidates[-1] if candidates else None
+
+    def export_correction(self) -> Any | None:
+        """Export the image and its corrected Labels layer; returns the entry (None if refused)."""
+        from napari.utils.notifications import show_error, show_info
+
+        from medsegdiff_training.errors import InvalidMaskError, MedSegDiffError
+
+        image_layer = self.image_layer()
+        labels_layer = self._labels_for(image_layer) if image_layer is not None else None
+        if image_layer is None or labels_layer is None:
+            show_error("MedSegDiff: choose the image layer and select its Labels layer before exporting.")
+            return None
+        allow_empty = False
+        if not np.asarray(labels_layer.data).any():
+            allow_empty = self.confirm(
+                f"'{labels_layer.name}' is empty. Export it as a true negative "
+                "(nothing to segment in this image)?"
+            )
+            if not allow_empty:
+                show_info("Export cancelled: paint the labels first, or confirm a true negative.")
+                return None
+        try:
+            entry = export_correction(self.store, image_layer, labels_layer, allow_empty=allow_empty)
+        except (ExportError, InvalidMaskError, MedSegDiffError, OSError) as error:
+            show_error(f"MedSegDiff could not export: {error}")
+            return None
+        self.count_label.setText(str(len(self.store)))
+        show_info(f"Exported correction {entry.id} ({len(self.store)} in the store).")
+        return entry
+
+    def open_finetune_dialog(self) -> Any:
+        from ._finetune_dialog import FinetuneDialog
+
+        self.finetune_dialog = FinetuneDialog(
+            str(self.store.root), parent_version=self.model_version(), on_done=self._on_finetuned, parent=self
+        )
+        self.finetune_dialog.show()
+        return self.finetune_dialog
+
+    def _on_finetuned(self, event: dict) -> None:
+        forget_models()
+        version = str(event.get("version"))
+        switch = self.confirm(f"Fine-tuning made model version '{version}'. Switch to it now?")
+        self.refresh_models(select=version if switch else None)

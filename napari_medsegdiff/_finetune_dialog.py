@@ -1,0 +1,165 @@
+"""The "Fine-tune MedSegDiff on corrections…" dialog and its menu command."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._finetune_process import FinetuneProcess, FinetuneRequest
+from ._models import device_choices, model_choices
+
+if TYPE_CHECKING:
+    import napari
+
+
+class FinetuneDialog(QDialog):
+    """Choose parent, budget, device and data; start; watch progress; cancel.
+
+    ``on_done(event)`` is called with the CLI's final ``done`` event (new version, parent,
+    validation Dice before/after).
+    """
+
+    def __init__(
+        self,
+        store: str,
+        parent_version: str | None = None,
+        on_done: Callable[[dict], None] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Fine-tune MedSegDiff on corrections")
+        self.store, self.on_done = store, on_done
+        self.process: FinetuneProcess | None = None
+        self._progress = None
+        form = QFormLayout()
+        self.parent_box = QComboBox()
+        for label, name in model_choices():
+            self.parent_box.addItem(label, name)
+        if parent_version is not None and self.parent_box.findData(parent_version) >= 0:
+            self.parent_box.setCurrentIndex(self.parent_box.findData(parent_version))
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 1_000_000)
+        self.steps.setValue(300)
+        self.minutes = QDoubleSpinBox()
+        self.minutes.setRange(0, 24 * 60)
+        self.minutes.setSpecialValueText("no limit")
+        self.minutes.setSuffix(" min")
+        self.device = QComboBox()
+        for choice, reason in device_choices():
+            self.device.addItem(choice)
+            if reason:
+                item = self.device.model().item(self.device.count() - 1)
+                item.setEnabled(False)
+                item.setToolTip(reason)
+        self.mix_original = QCheckBox("mix in the parent's original training data (when on this machine)")
+        form.addRow("Parent model", self.parent_box)
+        form.addRow("Corrections", QLabel(store))
+        form.addRow("Steps (at most)", self.steps)
+        form.addRow("Time budget", self.minutes)
+        form.addRow("Device", self.device)
+        form.addRow(self.mix_original)
+        self.status = QLabel("Ready.")
+        self.status.setWordWrap(True)
+        self.start_button, self.cancel_button = QPushButton("Start"), QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.status)
+        layout.addLayout(buttons)
+
+    def request(self) -> FinetuneRequest:
+        return FinetuneRequest(
+            parent=str(self.parent_box.currentData()),
+            store=self.store,
+            steps=self.steps.value(),
+            minutes=self.minutes.value() or None,
+            device=self.device.currentText(),
+            mix_original=self.mix_original.isChecked(),
+        )
+
+    def start(self) -> None:
+        from napari.utils import progress
+
+        self.process = FinetuneProcess(self.request(), self)
+        self.process.progress.connect(self._on_progress)
+        self.process.done.connect(self._on_done)
+        self.process.cancelled.connect(lambda: self._finish("Cancelled: the registry is unchanged."))
+        self.process.failed.connect(self._on_failed)
+        self._progress = progress(total=self.steps.value(), desc="Fine-tuning MedSegDiff")
+        self.start_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText("Starting (loading PyTorch in a separate process)…")
+        self.process.start()
+
+    def cancel(self) -> None:
+        if self.process is not None:
+            self.status.setText("Cancelling…")
+            self.process.cancel()
+
+    def _on_progress(self, event: dict) -> None:
+        if self._progress is not None:
+            self._progress.n = int(event.get("step", 0))
+            self._progress.refresh()
+        left = event.get("remaining_s")
+        dice = event.get("validation_dice")
+        self.status.setText(
+            f"step {event.get('step')}/{event.get('total_steps') or '?'}, loss {event.get('loss', 0):.4f}"
+            + (f", validation Dice {dice:.3f}" if isinstance(dice, (int, float)) else "")
+            + (f", about {left / 60:.1f} min left" if isinstance(left, (int, float)) else "")
+        )
+
+    def _on_done(self, event: dict) -> None:
+        before, after = event.get("validation_dice_before"), event.get("validation_dice_after")
+        scores = (
+            f" Held-out corrections: Dice {before:.3f} → {after:.3f}."
+            if isinstance(before, (int, float)) and isinstance(after, (int, float))
+            else ""
+        )
+        self._finish(f"New model version '{event.get('version')}' from '{event.get('parent')}'.{scores}")
+        if self.on_done is not None:
+            self.on_done(event)
+
+    def _on_failed(self, message: str) -> None:
+        from napari.utils.notifications import show_error
+
+        self._finish(f"Failed: {message}")
+        show_error(f"Fine-tuning failed: {message}")
+
+    def _finish(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self.status.setText(message)
+        self.start_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+
+def open_finetune_dialog(viewer: napari.Viewer) -> None:
+    """Menu command: dock the MedSegDiff widget (if needed) and open its fine-tune dialog."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-medsegdiff", "MedSegDiff")
+    widget.open_finetune_dialog()
+
+
+def export_from_menu(viewer: napari.Viewer) -> None:
+    """Menu command: export the current correction through the MedSegDiff widget."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-medsegdiff", "MedSegDiff")
+    widget.export_correction()

@@ -1,0 +1,119 @@
+"""Fine-tuning in a separate process (``python -m medsegdiff_training finetune``).
+
+Training in its own process can neither freeze nor crash the viewer, and Cancel is a
+SIGTERM, which the CLI turns into a clean stop that leaves the registry as it was. The
+CLI's ``--progress-json`` lines become Qt signals here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+
+from qtpy.QtCore import QObject, QProcess, QProcessEnvironment, Signal
+
+
+@dataclass(frozen=True)
+class FinetuneRequest:
+    """What to fine-tune, on what, and for how long."""
+
+    parent: str
+    store: str
+    steps: int | None = 300
+    minutes: float | None = None
+    device: str = "auto"
+    mix_original: bool = False
+
+    def arguments(self) -> list[str]:
+        args = [
+            "-m",
+            "medsegdiff_training",
+            "finetune",
+            "--store",
+            self.store,
+            "--parent",
+            self.parent,
+            "--device",
+            self.device,
+            "--progress-json",
+        ]
+        if self.steps is not None:
+            args += ["--steps", str(self.steps)]
+        if self.minutes is not None:
+            args += ["--minutes", str(self.minutes)]
+        if self.mix_original:
+            args.append("--mix-original")
+        return args
+
+
+class FinetuneProcess(QObject):
+    """Runs one fine-tune.
+
+    Emits ``progress(dict)`` per step, then one of ``done(dict)``, ``cancelled()``, ``failed(str)``.
+    """
+
+    progress = Signal(dict)
+    done = Signal(dict)
+    cancelled = Signal()
+    failed = Signal(str)
+
+    def __init__(self, request: FinetuneRequest, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.request = request
+        self.process = QProcess(self)
+        environment = QProcessEnvironment.systemEnvironment()
+        for name in ("MEDSEGDIFF_HOME", "PYTHONPATH"):
+            if name in os.environ:
+                environment.insert(name, os.environ[name])
+        self.process.setProcessEnvironment(environment)
+        self.process.readyReadStandardOutput.connect(self._read)
+        self.process.finished.connect(self._finished)
+        self._buffer = b""
+        self._outcome: str | None = None
+        self._stderr = b""
+        self.process.readyReadStandardError.connect(self._read_stderr)
+
+    def start(self) -> None:
+        self.process.start(sys.executable, self.request.arguments())
+
+    def cancel(self) -> None:
+        if self.process.state() != QProcess.ProcessState.NotRunning:
+            self.process.terminate()  # SIGTERM: the CLI stops cleanly
+
+    def is_running(self) -> bool:
+        return self.process.state() != QProcess.ProcessState.NotRunning
+
+    def _read_stderr(self) -> None:
+        self._stderr += bytes(self.process.readAllStandardError())
+
+    def _read(self) -> None:
+        self._buffer += bytes(self.process.readAllStandardOutput())
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            kind = event.get("event")
+            if kind == "progress":
+                self.progress.emit(event)
+            elif kind == "done":
+                self._outcome = "done"
+                self.done.emit(event)
+            elif kind == "cancelled":
+                self._outcome = "cancelled"
+                self.cancelled.emit()
+            elif kind == "error":
+                self._outcome = "error"
+                self.failed.emit(str(event.get("message", "fine-tuning failed")))
+
+    def _finished(self, exit_code: int, _status: object = None) -> None:
+        self._read()
+        if self._outcome is None:
+            if exit_code == 130:
+                self.cancelled.emit()
+            else:
+                message = self._stderr.decode(errors="replace").strip().splitlines()
+                self.failed.emit(message[-1] if message else f"fine-tuning stopped (exit code {exit_code})")

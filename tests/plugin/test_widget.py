@@ -1,0 +1,99 @@
+"""The dock widget in a real napari viewer under Xvfb: animate, label, cancel, volumes, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QTimer
+
+pytestmark = pytest.mark.gui
+
+
+def run_and_wait(qtbot, dock, timeout=60_000):
+    worker = dock.run()
+    assert worker is not None
+    qtbot.waitUntil(lambda: dock.worker is None, timeout=timeout)  # also when it finished at once
+    return worker
+
+
+def test_segmenting_a_sample_animates_every_step_and_leaves_aligned_labels(qtbot, widget):
+    viewer = widget.viewer
+    viewer.open_sample("napari-medsegdiff", "ultrasound")
+    image = viewer.layers["thyroid ultrasound"]
+    image.scale = (0.5, 0.25)
+    widget._refresh_layers()
+    widget.steps.setValue(4)
+    ticks, seen = [], []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(5)
+    worker = widget.run()
+    worker.yielded.connect(lambda frame: seen.append(frame.x_t.copy()))
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    timer.stop()
+    frames = viewer.layers["thyroid ultrasound x_t"]
+    assert frames.data.shape == (4, 300, 300)
+    assert len(seen) == 4 and not np.allclose(seen[0], seen[-1])  # it changed during the run
+    assert len(ticks) > 4  # the event loop kept running while the worker sampled
+    labels = viewer.layers["thyroid ultrasound segmentation"]
+    assert labels.data.shape == image.data.shape
+    assert tuple(labels.scale) == (0.5, 0.25)
+    assert labels.metadata["medsegdiff"]["model_version"] == "tiny"
+    assert viewer.dims.current_step[0] == 3  # the final step is shown
+
+
+def test_cancel_stops_within_a_step_and_adds_no_labels(qtbot, widget):
+    viewer = widget.viewer
+    viewer.add_image(np.random.rand(40, 40), name="scan")
+    widget._refresh_layers()
+    widget.steps.setValue(500)
+    seen = []
+    worker = widget.run()
+    worker.yielded.connect(lambda frame: seen.append(frame) or (len(seen) == 2 and widget.cancel()))
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert (
+        2 <= len(seen) < 500
+    )  # stopped long before the end (the worker may run a few steps ahead of the GUI)
+    assert [layer.name for layer in viewer.layers] == ["scan"]
+
+
+def test_a_volume_gives_a_3d_labels_layer(qtbot, widget):
+    viewer = widget.viewer
+    viewer.add_image(np.random.rand(6, 40, 30), name="volume", scale=(2.0, 1.0, 1.0))
+    widget._refresh_layers()
+    widget.scope_box.setCurrentText("all slices")
+    widget.steps.setValue(2)
+    run_and_wait(qtbot, widget)
+    labels = viewer.layers["volume segmentation"]
+    assert labels.data.shape == (6, 40, 30)
+    assert tuple(labels.scale) == (2.0, 1.0, 1.0)
+
+
+def test_an_ensemble_adds_an_uncertainty_layer(qtbot, widget):
+    viewer = widget.viewer
+    viewer.add_image(np.random.rand(40, 40), name="scan")
+    widget._refresh_layers()
+    widget.ensemble.setValue(3)
+    run_and_wait(qtbot, widget)
+    assert viewer.layers["scan uncertainty"].data.shape == (40, 40)
+
+
+def test_user_mistakes_become_notifications(qtbot, widget, notifications, medsegdiff_home):
+    viewer = widget.viewer
+    assert widget.run() is None  # no image layer
+    viewer.add_image(np.random.rand(2, 3, 10, 10), name="4d")
+    widget._refresh_layers()
+    assert widget.run() is None  # unsupported layer
+    viewer.layers.remove("4d")
+    viewer.add_image(np.random.rand(20, 20), name="scan")
+    widget._refresh_layers()
+    weights = next((medsegdiff_home / "models").glob("tiny/model.safetensors"))
+    weights.write_bytes(b"not a safetensors file")
+    run_and_wait(qtbot, widget)  # corrupt model: the error arrives from the worker
+    messages = [message for severity, message in notifications() if severity == "error"]
+    assert any("no image layer" in m for m in messages)
+    assert any("4 dimensions" in m for m in messages)
+    assert any("corrupt" in m or "truncated" in m for m in messages)
+    assert "scan segmentation" not in [layer.name for layer in viewer.layers]
