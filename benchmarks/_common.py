@@ -49,7 +49,12 @@ def timed(function, repeats: int, warmup: int = 1) -> dict[str, float]:
         started = time.perf_counter()
         function()
         seconds.append(time.perf_counter() - started)
-    return {"median_s": statistics.median(seconds), "min_s": min(seconds), "max_s": max(seconds), "repeats": repeats}
+    return {
+        "median_s": statistics.median(seconds),
+        "min_s": min(seconds),
+        "max_s": max(seconds),
+        "repeats": repeats,
+    }
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:

@@ -27,7 +27,17 @@ from medsegdiff_training.inference import SamplingSettings, Segmenter
 from medsegdiff_training.metrics import score, summarise_scores
 from medsegdiff_training.registry import ModelRegistry
 
-DEFAULT_PLANS = ["ddpm:100", "ddim:5", "ddim:10", "ddim:20", "ddim:50", "dpm++:5", "dpm++:10", "dpm++:20", "ddim:10:5"]
+DEFAULT_PLANS = [
+    "ddpm:100",
+    "ddim:5",
+    "ddim:10",
+    "ddim:20",
+    "ddim:50",
+    "dpm++:5",
+    "dpm++:10",
+    "dpm++:20",
+    "ddim:10:5",
+]
 
 
 def load(spec: str, device: str):
@@ -70,22 +80,36 @@ def main() -> None:
     results = []
     for plan in args.plans:
         sampler, steps, *rest = plan.split(":")
-        settings = SamplingSettings(sampler=sampler, steps=int(steps), ensemble=int(rest[0]) if rest else 1, seed=0)
+        settings = SamplingSettings(
+            sampler=sampler, steps=int(steps), ensemble=int(rest[0]) if rest else 1, seed=0
+        )
         started = time.perf_counter()
-        report = evaluate_pairs(segmenter, test, settings, batch_size=max(1, args.batch_size // settings.ensemble))
+        report = evaluate_pairs(
+            segmenter, test, settings, batch_size=max(1, args.batch_size // settings.ensemble)
+        )
         seconds = time.perf_counter() - started
         results.append({"settings": settings.to_dict(), "summary": report.summary, "seconds": seconds})
         s = report.summary
-        print(f"{plan}: Dice {s['dice']:.4f} (5-thr {s['dice_5threshold']:.4f}) IoU {s['iou']:.4f} "
-              f"HD95 {s['hd95']:.1f} px, {seconds:.0f} s", flush=True)
-    write_result(args.name, {
-        "environment": environment(segmenter.device),
-        "model": args.model,
-        "model_metadata": {k: v for k, v in segmenter.checkpoint.metadata.items() if k in ("version", "training", "created")},
-        "data": "DDTI test split (132 images)",
-        "baselines": baselines,
-        "results": results,
-    })
+        print(
+            f"{plan}: Dice {s['dice']:.4f} (5-thr {s['dice_5threshold']:.4f}) IoU {s['iou']:.4f} "
+            f"HD95 {s['hd95']:.1f} px, {seconds:.0f} s",
+            flush=True,
+        )
+    write_result(
+        args.name,
+        {
+            "environment": environment(segmenter.device),
+            "model": args.model,
+            "model_metadata": {
+                k: v
+                for k, v in segmenter.checkpoint.metadata.items()
+                if k in ("version", "training", "created")
+            },
+            "data": "DDTI test split (132 images)",
+            "baselines": baselines,
+            "results": results,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -52,21 +52,39 @@ def main() -> None:
             peak = 0.0
             for _ in range(args.repeats):
                 started = time.perf_counter()
-                _, memory = peak_memory_mib(lambda: run_to_end(segmenter.steps(image, settings)), segmenter.device)
+                _, memory = peak_memory_mib(
+                    lambda settings=settings: run_to_end(segmenter.steps(image, settings)), segmenter.device
+                )
                 if segmenter.device.type == "cuda":
                     torch.cuda.synchronize()
                 seconds.append(time.perf_counter() - started)
                 peak = max(peak, memory)
             per_mask = statistics.median(seconds)
-            runs.append({"sampler": sampler, "steps": steps, "ensemble": ensemble, "seconds_per_mask": per_mask,
-                         "seconds_per_step": per_mask / steps, "peak_memory_mib": round(peak, 1),
-                         "all_seconds": seconds})
-            print(f"{sampler:6s} {steps:3d} steps, ensemble {ensemble}: {per_mask:.2f} s/mask, "
-                  f"{per_mask / steps * 1000:.1f} ms/step, peak +{peak:.0f} MiB", flush=True)
+            runs.append(
+                {
+                    "sampler": sampler,
+                    "steps": steps,
+                    "ensemble": ensemble,
+                    "seconds_per_mask": per_mask,
+                    "seconds_per_step": per_mask / steps,
+                    "peak_memory_mib": round(peak, 1),
+                    "all_seconds": seconds,
+                }
+            )
+            print(
+                f"{sampler:6s} {steps:3d} steps, ensemble {ensemble}: {per_mask:.2f} s/mask, "
+                f"{per_mask / steps * 1000:.1f} ms/step, peak +{peak:.0f} MiB",
+                flush=True,
+            )
     write_result(
         f"sampling_{segmenter.device.type}",
-        {"environment": environment(segmenter.device), "model": args.model,
-         "model_input_size": list(segmenter.config.image_size), "image_size": [256, 256], "runs": runs},
+        {
+            "environment": environment(segmenter.device),
+            "model": args.model,
+            "model_input_size": list(segmenter.config.image_size),
+            "image_size": [256, 256],
+            "runs": runs,
+        },
     )
 
 

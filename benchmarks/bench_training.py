@@ -40,8 +40,14 @@ def throughput(name: str, batch: int, device: torch.device, repeats: int) -> dic
             torch.cuda.synchronize()
 
     timing = timed(step, repeats)
-    return {"config": name, "parameters": count_parameters(model), "input_size": list(config.image_size),
-            "batch": batch, "images_per_s": batch / timing["median_s"], **timing}
+    return {
+        "config": name,
+        "parameters": count_parameters(model),
+        "input_size": list(config.image_size),
+        "batch": batch,
+        "images_per_s": batch / timing["median_s"],
+        **timing,
+    }
 
 
 def main() -> None:
@@ -58,9 +64,14 @@ def main() -> None:
     results = []
     for name in args.configs:
         batch = args.batch if name == "cpu" or device.type == "cuda" else 2
-        result = throughput(name, batch, device, args.repeats if name == "cpu" or device.type == "cuda" else 2)
+        result = throughput(
+            name, batch, device, args.repeats if name == "cpu" or device.type == "cuda" else 2
+        )
         results.append(result)
-        print(f"{name}: {result['parameters'] / 1e6:.1f}M params, batch {batch}: {result['images_per_s']:.2f} images/s", flush=True)
+        print(
+            f"{name}: {result['parameters'] / 1e6:.1f}M params, batch {batch}: {result['images_per_s']:.2f} images/s",
+            flush=True,
+        )
     write_result(f"training_{device.type}", {"environment": environment(device), "runs": results})
 
 

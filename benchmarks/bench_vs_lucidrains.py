@@ -83,7 +83,9 @@ def measure_pair(name: str, repeats: int, steps: int = 10) -> dict:
         loss.backward()
         their_optimizer.step()
 
-    rounds: dict[str, list[float]] = {k: [] for k in ("step_ours", "step_theirs", "train_ours", "train_theirs")}
+    rounds: dict[str, list[float]] = {
+        k: [] for k in ("step_ours", "step_theirs", "train_ours", "train_theirs")
+    }
     for _ in range(repeats):  # alternate so that machine noise hits both alike
         rounds["step_ours"].append(timed(sample_ours, 1, warmup=0)["median_s"] / steps)
         rounds["step_theirs"].append(timed(sample_theirs, 1, warmup=0)["median_s"] / steps)
@@ -117,10 +119,15 @@ def main() -> None:
         measure_pair(name, repeats=1, steps=2)
     results = {name: measure_pair(name, args.repeats) for name in args.pairs}
     for name, r in results.items():
-        print(f"{name}: {r['parameters_ours'] / 1e6:.2f}M vs {r['parameters_theirs'] / 1e6:.2f}M params at {r['input_size']}^2 | "
-              f"step {r['seconds_per_step_ours']:.3f}s vs {r['seconds_per_step_theirs']:.3f}s ({r['step_speedup']:.1f}x) | "
-              f"train {r['train_images_per_s_ours']:.2f} vs {r['train_images_per_s_theirs']:.2f} img/s ({r['train_speedup']:.1f}x)")
-    write_result("vs_lucidrains", {"environment": environment("cpu"), "peer": "med-seg-diff-pytorch 0.3.3", "pairs": results})
+        print(
+            f"{name}: {r['parameters_ours'] / 1e6:.2f}M vs {r['parameters_theirs'] / 1e6:.2f}M params at {r['input_size']}^2 | "
+            f"step {r['seconds_per_step_ours']:.3f}s vs {r['seconds_per_step_theirs']:.3f}s ({r['step_speedup']:.1f}x) | "
+            f"train {r['train_images_per_s_ours']:.2f} vs {r['train_images_per_s_theirs']:.2f} img/s ({r['train_speedup']:.1f}x)"
+        )
+    write_result(
+        "vs_lucidrains",
+        {"environment": environment("cpu"), "peer": "med-seg-diff-pytorch 0.3.3", "pairs": results},
+    )
 
 
 if __name__ == "__main__":

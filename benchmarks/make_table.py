@@ -27,56 +27,89 @@ def _env(result: dict) -> str:
 
 
 def sampling_table(result: dict) -> list[str]:
-    lines = [f"**Sampling** (`bench_sampling.py`, model `{result['model']}`, 256x256 image) — {_env(result)}", "",
-             "| sampler | steps | ensemble | s / mask | ms / step | peak extra memory (MiB) |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"**Sampling** (`bench_sampling.py`, model `{result['model']}`, 256x256 image) — {_env(result)}",
+        "",
+        "| sampler | steps | ensemble | s / mask | ms / step | peak extra memory (MiB) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in result["runs"]:
-        lines.append(f"| {r['sampler']} | {r['steps']} | {r['ensemble']} | {r['seconds_per_mask']:.2f} | "
-                     f"{r['seconds_per_step'] * 1000:.0f} | {r['peak_memory_mib']:.0f} |")
+        lines.append(
+            f"| {r['sampler']} | {r['steps']} | {r['ensemble']} | {r['seconds_per_mask']:.2f} | "
+            f"{r['seconds_per_step'] * 1000:.0f} | {r['peak_memory_mib']:.0f} |"
+        )
     return lines
 
 
 def peer_table(result: dict) -> list[str]:
-    lines = [f"**Against lucidrains' {result['peer']}** (`bench_vs_lucidrains.py`, alternating, medians) — {_env(result)}", "",
-             "| pair | input | params ours / theirs | s per step ours / theirs | step speed-up | train img/s ours / theirs | train speed-up |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"**Against lucidrains' {result['peer']}** (`bench_vs_lucidrains.py`, alternating, medians) — {_env(result)}",
+        "",
+        "| pair | input | params ours / theirs | s per step ours / theirs | step speed-up | train img/s ours / theirs | train speed-up |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, r in result["pairs"].items():
         lines.append(
             f"| {name} | {r['input_size']}² | {r['parameters_ours'] / 1e6:.1f}M / {r['parameters_theirs'] / 1e6:.1f}M | "
             f"{r['seconds_per_step_ours']:.3f} / {r['seconds_per_step_theirs']:.3f} | **{r['step_speedup']:.1f}×** | "
-            f"{r['train_images_per_s_ours']:.2f} / {r['train_images_per_s_theirs']:.2f} | **{r['train_speedup']:.1f}×** |")
+            f"{r['train_images_per_s_ours']:.2f} / {r['train_images_per_s_theirs']:.2f} | **{r['train_speedup']:.1f}×** |"
+        )
     return lines
 
 
 def quality_table(result: dict) -> list[str]:
-    lines = [f"**Quality on the DDTI test split** (`bench_quality.py`, model `{result['model']}`, 132 images) — {_env(result)}", "",
-             "| method | Dice | Dice (5 thresholds) | IoU | HD95 (px) | time (s) |", "|---|---:|---:|---:|---:|---:|"]
-    names = {"fixed_blob": "fixed blob, no model (trivial)", "all_foreground": "everything is nodule (trivial)",
-             "unet_same_budget": "plain U-Net, same CPU budget"}
+    lines = [
+        f"**Quality on the DDTI test split** (`bench_quality.py`, model `{result['model']}`, 132 images) — {_env(result)}",
+        "",
+        "| method | Dice | Dice (5 thresholds) | IoU | HD95 (px) | time (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    names = {
+        "fixed_blob": "fixed blob, no model (trivial)",
+        "all_foreground": "everything is nodule (trivial)",
+        "unet_same_budget": "plain U-Net, same CPU budget",
+    }
     for key, s in result["baselines"].items():
         five = f"{s['dice_5threshold']:.3f}" if "dice_5threshold" in s else "–"
-        lines.append(f"| {names.get(key, key)} | {s['dice']:.3f} | {five} | {s['iou']:.3f} | {s['hd95']:.1f} | – |")
+        lines.append(
+            f"| {names.get(key, key)} | {s['dice']:.3f} | {five} | {s['iou']:.3f} | {s['hd95']:.1f} | – |"
+        )
     for r in result["results"]:
         st, s = r["settings"], r["summary"]
-        label = f"MedSegDiff {st['sampler']}, {st['steps']} steps" + (f", ensemble {st['ensemble']}" if st["ensemble"] > 1 else "")
-        lines.append(f"| {label} | {s['dice']:.3f} | {s['dice_5threshold']:.3f} | {s['iou']:.3f} | {s['hd95']:.1f} | {r['seconds']:.0f} |")
+        label = f"MedSegDiff {st['sampler']}, {st['steps']} steps" + (
+            f", ensemble {st['ensemble']}" if st["ensemble"] > 1 else ""
+        )
+        lines.append(
+            f"| {label} | {s['dice']:.3f} | {s['dice_5threshold']:.3f} | {s['iou']:.3f} | {s['hd95']:.1f} | {r['seconds']:.0f} |"
+        )
     return lines
 
 
 def training_table(result: dict) -> list[str]:
-    lines = [f"**Training throughput** (`bench_training.py`) — {_env(result)}", "",
-             "| config | params | input | batch | images / s |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"**Training throughput** (`bench_training.py`) — {_env(result)}",
+        "",
+        "| config | params | input | batch | images / s |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in result["runs"]:
-        lines.append(f"| {r['config']} | {r['parameters'] / 1e6:.1f}M | {r['input_size'][0]}x{r['input_size'][1]} | "
-                     f"{r['batch']} | {r['images_per_s']:.2f} |")
+        lines.append(
+            f"| {r['config']} | {r['parameters'] / 1e6:.1f}M | {r['input_size'][0]}x{r['input_size'][1]} | "
+            f"{r['batch']} | {r['images_per_s']:.2f} |"
+        )
     return lines
 
 
 def render() -> str:
     blocks = []
-    for name, renderer in [("quality_ddti", quality_table), ("sampling_cpu", sampling_table),
-                           ("sampling_cuda", sampling_table), ("vs_lucidrains", peer_table),
-                           ("training_cpu", training_table), ("training_cuda", training_table)]:
+    for name, renderer in [
+        ("quality_ddti", quality_table),
+        ("sampling_cpu", sampling_table),
+        ("sampling_cuda", sampling_table),
+        ("vs_lucidrains", peer_table),
+        ("training_cpu", training_table),
+        ("training_cuda", training_table),
+    ]:
         result = _load(name)
         if result is not None:
             blocks.append("\n".join(renderer(result)))

@@ -25,19 +25,24 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
+from train_default_model import case_of  # noqa: E402
+
 from medsegdiff_training.config import named_config  # noqa: E402
 from medsegdiff_training.data import SegmentationDataset, augment_batch, find_pairs  # noqa: E402
+from medsegdiff_training.data.io import read_array  # noqa: E402
 from medsegdiff_training.metrics import score, summarise_scores  # noqa: E402
 from medsegdiff_training.preprocess import prepare_image, resize  # noqa: E402
-from medsegdiff_training.data.io import read_array  # noqa: E402
-from train_default_model import case_of  # noqa: E402
 
 
 class DoubleConv(nn.Sequential):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__(
-            nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
-            nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.GroupNorm(8, cout),
+            nn.SiLU(),
+            nn.Conv2d(cout, cout, 3, padding=1),
+            nn.GroupNorm(8, cout),
+            nn.SiLU(),
         )
 
 
@@ -53,7 +58,7 @@ class UNet(nn.Module):
             cin = w
         self.up = nn.ModuleList()
         self.fuse = nn.ModuleList()
-        for w_skip, w_in in zip(reversed(widths[:-1]), reversed(widths[1:])):
+        for w_skip, w_in in zip(reversed(widths[:-1]), reversed(widths[1:]), strict=True):
             self.up.append(nn.ConvTranspose2d(w_in, w_skip, 2, stride=2))
             self.fuse.append(DoubleConv(2 * w_skip, w_skip))
         self.head = nn.Conv2d(widths[0], 1, 1)
@@ -64,7 +69,7 @@ class UNet(nn.Module):
             x = block(x if i == 0 else F.max_pool2d(x, 2))
             skips.append(x)
         skips.pop()
-        for up, fuse in zip(self.up, self.fuse):
+        for up, fuse in zip(self.up, self.fuse, strict=True):
             x = fuse(torch.cat([up(x), skips.pop()], 1))
         return self.head(x)
 
@@ -89,7 +94,9 @@ def command_train(args) -> None:
     config = named_config("cpu")
     dataset = SegmentationDataset.from_pairs(train_split(args.data), config)
     model = UNet()
-    print(f"U-Net parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M, {len(dataset)} images")
+    print(
+        f"U-Net parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M, {len(dataset)} images"
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     started, step = time.monotonic(), 0
     generator = torch.Generator().manual_seed(0)
@@ -101,18 +108,38 @@ def command_train(args) -> None:
         target = (x0 > 0).float()
         logits = model(images)
         probability = torch.sigmoid(logits)
-        soft_dice = 1 - (2 * (probability * target).sum((1, 2, 3)) + 1) / (probability.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1)
+        soft_dice = 1 - (2 * (probability * target).sum((1, 2, 3)) + 1) / (
+            probability.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1
+        )
         loss = F.binary_cross_entropy_with_logits(logits, target) + soft_dice.mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         step += 1
         if step % 100 == 0:
-            print(json.dumps({"step": step, "loss": round(float(loss), 4), "minutes": round((time.monotonic() - started) / 60, 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "step": step,
+                        "loss": round(float(loss), 4),
+                        "minutes": round((time.monotonic() - started) / 60, 1),
+                    }
+                ),
+                flush=True,
+            )
     args.out.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), str(args.out / "unet.safetensors"))
-    (args.out / "unet.json").write_text(json.dumps({"steps": step, "minutes": args.minutes, "threads": args.threads,
-                                                   "batch_size": args.batch_size, "images": len(dataset)}))
+    (args.out / "unet.json").write_text(
+        json.dumps(
+            {
+                "steps": step,
+                "minutes": args.minutes,
+                "threads": args.threads,
+                "batch_size": args.batch_size,
+                "images": len(dataset),
+            }
+        )
+    )
 
 
 def evaluate_unet(weights: Path, data: Path, threads: int = 2) -> dict[str, float]:

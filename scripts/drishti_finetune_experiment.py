@@ -51,7 +51,9 @@ def main() -> None:
     registry.add(args.parent, name="ultrasound")
     settings = SamplingSettings(sampler="ddim", steps=10, seed=0)
     data = args.data
-    train_pairs = find_pairs(data / "images", data / "masks", data / "split.csv", "Training")[: args.corrections]
+    train_pairs = find_pairs(data / "images", data / "masks", data / "split.csv", "Training")[
+        : args.corrections
+    ]
     test_pairs = find_pairs(data / "images", data / "masks", data / "split.csv", "Test")
 
     parent = Segmenter(load_checkpoint(args.parent), device="cpu")
@@ -59,35 +61,60 @@ def main() -> None:
     for pair in train_pairs:
         image, labels = read_array(pair.image), read_array(pair.mask)
         prediction = parent.segment(image, settings).labels
-        store.add(image, (labels > 0).astype("uint8"), prediction, source_path=str(pair.image),
-                  image_layer=pair.name, labels_layer=f"{pair.name} segmentation",
-                  model_version="ultrasound", sampler_settings=settings.to_dict())
+        store.add(
+            image,
+            (labels > 0).astype("uint8"),
+            prediction,
+            source_path=str(pair.image),
+            image_layer=pair.name,
+            labels_layer=f"{pair.name} segmentation",
+            model_version="ultrasound",
+            sampler_settings=settings.to_dict(),
+        )
     print(f"{len(store)} corrections exported", flush=True)
 
     before = evaluate_pairs(parent, test_pairs, settings, batch_size=17).summary
     print(f"before: Dice {before['dice']:.4f}", flush=True)
     started = time.monotonic()
     result = finetune(
-        "ultrasound", store, registry=registry, name="fundus",
-        config=TrainConfig(steps=None, minutes=args.minutes, batch_size=4, learning_rate=2e-4, ema_decay=0.995,
-                           validate_every=10**9, checkpoint_every=100, device="cpu"),
+        "ultrasound",
+        store,
+        registry=registry,
+        name="fundus",
+        config=TrainConfig(
+            steps=None,
+            minutes=args.minutes,
+            batch_size=4,
+            learning_rate=2e-4,
+            ema_decay=0.995,
+            validate_every=10**9,
+            checkpoint_every=100,
+            device="cpu",
+        ),
         run_dir=args.work / "run",
     )
     minutes = (time.monotonic() - started) / 60
     child = Segmenter(registry.load(result.version.name), device="cpu")
     after = evaluate_pairs(child, test_pairs, settings, batch_size=17).summary
     print(f"after {result.steps} steps ({minutes:.1f} min): Dice {after['dice']:.4f}", flush=True)
-    write_result("finetune_drishti", {
-        "environment": environment("cpu"),
-        "task": "optic disc (rim + cup) on Drishti-GS1 ROI crops, binary",
-        "corrections": [p.name for p in train_pairs],
-        "finetune": {"steps": result.steps, "minutes": round(minutes, 1), "parent": "ultrasound (DDTI default)",
-                     "held_out_corrections_dice_before": result.validation_dice_before,
-                     "held_out_corrections_dice_after": result.validation_dice_after},
-        "sampling": settings.to_dict(),
-        "test_before": before,
-        "test_after": after,
-    })
+    write_result(
+        "finetune_drishti",
+        {
+            "environment": environment("cpu"),
+            "task": "optic disc (rim + cup) on Drishti-GS1 ROI crops, binary",
+            "corrections": [p.name for p in train_pairs],
+            "finetune": {
+                "steps": result.steps,
+                "minutes": round(minutes, 1),
+                "parent": "ultrasound (DDTI default)",
+                "held_out_corrections_dice_before": result.validation_dice_before,
+                "held_out_corrections_dice_after": result.validation_dice_after,
+            },
+            "sampling": settings.to_dict(),
+            "test_before": before,
+            "test_after": after,
+        },
+    )
 
 
 if __name__ == "__main__":

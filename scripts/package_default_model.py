@@ -60,7 +60,13 @@ def main() -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     shutil.copyfile(run / WEIGHTS_FILE, staging / WEIGHTS_FILE)
-    config.update({"version": "default", "parent_version": None, "description": "Shipped default: DDTI thyroid nodules, CPU-trained"})
+    config.update(
+        {
+            "version": "default",
+            "parent_version": None,
+            "description": "Shipped default: DDTI thyroid nodules, CPU-trained",
+        }
+    )
     model_card = card(config, quality)
     config.setdefault("metrics", {})["ddti_test"] = model_card["test_metrics"]
     (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))

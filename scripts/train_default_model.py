@@ -54,7 +54,9 @@ def main() -> None:
     started = time.time()
     train_data = SegmentationDataset.from_pairs(train_pairs, model_config, preprocess)
     validation_data = SegmentationDataset.from_pairs(validation_pairs, model_config, preprocess)
-    print(f"{len(train_data)} training and {len(validation_data)} validation images, loaded in {time.time() - started:.0f} s")
+    print(
+        f"{len(train_data)} training and {len(validation_data)} validation images, loaded in {time.time() - started:.0f} s"
+    )
     config = TrainConfig(
         steps=None,
         minutes=args.minutes,
@@ -69,19 +71,47 @@ def main() -> None:
 
     def report(progress):
         if progress.step % 50 == 0:
-            print(json.dumps({"step": progress.step, "loss": round(progress.loss, 5),
-                              "validation_dice": progress.validation_dice,
-                              "elapsed_min": round(progress.elapsed_s / 60, 1),
-                              "images_per_s": round(progress.images_per_s, 2)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "step": progress.step,
+                        "loss": round(progress.loss, 5),
+                        "validation_dice": progress.validation_dice,
+                        "elapsed_min": round(progress.elapsed_s / 60, 1),
+                        "images_per_s": round(progress.images_per_s, 2),
+                    }
+                ),
+                flush=True,
+            )
 
     result = train(
-        model_config, train_data, args.out, config=config, validation_data=validation_data,
-        diffusion=DiffusionConfig(prediction=args.prediction), preprocess=preprocess, progress=report,
-        metadata={"training_data": {"dataset": "DDTI", "split": "train", "held_out_validation": sorted(validation_data.names),
-                                    "threads": args.threads, "hardware": "2-core CPU"}},
+        model_config,
+        train_data,
+        args.out,
+        config=config,
+        validation_data=validation_data,
+        diffusion=DiffusionConfig(prediction=args.prediction),
+        preprocess=preprocess,
+        progress=report,
+        metadata={
+            "training_data": {
+                "dataset": "DDTI",
+                "split": "train",
+                "held_out_validation": sorted(validation_data.names),
+                "threads": args.threads,
+                "hardware": "2-core CPU",
+            }
+        },
     )
-    print(json.dumps({"steps": result.step, "best_validation_dice": result.best_validation_dice,
-                      "final": str(result.final_checkpoint)}))
+    print(
+        json.dumps(
+            {
+                "steps": result.step,
+                "best_validation_dice": result.best_validation_dice,
+                "final": str(result.final_checkpoint),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

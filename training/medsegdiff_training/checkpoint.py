@@ -127,7 +127,8 @@ def read_checkpoint_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"{folder / CONFIG_FILE} is not a MedSegDiff checkpoint config.")
     if document.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(
-            f"{folder} was written by a newer napari-medsegdiff (format {document['format_version']}); upgrade."
+            f"{folder} was written by a newer napari-medsegdiff "
+            f"(format {document['format_version']}); upgrade napari-medsegdiff to read it."
         )
     return document
 
@@ -211,4 +212,6 @@ def convert_trusted_pickle(
     model = MedSegDiffUNet(model_config)
     check_weights_match(model, state, Path(source))
     model.load_state_dict(state)
-    return save_checkpoint(destination, model, diffusion or DiffusionConfig(), preprocess or PreprocessConfig())
+    return save_checkpoint(
+        destination, model, diffusion or DiffusionConfig(), preprocess or PreprocessConfig()
+    )

@@ -8,7 +8,7 @@ variant sized to train on two CPU cores; it ships as the default model.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
@@ -77,9 +77,7 @@ class ModelConfig:
         object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
         object.__setattr__(self, "encoder_blocks", tuple(int(b) for b in self.encoder_blocks))
         if self.conditioning_levels is not None:
-            object.__setattr__(
-                self, "conditioning_levels", tuple(int(c) for c in self.conditioning_levels)
-            )
+            object.__setattr__(self, "conditioning_levels", tuple(int(c) for c in self.conditioning_levels))
         self.validate()
 
     def validate(self) -> None:

@@ -36,7 +36,7 @@ class EvaluationReport:
 def evaluate_pairs(
     segmenter: Segmenter,
     pairs: Sequence[Pair],
-    settings: SamplingSettings = SamplingSettings(),
+    settings: SamplingSettings | None = None,
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -46,6 +46,7 @@ def evaluate_pairs(
     ``progress(done, total)`` is called after each batch; ``cancel()`` returning true stops
     between batches (the report then covers the images done so far).
     """
+    settings = settings or SamplingSettings()
     num_classes = segmenter.config.num_classes
     per_image: list[dict[str, Any]] = []
     for start in range(0, len(pairs), batch_size):
@@ -56,7 +57,7 @@ def evaluate_pairs(
         truths = [check_label_map(read_mask(p.mask), num_classes) for p in batch]
         prepared = torch.cat([segmenter.prepare(image) for image in images])
         final = run_to_end(segmenter.denoise(prepared, settings))
-        for index, (pair, truth) in enumerate(zip(batch, truths)):
+        for index, (pair, truth) in enumerate(zip(batch, truths, strict=True)):
             members = final[index * settings.ensemble : (index + 1) * settings.ensemble]
             result = segmenter.summarise(members, settings, truth.shape)[0]
             soft = result.probabilities if result.probabilities.ndim == 2 else None
@@ -67,7 +68,9 @@ def evaluate_pairs(
     return EvaluationReport(summary, per_image, settings.to_dict())
 
 
-def fixed_blob_baseline(train_masks: Sequence[np.ndarray], test_masks: Sequence[np.ndarray]) -> dict[str, float]:
+def fixed_blob_baseline(
+    train_masks: Sequence[np.ndarray], test_masks: Sequence[np.ndarray]
+) -> dict[str, float]:
     """The no-model baseline: the thresholded mean training mask, resized to each test image."""
     from .preprocess import resize
 

@@ -183,7 +183,9 @@ class Segmenter:
         if output_size is not None and tuple(output_size) != tuple(mean.shape[-2:]):
             mean = F.interpolate(mean, size=tuple(output_size), mode="bilinear", align_corners=False)
             if spread is not None:
-                spread = F.interpolate(spread[:, None], size=tuple(output_size), mode="bilinear", align_corners=False)[:, 0]
+                spread = F.interpolate(
+                    spread[:, None], size=tuple(output_size), mode="bilinear", align_corners=False
+                )[:, 0]
         results = []
         for i in range(mean.shape[0]):
             image_mean = mean[i].cpu().numpy()

@@ -69,7 +69,9 @@ def hd95(prediction: np.ndarray, truth: np.ndarray, spacing: Sequence[float] | N
     return float(np.percentile(distances, 95))
 
 
-def multi_threshold_dice(probabilities: np.ndarray, truth: np.ndarray, thresholds=OFFICIAL_THRESHOLDS) -> float:
+def multi_threshold_dice(
+    probabilities: np.ndarray, truth: np.ndarray, thresholds=OFFICIAL_THRESHOLDS
+) -> float:
     """Dice averaged over thresholds of a soft foreground mask (the official repository's)."""
     return float(np.mean([dice(probabilities > th, truth) for th in thresholds]))
 

@@ -101,7 +101,9 @@ def prepare_image(
     torch.Size([1, 1, 32, 32])
     """
     preprocess = preprocess or PreprocessConfig()
-    array = normalise_intensity(as_channels_first(image, model_config.image_channels, channel_axis), preprocess.normalisation)
+    array = normalise_intensity(
+        as_channels_first(image, model_config.image_channels, channel_axis), preprocess.normalisation
+    )
     tensor = torch.from_numpy(array)[None]
     return resize(tensor, model_config.image_size)
 
@@ -122,7 +124,9 @@ def resize_labels(labels: np.ndarray | torch.Tensor, size: tuple[int, int]) -> t
     return out[0] if squeeze else out
 
 
-def check_label_map(labels: np.ndarray, num_classes: int, image_shape: tuple[int, int] | None = None) -> np.ndarray:
+def check_label_map(
+    labels: np.ndarray, num_classes: int, image_shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """Validate a label map against the model's classes and the image's shape.
 
     A mask stored as 0/255 is read as binary. Labels beyond the model's classes are refused.
@@ -143,7 +147,9 @@ def check_label_map(labels: np.ndarray, num_classes: int, image_shape: tuple[int
     if values.min() < 0:
         raise InvalidMaskError(f"Label maps hold non-negative integers; found {values.min()}.")
     if num_classes == 2:
-        return (array > (127 if values.max() > 1 and set(values.tolist()) <= {0, 255} else 0)).astype(np.int64)
+        return (array > (127 if values.max() > 1 and set(values.tolist()) <= {0, 255} else 0)).astype(
+            np.int64
+        )
     if values.max() >= num_classes:
         raise InvalidMaskError(
             f"The label map has label {int(values.max())} but the model knows {num_classes} classes "

@@ -28,9 +28,7 @@ class TimeEmbedding(nn.Module):
     def __init__(self, base_dim: int, embed_dim: int) -> None:
         super().__init__()
         self.base_dim = base_dim
-        self.mlp = nn.Sequential(
-            nn.Linear(base_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim)
-        )
+        self.mlp = nn.Sequential(nn.Linear(base_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.mlp(sinusoidal_embedding(t, self.base_dim))
@@ -85,9 +83,7 @@ class ResidualBlock(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, out_channels))
         self.block2 = NormActConv(out_channels, out_channels, groups, dropout)
         self.shortcut = (
-            nn.Conv2d(in_channels, out_channels, 1)
-            if in_channels != out_channels
-            else nn.Identity()
+            nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,7 @@ class Decoder(nn.Module):
     def forward(
         self, h: torch.Tensor, skips: list[torch.Tensor], time_embedding: torch.Tensor
     ) -> torch.Tensor:
-        for upsample, stage, skip in zip(self.upsamples, self.stages, reversed(skips)):
+        for upsample, stage, skip in zip(self.upsamples, self.stages, reversed(skips), strict=True):
             h = upsample(h, tuple(skip.shape[-2:]))
             h = stage(torch.cat([h, skip], dim=1), time_embedding)
         return h
@@ -99,7 +99,12 @@ class MedSegDiffUNet(nn.Module):
         last = config.dual_levels
         # The last encoding level, shared: it takes E^I + E^x.
         self.last_stage = ResidualStage(
-            channels[last], channels[last], config.encoder_blocks[last], time_dim, config.groups, config.dropout
+            channels[last],
+            channels[last],
+            config.encoder_blocks[last],
+            time_dim,
+            config.groups,
+            config.dropout,
         )
         self.decoder = Decoder(config, time_dim)
         output = nn.Conv2d(channels[0], config.mask_channels, 3, padding=1)
