@@ -80,10 +80,11 @@ def log_snr_grid(schedule: NoiseSchedule, steps: int) -> list[int]:
     grid = [int(round(t)) for t in times]
     grid[0], grid[-1] = len(schedule) - 1, 0
     # where lambda is steep several targets round to one t: keep the grid strictly decreasing
-    for k in range(steps - 2, -1, -1):
-        grid[k] = max(grid[k], grid[k + 1] + 1)
     for k in range(1, steps):
         grid[k] = min(grid[k], grid[k - 1] - 1)
+    grid[-1] = 0
+    for k in range(steps - 2, -1, -1):
+        grid[k] = max(grid[k], grid[k + 1] + 1)
     return grid
 
 
