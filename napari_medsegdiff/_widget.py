@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -59,6 +60,13 @@ def user_message(error: BaseException) -> str:
     return text if isinstance(error, MedSegDiffError) else f"{type(error).__name__}: {text}"
 
 
+def _read_choices() -> tuple[list[tuple[str, str]], str, list[tuple[str, str | None]]]:
+    """(model choices, the registry's selected version, device choices); imports torch."""
+    from medsegdiff_training.registry import ModelRegistry
+
+    return model_choices(), ModelRegistry().selected(), device_choices()
+
+
 class SegmentWidget(QWidget):
     """Segment an image layer with MedSegDiff and watch the denoising live."""
 
@@ -74,8 +82,9 @@ class SegmentWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
-        self.refresh_models()
         self._set_store(None)
+        self._choices_ready = False
+        QTimer.singleShot(0, self._load_choices_in_background)  # once the event loop runs
 
     # -- the form ---------------------------------------------------------------------------
     def _build(self) -> None:
@@ -89,13 +98,9 @@ class SegmentWidget(QWidget):
         self.axes_label = QLabel()
         self.axes_label.setWordWrap(True)
         self.model_box = QComboBox()
+        self.model_box.addItem("reading the model registry…", None)
         self.device_box = QComboBox()
-        for choice, reason in device_choices():
-            self.device_box.addItem(choice if reason is None else f"{choice} (unavailable)", choice)
-            if reason is not None:
-                item = self.device_box.model().item(self.device_box.count() - 1)
-                item.setEnabled(False)
-                item.setToolTip(reason)
+        self.device_box.addItem("auto", "auto")
         self.sampler_box = QComboBox()
         for label, name in SAMPLERS:
             self.sampler_box.addItem(label, name)
@@ -199,26 +204,91 @@ class SegmentWidget(QWidget):
         except UnsupportedLayerError as error:
             self.axes_label.setText(str(error))
 
-    def refresh_models(self, select: str | None = None) -> None:
-        """Re-read the model registry into the picker, optionally selecting ``select``."""
-        current = select or self.model_box.currentData()
+    def _load_choices_in_background(self) -> None:
+        """Fill the model and device pickers without blocking the viewer.
+
+        Listing them imports torch (a second or more), so it happens in a worker thread
+        and the widget opens at once; :meth:`run` and :meth:`refresh_models` read them
+        synchronously if the worker has not delivered yet.
+        """
+        from napari.qt.threading import create_worker
+
+        def read() -> tuple[list[tuple[str, str]], str, list[tuple[str, str | None]]]:
+            return _read_choices()
+
+        self._choices_worker = create_worker(read, _ignore_errors=True)
+        self._choices_worker.returned.connect(self._fill_choices)
+        self._choices_worker.errored.connect(self._on_choices_error)
+        self._choices_worker.start()
+
+    def _on_choices_error(self, error: BaseException) -> None:
+        from napari.utils.notifications import show_error
+
+        if not self._choices_ready:
+            self.model_box.setItemText(0, "no model could be listed")
+            show_error(f"MedSegDiff could not read the model registry: {user_message(error)}")
+
+    def _fill_choices(self, choices: tuple[list[tuple[str, str]], str, list[tuple[str, str | None]]]) -> None:
+        if self._choices_ready:  # already read synchronously (Segment pressed at once)
+            return
+        models, selected, devices = choices
+        self._fill_devices(devices)
+        self._fill_models(models, selected, self.model_box.currentData())
+        self._choices_ready = True
+        self.store  # noqa: B018 - torch is loaded now: open the store and show its entry count
+
+    def _ensure_choices(self) -> None:
+        if not self._choices_ready:
+            self._fill_choices(_read_choices())
+
+    def _fill_devices(self, devices: list[tuple[str, str | None]]) -> None:
+        current = self.device_box.currentData()
+        self.device_box.clear()
+        for choice, reason in devices:
+            self.device_box.addItem(choice if reason is None else f"{choice} (unavailable)", choice)
+            if reason is not None:
+                item = self.device_box.model().item(self.device_box.count() - 1)
+                item.setEnabled(False)
+                item.setToolTip(reason)
+        self.device_box.setCurrentIndex(max(self.device_box.findData(current), 0))
+
+    def _fill_models(self, models: list[tuple[str, str]], selected: str, current: Any) -> None:
         self.model_box.clear()
-        for label, name in model_choices():
+        for label, name in models:
             self.model_box.addItem(label, name)
         index = self.model_box.findData(current) if current else -1
         if index < 0:
-            from medsegdiff_training.registry import ModelRegistry
-
-            index = self.model_box.findData(ModelRegistry().selected())
+            index = self.model_box.findData(selected)
         self.model_box.setCurrentIndex(max(index, 0))
 
+    def refresh_models(self, select: str | None = None) -> None:
+        """Re-read the model registry into the picker, optionally selecting ``select``."""
+        from medsegdiff_training.registry import ModelRegistry
+
+        if not self._choices_ready:
+            self._ensure_choices()
+        self._fill_models(model_choices(), ModelRegistry().selected(), select or self.model_box.currentData())
+
     def model_version(self) -> str:
+        self._ensure_choices()
         return str(self.model_box.currentData() or UNTRAINED)
 
     def _set_store(self, root: str | Path | None) -> None:
-        self.store = corrections_store(root)
-        self.store_label.setText(str(self.store.root))
-        self.count_label.setText(str(len(self.store)))
+        """Show the corrections store at ``root`` (None: the default); opened on first use."""
+        from medsegdiff_training.paths import default_corrections_root  # no torch
+
+        self._store_root = Path(root) if root is not None else default_corrections_root()
+        self._store: Any = None
+        self.store_label.setText(str(self._store_root))
+        self.count_label.setText("…")
+
+    @property
+    def store(self) -> Any:
+        """The CorrectionsStore (the training package, hence torch, is imported on first use)."""
+        if self._store is None:
+            self._store = corrections_store(self._store_root)
+            self.count_label.setText(str(len(self._store)))
+        return self._store
 
     def _choose_store(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Corrections store", str(self.store.root))

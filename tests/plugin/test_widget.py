@@ -62,13 +62,13 @@ def test_cancel_stops_within_a_step_and_adds_no_labels(qtbot, widget):
 
 def test_a_volume_gives_a_3d_labels_layer(qtbot, widget):
     viewer = widget.viewer
-    viewer.add_image(np.random.rand(6, 40, 30), name="volume", scale=(2.0, 1.0, 1.0))
+    viewer.add_image(np.random.rand(3, 40, 30), name="volume", scale=(2.0, 1.0, 1.0))
     widget._refresh_layers()
     widget.scope_box.setCurrentText("all slices")
     widget.steps.setValue(2)
     run_and_wait(qtbot, widget)
     labels = viewer.layers["volume segmentation"]
-    assert labels.data.shape == (6, 40, 30)
+    assert labels.data.shape == (3, 40, 30)
     assert tuple(labels.scale) == (2.0, 1.0, 1.0)
 
 
@@ -98,3 +98,39 @@ def test_user_mistakes_become_notifications(qtbot, widget, notifications, medseg
     assert any("4 dimensions" in m for m in messages)
     assert any("corrupt" in m or "truncated" in m for m in messages)
     assert "scan segmentation" not in [layer.name for layer in viewer.layers]
+
+
+def test_the_pickers_fill_in_the_background(qtbot, widget):
+    from medsegdiff_training.device import device_availability
+
+    qtbot.waitUntil(lambda: widget._choices_ready, timeout=30_000)
+    assert widget.model_box.currentData() == "tiny"  # the registry's selected version
+    reasons = device_availability()
+    for index in range(widget.device_box.count()):
+        item = widget.device_box.model().item(index)
+        reason = reasons[widget.device_box.itemData(index)]
+        assert item.isEnabled() == (reason is None)
+        assert item.toolTip() == (reason or "")
+    widget.refresh_models(select="untrained")  # not in the registry: the selection stays valid
+    assert widget.model_box.currentData() == "tiny"
+
+
+def test_opening_the_widget_does_not_load_torch(medsegdiff_home):
+    """The constructor imports neither torch nor a model: the dock opens at once."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, napari\n"
+        "from napari_medsegdiff._widget import SegmentWidget\n"
+        "viewer = napari.Viewer(show=False)\n"
+        "widget = SegmentWidget(viewer)\n"
+        "print('torch' in sys.modules, widget.model_box.currentText())\n"
+        "viewer.close()\n"
+    )
+    env = {**os.environ, "MEDSEGDIFF_HOME": str(medsegdiff_home)}
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False reading the model registry…"
