@@ -22,6 +22,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     import napari
+    from napari._qt import qt_main_window
+
+    # napari 0.9 shows a PyQt5 deprecation toast over the canvas; keep it out of the picture.
+    qt_main_window.SHOW_QT_WARNING = False
     from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(title="napari — MedSegDiff")
