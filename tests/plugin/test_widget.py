@@ -64,12 +64,24 @@ def test_a_volume_gives_a_3d_labels_layer(qtbot, widget):
     viewer = widget.viewer
     viewer.add_image(np.random.rand(3, 40, 30), name="volume", scale=(2.0, 1.0, 1.0))
     widget._refresh_layers()
+    assert widget.axes_label.text().startswith("3-channel image")  # auto: 3 planes look like channels
+    widget.axes_box.setCurrentText("volume (slices along axis 0)")  # the override
+    assert widget.axes_label.text() == "volume of 3 slices of 40x30 (axis 0)"
     widget.scope_box.setCurrentText("all slices")
     widget.steps.setValue(2)
     run_and_wait(qtbot, widget)
     labels = viewer.layers["volume segmentation"]
     assert labels.data.shape == (3, 40, 30)
     assert tuple(labels.scale) == (2.0, 1.0, 1.0)
+    assert widget.last_run["slices"] == [0, 1, 2]
+    # Only the slice on screen: a 3D Labels layer with that slice filled in.
+    viewer.dims.set_point(0, 2.0)  # world units: slice 1 at scale 2
+    widget.scope_box.setCurrentText("current slice")
+    run_and_wait(qtbot, widget)
+    assert widget.last_run["slices"] == [1]
+    labels = widget.last_run["labels_layer"]
+    assert labels.data.shape == (3, 40, 30)
+    assert not labels.data[[0, 2]].any()
 
 
 def test_an_ensemble_adds_an_uncertainty_layer(qtbot, widget):
