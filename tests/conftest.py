@@ -61,3 +61,14 @@ def shared_data() -> Path:
     if not data.is_dir():
         pytest.skip(f"no shared data folder at {data}")
     return data
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny test models run fastest on one thread, and far faster than on two contended ones."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
