@@ -13,6 +13,7 @@ can stand in for ``--model``, e.g. an ablation variant.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=22)
     parser.add_argument("--name", default="quality_ddti")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="a JSON list of results of the same model measured earlier, kept in the table")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -77,7 +80,7 @@ def main() -> None:
     for name, summary in baselines.items():
         print(f"{name}: Dice {summary['dice']:.4f}", flush=True)
     segmenter = load(args.model, args.device)
-    results = []
+    results = json.loads(args.keep.read_text()) if args.keep else []
     for plan in args.plans:
         sampler, steps, *rest = plan.split(":")
         settings = SamplingSettings(
@@ -90,26 +93,26 @@ def main() -> None:
         seconds = time.perf_counter() - started
         results.append({"settings": settings.to_dict(), "summary": report.summary, "seconds": seconds})
         s = report.summary
+        write_result(args.name, document(args, segmenter, baselines, results))
         print(
             f"{plan}: Dice {s['dice']:.4f} (5-thr {s['dice_5threshold']:.4f}) IoU {s['iou']:.4f} "
             f"HD95 {s['hd95']:.1f} px, {seconds:.0f} s",
             flush=True,
         )
-    write_result(
-        args.name,
-        {
-            "environment": environment(segmenter.device),
-            "model": args.model,
-            "model_metadata": {
-                k: v
-                for k, v in segmenter.checkpoint.metadata.items()
-                if k in ("version", "training", "created")
-            },
-            "data": "DDTI test split (132 images)",
-            "baselines": baselines,
-            "results": results,
+    write_result(args.name, document(args, segmenter, baselines, results))
+
+
+def document(args, segmenter, baselines, results) -> dict:
+    return {
+        "environment": environment(segmenter.device),
+        "model": args.model,
+        "model_metadata": {
+            k: v for k, v in segmenter.checkpoint.metadata.items() if k in ("version", "training", "created")
         },
-    )
+        "data": "DDTI test split (132 images)",
+        "baselines": baselines,
+        "results": results,
+    }
 
 
 if __name__ == "__main__":
