@@ -38,7 +38,7 @@ def ultrasound_all() -> list[tuple[np.ndarray, dict, str]]:
 
 
 def fundus() -> list[tuple[np.ndarray, dict, str]]:
-    """scikit-image's retina photograph (RGB), cropped around the optic disc like Drishti-GS1."""
+    """scikit-image's retina photograph (RGB, 1411x1411), the whole picture."""
     from skimage import data
 
     retina = data.retina()

@@ -84,7 +84,7 @@ class SegmentWidget(QWidget):
         self._refresh_layers()
         self._set_store(None)
         self._choices_ready = False
-        QTimer.singleShot(0, self._load_choices_in_background)  # once the event loop runs
+        QTimer.singleShot(300, self._read_choices_after_opening)  # once the dock is on screen
 
     # -- the form ---------------------------------------------------------------------------
     def _build(self) -> None:
@@ -204,33 +204,23 @@ class SegmentWidget(QWidget):
         except UnsupportedLayerError as error:
             self.axes_label.setText(str(error))
 
-    def _load_choices_in_background(self) -> None:
-        """Fill the model and device pickers without blocking the viewer.
+    def _read_choices_after_opening(self) -> None:
+        """Fill the model and device pickers just after the widget has appeared.
 
-        Listing them imports torch (a second or more), so it happens in a worker thread
-        and the widget opens at once; :meth:`run` and :meth:`refresh_models` read them
-        synchronously if the worker has not delivered yet.
+        Listing them imports torch (a second or more), so the constructor leaves it to this
+        timer and the dock opens at once. It runs on the GUI thread (a worker thread still
+        importing torch when napari quits can abort the process); :meth:`run` and
+        :meth:`refresh_models` read the lists themselves if it has not run yet.
         """
-        from napari.qt.threading import create_worker
-
-        def read() -> tuple[list[tuple[str, str]], str, list[tuple[str, str | None]]]:
-            return _read_choices()
-
-        self._choices_worker = create_worker(read, _ignore_errors=True)
-        self._choices_worker.returned.connect(self._fill_choices)
-        self._choices_worker.errored.connect(self._on_choices_error)
-        self._choices_worker.start()
-
-    def _on_choices_error(self, error: BaseException) -> None:
         from napari.utils.notifications import show_error
 
-        if not self._choices_ready:
+        try:
+            self._ensure_choices()
+        except Exception as error:  # a broken registry must not break the viewer
             self.model_box.setItemText(0, "no model could be listed")
             show_error(f"MedSegDiff could not read the model registry: {user_message(error)}")
 
     def _fill_choices(self, choices: tuple[list[tuple[str, str]], str, list[tuple[str, str | None]]]) -> None:
-        if self._choices_ready:  # already read synchronously (Segment pressed at once)
-            return
         models, selected, devices = choices
         self._fill_devices(devices)
         self._fill_models(models, selected, self.model_box.currentData())
@@ -330,7 +320,12 @@ class SegmentWidget(QWidget):
         slices = [self._current_slice(layer, axes)]
         if axes.kind == "volume" and self.scope_box.currentText() == "all slices":
             slices = list(range(axes.slices))
-        settings, version, device = self.settings(), self.model_version(), str(self.device_box.currentData())
+        try:
+            settings, version = self.settings(), self.model_version()
+        except Exception as error:  # e.g. an unreadable registry.json: say so, raise nothing
+            show_error(f"MedSegDiff could not read the model registry: {user_message(error)}")
+            return None
+        device = str(self.device_box.currentData())
         data = np.asarray(layer.data)
 
         def work():  # runs in the worker thread

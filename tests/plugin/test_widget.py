@@ -112,7 +112,7 @@ def test_user_mistakes_become_notifications(qtbot, widget, notifications, medseg
     assert "scan segmentation" not in [layer.name for layer in viewer.layers]
 
 
-def test_the_pickers_fill_in_the_background(qtbot, widget):
+def test_the_pickers_fill_in_once_the_widget_is_open(qtbot, widget):
     from medsegdiff_training.device import device_availability
 
     qtbot.waitUntil(lambda: widget._choices_ready, timeout=30_000)
