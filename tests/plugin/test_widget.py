@@ -146,3 +146,13 @@ def test_opening_the_widget_does_not_load_torch(medsegdiff_home):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "False reading the model registry…"
+
+
+def test_out_of_memory_suggests_fewer_members_or_the_cpu():
+    import torch
+
+    from napari_medsegdiff._widget import user_message
+
+    message = user_message(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert "fewer ensemble members" in message and "'cpu'" in message
+    assert "Tried to allocate 2.00 GiB" in message
