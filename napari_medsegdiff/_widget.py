@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import napari
 
 SAMPLERS = (("DDIM (fast)", "ddim"), ("DPM-Solver++ (fastest)", "dpm++"), ("DDPM (paper, 100 steps)", "ddpm"))
-RECOMMENDED_STEPS = {"ddpm": 100, "ddim": 20, "dpm++": 10}  # mirrors medsegdiff_training.samplers
+RECOMMENDED_STEPS = {"ddpm": 100, "ddim": 5, "dpm++": 5}  # mirrors medsegdiff_training.samplers
 
 
 def _ask(parent: QWidget, question: str) -> bool:

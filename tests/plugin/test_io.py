@@ -38,3 +38,11 @@ def test_tiff_reader_and_labels_writer(tmp_path):
     [path] = write_labels(str(tmp_path / "labels.tif"), labels, {})
     assert np.array_equal(tifffile.imread(path), labels)
     assert get_reader(str(tmp_path / "picture.png")) is None
+
+
+def test_the_widget_recommends_the_same_steps_as_the_core():
+    from medsegdiff_training.samplers import RECOMMENDED_STEPS as core
+
+    from napari_medsegdiff._widget import RECOMMENDED_STEPS as widget
+
+    assert widget == core

@@ -30,7 +30,9 @@ import torch
 from .schedule import NoiseSchedule
 
 SAMPLERS = ("ddpm", "ddim", "dpm++")
-RECOMMENDED_STEPS = {"ddpm": 100, "ddim": 20, "dpm++": 10}
+# Measured on the DDTI test split with the default model (benchmarks/results/quality_ddti.json):
+# DDIM 5 steps Dice 0.846, 10 steps 0.835; DPM-Solver++ 5 steps 0.842; DDPM 100 steps 0.828.
+RECOMMENDED_STEPS = {"ddpm": 100, "ddim": 5, "dpm++": 5}
 
 # (x_t, t as a (batch,) tensor) -> predicted noise
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
