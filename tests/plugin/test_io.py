@@ -42,7 +42,6 @@ def test_tiff_reader_and_labels_writer(tmp_path):
 
 def test_the_widget_recommends_the_same_steps_as_the_core():
     from medsegdiff_training.samplers import RECOMMENDED_STEPS as core
-
     from napari_medsegdiff._widget import RECOMMENDED_STEPS as widget
 
     assert widget == core
