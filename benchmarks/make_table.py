@@ -67,7 +67,7 @@ def quality_table(result: dict) -> list[str]:
     names = {
         "fixed_blob": "fixed blob, no model (trivial)",
         "all_foreground": "everything is nodule (trivial)",
-        "unet_same_budget": "plain U-Net, same CPU budget",
+        "unet_same_budget": "plain U-Net, 2.1M params, 93 CPU-minutes (MedSegDiff had 55)",
     }
     for key, s in result["baselines"].items():
         five = f"{s['dice_5threshold']:.3f}" if "dice_5threshold" in s else "–"
