@@ -34,14 +34,15 @@ class Frame:
 def _foreground(masks: Any, size: tuple[int, int]) -> np.ndarray:
     """Model-space masks (B, K, h, w) -> the first member's foreground in [0, 1] at ``size``."""
     import torch
-    import torch.nn.functional as F
 
-    member = masks[:1].float()
-    foreground = ((member + 1) / 2).clamp(0, 1)
-    if foreground.shape[1] > 1:  # K classes: everything that is not background
-        foreground = 1 - foreground[:, :1]
+    from medsegdiff_training.inference import model_space_to_probabilities
+    from medsegdiff_training.preprocess import resize
+
     with torch.inference_mode():
-        foreground = F.interpolate(foreground, size=size, mode="bilinear", align_corners=False)
+        foreground = model_space_to_probabilities(masks[:1])
+        if foreground.shape[1] > 1:  # K classes: everything that is not background
+            foreground = 1 - foreground[:, :1]
+        foreground = resize(foreground, size)
     return foreground[0, 0].cpu().numpy().astype(np.float32)
 
 
