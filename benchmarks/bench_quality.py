@@ -57,8 +57,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=22)
     parser.add_argument("--name", default="quality_ddti")
-    parser.add_argument("--keep", type=Path, default=None,
-                        help="a JSON list of results of the same model measured earlier, kept in the table")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="a JSON list of results of the same model measured earlier, kept in the table",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
