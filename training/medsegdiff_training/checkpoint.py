@@ -133,12 +133,31 @@ def read_checkpoint_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return document
 
 
+def _looks_pickled(path: Path) -> bool:
+    """A pickle suffix, or the first bytes of a pickle (protocol 2+) or of torch.save's zip."""
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return True
+    if path.suffix.lower() in (".safetensors", ".json"):
+        return False  # a safetensors header length may well start with byte 0x80
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(4)
+    except OSError:
+        return False
+    return head[:1] == b"\x80" or head == b"PK\x03\x04"
+
+
 def _checkpoint_folder(path: Path) -> Path:
-    if path.suffix.lower() in PICKLE_SUFFIXES or (path.is_file() and path.name != WEIGHTS_FILE):
+    if _looks_pickled(path):
         raise CheckpointError(
             f"{path} looks like a pickled PyTorch file. napari-medsegdiff never unpickles files, since "
             "unpickling can run arbitrary code. If you trust it, convert it in Python with "
             "medsegdiff_training.checkpoint.convert_trusted_pickle(src, dst, config)."
+        )
+    if path.is_file() and path.name not in (WEIGHTS_FILE, CONFIG_FILE):
+        raise CheckpointError(
+            f"{path} is a file, not a MedSegDiff checkpoint: a checkpoint is a folder holding "
+            f"{WEIGHTS_FILE} and {CONFIG_FILE}; choose that folder."
         )
     if path.name in (WEIGHTS_FILE, CONFIG_FILE):
         path = path.parent
@@ -206,9 +225,18 @@ def convert_trusted_pickle(
 
     This is the only place that reads a pickle, and only with ``weights_only=True``.
     """
-    state = torch.load(source, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(source, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{source} does not exist.") from None
+    except Exception as error:  # weights_only refuses anything but plain tensors and containers
+        raise CheckpointError(
+            f"{source} cannot be read as a plain PyTorch state dict (weights_only=True): {error}"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{source} does not hold a state dict (a mapping of names to tensors).")
     model = MedSegDiffUNet(model_config)
     check_weights_match(model, state, Path(source))
     model.load_state_dict(state)
