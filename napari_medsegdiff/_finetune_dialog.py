@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 class FinetuneDialog(QDialog):
     """Choose parent, budget, device and data; start; watch progress; cancel.
 
+    Closing the dialog does not stop the fine-tune: napari's progress bar keeps showing it,
+    and the widget's "Fine-tune on corrections…" button brings this dialog back.
     ``on_done(event)`` is called with the CLI's final ``done`` event (new version, parent,
     validation Dice before/after).
     """
@@ -96,9 +98,18 @@ class FinetuneDialog(QDialog):
             mix_original=self.mix_original.isChecked(),
         )
 
-    def start(self) -> None:
+    def start(self) -> FinetuneProcess | None:
+        """Start fine-tuning in a separate process; None (and a message) when refused."""
         from napari.utils import progress
+        from napari.utils.notifications import show_error
 
+        if self.is_running():
+            return self.process
+        entries = self._count_entries()
+        if not entries:
+            self.status.setText(f"No corrections in {self.store} yet: export at least one first.")
+            show_error(f"MedSegDiff: the corrections store {self.store} is empty; export corrections first.")
+            return None
         self.process = FinetuneProcess(self.request(), self)
         self.process.progress.connect(self._on_progress)
         self.process.done.connect(self._on_done)
@@ -107,8 +118,22 @@ class FinetuneDialog(QDialog):
         self._progress = progress(total=self.steps.value(), desc="Fine-tuning MedSegDiff")
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.status.setText("Starting (loading PyTorch in a separate process)…")
+        self.status.setText(f"Starting on {entries} correction(s) (loading PyTorch in a separate process)…")
         self.process.start()
+        return self.process
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.is_running()
+
+    def _count_entries(self) -> int:
+        from medsegdiff_training.errors import MedSegDiffError
+
+        from ._export import corrections_store
+
+        try:
+            return len(corrections_store(self.store))
+        except (MedSegDiffError, OSError):
+            return 0
 
     def cancel(self) -> None:
         if self.process is not None:
@@ -117,6 +142,9 @@ class FinetuneDialog(QDialog):
 
     def _on_progress(self, event: dict) -> None:
         if self._progress is not None:
+            total = event.get("total_steps")
+            if isinstance(total, int) and total > 0 and total != self._progress.total:
+                self._progress.total = total  # a time budget: the CLI's estimate of the steps
             self._progress.n = int(event.get("step", 0))
             self._progress.refresh()
         left = event.get("remaining_s")
@@ -134,7 +162,11 @@ class FinetuneDialog(QDialog):
             if isinstance(before, (int, float)) and isinstance(after, (int, float))
             else ""
         )
-        self._finish(f"New model version '{event.get('version')}' from '{event.get('parent')}'.{scores}")
+        from napari.utils.notifications import show_info
+
+        message = f"New model version '{event.get('version')}' from '{event.get('parent')}'.{scores}"
+        self._finish(message)
+        show_info(f"MedSegDiff: {message}")  # the dialog may be closed by now
         if self.on_done is not None:
             self.on_done(event)
 

@@ -12,7 +12,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from qtpy.QtCore import QObject, QProcess, QProcessEnvironment, Signal
+from qtpy.QtCore import QCoreApplication, QObject, QProcess, QProcessEnvironment, Signal
 
 
 @dataclass(frozen=True)
@@ -74,19 +74,38 @@ class FinetuneProcess(QObject):
         self._outcome: str | None = None
         self._stderr = b""
         self.process.readyReadStandardError.connect(self._read_stderr)
+        self.process.errorOccurred.connect(self._error_occurred)
 
     def start(self) -> None:
         self.process.start(sys.executable, self.request.arguments())
+        application = QCoreApplication.instance()
+        if application is not None:  # napari quitting mid-run: stop cleanly, do not orphan it
+            application.aboutToQuit.connect(self.stop)
 
     def cancel(self) -> None:
-        if self.process.state() != QProcess.ProcessState.NotRunning:
-            self.process.terminate()  # SIGTERM: the CLI stops cleanly
+        """Ask the fine-tune to stop (SIGTERM); ``cancelled`` follows once it has."""
+        if self.is_running():
+            self.process.terminate()  # SIGTERM: the CLI stops cleanly and exits with 130
+
+    def stop(self, wait_ms: int = 15_000) -> None:
+        """Cancel and wait until the process has ended (killed after ``wait_ms``)."""
+        if not self.is_running():
+            return
+        self.cancel()
+        if not self.process.waitForFinished(wait_ms):
+            self.process.kill()  # a stuck process; the registry only ever sees complete versions
+            self.process.waitForFinished(5_000)
 
     def is_running(self) -> bool:
         return self.process.state() != QProcess.ProcessState.NotRunning
 
+    def _error_occurred(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart:  # no ``finished`` follows
+            self._outcome = "error"
+            self.failed.emit(f"could not start {sys.executable} ({self.process.errorString()})")
+
     def _read_stderr(self) -> None:
-        self._stderr += bytes(self.process.readAllStandardError())
+        self._stderr = (self._stderr + bytes(self.process.readAllStandardError()))[-65536:]
 
     def _read(self) -> None:
         self._buffer += bytes(self.process.readAllStandardOutput())
@@ -110,6 +129,12 @@ class FinetuneProcess(QObject):
                 self.failed.emit(str(event.get("message", "fine-tuning failed")))
 
     def _finished(self, exit_code: int, _status: object = None) -> None:
+        application = QCoreApplication.instance()
+        if application is not None:
+            try:
+                application.aboutToQuit.disconnect(self.stop)
+            except (TypeError, RuntimeError):  # never connected
+                pass
         self._read()
         if self._outcome is None:
             if exit_code == 130:
