@@ -129,7 +129,11 @@ def check_label_map(
 ) -> np.ndarray:
     """Validate a label map against the model's classes and the image's shape.
 
-    A mask stored as 0/255 is read as binary. Labels beyond the model's classes are refused.
+    Binary models (``num_classes == 2``): an 8-bit mask (any value above 127, e.g. 0/255 or a
+    JPEG mask with compression noise) is foreground where it is above 127; a soft mask in
+    [0, 1] is foreground above 0.5; otherwise every non-zero label is foreground (instance
+    labels 1, 2, ... merge into one). K-class models: labels must be whole numbers
+    0..K-1; labels beyond the model's classes are refused.
     """
     array = np.asarray(labels)
     if array.ndim == 3 and array.shape[-1] in (3, 4):
@@ -146,9 +150,19 @@ def check_label_map(
     values = np.unique(array)
     if values.min() < 0:
         raise InvalidMaskError(f"Label maps hold non-negative integers; found {values.min()}.")
+    whole = bool(np.all(np.mod(values, 1) == 0))
     if num_classes == 2:
-        return (array > (127 if values.max() > 1 and set(values.tolist()) <= {0, 255} else 0)).astype(
-            np.int64
+        if values.max() > 127:
+            threshold = 127.0
+        elif not whole and values.max() <= 1:
+            threshold = 0.5
+        else:
+            threshold = 0.0
+        return (array > threshold).astype(np.int64)
+    if not whole:
+        raise InvalidMaskError(
+            "The label map holds fractional values; a K-class label map holds whole numbers "
+            f"0..{num_classes - 1} (one per class)."
         )
     if values.max() >= num_classes:
         raise InvalidMaskError(
