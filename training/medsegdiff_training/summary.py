@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import torch
+
 from .config import NAMED_CONFIGS, ModelConfig
 from .model import MedSegDiffUNet, count_parameters
+
+
+def _parameters(config: ModelConfig) -> int:
+    # built on the meta device: shapes only, so the 171M-parameter '++' costs no memory
+    with torch.device("meta"):
+        return count_parameters(MedSegDiffUNet(config))
 
 
 def describe(config: ModelConfig) -> str:
@@ -32,10 +40,10 @@ def describe(config: ModelConfig) -> str:
             f"{level:5d}  {size[0]:4d}x{size[1]:<4d}  {width:8d}  {blocks:14s}  {fused:14s}  {parser}"
         )
     lines.append(f"decoder: {config.decoder_blocks} residual block(s) per level")
-    lines.append(f"parameters: {count_parameters(MedSegDiffUNet(config)):,} (a complex weight counts as two)")
+    lines.append(f"parameters: {_parameters(config):,} (a complex weight counts as two)")
     return "\n".join(lines)
 
 
 def parameter_counts() -> dict[str, int]:
     """Trainable parameters of every named configuration."""
-    return {name: count_parameters(MedSegDiffUNet(config)) for name, config in NAMED_CONFIGS.items()}
+    return {name: _parameters(config) for name, config in NAMED_CONFIGS.items()}
