@@ -65,8 +65,11 @@ def test_segment_paint_export_finetune_and_segment_again(qtbot, widget, medsegdi
     assert version.parent == "tiny"
     assert widget.model_box.findData(version.name) >= 0
     assert widget.model_version() == version.name  # switched to it
+    assert "from tiny" in widget.model_box.currentText()  # the picker names the parent
     again = _segment(qtbot, widget)
     assert again.metadata["medsegdiff"]["model_version"] == version.name
+    widget.model_box.setCurrentIndex(widget.model_box.findData("tiny"))  # rollback: pick the older one
+    assert widget.model_version() == "tiny"
 
 
 def test_cancelling_a_finetune_leaves_the_registry_as_it_was(qtbot, widget, medsegdiff_home):
@@ -108,3 +111,94 @@ def test_two_exports_make_two_entries_and_mistakes_are_refused(qtbot, widget, no
     assert widget.export_correction() is None
     assert len(widget.store) == 3
     assert any("shape" in message for severity, message in notifications() if severity == "error")
+
+
+def _menu_action(widget, text):
+    """The QAction titled ``text`` anywhere in the main window's menu bar, with its menu path."""
+    pending = [([], action) for action in widget.window().menuBar().actions()]
+    while pending:
+        path, action = pending.pop()
+        if action.menu() is not None:
+            pending += [([*path, action.text()], child) for child in action.menu().actions()]
+        elif action.text().startswith(text):
+            return [item.replace("&", "") for item in path], action
+    raise AssertionError(f"no menu item {text!r}")
+
+
+def test_the_menu_bar_offers_export_and_finetune_under_layers_segment(qtbot, widget):
+    viewer = widget.viewer
+    path, finetune = _menu_action(widget, "Fine-tune MedSegDiff on corrections…")
+    assert path == ["Layers", "Segment"]
+    path, export = _menu_action(widget, "Export MedSegDiff correction")
+    assert path == ["Layers", "Segment"]
+    viewer.add_image(_image(), name="scan")
+    labels = viewer.add_labels(np.pad(np.ones((20, 20), np.uint8), 14), name="painted by hand")
+    viewer.layers.selection.active = labels
+    export.trigger()  # exports through the docked widget
+    qtbot.waitUntil(lambda: widget.count_label.text() == "1", timeout=10_000)
+    entry = widget.store.entries()[0]
+    assert entry.manifest["image_layer"] == "scan" and entry.manifest["labels_layer"] == "painted by hand"
+    assert entry.manifest["model_version"] is None  # painted from scratch: no model run behind it
+    finetune.trigger()
+    qtbot.waitUntil(lambda: widget.corrections.finetune_dialog is not None, timeout=10_000)
+    dialog = widget.corrections.finetune_dialog
+    assert dialog.isVisible() and dialog.parent_box.currentData() == "tiny"
+    dialog.close()
+
+
+def test_a_labels_layer_is_exported_with_the_image_it_was_made_from(qtbot, widget):
+    labels = _segment(qtbot, widget, "first")
+    labels.data = np.pad(np.ones((20, 20), np.uint8), 14)
+    widget.viewer.add_image(_image() // 2, name="second")  # same shape, chosen in the widget now
+    widget._refresh_layers()
+    widget.image_box.setCurrentText("second")
+    widget.viewer.layers.selection.active = labels
+    entry = widget.export_correction()
+    assert entry.manifest["image_layer"] == "first"
+    image, _, prediction = widget.store.read(entry)
+    assert np.array_equal(image, widget.viewer.layers["first"].data)
+    assert prediction is not None and entry.manifest["fraction_changed"] > 0
+    assert entry.manifest["sampler_settings"]["steps"] == 3
+
+
+def test_a_volume_is_exported_whole_with_its_scale(qtbot, widget):
+    volume = np.stack([_image()] * 5)
+    widget.viewer.add_image(volume, name="stack", scale=(2.0, 0.5, 0.5))
+    labels = np.zeros(volume.shape, np.uint8)
+    labels[2, 10:30, 10:30] = 1  # one corrected slice
+    layer = widget.viewer.add_labels(labels, name="stack labels", scale=(2.0, 0.5, 0.5))
+    widget._refresh_layers()
+    widget.image_box.setCurrentText("stack")
+    widget.viewer.layers.selection.active = layer
+    entry = widget.export_correction()
+    assert entry.manifest["layout"] == "volume" and entry.manifest["shape"] == [5, 48, 48]
+    assert entry.manifest["scale"] == [2.0, 0.5, 0.5]
+    image, saved_labels, _ = widget.store.read(entry)
+    assert np.array_equal(image, volume) and np.array_equal(saved_labels, labels)
+
+
+def test_an_unwritable_store_is_a_notification_and_loses_nothing(qtbot, widget, notifications, tmp_path):
+    labels = _segment(qtbot, widget)
+    labels.data = np.pad(np.ones((20, 20), np.uint8), 14)
+    widget.viewer.layers.selection.active = labels
+    assert widget.export_correction() is not None
+    kept = widget.store
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder would go")
+    widget.corrections.set_store(blocker / "corrections")
+    assert widget.corrections.store_label.text() == str(blocker / "corrections")
+    assert widget.export_correction() is None
+    assert any("could not export" in m for severity, m in notifications() if severity == "error")
+    assert not (blocker / "corrections").exists()
+    assert blocker.read_text() == "a file where the store's folder would go"
+    widget.corrections.set_store(kept.root)  # back to the first store: its entry is intact
+    widget.corrections.refresh_count()
+    assert widget.count_label.text() == "1" and len(widget.store.entries()) == 1
+
+
+def test_finetuning_an_empty_store_is_refused_at_once(qtbot, widget, notifications, tmp_path):
+    widget.corrections.set_store(tmp_path / "empty store")
+    dialog = widget.open_finetune_dialog()
+    assert dialog.start() is None and dialog.process is None
+    assert any("empty" in m for severity, m in notifications() if severity == "error")
+    dialog.close()
