@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .checkpoint import Checkpoint
 from .device import resolve_device
+from .errors import ConfigError
 from .preprocess import prepare_image
 from .samplers import RECOMMENDED_STEPS, SamplerStep, run_to_end, sample
 from .schedule import NoiseSchedule
@@ -120,7 +121,7 @@ class Segmenter:
         adjacent) and returns the final masks in model space with that same layout.
         """
         if settings.ensemble < 1:
-            raise ValueError("ensemble must be at least 1.")
+            raise ConfigError(f"The ensemble size must be at least 1, got {settings.ensemble}.")
         images = prepared.repeat_interleave(settings.ensemble, dim=0)
         with torch.inference_mode(), self._autocast():
             # E^I's stem depends on neither t nor x_t: once per run, not once per step

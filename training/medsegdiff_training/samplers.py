@@ -27,6 +27,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from .errors import ConfigError
 from .schedule import NoiseSchedule
 
 SAMPLERS = ("ddpm", "ddim", "dpm++")
@@ -56,7 +57,7 @@ Result = TypeVar("Result")
 def timestep_grid(timesteps: int, steps: int) -> list[int]:
     """``steps`` evenly spaced integer timesteps from T - 1 down to 0."""
     if not 1 <= steps <= timesteps:
-        raise ValueError(f"steps must be between 1 and {timesteps}, got {steps}.")
+        raise ConfigError(f"steps must be between 1 and {timesteps}, got {steps}.")
     if steps == 1:
         return [timesteps - 1]
     grid = torch.linspace(timesteps - 1, 0, steps).round().long().tolist()
@@ -72,7 +73,7 @@ def log_snr_grid(schedule: NoiseSchedule, steps: int) -> list[int]:
     give a sample spread of 0.308 for a true 0.3 on this grid, 0.368 on the even one.
     """
     if not 1 <= steps <= len(schedule):
-        raise ValueError(f"steps must be between 1 and {len(schedule)}, got {steps}.")
+        raise ConfigError(f"steps must be between 1 and {len(schedule)}, got {steps}.")
     if steps == 1:
         return [len(schedule) - 1]
     abar = schedule.alphas_cumprod
@@ -129,7 +130,7 @@ def sample(
     [0, 1, 2, 3, 4]
     """
     if sampler not in SAMPLERS:
-        raise ValueError(f"Unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}.")
+        raise ConfigError(f"Unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}.")
     steps = RECOMMENDED_STEPS[sampler] if steps is None else int(steps)
     x_t = torch.randn(shape, generator=generator, device=device)
     if sampler == "dpm++":
