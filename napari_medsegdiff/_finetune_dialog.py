@@ -10,9 +10,11 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDialog,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -24,6 +26,26 @@ from ._models import device_choices, model_choices
 
 if TYPE_CHECKING:
     import napari
+
+
+def _folder_field(parent: QWidget, title: str) -> tuple[QWidget, QLineEdit]:
+    """A line edit for a folder with a "…" button that opens a folder chooser."""
+    row = QWidget(parent)
+    line = QLineEdit()
+    line.setPlaceholderText("the folder the parent's checkpoint names")
+    browse = QPushButton("…")
+
+    def choose() -> None:
+        folder = QFileDialog.getExistingDirectory(parent, title, line.text())
+        if folder:
+            line.setText(folder)
+
+    browse.clicked.connect(choose)
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(line, 1)
+    layout.addWidget(browse)
+    return row, line
 
 
 class FinetuneDialog(QDialog):
@@ -62,18 +84,30 @@ class FinetuneDialog(QDialog):
         self.minutes.setSuffix(" min")
         self.device = QComboBox()
         for choice, reason in device_choices():
-            self.device.addItem(choice)
+            self.device.addItem(choice if reason is None else f"{choice} (unavailable)", choice)
             if reason:
                 item = self.device.model().item(self.device.count() - 1)
                 item.setEnabled(False)
                 item.setToolTip(reason)
-        self.mix_original = QCheckBox("mix in the parent's original training data (when on this machine)")
+        self.mix_original = QCheckBox("mix in the parent's original training data")
+        self.mix_original.setToolTip(
+            "Half of every batch from the parent's own training images, so it does not forget them. "
+            "Leave the folders empty to use the ones the parent's checkpoint names."
+        )
+        images_row, self.original_images = _folder_field(self, "Original images")
+        masks_row, self.original_masks = _folder_field(self, "Original masks")
+        self.mix_original.toggled.connect(images_row.setEnabled)
+        self.mix_original.toggled.connect(masks_row.setEnabled)
+        images_row.setEnabled(False)
+        masks_row.setEnabled(False)
         form.addRow("Parent model", self.parent_box)
         form.addRow("Corrections", QLabel(store))
         form.addRow("Steps (at most)", self.steps)
         form.addRow("Time budget", self.minutes)
         form.addRow("Device", self.device)
         form.addRow(self.mix_original)
+        form.addRow("Original images", images_row)
+        form.addRow("Original masks", masks_row)
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
         self.start_button, self.cancel_button = QPushButton("Start"), QPushButton("Cancel")
@@ -94,8 +128,10 @@ class FinetuneDialog(QDialog):
             store=self.store,
             steps=self.steps.value(),
             minutes=self.minutes.value() or None,
-            device=self.device.currentText(),
+            device=str(self.device.currentData()),
             mix_original=self.mix_original.isChecked(),
+            original_images=self.original_images.text().strip() or None,
+            original_masks=self.original_masks.text().strip() or None,
         )
 
     def start(self) -> FinetuneProcess | None:

@@ -25,6 +25,8 @@ class FinetuneRequest:
     minutes: float | None = None
     device: str = "auto"
     mix_original: bool = False
+    original_images: str | None = None  # with mix_original: folders other than the parent names
+    original_masks: str | None = None
 
     def arguments(self) -> list[str]:
         args = [
@@ -45,13 +47,18 @@ class FinetuneRequest:
             args += ["--minutes", str(self.minutes)]
         if self.mix_original:
             args.append("--mix-original")
+            if self.original_images:
+                args += ["--original-images", self.original_images]
+            if self.original_masks:
+                args += ["--original-masks", self.original_masks]
         return args
 
 
 class FinetuneProcess(QObject):
     """Runs one fine-tune.
 
-    Emits ``progress(dict)`` per step, then one of ``done(dict)``, ``cancelled()``, ``failed(str)``.
+    Emits ``progress(dict)`` per step, then, once the process has ended, exactly one of
+    ``done(dict)``, ``cancelled()``, ``failed(str)``.
     """
 
     progress = Signal(dict)
@@ -71,7 +78,7 @@ class FinetuneProcess(QObject):
         self.process.readyReadStandardOutput.connect(self._read)
         self.process.finished.connect(self._finished)
         self._buffer = b""
-        self._outcome: str | None = None
+        self._outcome: dict | None = None  # the CLI's final event
         self._stderr = b""
         self.process.readyReadStandardError.connect(self._read_stderr)
         self.process.errorOccurred.connect(self._error_occurred)
@@ -101,7 +108,6 @@ class FinetuneProcess(QObject):
 
     def _error_occurred(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:  # no ``finished`` follows
-            self._outcome = "error"
             self.failed.emit(f"could not start {sys.executable} ({self.process.errorString()})")
 
     def _read_stderr(self) -> None:
@@ -111,24 +117,22 @@ class FinetuneProcess(QObject):
         self._buffer += bytes(self.process.readAllStandardOutput())
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            kind = event.get("event")
-            if kind == "progress":
-                self.progress.emit(event)
-            elif kind == "done":
-                self._outcome = "done"
-                self.done.emit(event)
-            elif kind == "cancelled":
-                self._outcome = "cancelled"
-                self.cancelled.emit()
-            elif kind == "error":
-                self._outcome = "error"
-                self.failed.emit(str(event.get("message", "fine-tuning failed")))
+            self._parse(line)
+
+    def _parse(self, line: bytes) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return  # not one of the CLI's JSON lines (a library printing something)
+        if not isinstance(event, dict):
+            return
+        if event.get("event") == "progress":
+            self.progress.emit(event)
+        elif event.get("event") in ("done", "cancelled", "error"):
+            self._outcome = event  # announced once the process has ended (see _finished)
 
     def _finished(self, exit_code: int, _status: object = None) -> None:
+        """Emit the outcome only now, so that a listener never sees a process still exiting."""
         application = QCoreApplication.instance()
         if application is not None:
             try:
@@ -136,9 +140,16 @@ class FinetuneProcess(QObject):
             except (TypeError, RuntimeError):  # never connected
                 pass
         self._read()
-        if self._outcome is None:
-            if exit_code == 130:
-                self.cancelled.emit()
-            else:
-                message = self._stderr.decode(errors="replace").strip().splitlines()
-                self.failed.emit(message[-1] if message else f"fine-tuning stopped (exit code {exit_code})")
+        if self._buffer.strip():
+            self._parse(self._buffer)
+            self._buffer = b""
+        outcome = self._outcome or {}
+        if outcome.get("event") == "done":
+            self.done.emit(outcome)
+        elif outcome.get("event") == "cancelled" or (not outcome and exit_code == 130):
+            self.cancelled.emit()
+        elif outcome.get("event") == "error":
+            self.failed.emit(str(outcome.get("message") or "fine-tuning failed"))
+        else:
+            lines = self._stderr.decode(errors="replace").strip().splitlines()
+            self.failed.emit(lines[-1] if lines else f"fine-tuning stopped (exit code {exit_code})")

@@ -59,6 +59,7 @@ def test_segment_paint_export_finetune_and_segment_again(qtbot, widget, medsegdi
     qtbot.waitUntil(lambda: bool(finished), timeout=120_000)
     event = finished[0]
     assert isinstance(event, dict), event
+    assert dialog._progress is None and "New model version" in dialog.status.text()  # bar closed
     from medsegdiff_training.registry import ModelRegistry
 
     version = ModelRegistry().get(event["version"])
@@ -202,3 +203,26 @@ def test_finetuning_an_empty_store_is_refused_at_once(qtbot, widget, notificatio
     assert dialog.start() is None and dialog.process is None
     assert any("empty" in m for severity, m in notifications() if severity == "error")
     dialog.close()
+
+
+def test_a_failing_finetune_is_a_notification_and_registers_nothing(qtbot, widget, notifications):
+    widget.viewer.add_image(_image(), name="scan")
+    labels = widget.viewer.add_labels(np.pad(np.ones((20, 20), np.uint8), 14), name="painted")
+    widget.viewer.layers.selection.active = labels
+    widget.export_correction()
+    from medsegdiff_training.registry import ModelRegistry
+
+    versions_before = [version.name for version in ModelRegistry().versions()]
+    dialog = widget.open_finetune_dialog()
+    dialog.steps.setValue(2)
+    dialog.mix_original.setChecked(True)  # the tiny parent names no original data, none given
+    assert dialog.original_images.parentWidget().isEnabled()
+    failed = []
+    dialog.start().failed.connect(failed.append)
+    qtbot.waitUntil(lambda: bool(failed), timeout=120_000)
+    assert "--mix-original" in dialog.process.request.arguments()
+    assert "original" in failed[0]
+    assert any("Fine-tuning failed" in m for severity, m in notifications() if severity == "error")
+    assert dialog.start_button.isEnabled() and dialog._progress is None
+    assert not dialog.is_running()  # "failed" comes once the process has ended
+    assert [version.name for version in ModelRegistry().versions()] == versions_before
