@@ -27,8 +27,9 @@ def ellipses(count: int, size: int = 48, seed: int = 0):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sampler", ["dpm++", "ddim"])
-def test_a_tiny_model_overfits_synthetic_shapes_to_dice_above_0_9(tmp_path, sampler):
+def test_a_tiny_model_overfits_synthetic_shapes_to_dice_above_0_9(tmp_path):
+    # Measured over training seeds 0-3 and two data seeds: Dice 0.916-0.928 (DPM-Solver++)
+    # and 0.923-0.932 (DDIM), 6-13 s of training on one busy CPU core.
     images, masks = ellipses(16)
     data = SegmentationDataset.from_arrays(images, masks, named_config("tiny"))
     result = train(
@@ -48,8 +49,9 @@ def test_a_tiny_model_overfits_synthetic_shapes_to_dice_above_0_9(tmp_path, samp
         diffusion=DiffusionConfig(prediction="v"),
     )
     segmenter = Segmenter(load_checkpoint(result.final_checkpoint), device="cpu")
-    scores = [
-        dice(segmenter.segment(image, SamplingSettings(sampler=sampler, steps=10)).labels, mask)
-        for image, mask in zip(images, masks, strict=True)
-    ]
-    assert np.mean(scores) > 0.9, scores
+    for sampler in ("dpm++", "ddim"):
+        scores = [
+            dice(segmenter.segment(image, SamplingSettings(sampler=sampler, steps=10)).labels, mask)
+            for image, mask in zip(images, masks, strict=True)
+        ]
+        assert np.mean(scores) > 0.9, (sampler, scores)
