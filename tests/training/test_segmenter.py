@@ -84,3 +84,31 @@ def test_settings_that_cannot_run_are_refused_by_name(tmp_path):
     segmenter = make_segmenter(tmp_path)
     with pytest.raises(ConfigError, match="ensemble size must be at least 1"):
         segmenter.segment(np.random.rand(32, 32), SamplingSettings(ensemble=0))
+
+
+def test_device_choices_say_why_they_are_unavailable():
+    from medsegdiff_training.device import device_availability, resolve_device
+    from medsegdiff_training.errors import DeviceError
+
+    reasons = device_availability()
+    assert reasons["cpu"] is None and reasons["auto"] is None
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu") or reasons["mps"] is None
+        assert "CUDA" in reasons["cuda"]
+    with pytest.raises(DeviceError, match="Unknown device 'tpu'"):
+        resolve_device("tpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (mixed precision path)")
+def test_cuda_mixed_precision_agrees_with_the_cpu(tmp_path):
+    cpu = make_segmenter(tmp_path)
+    cuda = Segmenter(load_checkpoint(cpu.checkpoint.path), device="cuda")  # its own copy of the model
+    image = np.random.rand(32, 32)
+    # start noise differs between devices, so compare the deterministic network itself
+    x_t, t, prepared = torch.randn(2, 1, 32, 32), torch.tensor([10, 700]), cpu.prepare(image)
+    with torch.inference_mode():
+        expected = cpu.model(x_t, t, prepared)
+        with cuda._autocast():
+            got = cuda.model(x_t.cuda(), t.cuda(), prepared.cuda()).float().cpu()
+    assert torch.allclose(got, expected, atol=5e-2)
+    assert cuda.segment(image, SamplingSettings(steps=5, ensemble=2)).labels.shape == (32, 32)
