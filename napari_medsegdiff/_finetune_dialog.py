@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -26,6 +26,26 @@ from ._models import device_choices, model_choices
 
 if TYPE_CHECKING:
     import napari
+
+
+def _stop_when_closed(process: FinetuneProcess, progress_bar: Any) -> Callable[..., None]:
+    """A slot for the dialog's ``destroyed``: the viewer closed mid-run, so stop it cleanly.
+
+    A closure over the process and the progress bar, not a method: the dialog is gone by then.
+    """
+
+    def stop(*_: object) -> None:
+        if not process.is_running():
+            return
+        for signal in (process.progress, process.done, process.cancelled, process.failed):
+            try:
+                signal.disconnect()  # their slots belong to the deleted dialog
+            except (TypeError, RuntimeError):
+                pass
+        progress_bar.close()
+        process.stop()  # SIGTERM and wait: the CLI leaves the registry as it was
+
+    return stop
 
 
 def _folder_field(parent: QWidget, title: str) -> tuple[QWidget, QLineEdit]:
@@ -146,12 +166,15 @@ class FinetuneDialog(QDialog):
             self.status.setText(f"No corrections in {self.store} yet: export at least one first.")
             show_error(f"MedSegDiff: the corrections store {self.store} is empty; export corrections first.")
             return None
-        self.process = FinetuneProcess(self.request(), self)
+        # No Qt parent: closing the viewer deletes this dialog first, and the process must
+        # outlive it long enough to be stopped cleanly (a deleted QProcess is SIGKILLed).
+        self.process = FinetuneProcess(self.request())
         self.process.progress.connect(self._on_progress)
         self.process.done.connect(self._on_done)
         self.process.cancelled.connect(lambda: self._finish("Cancelled: the registry is unchanged."))
         self.process.failed.connect(self._on_failed)
         self._progress = progress(total=self.steps.value(), desc="Fine-tuning MedSegDiff")
+        self.destroyed.connect(_stop_when_closed(self.process, self._progress))
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText(f"Starting on {entries} correction(s) (loading PyTorch in a separate process)…")

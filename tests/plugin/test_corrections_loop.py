@@ -226,3 +226,20 @@ def test_a_failing_finetune_is_a_notification_and_registers_nothing(qtbot, widge
     assert dialog.start_button.isEnabled() and dialog._progress is None
     assert not dialog.is_running()  # "failed" comes once the process has ended
     assert [version.name for version in ModelRegistry().versions()] == versions_before
+
+
+def test_closing_the_viewer_mid_finetune_stops_it_cleanly(qtbot, widget, medsegdiff_home):
+    widget.viewer.add_image(_image(), name="scan")
+    labels = widget.viewer.add_labels(np.pad(np.ones((20, 20), np.uint8), 14), name="painted")
+    widget.viewer.layers.selection.active = labels
+    widget.export_correction()
+    before = _digest(medsegdiff_home / "models")
+    dialog = widget.open_finetune_dialog()
+    dialog.steps.setValue(100000)
+    process = dialog.start()
+    with qtbot.waitSignal(process.progress, timeout=120_000):
+        pass
+    dialog.deleteLater()  # what closing the viewer does to the dock and its children
+    qtbot.waitUntil(lambda: not process.is_running(), timeout=60_000)
+    assert process.process.exitCode() == 130  # SIGTERM: the CLI's clean cancel, not a kill
+    assert _digest(medsegdiff_home / "models") == before
