@@ -1,8 +1,8 @@
-"""Turning a sampler's steps into what the viewer shows.
+"""The worker side of a run: a layer's slices through the sampler, one :class:`Frame` per step.
 
-The worker function runs off the GUI thread and yields one :class:`Frame` per denoising
-step; :class:`StepStack` collects the frames on the GUI thread into the animated layer's
-stack (all steps along a leading axis, so napari's dims slider replays the denoising).
+:func:`segment_layer` runs off the GUI thread (napari's ``create_worker``); the frames it
+yields go to :class:`._animation.StepAnimation` on the GUI thread, and the results it returns
+to :func:`._result_layers.add_result_layers`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class Frame:
-    """One step for the display: the current x_t and predicted x_0 as foreground maps in [0, 1]."""
+    """One step for the display: x_t and the predicted x_0 as foreground maps in [0, 1].
+
+    The maps are at the model's resolution (the animation layer stretches them over the
+    image), so a frame stays small whatever the image's size.
+    """
 
     slice_index: int
     step: int
@@ -31,29 +35,31 @@ class Frame:
     predicted_x0: np.ndarray
 
 
-def _foreground(masks: Any, size: tuple[int, int]) -> np.ndarray:
-    """Model-space masks (B, K, h, w) -> the first member's foreground in [0, 1] at ``size``."""
+def _foreground(masks: Any) -> np.ndarray:
+    """Model-space masks (B, K, h, w) -> the first ensemble member's foreground in [0, 1]."""
     import torch
 
     from medsegdiff_training.inference import model_space_to_probabilities
-    from medsegdiff_training.preprocess import resize
 
     with torch.inference_mode():
         foreground = model_space_to_probabilities(masks[:1])
         if foreground.shape[1] > 1:  # K classes: everything that is not background
             foreground = 1 - foreground[:, :1]
-        foreground = resize(foreground, size)
     return foreground[0, 0].cpu().numpy().astype(np.float32)
 
 
 def segment_layer(
     segmenter: Segmenter,
-    data: np.ndarray,
+    data: Any,
     axes: LayerAxes,
     settings: SamplingSettings,
     slice_indices: list[int],
 ) -> Generator[Frame, None, list[SegmentationResult]]:
-    """Segment the chosen slices of a layer's data step by step (runs in a worker thread)."""
+    """Segment the chosen slices of a layer's data step by step (runs in a worker thread).
+
+    ``data`` is the layer's array as it is (a lazy array is read one slice at a time here,
+    never on the GUI thread). Stopping the iteration between two frames stops the run.
+    """
     results = []
     for slice_index in slice_indices:
         image = axes.image(data, slice_index)
@@ -69,21 +75,7 @@ def segment_layer(
                 step.index,
                 step.total,
                 step.t,
-                _foreground(step.x_t, axes.image_shape),
-                _foreground(step.predicted_x0, axes.image_shape),
+                _foreground(step.x_t),
+                _foreground(step.predicted_x0),
             )
     return results
-
-
-class StepStack:
-    """The frames of the run so far, for the animated layer (``x_t`` or ``predicted x0``)."""
-
-    def __init__(self) -> None:
-        self.frames: list[np.ndarray] = []
-        self.slice_index: int | None = None
-
-    def add(self, frame: Frame, show_x0: bool) -> np.ndarray:
-        if frame.slice_index != self.slice_index:  # a new slice of a volume starts a new animation
-            self.frames, self.slice_index = [], frame.slice_index
-        self.frames.append(frame.predicted_x0 if show_x0 else frame.x_t)
-        return np.stack(self.frames)

@@ -27,11 +27,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._animation import StepAnimation
 from ._corrections_panel import CorrectionsPanel
-from ._export import RUN_KEY
 from ._layer_axes import INTERPRETATIONS, LayerAxes, UnsupportedLayerError, interpret
 from ._models import UNTRAINED, device_choices, forget_models, model_choices
-from ._sampling_glue import Frame, StepStack, segment_layer
+from ._placement import placement_of
+from ._result_layers import SegmentationRun, add_result_layers
+from ._sampling_glue import Frame, segment_layer
 
 if TYPE_CHECKING:
     import napari
@@ -72,7 +74,8 @@ class SegmentWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.worker: Any = None
-        self.last_run: dict[str, Any] | None = None
+        self.current_run: SegmentationRun | None = None  # the run in progress, or the last one
+        self.last_run: SegmentationRun | None = None  # the last run that finished with a result
         # Injectable answers to yes/no questions, so tests need no modal dialog.
         self.confirm: Callable[[str], bool] = lambda question: _ask(self, question)
         self._build()
@@ -174,6 +177,12 @@ class SegmentWidget(QWidget):
         return next((layer for layer in self._image_layers() if layer.name == name), None)
 
     def layer_axes(self, layer: Any) -> LayerAxes:
+        """How the widget reads ``layer`` (the "Read as" choice); UnsupportedLayerError if it cannot."""
+        if layer.multiscale:
+            raise UnsupportedLayerError(
+                f"'{layer.name}' is a multiscale (pyramid) image; MedSegDiff segments single-scale "
+                "images. Open the full-resolution image (or a region of it) as its own layer."
+            )
         return interpret(np.shape(layer.data), bool(layer.rgb), self.axes_box.currentText())
 
     def _describe_layer(self, *_: object) -> None:
@@ -286,7 +295,7 @@ class SegmentWidget(QWidget):
             show_error(f"MedSegDiff could not read the model registry: {user_message(error)}")
             return None
         device = str(self.device_box.currentData())
-        data = np.asarray(layer.data)
+        data = layer.data  # read in the worker, one slice at a time (it may be a lazy array)
 
         def work():  # runs in the worker thread
             from ._models import get_segmenter
@@ -294,9 +303,11 @@ class SegmentWidget(QWidget):
             segmenter = get_segmenter(version, device)
             return (yield from segment_layer(segmenter, data, axes, settings, slices))
 
+        placement = placement_of(layer, axes)
+        self.current_run = SegmentationRun(layer, axes, placement, version, device, settings, slices)
+        self._animation = StepAnimation(self.viewer, layer, axes, placement, self.show_x0.isChecked())
+        self._stopping = False
         self.worker = create_worker(work, _ignore_errors=True)  # errors go to _on_error, not re-raised
-        self._stack, self._frames_layer, self._cancelled = StepStack(), None, False
-        self._run = {"layer": layer, "axes": axes, "settings": settings, "version": version, "slices": slices}
         self._progress = progress(total=settings.resolved_steps() * len(slices), desc="MedSegDiff sampling")
         self.worker.yielded.connect(self._on_frame)
         self.worker.returned.connect(self._on_results)
@@ -310,9 +321,10 @@ class SegmentWidget(QWidget):
         return self.worker
 
     def cancel(self) -> None:
+        """Stop the run after the step in progress; it leaves no layer behind."""
         if self.worker is not None:
             self.status.setText("Cancelling after this step…")
-            self._cancelled = True  # frames already queued for the GUI are dropped
+            self._stopping = True  # frames already queued for the GUI are dropped
             self.worker.quit()
 
     def _current_slice(self, layer: Any, axes: LayerAxes) -> int:
@@ -322,78 +334,17 @@ class SegmentWidget(QWidget):
         return int(np.clip(round(float(position[0])), 0, axes.slices - 1))
 
     def _on_frame(self, frame: Frame) -> None:
-        if self._cancelled:
+        if self._stopping:
             return
-        self._progress.update(1)
-        stack = self._stack.add(frame, self.show_x0.isChecked())
-        layer, axes = self._run["layer"], self._run["axes"]
-        scale, translate = self._spatial_transform(layer, axes)
-        if axes.kind == "volume":  # steps on a new leading axis, the slice in its place
-            stack = stack[:, None]
-            translate = (translate[0] + frame.slice_index * scale[0], *translate[1:])
-        name = f"{layer.name} {'x0' if self.show_x0.isChecked() else 'x_t'}"
-        if self._frames_layer is None or self._frames_layer not in self.viewer.layers:
-            self._frames_layer = self.viewer.add_image(
-                stack,
-                name=name,
-                colormap="inferno",
-                opacity=0.55,
-                blending="additive",
-                contrast_limits=(0.0, 1.0),
-                scale=(1.0, *scale),
-                translate=(0.0, *translate),
-            )
-        else:
-            self._frames_layer.data = stack
-            self._frames_layer.translate = (0.0, *translate)
-        self.viewer.dims.set_current_step(0, len(stack) - 1)
-        self.status.setText(
-            f"slice {frame.slice_index}: step {frame.step + 1}/{frame.total_steps} (t = {frame.t})"
-            if axes.kind == "volume"
-            else f"step {frame.step + 1}/{frame.total_steps} (t = {frame.t})"
-        )
-
-    def _spatial_transform(self, layer: Any, axes: LayerAxes) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        scale, translate = tuple(map(float, layer.scale)), tuple(map(float, layer.translate))
-        if axes.kind == "channels":
-            scale, translate = scale[-2:], translate[-2:]
-        return scale, translate
+        self._animation.show(frame)
+        self._progress.update(1)  # after the layer: the progress bar may process pending events
+        where = f"slice {frame.slice_index}: " if self.current_run.axes.kind == "volume" else ""
+        self.status.setText(f"{where}step {frame.step + 1}/{frame.total_steps} (t = {frame.t})")
 
     def _on_results(self, results: list[Any]) -> None:
-        run = self._run
-        layer, axes = run["layer"], run["axes"]
-        labels = np.zeros(axes.labels_shape, dtype=np.uint8)
-        uncertainty = np.zeros(axes.labels_shape, dtype=np.float32) if run["settings"].ensemble > 1 else None
-        for index, result in zip(run["slices"], results, strict=True):
-            target = (index,) if axes.kind == "volume" else ()
-            labels[target] = result.labels
-            if uncertainty is not None and result.uncertainty is not None:
-                uncertainty[target] = result.uncertainty
-        scale, translate = self._spatial_transform(layer, axes)
-        labels_layer = self.viewer.add_labels(
-            labels, name=f"{layer.name} segmentation", scale=scale, translate=translate, opacity=0.5
-        )
-        labels_layer.metadata[RUN_KEY] = {
-            "image_layer": layer.name,
-            "model_version": run["version"],
-            "sampler_settings": run["settings"].to_dict(),
-            "prediction": labels.copy(),
-        }
-        if "nifti_affine" in layer.metadata:  # written back with the scan's own affine
-            labels_layer.metadata["nifti_affine"] = layer.metadata["nifti_affine"]
-        if uncertainty is not None:
-            self.viewer.add_image(
-                uncertainty,
-                name=f"{layer.name} uncertainty",
-                colormap="viridis",
-                opacity=0.6,
-                blending="additive",
-                scale=scale,
-                translate=translate,
-                visible=False,
-            )
+        labels_layer = add_result_layers(self.viewer, self.current_run, results)
         self.viewer.layers.selection.active = labels_layer
-        self.last_run = {**run, "labels_layer": labels_layer}
+        self.last_run = self.current_run
         self.status.setText(
             f"Done: '{labels_layer.name}' is ready to correct with the label tools; then Export correction."
         )
@@ -401,17 +352,17 @@ class SegmentWidget(QWidget):
     def _on_error(self, error: BaseException) -> None:
         from napari.utils.notifications import show_error
 
-        self.status.setText("Failed.")
+        self._stopping = True  # like a cancel: the half-made animation goes
+        self.status.setText("Failed: nothing was added.")
         show_error(f"MedSegDiff: {user_message(error)}")
 
     def _on_aborted(self) -> None:
-        self._cancelled = True
+        self._stopping = True
         self.status.setText("Cancelled: nothing was added.")
 
     def _on_finished(self) -> None:
-        if self._cancelled and self._frames_layer is not None and self._frames_layer in self.viewer.layers:
-            # Cancelled: no Labels layer, and the half-made animation goes too.
-            self.viewer.layers.remove(self._frames_layer)
+        if self._stopping:  # cancelled or failed: no Labels layer, and no half-made animation
+            self._animation.discard()
         self._progress.close()
         self.worker = None
         self.run_button.setEnabled(True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from qtpy.QtCore import QTimer
@@ -23,25 +25,68 @@ def test_segmenting_a_sample_animates_every_step_and_leaves_aligned_labels(qtbot
     image.scale = (0.5, 0.25)
     widget._refresh_layers()
     widget.steps.setValue(4)
-    ticks, seen = [], []
+    ticks, seen, progress_seen, frames_seen = [], [], [], []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
     timer.start(5)
     worker = widget.run()
     ticks_at_frame = []
-    worker.yielded.connect(lambda frame: seen.append(frame.x_t.copy()) or ticks_at_frame.append(len(ticks)))
+
+    def on_frame(frame):
+        seen.append(frame.x_t.copy())
+        ticks_at_frame.append(len(ticks))
+        progress_seen.append(widget._progress.n)
+        frames_seen.append(len(viewer.layers["thyroid ultrasound x_t"].data))
+
+    worker.yielded.connect(on_frame)
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
     timer.stop()
+    # The layer grew and the progress bar advanced while the worker ran, not only at the end.
+    assert frames_seen == sorted(frames_seen) and frames_seen[0] < frames_seen[-1]
+    assert progress_seen == sorted(progress_seen) and progress_seen[0] < progress_seen[-1]
+    assert widget._progress.n == 4
     frames = viewer.layers["thyroid ultrasound x_t"]
-    assert frames.data.shape == (4, 300, 300)
+    assert frames.data.shape == (4, 32, 32)  # every step, at the tiny model's resolution
+    for frame_corner, image_corner in [((-0.5, -0.5), (-0.5, -0.5)), ((31.5, 31.5), (299.5, 299.5))]:
+        # stretched over the image, outer pixel edge on outer pixel edge
+        assert np.allclose(frames.data_to_world((3, *frame_corner))[1:], image.data_to_world(image_corner))
     assert len(seen) == 4 and not np.allclose(seen[0], seen[-1])  # it changed during the run
-    assert ticks_at_frame[-1] >= 1  # timer events ran between the worker's steps: the GUI never blocked
+    assert progress_seen == [1, 2, 3, 4]  # the progress bar advanced every step
+    assert ticks_at_frame[-1] > ticks_at_frame[0]  # timer events ran between steps: the GUI never blocked
     labels = viewer.layers["thyroid ultrasound segmentation"]
     assert labels.data.shape == image.data.shape
     assert tuple(labels.scale) == (0.5, 0.25)
     assert labels.metadata["medsegdiff"]["model_version"] == "tiny"
+    assert np.array_equal(labels.metadata["medsegdiff"]["prediction"], labels.data)
     assert viewer.dims.current_step[0] == 3  # the final step is shown
+    assert widget.last_run.labels_layer.name == labels.name  # (the viewer hands plugins proxies)
+    assert widget.last_run.settings.steps == 4
+
+
+def test_results_follow_a_rotated_and_affine_transformed_image(qtbot, widget):
+    viewer = widget.viewer
+    image = viewer.add_image(
+        np.random.rand(40, 30),
+        name="scan",
+        scale=(0.7, 0.4),
+        translate=(5.0, -3.0),
+        rotate=25,
+        affine=np.array([[1.0, 0.2, 2.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1.0]]),
+    )
+    widget._refresh_layers()
+    widget.steps.setValue(2)
+    widget.ensemble.setValue(2)
+    run_and_wait(qtbot, widget)
+    labels, uncertainty = viewer.layers["scan segmentation"], viewer.layers["scan uncertainty"]
+    frames = viewer.layers["scan x_t"]
+    for row, column in [(0, 0), (39, 0), (12.5, 29)]:
+        world = image.data_to_world((row, column))
+        assert np.allclose(labels.world_to_data(world), (row, column))
+        assert np.allclose(uncertainty.world_to_data(world), (row, column))
+    # Frame pixel j sits where the core's resize puts it: j * s + (s - 1) / 2, s = 40/32 and 30/32.
+    world = image.data_to_world((31 * 1.25 + 0.125, 0 * 0.9375 - 0.03125))
+    assert np.allclose(frames.world_to_data((1, *world)), (1, 31, 0))
 
 
 def test_cancel_stops_within_a_step_and_adds_no_labels(qtbot, widget):
@@ -73,15 +118,19 @@ def test_a_volume_gives_a_3d_labels_layer(qtbot, widget):
     labels = viewer.layers["volume segmentation"]
     assert labels.data.shape == (3, 40, 30)
     assert tuple(labels.scale) == (2.0, 1.0, 1.0)
-    assert widget.last_run["slices"] == [0, 1, 2]
+    assert widget.last_run.slices == [0, 1, 2]
     # Only the slice on screen: a 3D Labels layer with that slice filled in.
     viewer.dims.set_point(0, 2.0)  # world units: slice 1 at scale 2
     widget.scope_box.setCurrentText("current slice")
     run_and_wait(qtbot, widget)
-    assert widget.last_run["slices"] == [1]
-    labels = widget.last_run["labels_layer"]
+    assert widget.last_run.slices == [1]
+    labels = widget.last_run.labels_layer
     assert labels.data.shape == (3, 40, 30)
     assert not labels.data[[0, 2]].any()
+    # The second run's animation replaced the first's, and sits on the slice it segmented.
+    [frames] = [layer for layer in viewer.layers if layer.name.startswith("volume x_t")]
+    assert frames.data.shape[:2] == (2, 1)
+    assert np.allclose(frames.extent.world[:, 1], 2.0)
 
 
 def test_an_ensemble_adds_an_uncertainty_layer(qtbot, widget):
@@ -90,26 +139,45 @@ def test_an_ensemble_adds_an_uncertainty_layer(qtbot, widget):
     widget._refresh_layers()
     widget.ensemble.setValue(3)
     run_and_wait(qtbot, widget)
-    assert viewer.layers["scan uncertainty"].data.shape == (40, 40)
+    uncertainty = viewer.layers["scan uncertainty"]
+    assert uncertainty.data.shape == (40, 40)
+    assert 0 < uncertainty.data.max() <= 0.5  # three members of an untrained model disagree
+    assert viewer.layers[-1].name == "scan segmentation"  # the labels stay on top, for editing
 
 
 def test_user_mistakes_become_notifications(qtbot, widget, notifications, medsegdiff_home):
+    from napari_medsegdiff._models import forget_models
+
     viewer = widget.viewer
     assert widget.run() is None  # no image layer
     viewer.add_image(np.random.rand(2, 3, 10, 10), name="4d")
     widget._refresh_layers()
     assert widget.run() is None  # unsupported layer
     viewer.layers.remove("4d")
+    viewer.add_image([np.random.rand(64, 64), np.random.rand(32, 32)], multiscale=True, name="pyramid")
+    widget._refresh_layers()
+    assert widget.run() is None  # multiscale
+    viewer.layers.remove("pyramid")
+    viewer.add_image(np.random.rand(2, 20, 20), name="two channels")
+    widget._refresh_layers()
+    run_and_wait(qtbot, widget)  # a 2-channel image for a 1-channel model
+    viewer.layers.remove("two channels")
+    forget_models()  # the model loaded just now stays in memory otherwise, whatever its file
     viewer.add_image(np.random.rand(20, 20), name="scan")
     widget._refresh_layers()
     weights = next((medsegdiff_home / "models").glob("tiny/model.safetensors"))
     weights.write_bytes(b"not a safetensors file")
     run_and_wait(qtbot, widget)  # corrupt model: the error arrives from the worker
+    shutil.rmtree(medsegdiff_home / "models" / "tiny")  # e.g. removed by hand while napari ran
+    run_and_wait(qtbot, widget)  # the chosen model is gone from the registry
     messages = [message for severity, message in notifications() if severity == "error"]
     assert any("no image layer" in m for m in messages)
     assert any("4 dimensions" in m for m in messages)
+    assert any("multiscale" in m for m in messages)
+    assert any("1-channel images but this one has 2 channels" in m for m in messages)
     assert any("corrupt" in m or "truncated" in m for m in messages)
-    assert "scan segmentation" not in [layer.name for layer in viewer.layers]
+    assert any("Unknown model version 'tiny'" in m for m in messages)
+    assert [layer.name for layer in viewer.layers] == ["scan"]  # nothing half-made was left
 
 
 def test_the_pickers_fill_in_once_the_widget_is_open(qtbot, widget):
@@ -156,3 +224,15 @@ def test_out_of_memory_suggests_fewer_members_or_the_cpu():
     message = user_message(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert "fewer ensemble members" in message and "'cpu'" in message
     assert "Tried to allocate 2.00 GiB" in message
+
+
+def test_a_channel_stack_keeps_the_transform_of_its_image_axes():
+    from napari.layers import Image
+
+    from napari_medsegdiff._layer_axes import interpret
+    from napari_medsegdiff._placement import placement_of
+
+    layer = Image(np.zeros((3, 40, 30)), scale=(9.0, 0.5, 0.25), translate=(7.0, 1.0, 2.0))
+    placement = placement_of(layer, interpret(layer.data.shape, False, "channels along axis 0"))
+    assert placement.scale == (0.5, 0.25) and placement.translate == (1.0, 2.0)
+    assert placement.affine.shape == (3, 3)

@@ -1,0 +1,81 @@
+"""The live layer ``<image> x_t``: one frame per denoising step, all steps on a leading axis.
+
+It grows by one frame per step while the sampler runs and keeps every step when it ends, so
+napari's dims slider and play button replay the denoising. A volume shows the slice being
+segmented, in its place; a new run on the same image replaces the previous animation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._layer_axes import LayerAxes
+from ._placement import Placement
+from ._sampling_glue import Frame
+
+if TYPE_CHECKING:
+    import napari
+
+ANIMATION_KEY = "medsegdiff_animation"  # metadata flag of the layers this module makes
+
+
+class StepAnimation:
+    """Shows the frames of one run on ``image_layer`` (x_t, or the predicted x_0)."""
+
+    def __init__(
+        self,
+        viewer: napari.Viewer,
+        image_layer: Any,
+        axes: LayerAxes,
+        placement: Placement,
+        show_x0: bool = False,
+    ) -> None:
+        self.viewer, self.axes, self.placement, self.show_x0 = viewer, axes, placement, show_x0
+        self.name = f"{image_layer.name} {'x0' if show_x0 else 'x_t'}"
+        self.layer: Any = None
+        self.frames: list[np.ndarray] = []
+        self.slice_index: int | None = None
+
+    def show(self, frame: Frame) -> None:
+        """Add ``frame`` to the stack and show it."""
+        if frame.slice_index != self.slice_index:  # a volume's next slice starts a new animation
+            self.frames, self.slice_index = [], frame.slice_index
+        self.frames.append(frame.predicted_x0 if self.show_x0 else frame.x_t)
+        stack = np.stack(self.frames)
+        volume = self.axes.kind == "volume"
+        if volume:
+            stack = stack[:, None]
+        placement = self.placement.for_frames(
+            stack.shape[-2:], self.axes.image_shape, frame.slice_index if volume else None
+        )
+        if self.layer is None or self.layer not in self.viewer.layers:
+            self._remove_earlier_animation()
+            self.layer = self.viewer.add_image(
+                stack,
+                name=self.name,
+                colormap="inferno",
+                opacity=0.55,
+                blending="additive",
+                contrast_limits=(0.0, 1.0),
+                interpolation2d="linear",  # model-sized frames, smoothly stretched over the image
+                metadata={ANIMATION_KEY: True},
+                **placement.layer_kwargs(),
+            )
+        else:
+            self.layer.data = stack
+            self.layer.translate = placement.translate  # only a volume's slice position moves
+        step_axis = self.viewer.dims.ndim - self.layer.ndim
+        self.viewer.dims.set_current_step(step_axis, len(stack) - 1)
+
+    def discard(self) -> None:
+        """Remove the (half-made) animation."""
+        if self.layer is not None and self.layer in self.viewer.layers:
+            self.viewer.layers.remove(self.layer)
+        self.layer = None
+
+    def _remove_earlier_animation(self) -> None:
+        for layer in list(self.viewer.layers):
+            if layer.name == self.name and layer.metadata.get(ANIMATION_KEY):
+                self.viewer.layers.remove(layer)

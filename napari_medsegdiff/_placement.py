@@ -1,0 +1,94 @@
+"""Where results go in the world: the image layer's own transform, for one 2D image of it.
+
+The Labels, uncertainty and animation layers must line up with the image whatever its
+scale, translation, rotation, shear or affine. A channel stack keeps only the transform of
+its last two axes; the animation adds a leading step axis (and, for a volume, the position
+of its slice) and is shown at the model's own resolution, stretched over the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from napari.utils.transforms import Affine
+
+from ._layer_axes import LayerAxes
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A layer's data-to-world transform in napari's terms (data -> physical -> world)."""
+
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+    rotate: np.ndarray
+    shear: np.ndarray
+    affine: np.ndarray  # the physical-to-world matrix, (n + 1, n + 1)
+
+    def layer_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``viewer.add_labels``/``add_image``."""
+        return {
+            "scale": self.scale,
+            "translate": self.translate,
+            "rotate": self.rotate,
+            "shear": self.shear,
+            "affine": self.affine,
+        }
+
+    def for_frames(
+        self, frame_shape: tuple[int, int], image_shape: tuple[int, int], slice_index: int | None = None
+    ) -> Placement:
+        """For a stack of model-sized frames: (steps, h, w), or (steps, 1, h, w) of one volume slice.
+
+        A frame pixel ``j`` lands where the core's bilinear resize (``align_corners=False``)
+        puts it in the image, ``j * s + (s - 1) / 2`` with ``s = image size / frame size``.
+        The stretch is diagonal, so it only changes the scale and (through the rotation,
+        shear and scale) the translation; rotation, shear and affine gain the step axis.
+        """
+        zoom = [image / frame for image, frame in zip(image_shape, frame_shape, strict=True)]
+        offset = [(s - 1) / 2 for s in zoom]
+        if slice_index is not None:
+            zoom, offset = [1.0, *zoom], [float(slice_index), *offset]
+        n = len(self.scale)
+        shear = Affine(shear=self.shear, ndim=n).linear_matrix  # as a matrix, whatever its form
+        linear = self.rotate @ shear @ np.diag(self.scale)
+        translate = np.asarray(self.translate) + linear @ np.asarray(offset)
+        return Placement(
+            scale=(1.0, *(float(s * z) for s, z in zip(self.scale, zoom, strict=True))),
+            translate=(0.0, *map(float, translate)),
+            rotate=_with_step_axis(self.rotate),
+            shear=_with_step_axis(shear),
+            affine=_with_step_axis(self.affine),
+        )
+
+
+def _with_step_axis(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` acting on the later axes, the identity on a new leading one."""
+    expanded = np.eye(len(matrix) + 1)
+    expanded[1:, 1:] = matrix
+    return expanded
+
+
+def placement_of(layer: Any, axes: LayerAxes) -> Placement:
+    """The transform of ``layer``'s 2D images (a volume's: of the whole volume)."""
+    if axes.kind != "channels":
+        return Placement(
+            scale=tuple(map(float, layer.scale)),
+            translate=tuple(map(float, layer.translate)),
+            rotate=np.asarray(layer.rotate),
+            shear=np.asarray(layer.shear),
+            affine=np.asarray(layer.affine.affine_matrix),
+        )
+    spatial = [1, 2]  # the channel axis (0) has no place in the result
+    data_to_physical = Affine(
+        scale=layer.scale, translate=layer.translate, rotate=layer.rotate, shear=layer.shear
+    ).set_slice(spatial)
+    return Placement(
+        scale=tuple(map(float, data_to_physical.scale)),
+        translate=tuple(map(float, data_to_physical.translate)),
+        rotate=data_to_physical.rotate,
+        shear=data_to_physical.shear,
+        affine=layer.affine.set_slice(spatial).affine_matrix,
+    )

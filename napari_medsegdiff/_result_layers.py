@@ -1,0 +1,90 @@
+"""What a finished run leaves in the viewer: the editable Labels layer and the uncertainty map.
+
+:class:`SegmentationRun` is the record of one run (image layer, how it was read, model
+version, device, sampler settings, slices; after it ends the Labels layer and the model's
+own prediction), kept by the widget as ``last_run`` and, for exporting corrections later,
+on the Labels layer as ``metadata["medsegdiff"]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._export import RUN_KEY
+from ._layer_axes import LayerAxes
+from ._placement import Placement
+
+if TYPE_CHECKING:
+    import napari
+
+    from medsegdiff_training.inference import SamplingSettings, SegmentationResult
+
+
+@dataclass
+class SegmentationRun:
+    """One press of Segment: what was asked for and, once done, what it made."""
+
+    image_layer: Any
+    axes: LayerAxes
+    placement: Placement
+    model_version: str
+    device: str
+    settings: SamplingSettings
+    slices: list[int]
+    labels_layer: Any = None
+    uncertainty_layer: Any = None
+    prediction: np.ndarray | None = field(default=None, repr=False)  # the model's labels, unedited
+
+    def record(self) -> dict[str, Any]:
+        """The run as plain values, for the Labels layer's metadata."""
+        return {
+            "image_layer": self.image_layer.name,
+            "model_version": self.model_version,
+            "device": self.device,
+            "sampler_settings": self.settings.to_dict(),
+            "slices": list(self.slices),
+            "prediction": self.prediction,
+        }
+
+
+def add_result_layers(viewer: napari.Viewer, run: SegmentationRun, results: list[SegmentationResult]) -> Any:
+    """Add ``<image> segmentation`` (and, for an ensemble, ``<image> uncertainty``); return the labels.
+
+    A volume gets one 3D Labels layer with the segmented slices filled in. Both layers take
+    the image's own transform, so they line up with it in the world.
+    """
+    axes, name = run.axes, run.image_layer.name
+    labels = np.zeros(axes.labels_shape, dtype=np.uint8)
+    ensemble = run.settings.ensemble > 1
+    uncertainty = np.zeros(axes.labels_shape, dtype=np.float32) if ensemble else None
+    for index, result in zip(run.slices, results, strict=True):
+        target = (index,) if axes.kind == "volume" else ()
+        labels[target] = result.labels
+        if uncertainty is not None and result.uncertainty is not None:
+            uncertainty[target] = result.uncertainty
+    run.prediction = labels.copy()
+    metadata: dict[str, Any] = {}
+    if "nifti_affine" in run.image_layer.metadata:  # written back with the scan's own affine
+        metadata["nifti_affine"] = run.image_layer.metadata["nifti_affine"]
+    # The uncertainty map under the labels, so that the labels stay on top for editing.
+    if uncertainty is not None:
+        run.uncertainty_layer = viewer.add_image(
+            uncertainty,
+            name=f"{name} uncertainty",
+            colormap="viridis",
+            contrast_limits=(0.0, 0.5),  # the spread of probabilities in [0, 1] is at most 0.5
+            opacity=0.6,
+            blending="additive",
+            **run.placement.layer_kwargs(),
+        )
+    run.labels_layer = viewer.add_labels(
+        labels,
+        name=f"{name} segmentation",
+        opacity=0.5,
+        metadata={**metadata, RUN_KEY: run.record()},
+        **run.placement.layer_kwargs(),
+    )
+    return run.labels_layer
