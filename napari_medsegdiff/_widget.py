@@ -337,9 +337,10 @@ class SegmentWidget(QWidget):
         if self._stopping:
             return
         self._animation.show(frame)
-        self._progress.update(1)  # after the layer: the progress bar may process pending events
         where = f"slice {frame.slice_index}: " if self.current_run.axes.kind == "volume" else ""
         self.status.setText(f"{where}step {frame.step + 1}/{frame.total_steps} (t = {frame.t})")
+        # Last: napari's progress bar processes pending events, so the run may end in this call.
+        self._progress.update(1)
 
     def _on_results(self, results: list[Any]) -> None:
         labels_layer = add_result_layers(self.viewer, self.current_run, results)

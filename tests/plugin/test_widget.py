@@ -60,6 +60,7 @@ def test_segmenting_a_sample_animates_every_step_and_leaves_aligned_labels(qtbot
     assert labels.metadata["medsegdiff"]["model_version"] == "tiny"
     assert np.array_equal(labels.metadata["medsegdiff"]["prediction"], labels.data)
     assert viewer.dims.current_step[0] == 3  # the final step is shown
+    assert widget.status.text().startswith("Done")  # not overwritten by a late step message
     assert widget.last_run.labels_layer.name == labels.name  # (the viewer hands plugins proxies)
     assert widget.last_run.settings.steps == 4
 
