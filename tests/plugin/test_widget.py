@@ -121,17 +121,18 @@ def test_a_volume_gives_a_3d_labels_layer(qtbot, widget):
     assert tuple(labels.scale) == (2.0, 1.0, 1.0)
     assert widget.last_run.slices == [0, 1, 2]
     # Only the slice on screen: a 3D Labels layer with that slice filled in.
-    viewer.dims.set_point(0, 2.0)  # world units: slice 1 at scale 2
+    slice_axis = viewer.dims.ndim - 3  # the animation added a leading step axis
+    viewer.dims.set_point(slice_axis, 4.0)  # world units: slice 2 at scale 2
     widget.scope_box.setCurrentText("current slice")
     run_and_wait(qtbot, widget)
-    assert widget.last_run.slices == [1]
+    assert widget.last_run.slices == [2]
     labels = widget.last_run.labels_layer
     assert labels.data.shape == (3, 40, 30)
-    assert not labels.data[[0, 2]].any()
+    assert not labels.data[[0, 1]].any()
     # The second run's animation replaced the first's, and sits on the slice it segmented.
     [frames] = [layer for layer in viewer.layers if layer.name.startswith("volume x_t")]
     assert frames.data.shape[:2] == (2, 1)
-    assert np.allclose(frames.extent.world[:, 1], 2.0)
+    assert np.allclose(frames.extent.world[:, 1], 4.0)
 
 
 def test_an_ensemble_adds_an_uncertainty_layer(qtbot, widget):
