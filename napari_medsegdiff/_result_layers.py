@@ -74,7 +74,7 @@ def add_result_layers(viewer: napari.Viewer, run: SegmentationRun, results: list
         run.uncertainty_layer = viewer.add_image(
             uncertainty,
             name=f"{name} uncertainty",
-            colormap="viridis",
+            colormap="cyan",  # black where the members agree: nothing is added there
             contrast_limits=(0.0, 0.5),  # the spread of probabilities in [0, 1] is at most 0.5
             opacity=0.6,
             blending="additive",
