@@ -34,11 +34,9 @@ def read(path: str) -> list[tuple[np.ndarray, dict, str]]:
         image = nibabel.load(path)
         data = np.asarray(image.dataobj)
         zooms = [float(z) for z in image.header.get_zooms()[: data.ndim]]
-        # napari shows axis 0 as the slider; NIfTI stores (x, y, z): put z first.
-        if data.ndim == 3:
-            data, zooms = np.transpose(data, (2, 1, 0)), zooms[::-1]
-        elif data.ndim == 2:
-            data, zooms = data.T, zooms[::-1]
+        # napari shows axis 0 as the slider; NIfTI stores (x, y, z[, t]): reverse the axes,
+        # so that z (or t) comes first and a slice is (y, x).
+        data, zooms = data.T, zooms[::-1]
         metadata = {"nifti_affine": np.asarray(image.affine).tolist(), "source_path": path}
         return [
             (data, {"name": Path(path).name.split(".")[0], "scale": zooms, "metadata": metadata}, "image")
@@ -57,10 +55,14 @@ def write_labels(path: str, data: Any, attributes: dict) -> list[str]:
         import nibabel
 
         affine = attributes.get("metadata", {}).get("nifti_affine")
-        if affine is None:
-            scale = list(attributes.get("scale", [1.0] * labels.ndim))[::-1]
-            affine = np.diag([*scale, *[1.0] * (4 - len(scale))])
-        array = np.transpose(labels, (2, 1, 0)) if labels.ndim == 3 else labels.T
+        if affine is None:  # labels not made from a NIfTI scan: the layer's scale and translation
+            spatial = min(labels.ndim, 3)
+            scale = list(attributes.get("scale", [1.0] * labels.ndim))[::-1][:spatial]
+            translate = list(attributes.get("translate", [0.0] * labels.ndim))[::-1][:spatial]
+            affine = np.eye(4)
+            affine[:spatial, :spatial] = np.diag(scale)
+            affine[:spatial, 3] = translate
+        array = labels.T  # back to NIfTI's (x, y, z[, t])
         nibabel.save(nibabel.Nifti1Image(array.astype(np.uint16), np.asarray(affine, dtype=float)), path)
         return [path]
     import tifffile

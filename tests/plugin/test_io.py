@@ -28,6 +28,32 @@ def test_nifti_round_trip_keeps_spacing_and_affine(make_napari_viewer, tmp_path)
     assert np.array_equal(np.asarray(back.dataobj).transpose(2, 1, 0), labels)
 
 
+def test_nifti_labels_without_a_source_affine_keep_scale_and_translation(tmp_path):
+    from napari_medsegdiff._io import read, write_labels
+
+    labels = np.zeros((4, 6, 5), np.uint8)  # (z, y, x) as napari holds it
+    labels[1, 2:4, 1:3] = 1
+    [path] = write_labels(
+        str(tmp_path / "seg.nii"), labels, {"scale": [3.0, 0.5, 0.25], "translate": [10.0, 2.0, 1.0]}
+    )
+    assert np.allclose(nibabel.load(path).affine[:3], [[0.25, 0, 0, 1], [0, 0.5, 0, 2], [0, 0, 3, 10]])
+    [(data, attributes, _)] = read(path)
+    assert np.array_equal(data, labels) and np.allclose(attributes["scale"], (3.0, 0.5, 0.25))
+
+
+def test_a_4d_nifti_series_puts_time_then_z_first(tmp_path):
+    from napari_medsegdiff._io import read
+
+    series = np.zeros((5, 4, 3, 2), np.float32)  # (x, y, z, t)
+    series[4, 0, 0, 1] = 1
+    image = nibabel.Nifti1Image(series, np.eye(4))
+    image.header.set_zooms((0.5, 0.6, 2.0, 7.0))
+    nibabel.save(image, tmp_path / "series.nii.gz")
+    [(data, attributes, _)] = read(str(tmp_path / "series.nii.gz"))
+    assert data.shape == (2, 3, 4, 5) and data[1, 0, 0, 4] == 1
+    assert np.allclose(attributes["scale"], (7.0, 2.0, 0.6, 0.5))
+
+
 def test_tiff_reader_and_labels_writer(tmp_path):
     from napari_medsegdiff._io import get_reader, write_labels
 
