@@ -44,11 +44,12 @@ class StepAnimation:
             self.frames, self.slice_index = [], frame.slice_index
         self.frames.append(frame.predicted_x0 if self.show_x0 else frame.x_t)
         stack = np.stack(self.frames)
+        frame_shape = stack.shape[1:]
         volume = self.axes.kind == "volume"
-        if volume:
-            stack = stack[:, None]
+        if volume:  # the slice in its place: a length-1 axis where the volume's slice axis is
+            stack = np.expand_dims(stack, 1 + self.axes.slice_axis)
         placement = self.placement.for_frames(
-            stack.shape[-2:], self.axes.image_shape, frame.slice_index if volume else None
+            frame_shape, self.axes.image_shape, frame.slice_index if volume else None, self.axes.slice_axis
         )
         if self.layer is None or self.layer not in self.viewer.layers:
             self._remove_earlier_animation()

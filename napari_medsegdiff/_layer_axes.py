@@ -6,7 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-INTERPRETATIONS = ("auto", "2D", "RGB", "volume (slices along axis 0)", "channels along axis 0")
+INTERPRETATIONS = (
+    "auto",
+    "2D",
+    "RGB",
+    "volume (slices along axis 0)",
+    "volume (slices along axis 1)",
+    "volume (slices along axis 2)",
+    "channels along axis 0",
+)
 
 
 class UnsupportedLayerError(ValueError):
@@ -15,25 +23,38 @@ class UnsupportedLayerError(ValueError):
 
 @dataclass(frozen=True)
 class LayerAxes:
-    """``kind`` is ``2d``, ``rgb``, ``volume`` (slices along axis 0) or ``channels`` (axis 0)."""
+    """``kind`` is ``2d``, ``rgb``, ``volume`` (slices along ``slice_axis``) or ``channels`` (axis 0).
+
+    Examples
+    --------
+    >>> axes = interpret((40, 64, 50), rgb=False, choice="volume (slices along axis 1)")
+    >>> axes.slices, axes.image_shape, axes.labels_shape
+    (64, (40, 50), (40, 64, 50))
+    >>> axes.image(np.zeros((40, 64, 50)), 3).shape
+    (40, 50)
+    """
 
     kind: str
     shape: tuple[int, ...]
+    slice_axis: int = 0
 
     @property
     def image_shape(self) -> tuple[int, int]:
         """Height and width of one 2D image."""
-        return (
-            (self.shape[0], self.shape[1]) if self.kind in ("2d", "rgb") else (self.shape[1], self.shape[2])
-        )
+        if self.kind in ("2d", "rgb"):
+            return (self.shape[0], self.shape[1])
+        if self.kind == "channels":
+            return (self.shape[1], self.shape[2])
+        height, width = (size for axis, size in enumerate(self.shape) if axis != self.slice_axis)
+        return (height, width)
 
     @property
     def slices(self) -> int:
-        return self.shape[0] if self.kind == "volume" else 1
+        return self.shape[self.slice_axis] if self.kind == "volume" else 1
 
     @property
     def labels_shape(self) -> tuple[int, ...]:
-        return (self.shape[0], *self.image_shape) if self.kind == "volume" else self.image_shape
+        return self.shape if self.kind == "volume" else self.image_shape
 
     @property
     def channel_axis(self) -> int | None:
@@ -44,19 +65,26 @@ class LayerAxes:
         return {
             "2d": f"2D image, {h}x{w}",
             "rgb": f"RGB image, {h}x{w}",
-            "volume": f"volume of {self.shape[0]} slices of {h}x{w} (axis 0)",
+            "volume": f"volume of {self.slices} slices of {h}x{w} (axis {self.slice_axis})",
             "channels": f"{self.shape[0]}-channel image, {h}x{w} (channels on axis 0)",
         }[self.kind]
 
+    def slice_position(self, index: int) -> tuple[int | slice, ...]:
+        """Where slice ``index`` sits in a volume-shaped array (``()``: the whole 2D image)."""
+        if self.kind != "volume":
+            return ()
+        return (*(slice(None),) * self.slice_axis, index)
+
     def image(self, data: np.ndarray, index: int = 0) -> np.ndarray:
         """The 2D image (with its channels) to segment; ``index`` picks a volume slice."""
-        return np.asarray(data[index]) if self.kind == "volume" else np.asarray(data)
+        return np.asarray(data[self.slice_position(index)])
 
 
 def interpret(shape: tuple[int, ...], rgb: bool, choice: str = "auto") -> LayerAxes:
     """Read a layer's shape; ``choice`` overrides the automatic guess (see INTERPRETATIONS)."""
     shape = tuple(int(s) for s in shape)
     ndim = len(shape)
+    slice_axis = 0
     if choice == "auto":
         if rgb and ndim == 3:
             kind = "rgb"
@@ -69,6 +97,8 @@ def interpret(shape: tuple[int, ...], rgb: bool, choice: str = "auto") -> LayerA
                 f"The layer has {ndim} dimensions {shape}; MedSegDiff segments 2D images, RGB images, "
                 "3D volumes and 2D channel stacks. Reduce it to 3 dimensions first."
             )
+    elif choice.startswith("volume"):
+        kind, slice_axis = "volume", int(choice.rstrip(")").split()[-1])
     else:
         kind = {"2D": "2d", "RGB": "rgb"}.get(choice, choice.split()[0])
     wanted = {"2d": 2, "rgb": 3, "volume": 3, "channels": 3}[kind]
@@ -76,4 +106,4 @@ def interpret(shape: tuple[int, ...], rgb: bool, choice: str = "auto") -> LayerA
         raise UnsupportedLayerError(f"A layer of shape {shape} cannot be read as '{choice}'.")
     if kind == "rgb" and shape[2] not in (3, 4):
         raise UnsupportedLayerError(f"An RGB layer needs 3 or 4 values in its last axis, got shape {shape}.")
-    return LayerAxes(kind, shape)
+    return LayerAxes(kind, shape, slice_axis)

@@ -38,9 +38,14 @@ class Placement:
         }
 
     def for_frames(
-        self, frame_shape: tuple[int, int], image_shape: tuple[int, int], slice_index: int | None = None
+        self,
+        frame_shape: tuple[int, int],
+        image_shape: tuple[int, int],
+        slice_index: int | None = None,
+        slice_axis: int = 0,
     ) -> Placement:
-        """For a stack of model-sized frames: (steps, h, w), or (steps, 1, h, w) of one volume slice.
+        """For a stack of model-sized frames: (steps, h, w), or one volume slice's frames with a
+        length-1 axis at ``1 + slice_axis``, e.g. (steps, 1, h, w).
 
         A frame pixel ``j`` lands where the core's bilinear resize (``align_corners=False``)
         puts it in the image, ``j * s + (s - 1) / 2`` with ``s = image size / frame size``.
@@ -50,7 +55,8 @@ class Placement:
         zoom = [image / frame for image, frame in zip(image_shape, frame_shape, strict=True)]
         offset = [(s - 1) / 2 for s in zoom]
         if slice_index is not None:
-            zoom, offset = [1.0, *zoom], [float(slice_index), *offset]
+            zoom.insert(slice_axis, 1.0)
+            offset.insert(slice_axis, float(slice_index))
         n = len(self.scale)
         shear = Affine(shear=self.shear, ndim=n).linear_matrix  # as a matrix, whatever its form
         linear = self.rotate @ shear @ np.diag(self.scale)

@@ -61,7 +61,7 @@ def add_result_layers(viewer: napari.Viewer, run: SegmentationRun, results: list
     ensemble = run.settings.ensemble > 1
     uncertainty = np.zeros(axes.labels_shape, dtype=np.float32) if ensemble else None
     for index, result in zip(run.slices, results, strict=True):
-        target = (index,) if axes.kind == "volume" else ()
+        target = axes.slice_position(index)
         labels[target] = result.labels
         if uncertainty is not None and result.uncertainty is not None:
             uncertainty[target] = result.uncertainty

@@ -331,7 +331,7 @@ class SegmentWidget(QWidget):
         if axes.kind != "volume":
             return 0
         position = layer.world_to_data(self.viewer.dims.point)
-        return int(np.clip(round(float(position[0])), 0, axes.slices - 1))
+        return int(np.clip(round(float(position[axes.slice_axis])), 0, axes.slices - 1))
 
     def _on_frame(self, frame: Frame) -> None:
         if self._stopping:

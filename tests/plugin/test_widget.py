@@ -135,6 +135,28 @@ def test_a_volume_gives_a_3d_labels_layer(qtbot, widget):
     assert np.allclose(frames.extent.world[:, 1], 4.0)
 
 
+def test_a_volume_can_be_sliced_along_another_axis(qtbot, widget):
+    viewer = widget.viewer
+    image = viewer.add_image(np.random.rand(20, 16, 3), name="stack", scale=(1.0, 0.5, 4.0))
+    widget._refresh_layers()
+    widget.axes_box.setCurrentText("volume (slices along axis 2)")
+    assert widget.axes_label.text() == "volume of 3 slices of 20x16 (axis 2)"
+    widget.scope_box.setCurrentText("all slices")
+    widget.steps.setValue(2)
+    run_and_wait(qtbot, widget)
+    labels = viewer.layers["stack segmentation"]
+    assert labels.data.shape == (20, 16, 3) and tuple(labels.scale) == (1.0, 0.5, 4.0)
+    frames = viewer.layers["stack x_t"]  # the last slice's steps, in that slice's place
+    assert frames.data.shape == (2, 32, 32, 1)
+    assert np.allclose(frames.extent.world[:, 3], 8.0)
+    assert np.allclose(frames.data_to_world((1, -0.5, -0.5, 0))[1:], image.data_to_world((-0.5, -0.5, 2)))
+    viewer.dims.set_point(viewer.dims.ndim - 1, 4.0)  # slice 1 along axis 2 (scale 4)
+    widget.scope_box.setCurrentText("current slice")
+    run_and_wait(qtbot, widget)
+    assert widget.last_run.slices == [1]
+    assert not widget.last_run.labels_layer.data[:, :, [0, 2]].any()
+
+
 def test_an_ensemble_adds_an_uncertainty_layer(qtbot, widget):
     viewer = widget.viewer
     viewer.add_image(np.random.rand(40, 40), name="scan")
