@@ -45,6 +45,8 @@ class SegmentationRun:
             "model_version": self.model_version,
             "device": self.device,
             "sampler_settings": self.settings.to_dict(),
+            "read_as": self.axes.kind,
+            "slice_axis": self.axes.slice_axis if self.axes.kind == "volume" else None,
             "slices": list(self.slices),
             "prediction": self.prediction,
         }
