@@ -36,6 +36,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--prediction", choices=["epsilon", "v"], default="v")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=None, help="step budget (first of steps/minutes wins)")
+    parser.add_argument(
+        "--mask-loss-weight", type=float, default=0.0, help="soft-Dice loss on the predicted mask (0 = paper)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -58,8 +62,9 @@ def main() -> None:
         f"{len(train_data)} training and {len(validation_data)} validation images, loaded in {time.time() - started:.0f} s"
     )
     config = TrainConfig(
-        steps=None,
+        steps=args.steps,
         minutes=args.minutes,
+        mask_loss_weight=args.mask_loss_weight,
         batch_size=args.batch_size,
         learning_rate=args.lr,
         validate_every=250,

@@ -117,6 +117,12 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--grad-clip", type=float, default=1.0)
+    parser.add_argument(
+        "--mask-loss-weight",
+        type=float,
+        default=0.0,
+        help="weight of a soft-Dice loss on the predicted mask (default 0: the paper's MSE alone)",
+    )
     parser.add_argument("--no-amp", action="store_true", help="no bf16 mixed precision on CUDA")
     parser.add_argument("--no-augment", action="store_true", help="no flips, affine or intensity jitter")
     parser.add_argument("--seed", type=int, default=0)

@@ -149,6 +149,7 @@ def command_train(args: argparse.Namespace) -> int:
             learning_rate=args.lr,
             ema_decay=args.ema_decay,
             grad_clip=args.grad_clip,
+            mask_loss_weight=args.mask_loss_weight,
             amp=not args.no_amp,
             seed=args.seed,
             validate_every=args.validate_every,

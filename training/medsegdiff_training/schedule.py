@@ -60,6 +60,13 @@ class NoiseSchedule:
         abar = self.abar(t, x_t)
         return (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
 
+    def x0_from_output(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network's output turned into predicted x_0 (for v without dividing by sqrt(abar))."""
+        if self.config.prediction == "epsilon":
+            return self.predict_x0(x_t, t, output)
+        abar = self.abar(t, x_t)
+        return abar.sqrt() * x_t - (1 - abar).sqrt() * output
+
     def training_target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """What the network learns to output: eps (paper eq. 7) or v."""
         if self.config.prediction == "epsilon":
@@ -90,15 +97,39 @@ def mask_to_model_space(mask: torch.Tensor, num_classes: int) -> torch.Tensor:
     return one_hot.float() * 2 - 1
 
 
+def soft_dice_loss(x0_hat: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice between predicted and true masks in model space, averaged over images and classes.
+
+    Binary masks have one channel (the foreground); with K one-hot channels the background
+    channel 0 is left out. Predictions are clamped to [-1, 1] before they become
+    probabilities; the MSE term beside this one keeps a gradient where the clamp has none.
+    """
+    if x0.shape[1] > 1:
+        x0_hat, x0 = x0_hat[:, 1:], x0[:, 1:]
+    p = ((x0_hat.float().clamp(-1, 1) + 1) / 2).flatten(2)
+    g = ((x0.float() + 1) / 2).flatten(2)
+    dice = (2 * (p * g).sum(2) + 1) / (p.sum(2) + g.sum(2) + 1)  # per image and class
+    return 1 - dice.mean()
+
+
 def diffusion_loss(
     model: nn.Module,
     schedule: NoiseSchedule,
     image: torch.Tensor,
     x0: torch.Tensor,
     generator: torch.Generator | None = None,
+    mask_loss_weight: float = 0.0,
 ) -> torch.Tensor:
-    """The simple MSE of paper eq. 7 for one batch (on v instead of eps when so configured)."""
+    """The simple MSE of paper eq. 7 for one batch (on v instead of eps when so configured).
+
+    ``mask_loss_weight`` > 0 adds that weight times a soft-Dice loss on the x_0 the output
+    implies (our addition, off by default: the paper trains on the MSE alone).
+    """
     t = schedule.sample_timesteps(x0.shape[0], x0.device, generator)
     noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
     x_t = schedule.q_sample(x0, t, noise)
-    return F.mse_loss(model(x_t, t, image).float(), schedule.training_target(x0, t, noise))
+    output = model(x_t, t, image).float()
+    loss = F.mse_loss(output, schedule.training_target(x0, t, noise))
+    if mask_loss_weight:
+        loss = loss + mask_loss_weight * soft_dice_loss(schedule.x0_from_output(output, x_t, t), x0)
+    return loss

@@ -55,6 +55,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     ema_decay: float = 0.999
     grad_clip: float = 1.0
+    mask_loss_weight: float = 0.0  # > 0 adds a soft-Dice loss on the implied x_0 (not the paper's)
     amp: bool = True  # bf16 autocast on CUDA only
     seed: int = 0
     validate_every: int = 500
@@ -69,6 +70,8 @@ class TrainConfig:
             raise ConfigError("Give a training budget: steps, minutes or both.")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1.")
+        if not (self.mask_loss_weight >= 0 and math.isfinite(self.mask_loss_weight)):
+            raise ConfigError("mask_loss_weight must be a finite number, 0 or more.")
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -295,7 +298,9 @@ class _Run:
         if self.config.augment is not None:
             images, x0 = augment_batch(images, x0, self.config.augment, generator=None)
         with self.autocast:
-            loss = diffusion_loss(self.network, self.schedule, images, x0)
+            loss = diffusion_loss(
+                self.network, self.schedule, images, x0, mask_loss_weight=self.config.mask_loss_weight
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
