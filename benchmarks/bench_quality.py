@@ -30,6 +30,9 @@ from medsegdiff_training.registry import ModelRegistry
 
 DEFAULT_PLANS = [
     "ddpm:100",
+    "ddim:1",
+    "ddim:2",
+    "ddim:3",
     "ddim:5",
     "ddim:10",
     "ddim:20",
@@ -63,18 +66,34 @@ def main() -> None:
         default=None,
         help="a JSON list of results of the same model measured earlier, kept in the table",
     )
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="score the model's held-out validation cases (train split) instead of the test split: "
+        "for choosing sampler settings without looking at the test split",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     data = args.data
     test = find_pairs(data / "images", data / "masks", data / "split.csv", "test")
     train = find_pairs(data / "images", data / "masks", data / "split.csv", "train")
+    segmenter = load(args.model, args.device)
+    if args.held_out:
+        held_out = set(segmenter.checkpoint.metadata.get("training_data", {}).get("held_out_validation", []))
+        if not held_out:
+            parser.error("the model's metadata names no held-out validation images")
+        test = [p for p in train if p.name in held_out]
+        train = [p for p in train if p.name not in held_out]
+    args.data_description = (
+        f"DDTI {'held-out validation cases' if args.held_out else 'test split'} ({len(test)} images)"
+    )
     truths = [read_array(p.mask) > 127 for p in test]
     baselines = {
         "fixed_blob": fixed_blob_baseline([read_array(p.mask) > 127 for p in train], truths),
         "all_foreground": summarise_scores([score(np.ones_like(t, np.uint8), t, 2) for t in truths]),
     }
-    if args.unet.is_file():
+    if args.unet.is_file() and not args.held_out:
         import sys
 
         sys.path.insert(0, str(Path(__file__).parent))
@@ -83,7 +102,6 @@ def main() -> None:
         baselines["unet_same_budget"] = evaluate_unet(args.unet, data)
     for name, summary in baselines.items():
         print(f"{name}: Dice {summary['dice']:.4f}", flush=True)
-    segmenter = load(args.model, args.device)
     results = json.loads(args.keep.read_text()) if args.keep else []
     for plan in args.plans:
         sampler, steps, *rest = plan.split(":")
@@ -113,7 +131,7 @@ def document(args, segmenter, baselines, results) -> dict:
         "model_metadata": {
             k: v for k, v in segmenter.checkpoint.metadata.items() if k in ("version", "training", "created")
         },
-        "data": "DDTI test split (132 images)",
+        "data": args.data_description,
         "baselines": baselines,
         "results": results,
     }

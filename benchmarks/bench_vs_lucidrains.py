@@ -7,6 +7,14 @@ At two sizes, each pair at (nearly) equal parameter count and the same input siz
 - "13M": at 128x128: their Unet at dim 32 (13.5M, the size measured in issue 5) and ours
   at base 64 (12.7M).
 
+The CPU configuration's shape (channels x1, x2, x3, x4) puts many channels at full
+resolution, where convolutions cost most. The "-w" pairs give ours the peer's channel
+widths per level (dim x1, x2, x4, x8) and reach the same parameter count with deeper
+encoders at low resolution (ResNet-34-like 1, 2, 4, 6 blocks):
+
+- "3M-w": at 96x96, ours at base 16 (3.2M) against their dim 16 (3.6M);
+- "13M-w": at 128x128, ours at base 32 (12.9M) against their dim 32 (13.5M).
+
 Measured, alternating ours and theirs, median of repeats:
 
 - seconds per denoising step, batch 1: a 10-step DDIM run through each library's own
@@ -36,15 +44,18 @@ from medsegdiff_training.model import MedSegDiffUNet, count_parameters  # noqa: 
 from medsegdiff_training.samplers import run_to_end  # noqa: E402
 from medsegdiff_training.schedule import NoiseSchedule, diffusion_loss  # noqa: E402
 
-PAIRS = {
-    # name: (image size, our base channels, their dim)
-    "3M": (96, 32, 16),
-    "13M": (128, 64, 32),
+PEER_SHAPE = {"channel_mults": (1, 2, 4, 8), "encoder_blocks": (1, 2, 4, 6)}
+PAIRS: dict[str, tuple[int, dict, int]] = {
+    # name: (image size, our changes to the "cpu" configuration, their dim)
+    "3M": (96, {"base_channels": 32}, 16),
+    "13M": (128, {"base_channels": 64}, 32),
+    "3M-w": (96, {"base_channels": 16, **PEER_SHAPE}, 16),
+    "13M-w": (128, {"base_channels": 32, **PEER_SHAPE}, 32),
 }
 
 
-def ours(size: int, base: int):
-    config = named_config("cpu", image_size=(size, size), base_channels=base)
+def ours(size: int, changes: dict):
+    config = named_config("cpu", image_size=(size, size), **changes)
     model = MedSegDiffUNet(config)
     segmenter = Segmenter(Checkpoint(model, config, DiffusionConfig(), PreprocessConfig()), device="cpu")
     return model, segmenter
@@ -56,8 +67,8 @@ def theirs(size: int, dim: int):
 
 
 def measure_pair(name: str, repeats: int, steps: int = 10) -> dict:
-    size, base, dim = PAIRS[name]
-    our_model, segmenter = ours(size, base)
+    size, changes, dim = PAIRS[name]
+    our_model, segmenter = ours(size, changes)
     their_unet, their_diffusion = theirs(size, dim)
     image = torch.randn(1, 1, size, size)
     settings = SamplingSettings(sampler="ddim", steps=steps, seed=0)
@@ -94,6 +105,7 @@ def measure_pair(name: str, repeats: int, steps: int = 10) -> dict:
     median = {k: sorted(v)[len(v) // 2] for k, v in rounds.items()}
     return {
         "input_size": size,
+        "our_configuration": {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()},
         "parameters_ours": count_parameters(our_model),
         "parameters_theirs": sum(p.numel() for p in their_unet.parameters()),
         "seconds_per_step_ours": median["step_ours"],

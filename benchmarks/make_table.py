@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from medsegdiff_training.config import named_config
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
@@ -41,16 +43,24 @@ def sampling_table(result: dict) -> list[str]:
     return lines
 
 
+def _shape(changes: dict) -> str:
+    """Our channel widths per level (and encoder blocks) from the changes to the "cpu" configuration."""
+    config = named_config("cpu", **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
+    base, mults, blocks = config.base_channels, config.channel_mults, config.encoder_blocks
+    return f"{'/'.join(str(base * m) for m in mults)} ({'/'.join(map(str, blocks))})"
+
+
 def peer_table(result: dict) -> list[str]:
     lines = [
         f"**Against lucidrains' {result['peer']}** (`bench_vs_lucidrains.py`, alternating, medians) — {_env(result)}",
         "",
-        "| pair | input | params ours / theirs | s per step ours / theirs | step speed-up | train img/s ours / theirs | train speed-up |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| pair | input | our widths (blocks) | params ours / theirs | s per step ours / theirs | step speed-up | train img/s ours / theirs | train speed-up |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for name, r in result["pairs"].items():
         lines.append(
-            f"| {name} | {r['input_size']}² | {r['parameters_ours'] / 1e6:.1f}M / {r['parameters_theirs'] / 1e6:.1f}M | "
+            f"| {name} | {r['input_size']}² | {_shape(r.get('our_configuration', {}))} | "
+            f"{r['parameters_ours'] / 1e6:.1f}M / {r['parameters_theirs'] / 1e6:.1f}M | "
             f"{r['seconds_per_step_ours']:.3f} / {r['seconds_per_step_theirs']:.3f} | **{r['step_speedup']:.1f}×** | "
             f"{r['train_images_per_s_ours']:.2f} / {r['train_images_per_s_theirs']:.2f} | **{r['train_speedup']:.1f}×** |"
         )
@@ -59,7 +69,7 @@ def peer_table(result: dict) -> list[str]:
 
 def quality_table(result: dict) -> list[str]:
     lines = [
-        f"**Quality on the DDTI test split** (`bench_quality.py`, model `{result['model']}`, 132 images) — {_env(result)}",
+        f"**Quality on the {result['data']}** (`bench_quality.py`, model `{result['model']}`) — {_env(result)}",
         "",
         "| method | Dice | Dice (5 thresholds) | IoU | HD95 (px) | time (s) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -67,7 +77,7 @@ def quality_table(result: dict) -> list[str]:
     names = {
         "fixed_blob": "fixed blob, no model (trivial)",
         "all_foreground": "everything is nodule (trivial)",
-        "unet_same_budget": "plain U-Net, 2.1M params, 93 CPU-minutes (MedSegDiff had 55)",
+        "unet_same_budget": "plain U-Net, 2.1M params, 93 CPU-minutes, 6,313 steps",
     }
     for key, s in result["baselines"].items():
         five = f"{s['dice_5threshold']:.3f}" if "dice_5threshold" in s else "–"

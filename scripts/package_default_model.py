@@ -1,6 +1,7 @@
 """Copy a finished training run into the package as the shipped ``default`` model.
 
-    python scripts/package_default_model.py runs/default/final benchmarks/results/quality_ddti.json
+    python scripts/package_default_model.py runs/default/final benchmarks/results/quality_ddti.json \
+        --recipe "how the run was trained, in words" --wall-minutes 93
 
 Writes ``training/medsegdiff_training/default_model/`` (model.safetensors, config.json with
 version "default", and model_card.json with the DDTI test-split figures taken from the
@@ -9,9 +10,9 @@ quality benchmark's JSON). The weights are copied byte for byte.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 from medsegdiff_training.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_checkpoint_config
@@ -19,7 +20,7 @@ from medsegdiff_training.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_check
 DESTINATION = Path(__file__).resolve().parents[1] / "training" / "medsegdiff_training" / "default_model"
 
 
-def card(config: dict, quality: dict) -> dict:
+def card(config: dict, quality: dict, recipe: str | None, wall_minutes: float | None) -> dict:
     training = config.get("training", {})
     pick = {}
     for result in quality["results"]:
@@ -39,7 +40,9 @@ def card(config: dict, quality: dict) -> dict:
         "diffusion": config["diffusion"],
         "training": {
             "steps": training.get("steps"),
-            "wall_time_minutes": round(training.get("wall_time_s", 0) / 60, 1),
+            "wall_time_minutes": wall_minutes or round(training.get("wall_time_s", 0) / 60, 1),
+            "recipe": recipe,
+            "mask_loss_weight": training.get("config", {}).get("mask_loss_weight", 0.0),
             "hardware": "2-core x86-64 CPU, 1 PyTorch thread, shared with other work",
             "batch_size": training.get("config", {}).get("batch_size"),
             "learning_rate": training.get("config", {}).get("learning_rate"),
@@ -52,7 +55,18 @@ def card(config: dict, quality: dict) -> dict:
 
 
 def main() -> None:
-    run, quality_path = Path(sys.argv[1]), Path(sys.argv[2])
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("run", type=Path, help="the run's final checkpoint folder")
+    parser.add_argument("quality", type=Path, help="bench_quality.py's JSON for that checkpoint")
+    parser.add_argument("--recipe", default=None, help="how it was trained, in words (for the card)")
+    parser.add_argument(
+        "--wall-minutes",
+        type=float,
+        default=None,
+        help="training minutes to report when the run's own clock is not it",
+    )
+    args = parser.parse_args()
+    run, quality_path = args.run, args.quality
     load_checkpoint(run)  # refuse to ship anything that does not load
     config = read_checkpoint_config(run)
     quality = json.loads(quality_path.read_text())
@@ -67,7 +81,7 @@ def main() -> None:
             "description": "Shipped default: DDTI thyroid nodules, CPU-trained",
         }
     )
-    model_card = card(config, quality)
+    model_card = card(config, quality, args.recipe, args.wall_minutes)
     config.setdefault("metrics", {})["ddti_test"] = model_card["test_metrics"]
     (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
     (staging / "model_card.json").write_text(json.dumps(model_card, indent=2))
