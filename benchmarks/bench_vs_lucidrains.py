@@ -20,7 +20,11 @@ Measured, alternating ours and theirs, median of repeats:
 - seconds per denoising step, batch 1: a 10-step DDIM run through each library's own
   sampler (ours: ``Segmenter.denoise``; theirs: ``MedSegDiff.sample`` with
   ``sampling_timesteps=10``), divided by 10;
-- training images per second, batch 4: loss, backward and an AdamW step.
+- training images per second, batch 4: loss, backward and an AdamW step;
+
+each in float32 and under bfloat16 autocast (``torch.autocast("cpu", torch.bfloat16)``,
+which this machine's AMX units run natively; ours turns it on by itself there). The table
+gives float32 against float32, and each library at its own fastest precision.
 
 Run in the peer environment: ``bash benchmarks/setup_peer_env.sh`` then
 ``.venv-bench/bin/python benchmarks/bench_vs_lucidrains.py``.
@@ -57,8 +61,8 @@ PAIRS: dict[str, tuple[int, dict, int]] = {
 def ours(size: int, changes: dict):
     config = named_config("cpu", image_size=(size, size), **changes)
     model = MedSegDiffUNet(config)
-    segmenter = Segmenter(Checkpoint(model, config, DiffusionConfig(), PreprocessConfig()), device="cpu")
-    return model, segmenter
+    checkpoint = Checkpoint(model, config, DiffusionConfig(), PreprocessConfig())
+    return model, {amp: Segmenter(checkpoint, device="cpu", amp=amp) for amp in (False, True)}
 
 
 def theirs(size: int, dim: int):
@@ -66,56 +70,90 @@ def theirs(size: int, dim: int):
     return unet, MedSegDiff(unet, timesteps=1000, sampling_timesteps=10).eval()
 
 
+def bf16(amp: bool):
+    """Autocast as each library would get it: bfloat16 on this CPU, or plain float32."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)
+
+
 def measure_pair(name: str, repeats: int, steps: int = 10) -> dict:
     size, changes, dim = PAIRS[name]
-    our_model, segmenter = ours(size, changes)
+    our_model, segmenters = ours(size, changes)
     their_unet, their_diffusion = theirs(size, dim)
     image = torch.randn(1, 1, size, size)
     settings = SamplingSettings(sampler="ddim", steps=steps, seed=0)
-    sample_ours = lambda: run_to_end(segmenter.denoise(image, settings))  # noqa: E731
-    sample_theirs = lambda: their_diffusion.sample(image)  # noqa: E731
-
     schedule = NoiseSchedule(DiffusionConfig())
     our_optimizer = torch.optim.AdamW(our_model.parameters(), lr=1e-4)
     their_optimizer = torch.optim.AdamW(their_diffusion.parameters(), lr=1e-4)
     images, masks = torch.randn(4, 1, size, size), (torch.rand(4, 1, size, size) > 0.5).float()
 
-    def train_ours():
+    def sample_ours(amp: bool):
+        run_to_end(segmenters[amp].denoise(image, settings))
+
+    def sample_theirs(amp: bool):
+        with bf16(amp):
+            their_diffusion.sample(image)
+
+    def train_ours(amp: bool):
         our_model.train()
-        loss = diffusion_loss(our_model, schedule, images, masks * 2 - 1)
+        with bf16(amp):
+            loss = diffusion_loss(our_model, schedule, images, masks * 2 - 1)
         our_optimizer.zero_grad()
         loss.backward()
         our_optimizer.step()
 
-    def train_theirs():
+    def train_theirs(amp: bool):
         their_diffusion.train()
-        loss = their_diffusion(masks, images)
+        with bf16(amp):
+            loss = their_diffusion(masks, images)
         their_optimizer.zero_grad()
         loss.backward()
         their_optimizer.step()
 
+    tasks = {"step": (sample_ours, sample_theirs), "train": (train_ours, train_theirs)}
     rounds: dict[str, list[float]] = {
-        k: [] for k in ("step_ours", "step_theirs", "train_ours", "train_theirs")
+        f"{task}_{who}_{precision}": []
+        for task in tasks
+        for who in ("ours", "theirs")
+        for precision in ("fp32", "bf16")
     }
     for _ in range(repeats):  # alternate so that machine noise hits both alike
-        rounds["step_ours"].append(timed(sample_ours, 1, warmup=0)["median_s"] / steps)
-        rounds["step_theirs"].append(timed(sample_theirs, 1, warmup=0)["median_s"] / steps)
-        rounds["train_ours"].append(timed(train_ours, 1, warmup=0)["median_s"])
-        rounds["train_theirs"].append(timed(train_theirs, 1, warmup=0)["median_s"])
+        for task, (mine, peer) in tasks.items():
+            for amp in (False, True):
+                precision = "bf16" if amp else "fp32"
+                for who, function in (("ours", mine), ("theirs", peer)):
+                    seconds = timed(lambda f=function, a=amp: f(a), 1, warmup=0)["median_s"]
+                    rounds[f"{task}_{who}_{precision}"].append(seconds / (steps if task == "step" else 1))
     median = {k: sorted(v)[len(v) // 2] for k, v in rounds.items()}
-    return {
+
+    def best(task: str, who: str) -> tuple[float, str]:
+        return min((median[f"{task}_{who}_{p}"], p) for p in ("fp32", "bf16"))
+
+    result = {
         "input_size": size,
         "our_configuration": {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()},
         "parameters_ours": count_parameters(our_model),
         "parameters_theirs": sum(p.numel() for p in their_unet.parameters()),
-        "seconds_per_step_ours": median["step_ours"],
-        "seconds_per_step_theirs": median["step_theirs"],
-        "step_speedup": median["step_theirs"] / median["step_ours"],
-        "train_images_per_s_ours": 4 / median["train_ours"],
-        "train_images_per_s_theirs": 4 / median["train_theirs"],
-        "train_speedup": median["train_theirs"] / median["train_ours"],
+        # float32 against float32: the same arithmetic on both sides
+        "seconds_per_step_ours": median["step_ours_fp32"],
+        "seconds_per_step_theirs": median["step_theirs_fp32"],
+        "step_speedup": median["step_theirs_fp32"] / median["step_ours_fp32"],
+        "train_images_per_s_ours": 4 / median["train_ours_fp32"],
+        "train_images_per_s_theirs": 4 / median["train_theirs_fp32"],
+        "train_speedup": median["train_theirs_fp32"] / median["train_ours_fp32"],
+        "medians": median,
         "all_rounds": rounds,
     }
+    # each library at its fastest precision on this machine (bf16 autocast or float32)
+    for task in tasks:
+        (mine, my_precision), (peer, peer_precision) = best(task, "ours"), best(task, "theirs")
+        result[f"best_{task}"] = {
+            "ours": mine if task == "step" else 4 / mine,
+            "ours_precision": my_precision,
+            "theirs": peer if task == "step" else 4 / peer,
+            "theirs_precision": peer_precision,
+            "speedup": peer / mine,
+        }
+    return result
 
 
 def main() -> None:
@@ -134,7 +172,8 @@ def main() -> None:
         print(
             f"{name}: {r['parameters_ours'] / 1e6:.2f}M vs {r['parameters_theirs'] / 1e6:.2f}M params at {r['input_size']}^2 | "
             f"step {r['seconds_per_step_ours']:.3f}s vs {r['seconds_per_step_theirs']:.3f}s ({r['step_speedup']:.1f}x) | "
-            f"train {r['train_images_per_s_ours']:.2f} vs {r['train_images_per_s_theirs']:.2f} img/s ({r['train_speedup']:.1f}x)"
+            f"train {r['train_images_per_s_ours']:.2f} vs {r['train_images_per_s_theirs']:.2f} img/s ({r['train_speedup']:.1f}x) | "
+            f"best step {r['best_step']['speedup']:.1f}x, best train {r['best_train']['speedup']:.1f}x"
         )
     write_result(
         "vs_lucidrains",

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv-bench
 .venv-bench/bin/pip install -q torch==2.13.0
-.venv-bench/bin/pip install -q ./training
+.venv-bench/bin/pip install -q -e ./training  # editable: measures the code as it is now
 .venv-bench/bin/pip install -q --no-deps med-seg-diff-pytorch==0.3.3
 .venv-bench/bin/pip install -q beartype einops tqdm
 echo "ready: .venv-bench/bin/python benchmarks/bench_vs_lucidrains.py"

@@ -40,6 +40,9 @@ def main() -> None:
     parser.add_argument(
         "--mask-loss-weight", type=float, default=0.0, help="soft-Dice loss on the predicted mask (0 = paper)"
     )
+    parser.add_argument(
+        "--no-amp", action="store_true", help="float32 throughout (default: bf16 autocast where native)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -65,6 +68,7 @@ def main() -> None:
         steps=args.steps,
         minutes=args.minutes,
         mask_loss_weight=args.mask_loss_weight,
+        amp=not args.no_amp,
         batch_size=args.batch_size,
         learning_rate=args.lr,
         validate_every=250,

@@ -63,6 +63,11 @@ def _sampling(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threshold", type=float, default=0.5, help="foreground threshold of binary models")
     parser.add_argument("--batch-size", type=int, default=batch_size, help="images per sampler run")
+    parser.add_argument(
+        "--no-amp",
+        action="store_true",
+        help="float32 throughout: no bf16 autocast (used on CUDA and on CPUs with AMX/AVX512-BF16)",
+    )
 
 
 def _architecture(parser: argparse.ArgumentParser, auto: bool) -> None:
@@ -123,7 +128,11 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         default=0.0,
         help="weight of a soft-Dice loss on the predicted mask (default 0: the paper's MSE alone)",
     )
-    parser.add_argument("--no-amp", action="store_true", help="no bf16 mixed precision on CUDA")
+    parser.add_argument(
+        "--no-amp",
+        action="store_true",
+        help="float32 throughout: no bf16 mixed precision (used on CUDA and on CPUs with AMX/AVX512-BF16)",
+    )
     parser.add_argument("--no-augment", action="store_true", help="no flips, affine or intensity jitter")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--validate-every", type=int, default=500, metavar="STEPS")

@@ -300,7 +300,7 @@ def command_predict(args: argparse.Namespace) -> int:
     files = list_inputs(args.inputs)
     settings = sampling_settings(args)
     checkpoint, name = load_model(args.model, registry_of(args), "cpu")
-    segmenter = Segmenter(checkpoint, device=args.device)
+    segmenter = Segmenter(checkpoint, device=args.device, amp=not args.no_amp)
     note(
         f"Segmenting {len(files)} file(s) with {name} ({settings.sampler}, {settings.resolved_steps()} steps)"
     )
@@ -352,7 +352,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         pairs = pairs[: args.limit]
     settings = sampling_settings(args)
     checkpoint, name = load_model(args.model, registry_of(args), "cpu")
-    segmenter = Segmenter(checkpoint, device=args.device)
+    segmenter = Segmenter(checkpoint, device=args.device, amp=not args.no_amp)
     note(
         f"Evaluating {name} on {len(pairs)} images ({settings.sampler}, {settings.resolved_steps()} steps, "
         f"ensemble {settings.ensemble})"

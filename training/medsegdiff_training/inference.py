@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Checkpoint
-from .device import resolve_device
+from .device import mixed_precision, resolve_device
 from .errors import ConfigError
 from .preprocess import prepare_image
 from .samplers import RECOMMENDED_STEPS, SamplerStep, run_to_end, sample
@@ -93,9 +93,10 @@ class Segmenter:
     (50, 40)
     """
 
-    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto") -> None:
+    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto", amp: bool = True) -> None:
         self.checkpoint = checkpoint
         self.device = resolve_device(device)
+        self.amp = amp  # bf16 autocast where the device does it natively (CUDA, AMX CPUs)
         self.model = checkpoint.model.to(self.device).eval()
         self.schedule = NoiseSchedule(checkpoint.diffusion)
 
@@ -104,9 +105,7 @@ class Segmenter:
         return self.checkpoint.model_config
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return mixed_precision(self.device, self.amp)
 
     def prepare(self, image: np.ndarray, channel_axis: int | None = None) -> torch.Tensor:
         """Check and preprocess one 2D image into a (1, C, H, W) tensor on the device."""

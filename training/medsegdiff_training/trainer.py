@@ -7,7 +7,6 @@ run cleanly; nothing here prints or knows about a GUI.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
@@ -29,7 +28,7 @@ from .checkpoint import save_checkpoint
 from .config import DiffusionConfig, ModelConfig, PreprocessConfig
 from .data.augment import AugmentConfig, augment_batch
 from .data.dataset import SegmentationDataset
-from .device import resolve_device
+from .device import mixed_precision, resolve_device
 from .distributed import barrier, gather_objects, max_over_ranks
 from .errors import Cancelled, ConfigError, DatasetError
 from .inference import SamplingSettings, model_space_to_probabilities
@@ -56,7 +55,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     mask_loss_weight: float = 0.0  # > 0 adds a soft-Dice loss on the implied x_0 (not the paper's)
-    amp: bool = True  # bf16 autocast on CUDA only
+    amp: bool = True  # bf16 autocast where native: CUDA, CPUs with AMX / AVX512-BF16
     seed: int = 0
     validate_every: int = 500
     validation_images: int = 32
@@ -267,11 +266,7 @@ class _Run:
             if self.rank == 0:  # the log must match the state resumed from, no line twice
                 self._rewrite_log()
         self.network: torch.nn.Module = DistributedDataParallel(self.model) if self.world > 1 else self.model
-        self.autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if config.amp and self.device.type == "cuda"
-            else contextlib.nullcontext()
-        )
+        self.autocast = mixed_precision(self.device, config.amp)
         self.started = time.monotonic()
         self.last_validation: float | None = self.history[-1]["validation_dice"] if self.history else None
 
