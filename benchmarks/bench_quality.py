@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import environment, write_result
+from _common import RESULTS, environment, write_result
 
 from medsegdiff_training.checkpoint import load_checkpoint
 from medsegdiff_training.data import find_pairs, read_array
@@ -93,13 +93,10 @@ def main() -> None:
         "fixed_blob": fixed_blob_baseline([read_array(p.mask) > 127 for p in train], truths),
         "all_foreground": summarise_scores([score(np.ones_like(t, np.uint8), t, 2) for t in truths]),
     }
-    if args.unet.is_file() and not args.held_out:
-        import sys
-
-        sys.path.insert(0, str(Path(__file__).parent))
-        from unet_baseline import evaluate_unet
-
-        baselines["unet_same_budget"] = evaluate_unet(args.unet, data)
+    if not args.held_out:
+        unet = unet_baseline(args.unet, data)
+        if unet is not None:
+            baselines["unet_same_budget"] = unet
     for name, summary in baselines.items():
         print(f"{name}: Dice {summary['dice']:.4f}", flush=True)
     results = json.loads(args.keep.read_text()) if args.keep else []
@@ -122,6 +119,23 @@ def main() -> None:
             flush=True,
         )
     write_result(args.name, document(args, segmenter, baselines, results))
+
+
+def unet_baseline(weights: Path, data: Path) -> dict | None:
+    """The plain U-Net's test scores: evaluated now when its weights are here, else the last
+    ``unet_baseline.py evaluate`` result (its date kept beside the scores)."""
+    if weights.is_file():
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from unet_baseline import evaluate_unet
+
+        return evaluate_unet(weights, data)
+    recorded = RESULTS / "unet_baseline_ddti.json"
+    if not recorded.is_file():
+        return None
+    result = json.loads(recorded.read_text())
+    return {**result["summary"], "measured": result["environment"]["date"], "training": result["training"]}
 
 
 def document(args, segmenter, baselines, results) -> dict:

@@ -4,7 +4,9 @@
 
 One step = ε-prediction loss, backward, gradient clipping and an AdamW step, on random
 images and masks at each configuration's own input size (the paper's S/B/L at 256x256).
-Median over ``--repeats`` steps after a warm-up step.
+Median over ``--repeats`` steps after a warm-up step; in float32 and, where the device
+computes bfloat16 natively (CUDA; CPUs with AMX or AVX512-BF16), under bf16 autocast as the
+trainer runs by default.
 """
 
 from __future__ import annotations
@@ -15,19 +17,19 @@ import torch
 from _common import environment, timed, write_result
 
 from medsegdiff_training.config import DiffusionConfig, named_config
-from medsegdiff_training.device import resolve_device
+from medsegdiff_training.device import has_fast_bfloat16, mixed_precision, resolve_device
 from medsegdiff_training.model import MedSegDiffUNet, count_parameters
 from medsegdiff_training.schedule import NoiseSchedule, diffusion_loss
 
 
-def throughput(name: str, batch: int, device: torch.device, repeats: int) -> dict:
+def throughput(name: str, batch: int, device: torch.device, repeats: int, amp: bool) -> dict:
     config = named_config(name)
     model = MedSegDiffUNet(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     schedule = NoiseSchedule(DiffusionConfig())
     images = torch.randn(batch, config.image_channels, *config.image_size, device=device)
     x0 = (torch.rand(batch, config.mask_channels, *config.image_size, device=device) > 0.5).float() * 2 - 1
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = mixed_precision(device, amp)
 
     def step() -> None:
         with autocast:
@@ -45,6 +47,7 @@ def throughput(name: str, batch: int, device: torch.device, repeats: int) -> dic
         "parameters": count_parameters(model),
         "input_size": list(config.image_size),
         "batch": batch,
+        "precision": "bf16 autocast" if amp else "float32",
         "images_per_s": batch / timing["median_s"],
         **timing,
     }
@@ -62,16 +65,18 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     results = []
+    precisions = [False, True] if has_fast_bfloat16(device) else [False]
     for name in args.configs:
-        batch = args.batch if name == "cpu" or device.type == "cuda" else 2
-        result = throughput(
-            name, batch, device, args.repeats if name == "cpu" or device.type == "cuda" else 2
-        )
-        results.append(result)
-        print(
-            f"{name}: {result['parameters'] / 1e6:.1f}M params, batch {batch}: {result['images_per_s']:.2f} images/s",
-            flush=True,
-        )
+        small = name == "cpu" or device.type == "cuda"
+        batch = args.batch if small else 2
+        for amp in precisions:
+            result = throughput(name, batch, device, args.repeats if small else 2, amp)
+            results.append(result)
+            print(
+                f"{name} ({result['precision']}): {result['parameters'] / 1e6:.1f}M params, batch {batch}: "
+                f"{result['images_per_s']:.2f} images/s",
+                flush=True,
+            )
     write_result(f"training_{device.type}", {"environment": environment(device), "runs": results})
 
 

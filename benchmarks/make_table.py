@@ -32,12 +32,13 @@ def sampling_table(result: dict) -> list[str]:
     lines = [
         f"**Sampling** (`bench_sampling.py`, model `{result['model']}`, 256x256 image) — {_env(result)}",
         "",
-        "| sampler | steps | ensemble | s / mask | ms / step | peak extra memory (MiB) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| sampler | steps | ensemble | precision | s / mask | ms / step | peak extra memory (MiB) |",
+        "|---|---:|---:|---|---:|---:|---:|",
     ]
     for r in result["runs"]:
         lines.append(
-            f"| {r['sampler']} | {r['steps']} | {r['ensemble']} | {r['seconds_per_mask']:.2f} | "
+            f"| {r['sampler']} | {r['steps']} | {r['ensemble']} | {r.get('precision', 'float32')} | "
+            f"{r['seconds_per_mask']:.2f} | "
             f"{r['seconds_per_step'] * 1000:.0f} | {r['peak_memory_mib']:.0f} |"
         )
     return lines
@@ -54,15 +55,28 @@ def peer_table(result: dict) -> list[str]:
     lines = [
         f"**Against lucidrains' {result['peer']}** (`bench_vs_lucidrains.py`, alternating, medians) — {_env(result)}",
         "",
-        "| pair | input | our widths (blocks) | params ours / theirs | s per step ours / theirs | step speed-up | train img/s ours / theirs | train speed-up |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "| pair | input | our widths (blocks) | params ours / theirs | float32: s per step ours / theirs | "
+        "step speed-up | train img/s ours / theirs | train speed-up | each at its fastest: step speed-up | train speed-up |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in result["pairs"].items():
+        best = ""
+        if "best_step" in r:
+            step, train = r["best_step"], r["best_train"]
+            best = (
+                f"**{step['speedup']:.1f}×** ({step['ours']:.3f} s {step['ours_precision']} / "
+                f"{step['theirs']:.3f} s {step['theirs_precision']}) | "
+                f"**{train['speedup']:.1f}×** ({train['ours']:.2f} {train['ours_precision']} / "
+                f"{train['theirs']:.2f} {train['theirs_precision']}) |"
+            )
+        else:
+            best = "– | – |"
         lines.append(
             f"| {name} | {r['input_size']}² | {_shape(r.get('our_configuration', {}))} | "
             f"{r['parameters_ours'] / 1e6:.1f}M / {r['parameters_theirs'] / 1e6:.1f}M | "
             f"{r['seconds_per_step_ours']:.3f} / {r['seconds_per_step_theirs']:.3f} | **{r['step_speedup']:.1f}×** | "
-            f"{r['train_images_per_s_ours']:.2f} / {r['train_images_per_s_theirs']:.2f} | **{r['train_speedup']:.1f}×** |"
+            f"{r['train_images_per_s_ours']:.2f} / {r['train_images_per_s_theirs']:.2f} | **{r['train_speedup']:.1f}×** | "
+            f"{best}"
         )
     return lines
 
@@ -77,13 +91,16 @@ def quality_table(result: dict) -> list[str]:
     names = {
         "fixed_blob": "fixed blob, no model (trivial)",
         "all_foreground": "everything is nodule (trivial)",
-        "unet_same_budget": "plain U-Net, 2.1M params, 93 CPU-minutes, 6,313 steps",
+        "unet_same_budget": "plain U-Net, 2.1M params",
     }
     for key, s in result["baselines"].items():
+        name = names.get(key, key)
+        if "training" in s:
+            name += f", {s['training']['minutes']} CPU-minutes, {s['training']['steps']:,} steps"
+        if "measured" in s:
+            name += f" (scored {s['measured']})"
         five = f"{s['dice_5threshold']:.3f}" if "dice_5threshold" in s else "–"
-        lines.append(
-            f"| {names.get(key, key)} | {s['dice']:.3f} | {five} | {s['iou']:.3f} | {s['hd95']:.1f} | – |"
-        )
+        lines.append(f"| {name} | {s['dice']:.3f} | {five} | {s['iou']:.3f} | {s['hd95']:.1f} | – |")
     for r in result["results"]:
         st, s = r["settings"], r["summary"]
         label = f"MedSegDiff {st['sampler']}, {st['steps']} steps" + (
@@ -99,13 +116,13 @@ def training_table(result: dict) -> list[str]:
     lines = [
         f"**Training throughput** (`bench_training.py`) — {_env(result)}",
         "",
-        "| config | params | input | batch | images / s |",
-        "|---|---:|---:|---:|---:|",
+        "| config | params | input | batch | precision | images / s |",
+        "|---|---:|---:|---:|---|---:|",
     ]
     for r in result["runs"]:
         lines.append(
             f"| {r['config']} | {r['parameters'] / 1e6:.1f}M | {r['input_size'][0]}x{r['input_size'][1]} | "
-            f"{r['batch']} | {r['images_per_s']:.2f} |"
+            f"{r['batch']} | {r.get('precision', 'float32')} | {r['images_per_s']:.2f} |"
         )
     return lines
 

@@ -7,6 +7,10 @@ usual U-Net recipe, with its usual learning rate 1e-3).
 
     python benchmarks/unet_baseline.py train --minutes 95 --out runs/unet_baseline
     python benchmarks/unet_baseline.py evaluate --weights runs/unet_baseline/unet.safetensors
+
+``evaluate`` writes ``benchmarks/results/unet_baseline_ddti.json`` (scores, how it was
+trained, machine), which ``bench_quality.py`` shows beside the diffusion model; the weights
+themselves stay in ``runs/`` and are not shipped.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
+from _common import environment, write_result  # noqa: E402
 from train_default_model import case_of  # noqa: E402
 
 from medsegdiff_training.config import named_config  # noqa: E402
 from medsegdiff_training.data import SegmentationDataset, augment_batch, find_pairs  # noqa: E402
 from medsegdiff_training.data.io import read_array  # noqa: E402
+from medsegdiff_training.device import has_fast_bfloat16, mixed_precision  # noqa: E402
 from medsegdiff_training.metrics import score, summarise_scores  # noqa: E402
 from medsegdiff_training.preprocess import prepare_image, resize  # noqa: E402
 
@@ -98,6 +104,9 @@ def command_train(args) -> None:
         f"U-Net parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M, {len(dataset)} images"
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    # the same precision rule as the diffusion trainer: bf16 autocast where the CPU has it natively
+    autocast = mixed_precision(torch.device("cpu"), not args.no_amp)
+    amp = has_fast_bfloat16(torch.device("cpu")) and not args.no_amp
     started, step = time.monotonic(), 0
     generator = torch.Generator().manual_seed(0)
     while time.monotonic() - started < args.minutes * 60:
@@ -106,7 +115,8 @@ def command_train(args) -> None:
         x0 = torch.stack([dataset[int(i)][1] for i in index]).float()[:, None] * 2 - 1
         images, x0 = augment_batch(images, x0)
         target = (x0 > 0).float()
-        logits = model(images)
+        with autocast:
+            logits = model(images).float()
         probability = torch.sigmoid(logits)
         soft_dice = 1 - (2 * (probability * target).sum((1, 2, 3)) + 1) / (
             probability.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1
@@ -137,6 +147,7 @@ def command_train(args) -> None:
                 "threads": args.threads,
                 "batch_size": args.batch_size,
                 "images": len(dataset),
+                "bf16_autocast": amp,
             }
         )
     )
@@ -168,11 +179,25 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=95)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--no-amp", action="store_true", help="train in float32 (default: bf16 where native)")
     args = parser.parse_args()
     if args.command == "train":
         command_train(args)
     else:
-        print(json.dumps(evaluate_unet(args.weights, args.data), indent=1))
+        scores = evaluate_unet(args.weights, args.data)
+        info_path = args.weights.with_name("unet.json")
+        training = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        write_result(
+            "unet_baseline_ddti",
+            {
+                "environment": environment("cpu"),
+                "data": "DDTI test split (132 images)",
+                "parameters": sum(p.numel() for p in UNet().parameters()),
+                "training": training,
+                "summary": scores,
+            },
+        )
+        print(json.dumps(scores, indent=1))
 
 
 if __name__ == "__main__":
