@@ -191,6 +191,46 @@ def test_train_register_predict_evaluate_finetune(capsys, tmp_path, dataset, hom
     assert all(e["event"] == "progress" for e in events[:-1]) and events[-2]["step"] == 2
 
 
+def test_train_takes_the_diffusion_settings_and_evaluate_can_stay_in_float32(capsys, tmp_path, dataset):
+    data = [
+        "--images",
+        dataset / "images",
+        "--masks",
+        dataset / "masks",
+        "--split-csv",
+        dataset / "split.csv",
+    ]
+    code, _, err = run(
+        capsys,
+        "train",
+        *data,
+        "--split",
+        "train",
+        "--config",
+        "tiny",
+        "--steps",
+        "2",
+        "--prediction",
+        "v",
+        "--schedule",
+        "cosine",
+        "--out",
+        tmp_path / "run",
+    )
+    assert code == 0, err
+    saved = json.loads((tmp_path / "run" / "final" / "config.json").read_text())
+    assert saved["diffusion"]["prediction"] == "v" and saved["diffusion"]["schedule"] == "cosine"
+    scores = []
+    for precision in ([], ["--no-amp"]):
+        code, out, err = run(
+            capsys, "evaluate", *data, "--split", "test", "--model", tmp_path / "run" / "final",
+            "--steps", "2", "--json", *precision,
+        )  # fmt: skip
+        assert code == 0, err
+        scores.append(json.loads(out)["mean"]["dice"])
+    assert all(0 <= s <= 1 for s in scores)
+
+
 def test_predict_keeps_volumes_whole_and_the_nifti_affine(capsys, tmp_path, registry):
     import nibabel
     import tifffile

@@ -129,6 +129,13 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         help="weight of a soft-Dice loss on the predicted mask (default 0: the paper's MSE alone)",
     )
     parser.add_argument(
+        "--prediction",
+        default="epsilon",
+        choices=("epsilon", "v"),
+        help="what the network predicts: the noise (default, the paper's) or v (better few-step samples)",
+    )
+    parser.add_argument("--schedule", default="linear", choices=("linear", "cosine"), help="beta schedule")
+    parser.add_argument(
         "--no-amp",
         action="store_true",
         help="float32 throughout: no bf16 mixed precision (used on CUDA and on CPUs with AMX/AVX512-BF16)",

@@ -20,7 +20,7 @@ import torch
 
 from .checkpoint import PICKLE_SUFFIXES, Checkpoint, load_checkpoint
 from .cli_progress import CountReporter, TrainingReporter, cancel_on_signals, emit_json, json_safe
-from .config import ModelConfig, PreprocessConfig, named_config
+from .config import DiffusionConfig, ModelConfig, PreprocessConfig, named_config
 from .corrections import CorrectionsStore
 from .data.dataset import SegmentationDataset
 from .data.io import read_array, read_mask
@@ -175,6 +175,7 @@ def command_train(args: argparse.Namespace) -> int:
             args.out,
             config=config,
             validation_data=validation_data,
+            diffusion=DiffusionConfig(prediction=args.prediction, schedule=args.schedule),
             preprocess=preprocess,
             metadata=metadata,
             progress=reporter,
