@@ -51,7 +51,7 @@ def blob(rng: np.random.Generator, size: int = 36) -> tuple[np.ndarray, np.ndarr
 
 @pytest.fixture
 def setup(tmp_path):
-    registry = ModelRegistry(tmp_path / "models", default_model=None)
+    registry = ModelRegistry(tmp_path / "models", default_model=None, shipped_models=None)
     torch.manual_seed(0)
     parent = save_checkpoint(tmp_path / "parent", MedSegDiffUNet(TINY), DiffusionConfig(), PreprocessConfig())
     registry.add(parent, name="parent")

@@ -1,4 +1,4 @@
-"""The model registry: versions, selection, protection of the default, atomicity."""
+"""The model registry: versions, selection, protection of the shipped models, atomicity."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def checkpoint(folder, seed: int = 0, **metadata):
 def registry(tmp_path) -> ModelRegistry:
     """A registry with a shipped default (a tiny checkpoint standing in for the real one)."""
     default = checkpoint(tmp_path / "package" / "default_model", description="shipped")
-    return ModelRegistry(tmp_path / "models", default_model=default)
+    return ModelRegistry(
+        tmp_path / "models", default_model=default, shipped_models=tmp_path / "package" / "shipped"
+    )
 
 
 def test_an_empty_registry_lists_the_default_and_selects_it(registry):
@@ -98,7 +100,9 @@ def test_selection_persists_and_rollback_selects_the_parent(registry, tmp_path):
     registry.add(checkpoint(tmp_path / "a"), name="first", parent=DEFAULT_VERSION)
     registry.add(checkpoint(tmp_path / "b"), name="second", parent="first")
     registry.select("second")
-    again = ModelRegistry(registry.root, default_model=registry.default_model)
+    again = ModelRegistry(
+        registry.root, default_model=registry.default_model, shipped_models=registry.shipped_models
+    )
     assert again.selected() == "second"
     assert json.loads((registry.root / "registry.json").read_text())["selected"] == "second"
     assert again.rollback() == "first" and registry.selected() == "first"
@@ -142,8 +146,54 @@ def test_the_shipped_default_can_be_neither_renamed_nor_deleted(registry):
     assert registry.get(DEFAULT_VERSION).path.is_dir()
 
 
+def test_further_shipped_models_follow_the_default_read_only(registry, tmp_path):
+    checkpoint(registry.shipped_models / "fundus", seed=2, description="disc and cup")
+    (registry.shipped_models / "not-a-model").mkdir()  # no config.json: ignored
+    mine = registry.add(checkpoint(tmp_path / "a"), name="mine", parent="fundus")
+    assert registry.names() == [DEFAULT_VERSION, "fundus", "mine"]
+    fundus = registry.get("fundus")
+    assert (
+        fundus.read_only
+        and fundus.description == "disc and cup"
+        and fundus.path.parent == registry.shipped_models
+    )
+    assert mine.parent == "fundus" and registry.load("fundus").version == "fundus"
+    registry.select("fundus")
+    assert registry.selected() == "fundus"
+    registry.select("mine")
+    assert registry.rollback() == "fundus"
+    with pytest.raises(RegistryError, match="cannot be renamed"):
+        registry.rename("fundus", "eyes")
+    with pytest.raises(RegistryError, match="cannot be deleted"):
+        registry.delete("fundus")
+    with pytest.raises(RegistryError, match="shipped model"):
+        registry.add(checkpoint(tmp_path / "b"), name="fundus")
+    with pytest.raises(RegistryError, match="exists already"):
+        registry.rename("mine", "fundus")
+    assert (registry.shipped_models / "fundus" / "model.safetensors").is_file()
+
+
+def test_a_shipped_name_hides_a_users_version_of_the_same_name(registry, tmp_path):
+    registry.add(checkpoint(tmp_path / "a"), name="fundus")  # made before a release shipped "fundus"
+    checkpoint(registry.shipped_models / "fundus", seed=2)
+    assert registry.names() == [DEFAULT_VERSION, "fundus"]
+    assert registry.get("fundus").read_only
+
+
+def test_every_model_shipped_in_this_package_loads_and_has_a_model_card():
+    shipped = ModelRegistry().shipped()
+    assert DEFAULT_VERSION in shipped
+    for name, folder in shipped.items():
+        checkpoint = ModelRegistry().load(name)
+        card = json.loads((folder / "model_card.json").read_text())
+        assert card["name"] == name and "test_metrics" in card
+        assert checkpoint.model_config.num_classes >= 2
+
+
 def test_without_a_shipped_default_the_untrained_model_is_the_labelled_fallback(tmp_path):
-    registry = ModelRegistry(tmp_path / "models", default_model=tmp_path / "not-installed")
+    registry = ModelRegistry(
+        tmp_path / "models", default_model=tmp_path / "not-installed", shipped_models=None
+    )
     assert registry.versions() == [] and registry.selected() == DEFAULT_VERSION
     with pytest.raises(RegistryError, match="not installed"):
         registry.load(DEFAULT_VERSION)
@@ -177,7 +227,9 @@ def test_a_concurrent_reader_never_sees_a_half_written_version(registry, tmp_pat
     done = threading.Event()
 
     def reader() -> None:
-        reading = ModelRegistry(registry.root, default_model=registry.default_model)
+        reading = ModelRegistry(
+            registry.root, default_model=registry.default_model, shipped_models=registry.shipped_models
+        )
         while not done.is_set():
             for version in reading.versions():
                 try:

@@ -12,7 +12,8 @@ Layout (the full description is in ``docs/registry.md``)::
         .staging-*/                  a version being added (hidden, never listed)
 
 The shipped default model lives inside the package (``default_model/``), is listed first
-as ``default`` and can be neither renamed nor deleted. Every change is made by writing
+as ``default``; further shipped models (``shipped_models/NAME/``) follow under their folder
+names. Shipped models are read-only: they can be neither renamed nor deleted. Every change is made by writing
 beside and renaming, so a reader in another process (the napari plugin while the CLI
 fine-tunes) never sees half a version or half a ``registry.json``.
 """
@@ -48,6 +49,7 @@ from .paths import default_registry_root
 DEFAULT_VERSION = "default"
 UNTRAINED_VERSION = "untrained"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "shipped_models"
 REGISTRY_FILE = "registry.json"
 VERSION_FILE = "version.json"
 REGISTRY_FORMAT = "medsegdiff-registry"
@@ -161,10 +163,15 @@ class ModelRegistry:
     """
 
     def __init__(
-        self, root: str | os.PathLike[str] | None = None, *, default_model: Path | None = DEFAULT_MODEL_DIR
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        default_model: Path | None = DEFAULT_MODEL_DIR,
+        shipped_models: Path | None = SHIPPED_MODELS_DIR,
     ) -> None:
         self.root = Path(root) if root is not None else default_registry_root()
         self.default_model = Path(default_model) if default_model is not None else None
+        self.shipped_models = Path(shipped_models) if shipped_models is not None else None
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.root)!r})"
@@ -175,18 +182,29 @@ class ModelRegistry:
         """Whether the shipped default model is installed."""
         return self.default_model is not None and (self.default_model / CONFIG_FILE).is_file()
 
-    def _default_version(self) -> ModelVersion:
-        assert self.default_model is not None
-        document = read_checkpoint_config(self.default_model)
+    def shipped(self) -> dict[str, Path]:
+        """Name -> folder of every model shipped inside the package, ``default`` first."""
+        found: dict[str, Path] = {}
+        if self.has_default():
+            assert self.default_model is not None
+            found[DEFAULT_VERSION] = self.default_model
+        if self.shipped_models is not None and self.shipped_models.is_dir():
+            for folder in sorted(self.shipped_models.iterdir()):
+                if folder.name not in RESERVED_NAMES and (folder / CONFIG_FILE).is_file():
+                    found[folder.name] = folder
+        return found
+
+    def _shipped_version(self, name: str, folder: Path) -> ModelVersion:
+        document = read_checkpoint_config(folder)
         return ModelVersion(
-            name=DEFAULT_VERSION,
-            path=self.default_model,
+            name=name,
+            path=folder,
             parent=None,
             created=str(document.get("created", "")),
             metrics=dict(document.get("metrics", {})),
             data_digest=(document.get("training") or {}).get("data_digest"),
             read_only=True,
-            description=str(document.get("description", "the shipped default model")),
+            description=str(document.get("description", "a model shipped with the package")),
             model=dict(document.get("model", {})),
         )
 
@@ -211,18 +229,22 @@ class ModelRegistry:
     def _folders(self) -> list[Path]:
         if not self.root.is_dir():
             return []
+        shipped = self.shipped()  # a shipped name hides a user's folder of the same name
         return [
             path
             for path in self.root.iterdir()
-            if path.is_dir() and not path.name.startswith(".") and (path / VERSION_FILE).is_file()
+            if path.is_dir()
+            and not path.name.startswith(".")
+            and path.name not in shipped
+            and (path / VERSION_FILE).is_file()
         ]
 
     def versions(self) -> list[ModelVersion]:
-        """Every version: the shipped default first, then the others oldest to newest."""
+        """Every version: the shipped ones first (``default`` leading), then the others oldest to newest."""
         listed = sorted(
             (self._version(folder) for folder in self._folders()), key=lambda v: (v.created, v.name)
         )
-        return ([self._default_version()] if self.has_default() else []) + listed
+        return [self._shipped_version(name, folder) for name, folder in self.shipped().items()] + listed
 
     def names(self) -> list[str]:
         return [version.name for version in self.versions()]
@@ -235,7 +257,10 @@ class ModelRegistry:
                     "The shipped default model is not installed in this copy of napari-medsegdiff; "
                     f"use another version or '{UNTRAINED_VERSION}' to try an untrained model."
                 )
-            return self._default_version()
+            return self._shipped_version(DEFAULT_VERSION, self.shipped()[DEFAULT_VERSION])
+        shipped = self.shipped()
+        if name in shipped:
+            return self._shipped_version(name, shipped[name])
         folder = self.root / name
         if name.startswith(".") or "/" in name or not (folder / VERSION_FILE).is_file():
             known = ", ".join(self.names()) or "none yet"
@@ -261,6 +286,8 @@ class ModelRegistry:
             return DEFAULT_VERSION
         if not isinstance(name, str) or name in (DEFAULT_VERSION, UNTRAINED_VERSION):
             return name if isinstance(name, str) else DEFAULT_VERSION
+        if name in self.shipped():
+            return name
         return name if (self.root / name / VERSION_FILE).is_file() else DEFAULT_VERSION
 
     # -- changing --------------------------------------------------------------------
@@ -308,6 +335,8 @@ class ModelRegistry:
         document = read_checkpoint_config(source)
         if name is not None:
             check_version_name(name)
+            if name in self.shipped():
+                raise RegistryError(f"{name!r} is the name of a shipped model; choose another name.")
             if (self.root / name).exists():
                 raise RegistryError(f"A model version called {name!r} exists already; choose another name.")
         if parent is not None and parent != UNTRAINED_VERSION:
@@ -365,12 +394,12 @@ class ModelRegistry:
 
     def rename(self, old: str, new: str) -> ModelVersion:
         """Rename a version; children's parent links and the selection follow it."""
-        if old in RESERVED_NAMES:
-            raise RegistryError(f"The {old!r} model cannot be renamed.")
+        if old in RESERVED_NAMES or old in self.shipped():
+            raise RegistryError(f"The {old!r} model cannot be renamed: it comes with the package.")
         version = self.get(old)
         check_version_name(new)
         destination = self.root / new
-        if destination.exists():
+        if destination.exists() or new in self.shipped():
             raise RegistryError(f"A model version called {new!r} exists already; choose another name.")
         was_selected = self.selected() == old
         os.rename(version.path, destination)
@@ -388,9 +417,9 @@ class ModelRegistry:
         return self.get(new)
 
     def delete(self, name: str) -> None:
-        """Delete a version (never the shipped default, nor the selected one)."""
-        if name in RESERVED_NAMES:
-            raise RegistryError(f"The {name!r} model cannot be deleted.")
+        """Delete a version (never a shipped one, nor the selected one)."""
+        if name in RESERVED_NAMES or name in self.shipped():
+            raise RegistryError(f"The {name!r} model cannot be deleted: it comes with the package.")
         version = self.get(name)
         if self.selected() == name:
             raise RegistryError(f"{name!r} is the selected model; select another version before deleting it.")
