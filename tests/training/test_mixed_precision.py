@@ -91,5 +91,6 @@ def test_training_under_bfloat16_keeps_float32_weights_and_lowers_the_loss(tmp_p
         progress=lambda p: losses.append(p.loss),
     )
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
-    saved = load_checkpoint(result.final_checkpoint).model
-    assert all(p.dtype in (torch.float32, torch.complex64) for p in saved.parameters())
+    saved = load_checkpoint(result.final_checkpoint)
+    assert all(p.dtype in (torch.float32, torch.complex64) for p in saved.model.parameters())
+    assert saved.metadata["training"]["precision"] == "bfloat16 autocast"

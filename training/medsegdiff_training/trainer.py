@@ -28,7 +28,7 @@ from .checkpoint import save_checkpoint
 from .config import DiffusionConfig, ModelConfig, PreprocessConfig
 from .data.augment import AugmentConfig, augment_batch
 from .data.dataset import SegmentationDataset
-from .device import mixed_precision, resolve_device
+from .device import has_fast_bfloat16, mixed_precision, resolve_device
 from .distributed import barrier, gather_objects, max_over_ranks
 from .errors import Cancelled, ConfigError, DatasetError
 from .inference import SamplingSettings, model_space_to_probabilities
@@ -391,6 +391,9 @@ class _Run:
                 "wall_time_s": round(self.elapsed(), 1),
                 "world_size": self.world,
                 "device": str(self.device),
+                "precision": "bfloat16 autocast"
+                if self.config.amp and has_fast_bfloat16(self.device)
+                else "float32",
                 "data_digest": self.train_data.digest(),
                 "images": len(self.train_data),
                 "config": self.config.to_dict(),

@@ -1,0 +1,125 @@
+"""Copy a finished training run into the package as a shipped, read-only model.
+
+    python scripts/package_model.py ddti runs/default/final benchmarks/results/quality_ddti.json \
+        --recipe "how the run was trained, in words"
+    python scripts/package_model.py drishti runs/drishti/final benchmarks/results/quality_drishti.json
+
+``ddti`` becomes the ``default`` model (``training/medsegdiff_training/default_model/``);
+``drishti`` becomes ``drishti-disc-cup`` (``.../shipped_models/drishti-disc-cup/``). Each
+gets model.safetensors (copied byte for byte), config.json (with its version name) and
+model_card.json with the test-split figures taken from the quality benchmark's JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from medsegdiff_training.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_checkpoint_config
+from medsegdiff_training.registry import DEFAULT_MODEL_DIR, SHIPPED_MODELS_DIR
+
+TASKS = {
+    "ddti": {
+        "name": "default",
+        "destination": DEFAULT_MODEL_DIR,
+        "description": "Shipped default: DDTI thyroid nodules, CPU-trained",
+        "task": "thyroid nodule segmentation in ultrasound (binary)",
+        "dataset": "DDTI (Pedraza et al., SPIE 9287, 2015), nodule-centred 300x300 crops",
+        "evaluated_on": "test split of split.csv (132 images), metrics at the original 300x300",
+        "metrics": ("dice", "dice_5threshold", "iou", "hd95"),
+        "metrics_key": "ddti_test",
+    },
+    "drishti": {
+        "name": "drishti-disc-cup",
+        "destination": SHIPPED_MODELS_DIR / "drishti-disc-cup",
+        "description": "Optic disc and cup in fundus photographs (Drishti-GS1), CPU-trained",
+        "task": "optic disc rim and cup in fundus photographs (3 classes: background, rim, cup)",
+        "dataset": "Drishti-GS1 (Sivaswamy et al., ISBI 2014), disc-centred 512x512 crops",
+        "evaluated_on": "Test split of split.csv (51 images), optic disc = rim + cup, at 512x512",
+        "metrics": (
+            "disc_dice",
+            "cup_dice",
+            "disc_iou",
+            "cup_iou",
+            "disc_hd95",
+            "cup_hd95",
+            "cdr_area_error",
+        ),
+        "metrics_key": "drishti_test",
+    },
+}
+
+
+def card(task: dict, config: dict, quality: dict, recipe: str | None, precision: str | None) -> dict:
+    training = config.get("training", {})
+    train_config = training.get("config", {})
+    pick = {}
+    for result in quality["results"]:
+        s = result["settings"]
+        key = f"{s['sampler']}_{s['steps']}" + (f"_ensemble{s['ensemble']}" if s["ensemble"] > 1 else "")
+        pick[key] = {m: round(result["summary"][m], 4) for m in task["metrics"]}
+    held_out = config.get("training_data", {}).get("held_out_validation") or training.get(
+        "validation_images", []
+    )
+    first_metric = task["metrics"][0]
+    return {
+        "name": task["name"],
+        "task": task["task"],
+        "data": {
+            "dataset": task["dataset"],
+            "train": f"the training split less {len(held_out)} images held out for validation",
+            "evaluated_on": task["evaluated_on"],
+        },
+        "configuration": config["model"],
+        "diffusion": config["diffusion"],
+        "training": {
+            "steps": training.get("steps"),
+            "wall_time_minutes": round(training.get("wall_time_s", 0) / 60, 1),
+            "recipe": recipe,
+            "mask_loss_weight": train_config.get("mask_loss_weight", 0.0),
+            "precision": precision or training.get("precision", "float32"),
+            "hardware": "2-core x86-64 CPU, 1 PyTorch thread, shared with other work",
+            "batch_size": train_config.get("batch_size"),
+            "learning_rate": train_config.get("learning_rate"),
+            "data_digest": training.get("data_digest"),
+        },
+        "test_metrics": pick,
+        "baselines": {k: round(v[first_metric], 4) for k, v in quality["baselines"].items()},
+        "benchmark_environment": quality["environment"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("task", choices=list(TASKS))
+    parser.add_argument("run", type=Path, help="the run's final checkpoint folder")
+    parser.add_argument("quality", type=Path, help="the quality benchmark's JSON for that checkpoint")
+    parser.add_argument("--recipe", default=None, help="how it was trained, in words (for the card)")
+    parser.add_argument(
+        "--precision", default=None, help="training precision, for runs from before the trainer recorded it"
+    )
+    args = parser.parse_args()
+    task = TASKS[args.task]
+    destination: Path = task["destination"]
+    load_checkpoint(args.run)  # refuse to ship anything that does not load
+    config = read_checkpoint_config(args.run)
+    quality = json.loads(args.quality.read_text())
+    staging = destination.with_name(f".{destination.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copyfile(args.run / WEIGHTS_FILE, staging / WEIGHTS_FILE)
+    config.update({"version": task["name"], "parent_version": None, "description": task["description"]})
+    model_card = card(task, config, quality, args.recipe, args.precision)
+    config.setdefault("metrics", {})[task["metrics_key"]] = model_card["test_metrics"]
+    (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+    (staging / "model_card.json").write_text(json.dumps(model_card, indent=2))
+    shutil.rmtree(destination, ignore_errors=True)
+    staging.rename(destination)
+    load_checkpoint(destination)
+    print(f"shipped {destination} ({(destination / WEIGHTS_FILE).stat().st_size / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
