@@ -94,9 +94,7 @@ def main() -> None:
         "all_foreground": summarise_scores([score(np.ones_like(t, np.uint8), t, 2) for t in truths]),
     }
     if not args.held_out:
-        unet = unet_baseline(args.unet, data)
-        if unet is not None:
-            baselines["unet_same_budget"] = unet
+        baselines.update(unet_baselines(args.unet, data))
     for name, summary in baselines.items():
         print(f"{name}: Dice {summary['dice']:.4f}", flush=True)
     results = json.loads(args.keep.read_text()) if args.keep else []
@@ -121,21 +119,29 @@ def main() -> None:
     write_result(args.name, document(args, segmenter, baselines, results))
 
 
-def unet_baseline(weights: Path, data: Path) -> dict | None:
-    """The plain U-Net's test scores: evaluated now when its weights are here, else the last
-    ``unet_baseline.py evaluate`` result (its date kept beside the scores)."""
+def unet_baselines(weights: Path, data: Path) -> dict[str, dict]:
+    """The plain U-Net's test scores: evaluated now when ``weights`` are here, and every run
+    recorded by ``unet_baseline.py evaluate`` (``results/unet_baseline_ddti*.json``), each
+    with how it was trained and when it was scored."""
+    found: dict[str, dict] = {}
+    for record in sorted(RESULTS.glob("unet_baseline_ddti*.json")):
+        result = json.loads(record.read_text())
+        key = "unet_same_budget" + record.stem.removeprefix("unet_baseline_ddti")
+        found[key] = {
+            **result["summary"],
+            "measured": result["environment"]["date"],
+            "training": result["training"],
+        }
     if weights.is_file():
         import sys
 
         sys.path.insert(0, str(Path(__file__).parent))
         from unet_baseline import evaluate_unet
 
-        return evaluate_unet(weights, data)
-    recorded = RESULTS / "unet_baseline_ddti.json"
-    if not recorded.is_file():
-        return None
-    result = json.loads(recorded.read_text())
-    return {**result["summary"], "measured": result["environment"]["date"], "training": result["training"]}
+        info = weights.with_name("unet.json")
+        training = json.loads(info.read_text()) if info.is_file() else {}
+        found["unet_same_budget"] = {**evaluate_unet(weights, data), "training": training}
+    return found
 
 
 def document(args, segmenter, baselines, results) -> dict:

@@ -94,9 +94,12 @@ def quality_table(result: dict) -> list[str]:
         "unet_same_budget": "plain U-Net, 2.1M params",
     }
     for key, s in result["baselines"].items():
-        name = names.get(key, key)
+        name = names.get(key, names["unet_same_budget"] if key.startswith("unet_same_budget") else key)
         if "training" in s:
-            name += f", {s['training']['minutes']} CPU-minutes, {s['training']['steps']:,} steps"
+            precision = "bf16" if s["training"].get("bf16_autocast") else "float32"
+            name += (
+                f", {s['training']['minutes']:g} CPU-minutes, {s['training']['steps']:,} steps, {precision}"
+            )
         if "measured" in s:
             name += f" (scored {s['measured']})"
         five = f"{s['dice_5threshold']:.3f}" if "dice_5threshold" in s else "–"

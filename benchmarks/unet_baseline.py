@@ -131,7 +131,7 @@ def command_train(args) -> None:
                 json.dumps(
                     {
                         "step": step,
-                        "loss": round(float(loss), 4),
+                        "loss": round(float(loss.detach()), 4),
                         "minutes": round((time.monotonic() - started) / 60, 1),
                     }
                 ),

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     import napari
 
 SAMPLERS = (("DDIM (fast)", "ddim"), ("DPM-Solver++ (fastest)", "dpm++"), ("DDPM (paper, 100 steps)", "ddpm"))
-RECOMMENDED_STEPS = {"ddpm": 100, "ddim": 5, "dpm++": 5}  # mirrors medsegdiff_training.samplers
+RECOMMENDED_STEPS = {"ddpm": 100, "ddim": 3, "dpm++": 5}  # mirrors medsegdiff_training.samplers
+RECOMMENDED_ENSEMBLE = 5  # mirrors medsegdiff_training.samplers
 
 
 def _ask(parent: QWidget, question: str) -> bool:
@@ -111,6 +112,10 @@ class SegmentWidget(QWidget):
         self.steps.setValue(RECOMMENDED_STEPS["ddim"])
         self.ensemble = QSpinBox()
         self.ensemble.setRange(1, 32)
+        self.ensemble.setValue(RECOMMENDED_ENSEMBLE)
+        self.ensemble.setToolTip(
+            "Samples averaged into the result (one batch); more than one also adds an uncertainty layer."
+        )
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.threshold = QDoubleSpinBox()

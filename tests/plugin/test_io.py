@@ -66,8 +66,9 @@ def test_tiff_reader_and_labels_writer(tmp_path):
     assert get_reader(str(tmp_path / "picture.png")) is None
 
 
-def test_the_widget_recommends_the_same_steps_as_the_core():
-    from medsegdiff_training.samplers import RECOMMENDED_STEPS as core
-    from napari_medsegdiff._widget import RECOMMENDED_STEPS as widget
+def test_the_widget_recommends_the_same_steps_and_ensemble_as_the_core():
+    from medsegdiff_training import samplers
+    from napari_medsegdiff import _widget
 
-    assert widget == core
+    assert _widget.RECOMMENDED_STEPS == samplers.RECOMMENDED_STEPS
+    assert _widget.RECOMMENDED_ENSEMBLE == samplers.RECOMMENDED_ENSEMBLE

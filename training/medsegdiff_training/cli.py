@@ -28,7 +28,7 @@ from .config import NAMED_CONFIGS
 from .device import DEVICE_CHOICES
 from .errors import MedSegDiffError
 from .finetune import DEFAULT_FINETUNE_CONFIG
-from .samplers import SAMPLERS
+from .samplers import RECOMMENDED_ENSEMBLE, SAMPLERS
 
 PROG = "medsegdiff"
 
@@ -59,7 +59,12 @@ def _sampling(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument(
         "--steps", type=int, default=None, help="sampling steps (default: the sampler's recommended)"
     )
-    parser.add_argument("--ensemble", type=int, default=1, help="samples per image, averaged (default: 1)")
+    parser.add_argument(
+        "--ensemble",
+        type=int,
+        default=RECOMMENDED_ENSEMBLE,
+        help=f"samples per image, averaged, in one batch (default: {RECOMMENDED_ENSEMBLE})",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threshold", type=float, default=0.5, help="foreground threshold of binary models")
     parser.add_argument("--batch-size", type=int, default=batch_size, help="images per sampler run")
