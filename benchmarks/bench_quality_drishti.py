@@ -27,7 +27,7 @@ from medsegdiff_training.metrics import dice, hd95, iou, summarise_scores
 from medsegdiff_training.preprocess import resize
 from medsegdiff_training.samplers import run_to_end
 
-DEFAULT_PLANS = ["ddim:5", "ddim:10", "dpm++:5", "ddpm:100", "ddim:5:5"]
+DEFAULT_PLANS = ["ddim:1", "ddim:3", "ddim:5", "ddim:10", "dpm++:5", "ddpm:100", "ddim:3:5", "ddim:5:5"]
 STRUCTURES = {"disc": lambda labels: labels >= 1, "cup": lambda labels: labels == 2}
 
 

@@ -106,11 +106,36 @@ def quality_table(result: dict) -> list[str]:
         lines.append(f"| {name} | {s['dice']:.3f} | {five} | {s['iou']:.3f} | {s['hd95']:.1f} | – |")
     for r in result["results"]:
         st, s = r["settings"], r["summary"]
-        label = f"MedSegDiff {st['sampler']}, {st['steps']} steps" + (
+        label = f"MedSegDiff {st['sampler']}, {st['steps']} step{'s' * (st['steps'] != 1)}" + (
             f", ensemble {st['ensemble']}" if st["ensemble"] > 1 else ""
         )
         lines.append(
             f"| {label} | {s['dice']:.3f} | {s['dice_5threshold']:.3f} | {s['iou']:.3f} | {s['hd95']:.1f} | {r['seconds']:.0f} |"
+        )
+    return lines
+
+
+def drishti_table(result: dict) -> list[str]:
+    lines = [
+        f"**Optic disc and cup on the {result['data']}** (`bench_quality_drishti.py`, model `{result['model']}`) — {_env(result)}",
+        "",
+        "| method | disc Dice | cup Dice | disc HD95 (px) | cup HD95 (px) | cup/disc area error | time (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = [
+        ("majority label map of the Training masks, no model (trivial)", s, None)
+        for s in result["baselines"].values()
+    ]
+    for r in result["results"]:
+        st = r["settings"]
+        label = f"MedSegDiff {st['sampler']}, {st['steps']} step{'s' * (st['steps'] != 1)}" + (
+            f", ensemble {st['ensemble']}" if st["ensemble"] > 1 else ""
+        )
+        rows.append((label, r["summary"], r["seconds"]))
+    for label, s, seconds in rows:
+        lines.append(
+            f"| {label} | {s['disc_dice']:.3f} | {s['cup_dice']:.3f} | {s['disc_hd95']:.1f} | {s['cup_hd95']:.1f} | "
+            f"{s['cdr_area_error']:.3f} | {'–' if seconds is None else f'{seconds:.0f}'} |"
         )
     return lines
 
@@ -134,6 +159,7 @@ def render() -> str:
     blocks = []
     for name, renderer in [
         ("quality_ddti", quality_table),
+        ("quality_drishti", drishti_table),
         ("sampling_cpu", sampling_table),
         ("sampling_cuda", sampling_table),
         ("vs_lucidrains", peer_table),
@@ -144,7 +170,7 @@ def render() -> str:
         if result is not None:
             blocks.append("\n".join(renderer(result)))
     for path in sorted(RESULTS.glob("quality_*.json")):
-        if path.stem != "quality_ddti":
+        if path.stem not in ("quality_ddti", "quality_drishti"):
             blocks.append("\n".join(quality_table(json.loads(path.read_text()))))
     return "\n\n".join(blocks) if blocks else "_No benchmark results yet._"
 

@@ -30,6 +30,7 @@ TASKS = {
         "evaluated_on": "test split of split.csv (132 images), metrics at the original 300x300",
         "metrics": ("dice", "dice_5threshold", "iou", "hd95"),
         "metrics_key": "ddti_test",
+        "baseline_metrics": ("dice",),
     },
     "drishti": {
         "name": "drishti-disc-cup",
@@ -48,6 +49,7 @@ TASKS = {
             "cdr_area_error",
         ),
         "metrics_key": "drishti_test",
+        "baseline_metrics": ("disc_dice", "cup_dice"),
     },
 }
 
@@ -63,7 +65,6 @@ def card(task: dict, config: dict, quality: dict, recipe: str | None, precision:
     held_out = config.get("training_data", {}).get("held_out_validation") or training.get(
         "validation_images", []
     )
-    first_metric = task["metrics"][0]
     return {
         "name": task["name"],
         "task": task["task"],
@@ -86,7 +87,10 @@ def card(task: dict, config: dict, quality: dict, recipe: str | None, precision:
             "data_digest": training.get("data_digest"),
         },
         "test_metrics": pick,
-        "baselines": {k: round(v[first_metric], 4) for k, v in quality["baselines"].items()},
+        "baselines": {
+            name: {m: round(values[m], 4) for m in task["baseline_metrics"]}
+            for name, values in quality["baselines"].items()
+        },
         "benchmark_environment": quality["environment"],
     }
 
