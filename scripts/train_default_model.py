@@ -46,6 +46,13 @@ def main() -> None:
     parser.add_argument(
         "--no-amp", action="store_true", help="float32 throughout (default: bf16 autocast where native)"
     )
+    parser.add_argument(
+        "--ablate",
+        choices=["dynamic_conditioning", "ff_parser"],
+        action="append",
+        default=[],
+        help="switch a component of the paper off (Table II's ablation); may be given twice",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -59,7 +66,7 @@ def main() -> None:
         held_out.add(case)
         validation_pairs = [p for p in pairs if case_of(p.name) in held_out]
     train_pairs = [p for p in pairs if case_of(p.name) not in held_out]
-    model_config = named_config("cpu")
+    model_config = named_config("cpu", **{component: False for component in args.ablate})
     preprocess = PreprocessConfig()
     started = time.time()
     train_data = SegmentationDataset.from_pairs(train_pairs, model_config, preprocess)
