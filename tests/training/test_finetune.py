@@ -177,3 +177,30 @@ def test_user_errors_are_named(setup):
         finetune("parent", CorrectionsStore(tmp_path / "empty"), registry=registry, config=CONFIG)
     with pytest.raises(DatasetError, match="does not exist"):
         finetune("parent", tmp_path / "missing", registry=registry, config=CONFIG)
+
+
+def test_the_loss_continues_the_parents_recipe_unless_told_otherwise(setup):
+    registry, store, tmp_path = setup
+    torch.manual_seed(1)
+    dice_trained = save_checkpoint(
+        tmp_path / "dice-parent",
+        MedSegDiffUNet(TINY),
+        DiffusionConfig(prediction="v"),
+        PreprocessConfig(),
+        training={"config": {"mask_loss_weight": 1.0}},
+    )
+    registry.add(dice_trained, name="dice-parent")
+
+    def weight_of(version: str) -> float:
+        return read_checkpoint_config(registry.get(version).path)["training"]["config"]["mask_loss_weight"]
+
+    for parent, given, expected in (
+        ("dice-parent", None, 1.0),
+        ("dice-parent", 0.0, 0.0),
+        ("parent", None, 0.0),
+    ):
+        child = finetune(
+            parent, store, registry=registry, config=CONFIG, run_dir=tmp_path / f"run-{parent}-{given}",
+            mask_loss_weight=given,
+        ).version  # fmt: skip
+        assert child is not None and weight_of(child.name) == expected

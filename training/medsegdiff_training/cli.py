@@ -204,6 +204,12 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
         "--mix-original", action="store_true", help="also train on the parent's original data"
     )
     parser.add_argument(
+        "--mask-loss-weight",
+        type=float,
+        default=None,
+        help="weight of the soft-Dice loss on the predicted x0 (default: the parent's; 1 for shipped models)",
+    )
+    parser.add_argument(
         "--original-images", type=Path, default=None, help="with --mix-original: the original images"
     )
     parser.add_argument(

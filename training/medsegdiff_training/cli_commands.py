@@ -261,6 +261,7 @@ def command_finetune(args: argparse.Namespace) -> int:
             cancel=cancel,
             run_dir=args.run_dir,
             name=args.name,
+            mask_loss_weight=args.mask_loss_weight,
         )
         if reporter is not None:
             reporter.close()

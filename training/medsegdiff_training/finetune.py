@@ -10,6 +10,7 @@ resumable state (pass the same ``run_dir`` to continue).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import time
@@ -102,6 +103,12 @@ def _original_data(
     return SegmentationDataset.from_pairs(pairs, model_config, preprocess)
 
 
+def parent_mask_loss_weight(metadata: dict[str, Any]) -> float:
+    """The soft-Dice weight a checkpoint was trained with (0, the paper's MSE alone, if unknown)."""
+    weight = ((metadata.get("training") or {}).get("config") or {}).get("mask_loss_weight", 0.0)
+    return float(weight) if isinstance(weight, (int, float)) else 0.0
+
+
 def _balanced(corrections: SegmentationDataset, original: SegmentationDataset) -> SegmentationDataset:
     """Corrections repeated so that they make up about half of every epoch."""
     repeats = max(1, math.ceil(len(original) / max(len(corrections), 1)))
@@ -123,13 +130,15 @@ def finetune(
     run_dir: Path | None = None,
     name: str | None = None,
     description: str | None = None,
+    mask_loss_weight: float | None = None,
 ) -> FinetuneResult:
     """Fine-tune version ``parent`` on the corrections in ``store``; register the result.
 
     With 3 or more corrections, ``validation_fraction`` of them (at least one) are held
     out and scored before and after (foreground Dice of the EMA weights). ``progress``
     and ``cancel`` work as in :func:`~medsegdiff_training.trainer.train`. Under
-    ``torchrun`` only rank 0 scores and registers.
+    ``torchrun`` only rank 0 scores and registers. The loss continues the parent's recipe:
+    its soft-Dice weight unless ``mask_loss_weight`` is given (``config``'s is not used).
 
     Examples
     --------
@@ -161,6 +170,9 @@ def finetune(
         raise DatasetError(f"The corrections store {store.root} has no corrections yet; export some first.")
     checkpoint = registry.load(parent, device="cpu")
     model_config, preprocess = checkpoint.model_config, checkpoint.preprocess
+    if mask_loss_weight is None:
+        mask_loss_weight = parent_mask_loss_weight(checkpoint.metadata)
+    config = dataclasses.replace(config, mask_loss_weight=mask_loss_weight)
     train_entries, validation_entries = split_entries(entries, validation_fraction, config.seed)
     train_data = store.as_dataset(model_config, preprocess, train_entries)
     validation_data = (
