@@ -13,9 +13,9 @@ Layout (the full description is in ``docs/registry.md``)::
 
 The shipped default model lives inside the package (``default_model/``), is listed first
 as ``default``; further shipped models (``shipped_models/NAME/``) follow under their folder
-names. Shipped models are read-only: they can be neither renamed nor deleted. Every change is made by writing
-beside and renaming, so a reader in another process (the napari plugin while the CLI
-fine-tunes) never sees half a version or half a ``registry.json``.
+names. Shipped models are read-only: they can be neither renamed nor deleted. Every change
+is made by writing beside and renaming, so a reader in another process (the napari plugin
+while the CLI fine-tunes) never sees half a version or half a ``registry.json``.
 """
 
 from __future__ import annotations
