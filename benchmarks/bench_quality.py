@@ -40,6 +40,8 @@ DEFAULT_PLANS = [
     "dpm++:5",
     "dpm++:10",
     "dpm++:20",
+    "ddim:3:5",
+    "ddim:5:5",
     "ddim:10:5",
 ]
 
