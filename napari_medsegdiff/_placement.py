@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from napari.utils.transforms import Affine
+from napari.utils.transforms.transform_utils import decompose_linear_matrix
 
 from ._layer_axes import LayerAxes
 
@@ -87,14 +88,20 @@ def placement_of(layer: Any, axes: LayerAxes) -> Placement:
             shear=np.asarray(layer.shear),
             affine=np.asarray(layer.affine.affine_matrix),
         )
-    spatial = [1, 2]  # the channel axis (0) has no place in the result
+    # The channel axis (0) has no place in the result: keep the block of the data-to-physical
+    # map that acts on the image axes and decompose it again into scale, rotation and shear.
+    # (Affine.set_slice would do it, but napari 0.9 then reports the shear of a diagonal 2D
+    # transform as two numbers, which no Affine accepts back.)
+    spatial = [1, 2]
     data_to_physical = Affine(
-        scale=layer.scale, translate=layer.translate, rotate=layer.rotate, shear=layer.shear
-    ).set_slice(spatial)
+        scale=layer.scale, translate=layer.translate, rotate=layer.rotate, shear=layer.shear, ndim=3
+    )
+    linear = data_to_physical.linear_matrix[np.ix_(spatial, spatial)]
+    rotate, scale, shear = decompose_linear_matrix(linear)
     return Placement(
-        scale=tuple(map(float, data_to_physical.scale)),
-        translate=tuple(map(float, data_to_physical.translate)),
-        rotate=data_to_physical.rotate,
-        shear=data_to_physical.shear,
-        affine=layer.affine.set_slice(spatial).affine_matrix,
+        scale=tuple(map(float, scale)),
+        translate=tuple(map(float, data_to_physical.translate[spatial])),
+        rotate=np.asarray(rotate),
+        shear=np.asarray(shear),
+        affine=np.asarray(layer.affine.affine_matrix)[np.ix_([*spatial, 3], [*spatial, 3])],
     )

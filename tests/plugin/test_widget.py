@@ -263,6 +263,48 @@ def test_a_channel_stack_keeps_the_transform_of_its_image_axes():
     assert placement.affine.shape == (3, 3)
 
 
+def test_a_channel_stack_is_segmented_and_its_labels_line_up(qtbot, widget, medsegdiff_home):
+    """A (3, h, w) stack is read as channels; a 3-channel, 3-class model segments it end to end."""
+    from medsegdiff_training.checkpoint import save_checkpoint
+    from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
+    from medsegdiff_training.model import MedSegDiffUNet
+    from medsegdiff_training.registry import ModelRegistry
+
+    folder = save_checkpoint(
+        medsegdiff_home / "rgb-checkpoint",
+        MedSegDiffUNet(named_config("tiny", image_channels=3, num_classes=3)),
+        DiffusionConfig(prediction="v"),
+        PreprocessConfig(),
+    )
+    ModelRegistry().add(folder, name="tiny-rgb")
+    widget.refresh_models(select="tiny-rgb")
+    viewer = widget.viewer
+    image = viewer.add_image(
+        np.random.rand(3, 40, 30),
+        name="stack",
+        scale=(9.0, 0.5, 0.25),
+        translate=(7.0, 1.0, 2.0),
+        rotate=((1.0, 0.0, 0.0), (0.0, 0.8, -0.6), (0.0, 0.6, 0.8)),  # a rotation of the image plane
+    )
+    widget._refresh_layers()
+    assert widget.axes_label.text() == "3-channel image, 40x30 (channels on axis 0)"
+    widget.steps.setValue(2)
+    widget.ensemble.setValue(2)
+    run_and_wait(qtbot, widget)
+    assert widget.status.text().startswith("Done"), widget.status.text()
+    labels, uncertainty = viewer.layers["stack segmentation"], viewer.layers["stack uncertainty"]
+    assert labels.data.shape == uncertainty.data.shape == (40, 30)
+    assert set(np.unique(labels.data)) <= {0, 1, 2}
+    for row, column in [(0, 0), (39, 0), (12.5, 29)]:
+        world = image.data_to_world((1, row, column))[1:]  # any channel: they share the image plane
+        assert np.allclose(labels.world_to_data(world), (row, column))
+        assert np.allclose(uncertainty.world_to_data(world), (row, column))
+    frames = viewer.layers["stack x_t"]
+    assert frames.data.shape == (2, 32, 32)  # every step, at the tiny model's resolution
+    world = image.data_to_world((0, -0.5, -0.5))[1:]  # outer pixel edge on outer pixel edge
+    assert np.allclose(frames.data_to_world((1, -0.5, -0.5))[1:], world)
+
+
 SHARED_MASK = Path(__file__).resolve().parents[3] / "shared" / "data" / "ddti" / "masks" / "106_2.gif"
 
 
