@@ -1,11 +1,13 @@
 """The models the widget offers, loaded lazily and once per (version, device).
 
-torch and the training package are imported only when a model is first needed, so that
-opening the widget is instant.
+Listing models reads the registry's JSON files only, and devices are offered before they
+are checked, so that opening the widget never imports torch; torch comes in when a model
+is first needed (in the worker thread of the first Segment).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -42,11 +44,23 @@ def model_choices() -> list[tuple[str, str]]:
 
 
 def device_choices() -> list[tuple[str, str | None]]:
-    """(device, None when usable else the reason it is not)."""
+    """(device, None when usable else the reason it is not); imports torch to ask it."""
     from medsegdiff_training.device import DEVICE_CHOICES, device_availability
 
     reasons = device_availability()
     return [(choice, reasons.get(choice)) for choice in DEVICE_CHOICES]
+
+
+def known_device_choices() -> list[tuple[str, str | None]] | None:
+    """:func:`device_choices` when torch is loaded already, else None (nothing is imported)."""
+    return device_choices() if "torch" in sys.modules else None
+
+
+def offered_devices() -> list[str]:
+    """Every device choice, unchecked (no torch)."""
+    from medsegdiff_training.device import DEVICE_CHOICES
+
+    return list(DEVICE_CHOICES)
 
 
 def get_segmenter(version: str, device: str) -> Segmenter:

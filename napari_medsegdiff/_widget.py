@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -30,7 +29,14 @@ from qtpy.QtWidgets import (
 from ._animation import StepAnimation
 from ._corrections_panel import CorrectionsPanel
 from ._layer_axes import INTERPRETATIONS, LayerAxes, UnsupportedLayerError, interpret
-from ._models import UNTRAINED, device_choices, forget_models, model_choices
+from ._models import (
+    UNTRAINED,
+    device_choices,
+    forget_models,
+    known_device_choices,
+    model_choices,
+    offered_devices,
+)
 from ._placement import placement_of
 from ._result_layers import SegmentationRun, add_result_layers
 from ._sampling_glue import Frame, segment_layer
@@ -61,11 +67,14 @@ def user_message(error: BaseException) -> str:
     return text if isinstance(error, MedSegDiffError) else f"{type(error).__name__}: {text}"
 
 
-def _read_choices() -> tuple[list[tuple[str, str]], str, list[tuple[str, str | None]]]:
-    """(model choices, the registry's selected version, device choices); imports torch."""
+DEVICES_UNCHECKED = "Checked when the first model loads (the first Segment)."
+
+
+def _read_choices() -> tuple[list[tuple[str, str]], str]:
+    """(model choices, the registry's selected version): JSON files only, no torch."""
     from medsegdiff_training.registry import ModelRegistry
 
-    return model_choices(), ModelRegistry().selected(), device_choices()
+    return model_choices(), ModelRegistry().selected()
 
 
 class SegmentWidget(QWidget):
@@ -84,7 +93,8 @@ class SegmentWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
         self._choices_ready = False
-        QTimer.singleShot(300, self._read_choices_after_opening)  # once the dock is on screen
+        self._checked_devices: list[tuple[str, str | None]] | None = None  # set by a worker
+        self._read_choices_when_opening()
 
     # -- the form ---------------------------------------------------------------------------
     def _build(self) -> None:
@@ -100,7 +110,6 @@ class SegmentWidget(QWidget):
         self.model_box = QComboBox()
         self.model_box.addItem("reading the model registry…", None)
         self.device_box = QComboBox()
-        self.device_box.addItem("auto", "auto")
         self.sampler_box = QComboBox()
         for label, name in SAMPLERS:
             self.sampler_box.addItem(label, name)
@@ -200,42 +209,44 @@ class SegmentWidget(QWidget):
         except UnsupportedLayerError as error:
             self.axes_label.setText(str(error))
 
-    def _read_choices_after_opening(self) -> None:
-        """Fill the model and device pickers just after the widget has appeared.
+    def _read_choices_when_opening(self) -> None:
+        """Fill the model and device pickers without importing torch.
 
-        Listing them imports torch (a second or more), so the constructor leaves it to this
-        timer and the dock opens at once. It runs on the GUI thread (a worker thread still
-        importing torch when napari quits can abort the process); :meth:`run` and
-        :meth:`refresh_models` read the lists themselves if it has not run yet.
+        The registry's versions come from its JSON files. The devices are all offered at
+        first; which of them this machine lacks is known once torch is loaded (by the first
+        Segment, in its worker thread), and they are greyed out then (at once when torch is
+        loaded already). So the dock opens at once and the GUI never waits for torch.
         """
         from napari.utils.notifications import show_error
 
+        self._fill_devices(known_device_choices())
         try:
             self._ensure_choices()
         except Exception as error:  # a broken registry must not break the viewer
             self.model_box.setItemText(0, "no model could be listed")
             show_error(f"MedSegDiff could not read the model registry: {user_message(error)}")
 
-    def _fill_choices(self, choices: tuple[list[tuple[str, str]], str, list[tuple[str, str | None]]]) -> None:
-        models, selected, devices = choices
-        self._fill_devices(devices)
+    def _fill_choices(self, choices: tuple[list[tuple[str, str]], str]) -> None:
+        models, selected = choices
         self._fill_models(models, selected, self.model_box.currentData())
         self._choices_ready = True
-        self.corrections.refresh_count()  # torch is loaded now: open the store, show its entry count
+        self.corrections.refresh_count()  # the store's manifest: no torch either
 
     def _ensure_choices(self) -> None:
         if not self._choices_ready:
             self._fill_choices(_read_choices())
 
-    def _fill_devices(self, devices: list[tuple[str, str | None]]) -> None:
+    def _fill_devices(self, devices: list[tuple[str, str | None]] | None) -> None:
+        """Offer ``devices`` (unusable ones greyed out); None: every device, not checked yet."""
         current = self.device_box.currentData()
+        self.devices_checked = devices is not None
         self.device_box.clear()
-        for choice, reason in devices:
+        for choice, reason in devices or [(choice, None) for choice in offered_devices()]:
             self.device_box.addItem(choice if reason is None else f"{choice} (unavailable)", choice)
+            item = self.device_box.model().item(self.device_box.count() - 1)
+            item.setToolTip(reason or ("" if devices is not None else DEVICES_UNCHECKED))
             if reason is not None:
-                item = self.device_box.model().item(self.device_box.count() - 1)
                 item.setEnabled(False)
-                item.setToolTip(reason)
         self.device_box.setCurrentIndex(max(self.device_box.findData(current), 0))
 
     def _fill_models(self, models: list[tuple[str, str]], selected: str, current: Any) -> None:
@@ -305,6 +316,8 @@ class SegmentWidget(QWidget):
         def work():  # runs in the worker thread
             from ._models import get_segmenter
 
+            if not self.devices_checked:  # torch is being loaded here anyway
+                self._checked_devices = device_choices()
             segmenter = get_segmenter(version, device)
             return (yield from segment_layer(segmenter, data, axes, settings, slices))
 
@@ -367,6 +380,8 @@ class SegmentWidget(QWidget):
         self.status.setText("Cancelled: nothing was added.")
 
     def _on_finished(self) -> None:
+        if self._checked_devices is not None and not self.devices_checked:
+            self._fill_devices(self._checked_devices)  # grey out what this machine lacks
         if self._stopping:  # cancelled or failed: no Labels layer, and no half-made animation
             self._animation.discard()
         self._progress.close()

@@ -220,25 +220,67 @@ def test_the_pickers_fill_in_once_the_widget_is_open(qtbot, widget):
     assert widget.model_box.currentData() == "tiny"
 
 
-def test_opening_the_widget_does_not_load_torch(medsegdiff_home):
-    """The constructor imports neither torch nor a model: the dock opens at once."""
+def test_opening_the_widget_fills_the_pickers_without_loading_torch(medsegdiff_home):
+    """Docked and ready (models listed, devices offered, store counted) with no torch; the first
+    Segment loads it in its worker and then greys out the devices this machine lacks.
+
+    A fresh interpreter, since this test session has imported torch long ago.
+    """
+    import json
     import os
     import subprocess
     import sys
 
+    from napari_medsegdiff._widget import DEVICES_UNCHECKED
+
     script = (
-        "import sys, napari\n"
-        "from napari_medsegdiff._widget import SegmentWidget\n"
+        "import json, sys\n"
+        "import numpy as np, napari\n"
+        "from qtpy.QtCore import QEventLoop\n"
+        "from qtpy.QtWidgets import QApplication\n"
         "viewer = napari.Viewer(show=False)\n"
-        "widget = SegmentWidget(viewer)\n"
-        "print('torch' in sys.modules, widget.model_box.currentText())\n"
+        "_, widget = viewer.window.add_plugin_dock_widget('napari-medsegdiff', 'MedSegDiff')\n"
+        "QApplication.processEvents()\n"
+        "def pickers():\n"
+        "    box = widget.device_box\n"
+        "    return {\n"
+        "        'torch': 'torch' in sys.modules,\n"
+        "        'models': [widget.model_box.itemData(i) for i in range(widget.model_box.count())],\n"
+        "        'model': widget.model_box.currentData(),\n"
+        "        'devices': [box.itemData(i) for i in range(box.count())],\n"
+        "        'tooltips': [box.model().item(i).toolTip() for i in range(box.count())],\n"
+        "        'enabled': [box.model().item(i).isEnabled() for i in range(box.count())],\n"
+        "        'checked': widget.devices_checked,\n"
+        "        'entries': widget.count_label.text(),\n"
+        "    }\n"
+        "opened = pickers()\n"
+        "viewer.add_image(np.random.rand(40, 40), name='scan')\n"
+        "widget.steps.setValue(1)\n"
+        "widget.ensemble.setValue(1)\n"
+        "loop = QEventLoop()\n"
+        "widget.run().finished.connect(loop.quit)\n"
+        "loop.exec_()\n"
+        "QApplication.processEvents()\n"
+        "print(json.dumps({'opened': opened, 'segmented': pickers(), 'status': widget.status.text()}))\n"
         "viewer.close()\n"
     )
     env = {**os.environ, "MEDSEGDIFF_HOME": str(medsegdiff_home)}
     command = [sys.executable, "-c", script]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "False reading the model registry…"
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    opened, segmented = report["opened"], report["segmented"]
+    assert opened["torch"] is False
+    assert opened["models"][:2] == ["default", "drishti-disc-cup"] and opened["model"] == "default"
+    assert opened["devices"] == ["auto", "cuda", "mps", "cpu"] and all(opened["enabled"])
+    assert not opened["checked"] and set(opened["tooltips"]) == {DEVICES_UNCHECKED}
+    assert opened["entries"] == "0"
+    assert report["status"].startswith("Done"), report["status"]
+    assert segmented["torch"] is True and segmented["checked"]
+    assert segmented["devices"] == ["auto", "cuda", "mps", "cpu"]
+    assert segmented["enabled"][0] and segmented["enabled"][3]  # auto and cpu are always usable
+    for enabled, tooltip in zip(segmented["enabled"], segmented["tooltips"], strict=True):
+        assert enabled == (tooltip == "")  # a greyed-out device says why
 
 
 def test_out_of_memory_suggests_fewer_members_or_the_cpu():
@@ -263,7 +305,19 @@ def test_a_channel_stack_keeps_the_transform_of_its_image_axes():
     assert placement.affine.shape == (3, 3)
 
 
-def test_a_channel_stack_is_segmented_and_its_labels_line_up(qtbot, widget, medsegdiff_home):
+@pytest.mark.parametrize(
+    "transform",
+    [
+        {},  # the common case: napari 0.9 reports a diagonal 2D transform's shear as two numbers
+        {
+            "scale": (9.0, 0.5, 0.25),
+            "translate": (7.0, 1.0, 2.0),
+            "rotate": ((1.0, 0.0, 0.0), (0.0, 0.8, -0.6), (0.0, 0.6, 0.8)),  # within the image plane
+        },
+    ],
+    ids=["plain", "scaled-rotated"],
+)
+def test_a_channel_stack_is_segmented_and_its_labels_line_up(qtbot, widget, medsegdiff_home, transform):
     """A (3, h, w) stack is read as channels; a 3-channel, 3-class model segments it end to end."""
     from medsegdiff_training.checkpoint import save_checkpoint
     from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
@@ -279,13 +333,7 @@ def test_a_channel_stack_is_segmented_and_its_labels_line_up(qtbot, widget, meds
     ModelRegistry().add(folder, name="tiny-rgb")
     widget.refresh_models(select="tiny-rgb")
     viewer = widget.viewer
-    image = viewer.add_image(
-        np.random.rand(3, 40, 30),
-        name="stack",
-        scale=(9.0, 0.5, 0.25),
-        translate=(7.0, 1.0, 2.0),
-        rotate=((1.0, 0.0, 0.0), (0.0, 0.8, -0.6), (0.0, 0.6, 0.8)),  # a rotation of the image plane
-    )
+    image = viewer.add_image(np.random.rand(3, 40, 30), name="stack", **transform)
     widget._refresh_layers()
     assert widget.axes_label.text() == "3-channel image, 40x30 (channels on axis 0)"
     widget.steps.setValue(2)

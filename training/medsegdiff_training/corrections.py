@@ -27,14 +27,16 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .config import ModelConfig, PreprocessConfig
-from .data.dataset import SegmentationDataset
 from .errors import CorrectionsError, InvalidImageError, InvalidMaskError
 from .paths import default_corrections_root
+
+if TYPE_CHECKING:  # the dataset (and torch) only when training from the store
+    from .data.dataset import SegmentationDataset
 
 MANIFEST = "manifest.jsonl"
 ENTRIES = "entries"
@@ -319,6 +321,8 @@ class CorrectionsStore:
         entries: list[CorrectionEntry] | None = None,
     ) -> SegmentationDataset:
         """The store (or some of its ``entries``) as a training dataset at the model's size."""
+        from .data.dataset import SegmentationDataset
+
         pairs = self.training_pairs(entries)
         return SegmentationDataset.from_arrays(
             [image for _, image, _ in pairs],

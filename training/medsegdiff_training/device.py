@@ -1,12 +1,18 @@
-"""Choosing the compute device: ``auto`` picks CUDA, then MPS, then the CPU."""
+"""Choosing the compute device: ``auto`` picks CUDA, then MPS, then the CPU.
+
+torch is imported by the functions that ask it, not by this module, so that a GUI can offer
+``DEVICE_CHOICES`` before torch is loaded.
+"""
 
 from __future__ import annotations
 
 import contextlib
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
@@ -19,6 +25,8 @@ def device_availability() -> dict[str, str | None]:
     >>> device_availability()["cpu"] is None
     True
     """
+    import torch
+
     reasons: dict[str, str | None] = {"auto": None, "cpu": None}
     reasons["cuda"] = None if torch.cuda.is_available() else "no CUDA GPU visible to PyTorch"
     mps = getattr(torch.backends, "mps", None)
@@ -35,6 +43,8 @@ def resolve_device(choice: str | torch.device = "auto") -> torch.device:
     >>> resolve_device("cpu")
     device(type='cpu')
     """
+    import torch
+
     if isinstance(choice, torch.device):
         return choice
     choice = str(choice).lower()
@@ -59,9 +69,12 @@ def has_fast_bfloat16(device: torch.device) -> bool:
 
     Examples
     --------
+    >>> import torch
     >>> has_fast_bfloat16(torch.device("mps"))
     False
     """
+    import torch
+
     if device.type == "cuda":
         return True
     if device.type != "cpu":
@@ -76,6 +89,8 @@ def mixed_precision(device: torch.device, enabled: bool = True) -> contextlib.Ab
     Convolutions and matrix products run in bfloat16; losses, norms and the FF-Parser's FFTs
     stay in float32 (PyTorch's autocast lists, and the FF-Parser turns autocast off).
     """
+    import torch
+
     if enabled and has_fast_bfloat16(device):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

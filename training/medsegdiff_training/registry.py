@@ -30,21 +30,20 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from .checkpoint import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    Checkpoint,
-    load_checkpoint,
-    read_checkpoint_config,
-)
+from .checkpoint_files import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_config
 from .config import DiffusionConfig, PreprocessConfig, named_config
 from .errors import CheckpointError, RegistryError
-from .model import MedSegDiffUNet
 from .paths import default_registry_root
+
+if TYPE_CHECKING:
+    import torch
+
+    from .checkpoint import Checkpoint
+
+# Listing, describing and selecting versions read JSON files only; torch (and the network)
+# is imported by the methods that load or check weights, so that listing models is instant.
 
 DEFAULT_VERSION = "default"
 UNTRAINED_VERSION = "untrained"
@@ -104,6 +103,11 @@ def untrained_model_checkpoint() -> Checkpoint:
 
     For trying the plugin and the CLI before any trained model exists: its masks are noise.
     """
+    import torch
+
+    from .checkpoint import Checkpoint
+    from .model import MedSegDiffUNet
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = MedSegDiffUNet(named_config("cpu")).eval()
@@ -153,6 +157,7 @@ class ModelRegistry:
     --------
     >>> import tempfile
     >>> from medsegdiff_training.checkpoint import save_checkpoint
+    >>> from medsegdiff_training.model import MedSegDiffUNet
     >>> registry = ModelRegistry(tempfile.mkdtemp())
     >>> folder = save_checkpoint(tempfile.mkdtemp() + "/ckpt", MedSegDiffUNet(named_config("tiny")),
     ...                          DiffusionConfig(), PreprocessConfig())
@@ -269,6 +274,8 @@ class ModelRegistry:
 
     def load(self, name: str, device: str | torch.device = "cpu") -> Checkpoint:
         """Load version ``name`` (or ``untrained``) as a :class:`Checkpoint`."""
+        from .checkpoint import load_checkpoint
+
         if name == UNTRAINED_VERSION:
             checkpoint = untrained_model_checkpoint()
             checkpoint.model.to(device)
@@ -330,6 +337,8 @@ class ModelRegistry:
         appears whole or not at all. An existing version is never overwritten; without a
         ``name`` one like ``v3-20261124-2301`` is chosen.
         """
+        from .checkpoint import load_checkpoint
+
         source = Path(checkpoint_dir)
         load_checkpoint(source)  # refuse anything that would not load later
         document = read_checkpoint_config(source)
