@@ -1,13 +1,16 @@
 """Render benchmarks/results/*.json as Markdown and put it into README.md.
 
-    python benchmarks/make_table.py          # rewrites the block between the markers
+    .venv/bin/python benchmarks/make_table.py           # rewrites the block between the markers
+    .venv/bin/python benchmarks/make_table.py --check   # exit 1 when the block is out of date
 
 The README block sits between ``<!-- benchmarks:start -->`` and ``<!-- benchmarks:end -->``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 from medsegdiff_training.config import named_config
@@ -175,16 +178,46 @@ def render() -> str:
     return "\n\n".join(blocks) if blocks else "_No benchmark results yet._"
 
 
-def main() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make_table.py",
+        description="Render the latest benchmarks/results/*.json into README.md's benchmark block "
+        f"(between {START} and {END}).",
+    )
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md", help="the file to update")
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 when the block differs from the results"
+    )
+    parser.add_argument("--print", action="store_true", help="print the block instead of writing it")
+    args = parser.parse_args(argv)
+    block = render()
+    if args.print:
+        print(block)
+        return 0
+    try:
+        text = args.readme.read_text()
+    except OSError as error:
+        print(f"make_table.py: cannot read {args.readme}: {error.strerror or error}", file=sys.stderr)
+        return 1
     if START not in text or END not in text:
-        raise SystemExit(f"README.md has no {START} ... {END} block")
+        print(f"make_table.py: {args.readme} has no {START} ... {END} block", file=sys.stderr)
+        return 1
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{render()}\n{END}{tail}")
-    print("README.md benchmark block updated")
+    updated = f"{head}{START}\n{block}\n{END}{tail}"
+    if args.check:
+        if updated != text:
+            print(
+                f"{args.readme}: the benchmark block is out of date; run benchmarks/make_table.py",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{args.readme}: the benchmark block matches benchmarks/results/")
+        return 0
+    args.readme.write_text(updated)
+    print(f"{args.readme}: benchmark block updated")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
