@@ -28,6 +28,33 @@ def test_nifti_round_trip_keeps_spacing_and_affine(make_napari_viewer, tmp_path)
     assert np.array_equal(np.asarray(back.dataobj).transpose(2, 1, 0), labels)
 
 
+@pytest.mark.gui
+def test_labels_drawn_by_hand_on_a_nifti_scan_are_saved_with_the_scans_affine(make_napari_viewer, tmp_path):
+    # An oblique scan: its affine is not the diagonal that scale and translation alone give.
+    volume = np.random.default_rng(1).random((12, 10, 4)).astype(np.float32)  # (x, y, z)
+    affine = np.array([[0.0, -0.9, 0.1, 40], [0.8, 0.0, 0.0, -12], [0.0, 0.1, 3.0, 7], [0, 0, 0, 1]])
+    nibabel.save(nibabel.Nifti1Image(volume, affine), tmp_path / "oblique.nii.gz")
+    viewer = make_napari_viewer()
+    [scan] = viewer.open(str(tmp_path / "oblique.nii.gz"), plugin="napari-medsegdiff")
+    # a second, unrelated NIfTI scan of another shape must not lend its affine
+    other = nibabel.Nifti1Image(np.zeros((5, 5, 5), np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+    nibabel.save(other, tmp_path / "other.nii.gz")
+    viewer.open(str(tmp_path / "other.nii.gz"), plugin="napari-medsegdiff")
+    viewer.layers.selection.active = scan
+    viewer._new_labels()  # the layer list's "new labels layer" button: the scan's shape and scale
+    labels = viewer.layers[-1]
+    assert "nifti_affine" not in labels.metadata and labels.data.shape == (4, 10, 12)
+    labels.data[2, 3:6, 1:9] = 1  # painted by hand
+    [written] = labels.save(str(tmp_path / "drawn.nii.gz"), plugin="napari-medsegdiff")
+    back = nibabel.load(written)
+    assert np.allclose(back.affine, affine)
+    assert np.array_equal(np.asarray(back.dataobj).transpose(2, 1, 0), labels.data)
+    # Labels that lie nowhere near a NIfTI image keep their own scale and translation.
+    far = viewer.add_labels(np.zeros((4, 10, 12), np.uint8), scale=(1.0, 1.0, 1.0), translate=(500.0, 0, 0))
+    [written] = far.save(str(tmp_path / "far.nii.gz"), plugin="napari-medsegdiff")
+    assert np.allclose(nibabel.load(written).affine[:3], [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 500]])
+
+
 def test_nifti_labels_without_a_source_affine_keep_scale_and_translation(tmp_path):
     from napari_medsegdiff._io import read, write_labels
 
