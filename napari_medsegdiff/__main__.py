@@ -1,8 +1,8 @@
 """``python -m napari_medsegdiff``: napari with a sample image and the MedSegDiff widget docked.
 
 This is what the README's Quick start runs. ``--screenshot PATH`` saves a picture of the
-window and quits instead of starting the event loop (handy on a headless machine under
-``xvfb-run``).
+window, with the widget's model and device pickers filled in, and quits instead of starting
+the event loop (handy on a headless machine under ``xvfb-run``).
 """
 
 from __future__ import annotations
@@ -46,12 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     import napari
 
     viewer = napari.Viewer(title="napari — MedSegDiff")
-    open_quickstart(viewer, sample=not args.no_sample)
+    widget = open_quickstart(viewer, sample=not args.no_sample)
     if args.screenshot:
         from qtpy.QtWidgets import QApplication
 
+        widget.ensure_choices()  # the pickers show the registry, not "reading the model registry…"
         QApplication.processEvents()  # lay out the docked widget before the picture
         viewer.screenshot(path=args.screenshot, canvas_only=False)
+        print(
+            f"saved {args.screenshot} (model: {widget.model_box.currentText()}, "
+            f"device: {widget.device_box.currentText()})"
+        )
         viewer.close()
         return 0
     napari.run()

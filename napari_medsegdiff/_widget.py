@@ -221,7 +221,7 @@ class SegmentWidget(QWidget):
 
         self._fill_devices(known_device_choices())
         try:
-            self._ensure_choices()
+            self.ensure_choices()
         except Exception as error:  # a broken registry must not break the viewer
             self.model_box.setItemText(0, "no model could be listed")
             show_error(f"MedSegDiff could not read the model registry: {user_message(error)}")
@@ -232,7 +232,9 @@ class SegmentWidget(QWidget):
         self._choices_ready = True
         self.corrections.refresh_count()  # the store's manifest: no torch either
 
-    def _ensure_choices(self) -> None:
+    def ensure_choices(self) -> None:
+        """Fill the model picker if it is not filled yet (the constructor does, unless the
+        registry could not be read then)."""
         if not self._choices_ready:
             self._fill_choices(_read_choices())
 
@@ -263,11 +265,11 @@ class SegmentWidget(QWidget):
         from medsegdiff_training.registry import ModelRegistry
 
         if not self._choices_ready:
-            self._ensure_choices()
+            self.ensure_choices()
         self._fill_models(model_choices(), ModelRegistry().selected(), select or self.model_box.currentData())
 
     def model_version(self) -> str:
-        self._ensure_choices()
+        self.ensure_choices()
         return str(self.model_box.currentData() or UNTRAINED)
 
     # -- segmenting -------------------------------------------------------------------------
