@@ -328,6 +328,8 @@ def user_errors(tmp_path: Path, dataset: Path, registry: ModelRegistry) -> dict[
         ),
         "unknown split": (evaluate + ["--split-csv", dataset / "split.csv", "--split", "val"], "Split 'val'"),
         "unknown model": (evaluate + ["--model", "nope"], "Unknown model version 'nope'"),
+        "malformed structures": (evaluate + ["--structures", "disc"], "is not a structure"),
+        "structure beyond the classes": (evaluate + ["--structures", "disc=1+2"], "has classes 0..1"),
         "corrupt checkpoint": (evaluate + ["--model", "corrupt"], "corrupt or truncated"),
         "pickled checkpoint": (
             ["predict", dataset / "images", "--out", tmp_path / "o", "--model", pickled],
@@ -352,6 +354,42 @@ def user_errors(tmp_path: Path, dataset: Path, registry: ModelRegistry) -> dict[
             "budget",
         ),
     }
+
+
+def test_evaluate_scores_named_unions_of_classes(capsys, tmp_path, home):
+    """--structures disc=1+2,cup=2: what fundus papers compare (the disc is rim + cup), not the rim."""
+    root = tmp_path / "three"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(3):
+        labels = np.zeros((36, 36), np.uint8)
+        labels[8:28, 8:28] = 1  # rim
+        labels[14:22, 14:22] = 2  # cup inside it
+        image = (rng.normal(60, 10, labels.shape) + labels * 70).clip(0, 255).astype(np.uint8)
+        Image.fromarray(image).save(root / "images" / f"eye{index}.png")
+        Image.fromarray(labels).save(root / "masks" / f"eye{index}.png")
+    torch.manual_seed(0)
+    model = save_checkpoint(
+        tmp_path / "k3",
+        MedSegDiffUNet(named_config("tiny", num_classes=3)),
+        DiffusionConfig(),
+        PreprocessConfig(),
+    )
+    data = ["--images", root / "images", "--masks", root / "masks", "--model", model, "--steps", "1"]
+    options = [*data, "--ensemble", "1", "--structures", "disc=1+2,cup=2"]
+    code, out, _ = run(capsys, "evaluate", *options, "--json", "--per-image")
+    assert code == 0
+    document = json.loads(out)
+    assert list(document["per_class"]) == ["1", "2"]  # rim and cup, as before
+    disc, cup = document["structures"]["disc"], document["structures"]["cup"]
+    assert disc["classes"] == [1, 2] and cup["classes"] == [2]
+    per_image = document["per_image"]
+    assert disc["dice"] == pytest.approx(np.mean([s["disc_dice"] for s in per_image]))
+    assert cup["dice"] == pytest.approx(document["per_class"]["2"]["dice"])  # one class: the same score
+    code, out, _ = run(capsys, "evaluate", *options)
+    assert code == 0
+    assert "  disc (1+2)  Dice " in out and "  cup (2)    Dice " in out
 
 
 def test_every_user_error_is_one_line_and_exit_code_1(capsys, tmp_path, dataset, registry):

@@ -83,3 +83,19 @@ def test_summaries_skip_nans_and_count_undefined_hd95():
     assert summary["count"] == 3 and summary["dice"] == pytest.approx(0.5)
     assert summary["hd95"] == pytest.approx(3.0) and summary["hd95_undefined"] == 1
     assert summarise_scores([]) == {"count": 0.0}
+
+
+def test_structures_score_unions_of_classes():
+    from medsegdiff_training.metrics import parse_structures, structure_scores
+
+    truth = np.zeros((20, 20), np.uint8)
+    truth[2:18, 2:18] = 1
+    truth[6:14, 6:14] = 2
+    labels = truth.copy()
+    labels[labels == 2] = 1  # the cup predicted as rim: the disc is still perfect
+    scores = structure_scores(labels, truth, parse_structures("disc=1+2,cup=2"))
+    assert scores["disc_dice"] == 1.0 and scores["disc_iou"] == 1.0 and scores["disc_hd95"] == 0.0
+    assert scores["cup_dice"] == 0.0
+    for text in ["disc", "disc=", "disc=0+1", "disc=a", "=1"]:
+        with pytest.raises(ValueError, match="is not a structure"):
+            parse_structures(text)

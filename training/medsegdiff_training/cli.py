@@ -257,6 +257,13 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--per-image", action="store_true", help="with --json: every image's scores too")
+    parser.add_argument(
+        "--structures",
+        metavar="NAME=CLASSES,...",
+        default=None,
+        help="also score unions of classes, e.g. 'disc=1+2,cup=2' for drishti-disc-cup "
+        "(the optic disc is rim + cup)",
+    )
     _sampling(parser, batch_size=8)
     _common(parser)
     parser.set_defaults(handler=commands.command_evaluate)

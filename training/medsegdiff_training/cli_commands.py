@@ -324,7 +324,16 @@ def command_predict(args: argparse.Namespace) -> int:
     return EXIT_CANCELLED if len(written) < len(files) else EXIT_OK
 
 
-def evaluation_document(name: str, report: Any, num_classes: int, per_image: bool) -> dict[str, Any]:
+METRICS = ("dice", "iou", "hd95")
+
+
+def evaluation_document(
+    name: str,
+    report: Any,
+    num_classes: int,
+    per_image: bool,
+    structures: dict[str, tuple[int, ...]] | None = None,
+) -> dict[str, Any]:
     summary = report.summary
     classes = [1] if num_classes == 2 else list(range(1, num_classes))
     document = {
@@ -339,6 +348,14 @@ def evaluation_document(name: str, report: Any, num_classes: int, per_image: boo
         },
         "hd95_undefined": int(summary.get("hd95_undefined", 0)),
     }
+    if structures:
+        document["structures"] = {
+            name: {
+                "classes": list(classes),
+                **{m: summary.get(f"{name}_{m}") for m in ("dice", "iou", "hd95")},
+            }
+            for name, classes in structures.items()
+        }
     if per_image:
         document["per_image"] = report.per_image
     return json_safe(document)
@@ -354,6 +371,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         pairs = pairs[: args.limit]
     settings = sampling_settings(args)
     checkpoint, name = load_model(args.model, registry_of(args), "cpu")
+    structures = evaluation_structures(args.structures, checkpoint.model_config.num_classes)
     segmenter = Segmenter(checkpoint, device=args.device, amp=not args.no_amp)
     note(
         f"Evaluating {name} on {len(pairs)} images ({settings.sampler}, {settings.resolved_steps()} steps, "
@@ -367,13 +385,35 @@ def command_evaluate(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             progress=CountReporter("evaluated"),
             cancel=cancel.is_set,
+            structures=structures,
         )
-    document = evaluation_document(name, report, checkpoint.model_config.num_classes, args.per_image)
+    document = evaluation_document(
+        name, report, checkpoint.model_config.num_classes, args.per_image, structures
+    )
     if args.json:
         out(json.dumps(document, indent=2))
     else:
         print_evaluation(document)
     return EXIT_CANCELLED if document["images"] < len(pairs) else EXIT_OK
+
+
+def evaluation_structures(text: str | None, num_classes: int) -> dict[str, tuple[int, ...]] | None:
+    """``--structures`` checked against the model's classes (ConfigError with what to write)."""
+    from .metrics import parse_structures
+
+    if not text:
+        return None
+    try:
+        structures = parse_structures(text)
+    except ValueError as error:
+        raise ConfigError(f"--structures: {error}") from None
+    for name, classes in structures.items():
+        if max(classes) >= num_classes:
+            raise ConfigError(
+                f"--structures: {name!r} names class {max(classes)}, but the model has classes "
+                f"0..{num_classes - 1} (0 is the background)."
+            )
+    return structures
 
 
 def _number(value: float | None, digits: int = 3) -> str:
@@ -399,6 +439,10 @@ def print_evaluation(document: dict[str, Any]) -> None:
             f"  class {k:<4} Dice {_number(values['dice'])}  IoU {_number(values['iou'])}  "
             f"HD95 {_number(values['hd95'], 1)} px"
         )
+    for name, values in document.get("structures", {}).items():
+        classes = "+".join(map(str, values["classes"]))
+        dice, iou, hd95 = (_number(values["dice"]), _number(values["iou"]), _number(values["hd95"], 1))
+        out(f"  {name} ({classes})".ljust(13) + f"Dice {dice}  IoU {iou}  HD95 {hd95} px")
     if document["hd95_undefined"]:
         out(f"  HD95 undefined (one mask empty) on {document['hd95_undefined']} images, left out of the mean")
 

@@ -16,7 +16,7 @@ import torch
 from .data.io import read_array, read_mask
 from .data.pairs import Pair
 from .inference import SamplingSettings, Segmenter
-from .metrics import score, summarise_scores
+from .metrics import score, structure_scores, summarise_scores
 from .preprocess import check_label_map
 from .samplers import run_to_end
 
@@ -40,11 +40,14 @@ def evaluate_pairs(
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    structures: dict[str, tuple[int, ...]] | None = None,
 ) -> EvaluationReport:
     """Segment every pair's image and score it against its mask.
 
     ``progress(done, total)`` is called after each batch; ``cancel()`` returning true stops
-    between batches (the report then covers the images done so far).
+    between batches (the report then covers the images done so far). ``structures`` (name ->
+    classes, e.g. ``{"disc": (1, 2), "cup": (2,)}``) adds ``{name}_dice``, ``{name}_iou`` and
+    ``{name}_hd95`` for each union of classes.
     """
     settings = settings or SamplingSettings()
     num_classes = segmenter.config.num_classes
@@ -61,7 +64,10 @@ def evaluate_pairs(
             members = final[index * settings.ensemble : (index + 1) * settings.ensemble]
             result = segmenter.summarise(members, settings, truth.shape)[0]
             soft = result.probabilities if result.probabilities.ndim == 2 else None
-            per_image.append({"name": pair.name, **score(result.labels, truth, num_classes, soft)})
+            scores = score(result.labels, truth, num_classes, soft)
+            if structures:
+                scores.update(structure_scores(result.labels, truth, structures))
+            per_image.append({"name": pair.name, **scores})
         if progress is not None:
             progress(min(start + batch_size, len(pairs)), len(pairs))
     summary = summarise_scores([{k: v for k, v in s.items() if k != "name"} for s in per_image])

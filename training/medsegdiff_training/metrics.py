@@ -107,6 +107,51 @@ def score(
     return result
 
 
+def parse_structures(text: str) -> dict[str, tuple[int, ...]]:
+    """``"disc=1+2,cup=2"`` -> ``{"disc": (1, 2), "cup": (2,)}``: named unions of classes.
+
+    Raises ValueError with a readable message when ``text`` is not of that form.
+
+    Examples
+    --------
+    >>> parse_structures("disc=1+2, cup=2")
+    {'disc': (1, 2), 'cup': (2,)}
+    """
+    structures: dict[str, tuple[int, ...]] = {}
+    for part in text.split(","):
+        name, equals, classes = part.strip().partition("=")
+        try:
+            numbers = tuple(sorted({int(c) for c in classes.split("+")}))
+        except ValueError:
+            numbers = ()
+        if not equals or not name.strip() or not numbers or min(numbers) < 1:
+            raise ValueError(
+                f"{part.strip()!r} is not a structure: write NAME=CLASSES with foreground classes "
+                "joined by '+', e.g. 'disc=1+2,cup=2'."
+            )
+        structures[name.strip()] = numbers
+    return structures
+
+
+def structure_scores(
+    labels: np.ndarray, truth: np.ndarray, structures: dict[str, tuple[int, ...]]
+) -> dict[str, float]:
+    """Dice, IoU and HD95 of each named union of classes, as ``{name}_dice`` ... .
+
+    Fundus papers compare the optic disc (rim + cup) and the cup, not the rim:
+    ``structures={"disc": (1, 2), "cup": (2,)}``.
+    """
+    result: dict[str, float] = {}
+    for name, classes in structures.items():
+        p, t = np.isin(labels, classes), np.isin(truth, classes)
+        result[f"{name}_dice"], result[f"{name}_iou"], result[f"{name}_hd95"] = (
+            dice(p, t),
+            iou(p, t),
+            hd95(p, t),
+        )
+    return result
+
+
 def summarise_scores(scores: Sequence[dict[str, float]]) -> dict[str, float]:
     """Mean of each metric over images (nans skipped), with ``count`` and ``hd95_undefined``."""
     summary: dict[str, float] = {"count": float(len(scores))}
