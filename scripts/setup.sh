@@ -2,7 +2,7 @@
 # Set up this checkout on a Debian/Ubuntu machine: the Debian packages napari needs to draw
 # under a real or virtual X server, a virtual environment (.venv) with PyTorch, and both
 # distributions of this repository installed editable (medsegdiff-training from ./training,
-# napari-medsegdiff from . with its `all` and `testing` extras).
+# napari-medsegdiff from . with its `all`, `testing` and `dev` extras: napari, pytest, ruff, mypy, tox).
 #
 # Safe to run again: it only does what is missing. Settings (environment variables):
 #   MEDSEGDIFF_VENV         where the virtual environment lives        (default: ./.venv)
@@ -100,8 +100,8 @@ install_packages() {
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
         return 0
     fi
-    log "installing medsegdiff-training and napari-medsegdiff[all,testing] (editable)"
-    "$VENV/bin/python" -m pip install -q -e "$ROOT/training" -e "$ROOT[all,testing]"
+    log "installing medsegdiff-training and napari-medsegdiff[all,testing,dev] (editable)"
+    "$VENV/bin/python" -m pip install -q -e "$ROOT/training" -e "$ROOT[all,testing,dev]"
     echo "$digest" >"$stamp"
 }
 
