@@ -1,0 +1,72 @@
+"""The README's command blocks name commands, scripts and options that exist.
+
+Every ``medsegdiff`` / ``torchrun ... -m medsegdiff_training`` line is parsed by the real
+CLI parser (nothing runs), every script a block runs answers ``--help``, and every file a
+block names is in the repository.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def command_lines() -> list[str]:
+    """The README's bash blocks as logical lines (continuations joined, comments dropped)."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words:
+                lines.append(shlex.join(words))
+    return lines
+
+
+LINES = command_lines()
+CLI_LINES = [line for line in LINES if re.match(r"(\.venv/bin/)?medsegdiff |torchrun ", line)]
+SCRIPTS = sorted(
+    {
+        match.group(1)
+        for line in LINES
+        for match in [re.search(r"(?:python|bash) ((?:scripts|benchmarks)/[\w./-]+)", line)]
+        if match
+    }
+)
+
+
+def test_the_readme_has_the_commands_this_test_reads():
+    assert len(CLI_LINES) >= 15 and "scripts/train_default_model.py" in SCRIPTS
+
+
+@pytest.mark.parametrize("line", CLI_LINES)
+def test_every_medsegdiff_command_parses(line: str) -> None:
+    from medsegdiff_training.cli import build_parser
+
+    words = shlex.split(line)
+    if words[0] == "torchrun":
+        words = words[words.index("medsegdiff_training") :]
+    args = build_parser().parse_args(words[1:])  # argparse exits (SystemExit) on an unknown option
+    assert callable(args.handler)
+
+
+@pytest.mark.slow  # each imports torch in a fresh interpreter
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if s.endswith(".py")])
+def test_every_python_script_answers_help(script: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("usage:")
+
+
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if s.endswith(".sh")])
+def test_every_shell_script_exists_and_parses(script: str) -> None:
+    assert subprocess.run(["bash", "-n", str(ROOT / script)], timeout=60).returncode == 0
