@@ -389,7 +389,7 @@ def test_evaluate_scores_named_unions_of_classes(capsys, tmp_path, home):
     assert cup["dice"] == pytest.approx(document["per_class"]["2"]["dice"])  # one class: the same score
     code, out, _ = run(capsys, "evaluate", *options)
     assert code == 0
-    assert "  disc (1+2)  Dice " in out and "  cup (2)    Dice " in out
+    assert "  disc (1+2) Dice " in out and "  cup (2)    Dice " in out and "  class 2    Dice " in out
 
 
 def test_every_user_error_is_one_line_and_exit_code_1(capsys, tmp_path, dataset, registry):

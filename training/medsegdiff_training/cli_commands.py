@@ -442,7 +442,8 @@ def print_evaluation(document: dict[str, Any]) -> None:
     for name, values in document.get("structures", {}).items():
         classes = "+".join(map(str, values["classes"]))
         dice, iou, hd95 = (_number(values["dice"]), _number(values["iou"]), _number(values["hd95"], 1))
-        out(f"  {name} ({classes})".ljust(13) + f"Dice {dice}  IoU {iou}  HD95 {hd95} px")
+        label = f"{name} ({classes})"
+        out(f"  {label:<10} Dice {dice}  IoU {iou}  HD95 {hd95} px")  # in line with the class rows
     if document["hd95_undefined"]:
         out(f"  HD95 undefined (one mask empty) on {document['hd95_undefined']} images, left out of the mean")
 
