@@ -34,3 +34,31 @@ def test_importing_every_training_module_imports_no_gui_module() -> None:
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert "medsegdiff_training.cli" in report["imported"]
     assert report["leaked"] == [], f"importing medsegdiff_training imported {report['leaked']}"
+
+
+def test_listing_models_devices_and_corrections_imports_no_torch(tmp_path) -> None:
+    """What a GUI shows on opening (versions, the selection, devices, the store's count) needs no torch."""
+    probe = textwrap.dedent(
+        f"""
+        import json, sys
+        from medsegdiff_training.corrections import CorrectionsStore
+        from medsegdiff_training.device import DEVICE_CHOICES
+        from medsegdiff_training.registry import ModelRegistry
+        registry = ModelRegistry({str(tmp_path / "models")!r})
+        listed = [version.name for version in registry.versions()]
+        report = {{
+            "versions": listed,
+            "selected": registry.selected(),
+            "devices": list(DEVICE_CHOICES),
+            "corrections": len(CorrectionsStore({str(tmp_path / "store")!r})),
+            "torch": "torch" in sys.modules,
+        }}
+        print(json.dumps(report))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["versions"][:2] == ["default", "drishti-disc-cup"] and report["selected"] == "default"
+    assert report["devices"] == ["auto", "cuda", "mps", "cpu"] and report["corrections"] == 0
+    assert report["torch"] is False
