@@ -1,8 +1,9 @@
 """Does fine-tuning on a handful of corrections help on a new domain? Drishti-GS1 as the test.
 
-    python scripts/drishti_finetune_experiment.py --parent runs/default/final --corrections 8 --minutes 10
+    python scripts/drishti_finetune_experiment.py --corrections 8 --minutes 10
 
-The shipped model was trained on thyroid ultrasound. An annotator moving to fundus
+The parent is the shipped ``default`` model unless ``--parent`` names another checkpoint
+folder. The shipped model was trained on thyroid ultrasound. An annotator moving to fundus
 photographs would correct its optic-disc masks and export them. This script does exactly
 that without the GUI: it writes ``--corrections`` images of Drishti's *Training* split,
 with their expert masks (disc = rim + cup, since the default model is binary) and the
@@ -32,13 +33,18 @@ from medsegdiff_training.data import find_pairs, read_array  # noqa: E402
 from medsegdiff_training.evaluation import evaluate_pairs  # noqa: E402
 from medsegdiff_training.finetune import finetune  # noqa: E402
 from medsegdiff_training.inference import SamplingSettings, Segmenter  # noqa: E402
-from medsegdiff_training.registry import ModelRegistry  # noqa: E402
+from medsegdiff_training.registry import DEFAULT_MODEL_DIR, ModelRegistry  # noqa: E402
 from medsegdiff_training.trainer import TrainConfig  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--parent", type=Path, default=Path("runs/default/final"))
+    parser.add_argument(
+        "--parent",
+        type=Path,
+        default=DEFAULT_MODEL_DIR,
+        help="checkpoint folder to fine-tune (default: the shipped default model)",
+    )
     parser.add_argument("--data", type=Path, default=Path("../shared/data/drishti_roi"))
     parser.add_argument("--work", type=Path, default=Path("runs/drishti_experiment"))
     parser.add_argument("--corrections", type=int, default=8)
@@ -106,7 +112,11 @@ def main() -> None:
             "finetune": {
                 "steps": result.steps,
                 "minutes": round(minutes, 1),
-                "parent": "ultrasound (DDTI default)",
+                "parent": (
+                    "shipped default (DDTI ultrasound)"
+                    if args.parent.resolve() == DEFAULT_MODEL_DIR
+                    else str(args.parent)
+                ),
                 "held_out_corrections_dice_before": result.validation_dice_before,
                 "held_out_corrections_dice_after": result.validation_dice_after,
             },
