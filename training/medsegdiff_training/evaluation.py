@@ -18,7 +18,6 @@ from .data.pairs import Pair
 from .inference import SamplingSettings, Segmenter
 from .metrics import score, summarise_scores
 from .preprocess import check_label_map
-from .samplers import run_to_end
 
 
 @dataclass
@@ -55,11 +54,8 @@ def evaluate_pairs(
         batch = pairs[start : start + batch_size]
         images = [read_array(p.image) for p in batch]
         truths = [check_label_map(read_mask(p.mask), num_classes) for p in batch]
-        prepared = torch.cat([segmenter.prepare(image) for image in images])
-        final = run_to_end(segmenter.denoise(prepared, settings))
-        for index, (pair, truth) in enumerate(zip(batch, truths, strict=True)):
-            members = final[index * settings.ensemble : (index + 1) * settings.ensemble]
-            result = segmenter.summarise(members, settings, truth.shape)[0]
+        results = segmenter.segment_batch(images, settings, [truth.shape for truth in truths])
+        for pair, truth, result in zip(batch, truths, results, strict=True):
             soft = result.probabilities if result.probabilities.ndim == 2 else None
             per_image.append({"name": pair.name, **score(result.labels, truth, num_classes, soft)})
         if progress is not None:
