@@ -27,6 +27,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from medsegdiff_training.sampling_defaults import (  # torch-free: the core's recommendation
+    DEFAULT_SAMPLER,
+    DEFAULT_SEED,
+    DEFAULT_THRESHOLD,
+    RECOMMENDED_ENSEMBLE,
+    RECOMMENDED_STEPS,
+    SAMPLER_LABELS,
+)
+
 from ._animation import StepAnimation
 from ._corrections_panel import CorrectionsPanel
 from ._layer_axes import INTERPRETATIONS, LayerAxes, UnsupportedLayerError, interpret
@@ -38,9 +47,7 @@ from ._sampling_glue import Frame, segment_layer
 if TYPE_CHECKING:
     import napari
 
-SAMPLERS = (("DDIM (fast)", "ddim"), ("DPM-Solver++ (fastest)", "dpm++"), ("DDPM (paper, 100 steps)", "ddpm"))
-RECOMMENDED_STEPS = {"ddpm": 100, "ddim": 3, "dpm++": 5}  # mirrors medsegdiff_training.samplers
-RECOMMENDED_ENSEMBLE = 5  # mirrors medsegdiff_training.samplers
+SAMPLERS = SAMPLER_LABELS  # (label shown, sampler name), in the order shown
 
 
 def _ask(parent: QWidget, question: str) -> bool:
@@ -109,7 +116,8 @@ class SegmentWidget(QWidget):
         self.sampler_box.currentIndexChanged.connect(
             lambda: self.steps.setValue(RECOMMENDED_STEPS[self.sampler_box.currentData()])
         )
-        self.steps.setValue(RECOMMENDED_STEPS["ddim"])
+        self.sampler_box.setCurrentIndex(self.sampler_box.findData(DEFAULT_SAMPLER))
+        self.steps.setValue(RECOMMENDED_STEPS[DEFAULT_SAMPLER])
         self.ensemble = QSpinBox()
         self.ensemble.setRange(1, 32)
         self.ensemble.setValue(RECOMMENDED_ENSEMBLE)
@@ -118,10 +126,11 @@ class SegmentWidget(QWidget):
         )
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
+        self.seed.setValue(DEFAULT_SEED)
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.01, 0.99)
         self.threshold.setSingleStep(0.05)
-        self.threshold.setValue(0.5)
+        self.threshold.setValue(DEFAULT_THRESHOLD)
         self.threshold.setToolTip("Foreground threshold of binary models; K-class models take the argmax.")
         self.scope_box = QComboBox()
         self.scope_box.addItems(["current slice", "all slices"])

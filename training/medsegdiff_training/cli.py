@@ -28,7 +28,13 @@ from .config import NAMED_CONFIGS
 from .device import DEVICE_CHOICES
 from .errors import MedSegDiffError
 from .finetune import DEFAULT_FINETUNE_CONFIG
-from .samplers import RECOMMENDED_ENSEMBLE, SAMPLERS
+from .sampling_defaults import (
+    DEFAULT_SAMPLER,
+    DEFAULT_SEED,
+    DEFAULT_THRESHOLD,
+    RECOMMENDED_ENSEMBLE,
+    SAMPLERS,
+)
 
 PROG = "medsegdiff"
 
@@ -55,7 +61,7 @@ def _sampling(parser: argparse.ArgumentParser, batch_size: int) -> None:
         metavar="VERSION",
         help="registry version or checkpoint folder (default: the selected version)",
     )
-    parser.add_argument("--sampler", default="ddim", choices=SAMPLERS)
+    parser.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS)
     parser.add_argument(
         "--steps", type=int, default=None, help="sampling steps (default: the sampler's recommended)"
     )
@@ -65,8 +71,10 @@ def _sampling(parser: argparse.ArgumentParser, batch_size: int) -> None:
         default=RECOMMENDED_ENSEMBLE,
         help=f"samples per image, averaged, in one batch (default: {RECOMMENDED_ENSEMBLE})",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threshold", type=float, default=0.5, help="foreground threshold of binary models")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--threshold", type=float, default=DEFAULT_THRESHOLD, help="foreground threshold of binary models"
+    )
     parser.add_argument("--batch-size", type=int, default=batch_size, help="images per sampler run")
     parser.add_argument(
         "--no-amp",
