@@ -18,25 +18,27 @@ Examples
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import cli_commands as commands
+# Only torch-free modules here: --help and argument errors must not wait for torch.
 from .cli_progress import emit_json
 from .config import NAMED_CONFIGS
-from .device import DEVICE_CHOICES
-from .errors import MedSegDiffError
-from .finetune import DEFAULT_FINETUNE_CONFIG
+from .errors import EXIT_CANCELLED, EXIT_USER_ERROR, MedSegDiffError
 from .sampling_defaults import (
     DEFAULT_SAMPLER,
     DEFAULT_SEED,
     DEFAULT_THRESHOLD,
+    DEVICE_CHOICES,
     RECOMMENDED_ENSEMBLE,
     SAMPLERS,
 )
+from .train_config import DEFAULT_FINETUNE_CONFIG, TrainConfig
 
 PROG = "medsegdiff"
+TRAIN = TrainConfig()  # the defaults the train options show
 
 
 def _common(parser: argparse.ArgumentParser, device: bool = True, nested: bool = False) -> None:
@@ -129,16 +131,20 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--minutes", type=float, default=None, help="wall-clock budget; with --steps, first reached wins"
     )
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=TRAIN.batch_size)
     parser.add_argument(
-        "--lr", type=float, default=1e-4, help="AdamW learning rate (default: 1e-4, the paper's)"
+        "--lr",
+        dest="learning_rate",
+        type=float,
+        default=TRAIN.learning_rate,
+        help=f"AdamW learning rate (default: {TRAIN.learning_rate:g}, the paper's)",
     )
-    parser.add_argument("--ema-decay", type=float, default=0.999)
-    parser.add_argument("--grad-clip", type=float, default=1.0)
+    parser.add_argument("--ema-decay", type=float, default=TRAIN.ema_decay)
+    parser.add_argument("--grad-clip", type=float, default=TRAIN.grad_clip)
     parser.add_argument(
         "--mask-loss-weight",
         type=float,
-        default=0.0,
+        default=TRAIN.mask_loss_weight,
         help="weight of a soft-Dice loss on the predicted mask (default 0: the paper's MSE alone)",
     )
     parser.add_argument(
@@ -154,12 +160,15 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         help="float32 throughout: no bf16 mixed precision (used on CUDA and on CPUs with AMX/AVX512-BF16)",
     )
     parser.add_argument("--no-augment", action="store_true", help="no flips, affine or intensity jitter")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--validate-every", type=int, default=500, metavar="STEPS")
+    parser.add_argument("--seed", type=int, default=TRAIN.seed)
+    parser.add_argument("--validate-every", type=int, default=TRAIN.validate_every, metavar="STEPS")
     parser.add_argument(
-        "--validation-images", type=int, default=32, help="validation images scored each time"
+        "--validation-images",
+        type=int,
+        default=TRAIN.validation_images,
+        help="validation images scored each time",
     )
-    parser.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS")
+    parser.add_argument("--checkpoint-every", type=int, default=TRAIN.checkpoint_every, metavar="STEPS")
     parser.add_argument(
         "--out", required=True, type=Path, metavar="RUN_DIR", help="run folder (resumed if it has a state)"
     )
@@ -180,7 +189,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         "--progress-json", action="store_true", help="JSON lines on stdout instead of text progress"
     )
     _common(parser)
-    parser.set_defaults(handler=commands.command_train)
+    parser.set_defaults(command_name="train")
 
 
 def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
@@ -200,8 +209,10 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_FINETUNE_CONFIG.batch_size)
-    parser.add_argument("--lr", type=float, default=DEFAULT_FINETUNE_CONFIG.learning_rate)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--lr", dest="learning_rate", type=float, default=DEFAULT_FINETUNE_CONFIG.learning_rate
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_FINETUNE_CONFIG.seed)
     parser.add_argument(
         "--validation-fraction",
         type=float,
@@ -232,7 +243,7 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
         "--progress-json", action="store_true", help="JSON lines on stdout (for the napari plugin)"
     )
     _common(parser)
-    parser.set_defaults(handler=commands.command_finetune)
+    parser.set_defaults(command_name="finetune")
 
 
 def _add_predict(subparsers: argparse._SubParsersAction) -> None:
@@ -253,7 +264,7 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true")
     _sampling(parser, batch_size=8)
     _common(parser)
-    parser.set_defaults(handler=commands.command_predict)
+    parser.set_defaults(command_name="predict")
 
 
 def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
@@ -267,7 +278,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--per-image", action="store_true", help="with --json: every image's scores too")
     _sampling(parser, batch_size=8)
     _common(parser)
-    parser.set_defaults(handler=commands.command_evaluate)
+    parser.set_defaults(command_name="evaluate")
 
 
 def _add_models(subparsers: argparse._SubParsersAction) -> None:
@@ -294,7 +305,7 @@ def _add_models(subparsers: argparse._SubParsersAction) -> None:
         _common(sub, device=False, nested=True)
     parser.add_argument("--json", action="store_true")
     _common(parser, device=False)
-    parser.set_defaults(handler=commands.command_models, name=None)
+    parser.set_defaults(command_name="models", name=None)
 
 
 def _add_info(subparsers: argparse._SubParsersAction) -> None:
@@ -308,7 +319,7 @@ def _add_info(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true")
     _common(parser, device=False)
-    parser.set_defaults(handler=commands.command_info)
+    parser.set_defaults(command_name="info")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,7 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        return int(args.handler(args))
+        # imported only now: parsing (and --help) never loads torch or the trainer
+        commands = importlib.import_module(".cli_commands", __package__)
+        return int(getattr(commands, f"command_{args.command_name}")(args))
     except MedSegDiffError as error:
         return _fail(args, str(error))
     except FloatingPointError as error:  # the loss diverged: the user's learning rate
@@ -340,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
-        return commands.EXIT_CANCELLED
+        return EXIT_CANCELLED
 
 
 def _fail(args: argparse.Namespace, message: str) -> int:
@@ -349,7 +362,7 @@ def _fail(args: argparse.Namespace, message: str) -> int:
         emit_json({"event": "error", "message": message})
     sys.stderr.write(f"{PROG}: error: {message}\n")
     sys.stderr.flush()
-    return commands.EXIT_USER_ERROR
+    return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

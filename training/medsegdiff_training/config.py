@@ -241,6 +241,19 @@ NAMED_CONFIGS: dict[str, ModelConfig] = {
 }
 
 
+def image_size_of(values: Any) -> tuple[int, ...] | None:
+    """A CLI ``--image-size``: N (square) or H W; ``None`` when not given.
+
+    Examples
+    --------
+    >>> image_size_of([64]), image_size_of([64, 48]), image_size_of(None)
+    ((64, 64), (64, 48), None)
+    """
+    if not values:
+        return None
+    return tuple(int(v) for v in values) * (2 if len(values) == 1 else 1)
+
+
 def named_config(name: str, **changes: Any) -> ModelConfig:
     """Return a named configuration (``cpu``, ``tiny``, ``S``, ``B``, ``L``, ``++``).
 

@@ -25,15 +25,9 @@ from .device import mixed_precision, resolve_device
 from .errors import ConfigError
 from .preprocess import guess_channel_axis, prepare_image
 from .samplers import SamplerStep, run_to_end, sample
-from .sampling_defaults import (
-    DEFAULT_ETA,
-    DEFAULT_SAMPLER,
-    DEFAULT_SEED,
-    DEFAULT_THRESHOLD,
-    RECOMMENDED_ENSEMBLE,
-    RECOMMENDED_STEPS,
-    SINGLE_SAMPLE,
-)
+from .sampling_defaults import SamplingSettings
+
+__all__ = ["SamplingSettings", "SegmentationResult", "Segmenter", "model_space_to_probabilities"]
 from .schedule import NoiseSchedule
 
 
@@ -50,49 +44,6 @@ class SegmentationResult:
     labels: np.ndarray
     uncertainty: np.ndarray | None
     settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """How to sample: which sampler, how many steps, ensemble size, seed, threshold.
-
-    The defaults come from :mod:`medsegdiff_training.sampling_defaults`: DDIM at its
-    recommended steps and one sample; :meth:`recommended` gives what the widget and the CLI
-    use by default (an ensemble of 5).
-
-    Examples
-    --------
-    >>> SamplingSettings().to_dict()
-    {'sampler': 'ddim', 'steps': 3, 'ensemble': 1, 'seed': 0, 'eta': 0.0, 'threshold': 0.5}
-    >>> recommended = SamplingSettings.recommended(sampler="dpm++")
-    >>> recommended.ensemble, recommended.resolved_steps()
-    (5, 5)
-    """
-
-    sampler: str = DEFAULT_SAMPLER
-    steps: int | None = None
-    ensemble: int = SINGLE_SAMPLE
-    seed: int | None = DEFAULT_SEED
-    eta: float = DEFAULT_ETA
-    threshold: float = DEFAULT_THRESHOLD
-
-    @classmethod
-    def recommended(cls, **changes: Any) -> SamplingSettings:
-        """The settings the widget and the CLI start from (ensemble of 5), with ``changes``."""
-        return cls(**{"ensemble": RECOMMENDED_ENSEMBLE, **changes})
-
-    def resolved_steps(self) -> int:
-        return RECOMMENDED_STEPS[self.sampler] if self.steps is None else int(self.steps)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sampler": self.sampler,
-            "steps": self.resolved_steps(),
-            "ensemble": self.ensemble,
-            "seed": self.seed,
-            "eta": self.eta,
-            "threshold": self.threshold,
-        }
 
 
 def model_space_to_probabilities(x0: torch.Tensor) -> torch.Tensor:

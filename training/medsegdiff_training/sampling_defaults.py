@@ -1,8 +1,8 @@
-"""The sampling defaults, in one place that imports nothing heavy (no torch, no numpy).
+"""The sampling defaults and :class:`SamplingSettings`, importing nothing heavy (no torch).
 
 The napari widget, the CLI (``--help`` must stay fast), evaluation and
-:class:`~medsegdiff_training.inference.SamplingSettings` all read these names, so the
-recommendation changes here and everywhere at once.
+:class:`SamplingSettings` all read these names, so the recommendation changes here and
+everywhere at once. The device choices the widget and the CLI offer are here too.
 
 Examples
 --------
@@ -13,6 +13,9 @@ True
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 SAMPLERS = ("ddpm", "ddim", "dpm++")
 DEFAULT_SAMPLER = "ddim"
@@ -37,3 +40,47 @@ SAMPLER_LABELS = (
     ("DPM-Solver++ (fastest)", "dpm++"),
     ("DDPM (paper, 100 steps)", "ddpm"),
 )
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How to sample: which sampler, how many steps, ensemble size, seed, threshold.
+
+    The defaults come from :mod:`medsegdiff_training.sampling_defaults`: DDIM at its
+    recommended steps and one sample; :meth:`recommended` gives what the widget and the CLI
+    use by default (an ensemble of 5).
+
+    Examples
+    --------
+    >>> SamplingSettings().to_dict()
+    {'sampler': 'ddim', 'steps': 3, 'ensemble': 1, 'seed': 0, 'eta': 0.0, 'threshold': 0.5}
+    >>> recommended = SamplingSettings.recommended(sampler="dpm++")
+    >>> recommended.ensemble, recommended.resolved_steps()
+    (5, 5)
+    """
+
+    sampler: str = DEFAULT_SAMPLER
+    steps: int | None = None
+    ensemble: int = SINGLE_SAMPLE
+    seed: int | None = DEFAULT_SEED
+    eta: float = DEFAULT_ETA
+    threshold: float = DEFAULT_THRESHOLD
+
+    @classmethod
+    def recommended(cls, **changes: Any) -> SamplingSettings:
+        """The settings the widget and the CLI start from (ensemble of 5), with ``changes``."""
+        return cls(**{"ensemble": RECOMMENDED_ENSEMBLE, **changes})
+
+    def resolved_steps(self) -> int:
+        return RECOMMENDED_STEPS[self.sampler] if self.steps is None else int(self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sampler": self.sampler,
+            "steps": self.resolved_steps(),
+            "ensemble": self.ensemble,
+            "seed": self.seed,
+            "eta": self.eta,
+            "threshold": self.threshold,
+        }

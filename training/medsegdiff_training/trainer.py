@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,57 +26,22 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import DiffusionConfig, ModelConfig, PreprocessConfig
-from .data.augment import AugmentConfig, augment_batch
+from .data.augment import augment_batch
 from .data.dataset import SegmentationDataset
 from .device import has_fast_bfloat16, mixed_precision, resolve_device
 from .distributed import barrier, gather_objects, max_over_ranks, process_rank, world_size
-from .errors import Cancelled, ConfigError, DatasetError
+from .errors import Cancelled, DatasetError
 from .inference import SamplingSettings, Segmenter
 from .metrics import mean_dice
 from .model import MedSegDiffUNet
 from .samplers import run_to_end
 from .schedule import NoiseSchedule, diffusion_loss, mask_to_model_space
+from .train_config import TrainConfig
 from .training_state import has_training_state, load_training_state, save_training_state
 
 CancelToken = Callable[[], bool] | threading.Event | None
 LOG_FILE = "log.jsonl"
 FINAL_DIR = "final"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train. Give a budget in ``steps``, in ``minutes``, or both (first reached wins)."""
-
-    steps: int | None = 1000
-    minutes: float | None = None
-    batch_size: int = 8
-    learning_rate: float = 1e-4  # the paper's
-    weight_decay: float = 0.0
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0
-    mask_loss_weight: float = 0.0  # > 0 adds a soft-Dice loss on the implied x_0 (not the paper's)
-    amp: bool = True  # bf16 autocast where native: CUDA, CPUs with AMX / AVX512-BF16
-    seed: int = 0
-    validate_every: int = 500
-    validation_images: int = 32
-    # one member: validation tracks the network, not the ensemble's averaging
-    validation_sampling: SamplingSettings = SamplingSettings(sampler="ddim", steps=10, seed=0, ensemble=1)
-    checkpoint_every: int = 500
-    augment: AugmentConfig | None = field(default_factory=AugmentConfig)
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.steps is None and self.minutes is None:
-            raise ConfigError("Give a training budget: steps, minutes or both.")
-        if self.batch_size < 1:
-            raise ConfigError("batch_size must be at least 1.")
-        if not (self.mask_loss_weight >= 0 and math.isfinite(self.mask_loss_weight)):
-            raise ConfigError("mask_loss_weight must be a finite number, 0 or more.")
-
-    def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        values["validation_sampling"] = self.validation_sampling.to_dict()
-        return values
 
 
 @dataclass(frozen=True)
