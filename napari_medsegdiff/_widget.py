@@ -3,7 +3,8 @@
 It only gathers choices and shows results; sampling runs in a napari worker thread
 (:mod:`._sampling_glue` turns the sampler's steps into frames), models come from the
 registry through :mod:`._models`, exports go through :mod:`._export`, and fine-tuning
-runs in a separate process (:mod:`._finetune_dialog`).
+runs in a separate process (:mod:`._finetune_dialog`, also reached from the menu
+through :mod:`._menu_commands`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from medsegdiff_training.sampling_defaults import (  # torch-free: the core's re
 from ._animation import StepAnimation
 from ._corrections_panel import CorrectionsPanel
 from ._layer_axes import INTERPRETATIONS, LayerAxes, UnsupportedLayerError, interpret
-from ._models import UNTRAINED, device_choices, forget_models, model_choices
+from ._models import UNTRAINED, device_choices, fill_device_box, forget_models, model_choices
 from ._placement import placement_of
 from ._result_layers import SegmentationRun, add_result_layers
 from ._sampling_glue import Frame, segment_layer
@@ -237,15 +238,7 @@ class SegmentWidget(QWidget):
             self._fill_choices(_read_choices())
 
     def _fill_devices(self, devices: list[tuple[str, str | None]]) -> None:
-        current = self.device_box.currentData()
-        self.device_box.clear()
-        for choice, reason in devices:
-            self.device_box.addItem(choice if reason is None else f"{choice} (unavailable)", choice)
-            if reason is not None:
-                item = self.device_box.model().item(self.device_box.count() - 1)
-                item.setEnabled(False)
-                item.setToolTip(reason)
-        self.device_box.setCurrentIndex(max(self.device_box.findData(current), 0))
+        fill_device_box(self.device_box, devices)
 
     def _fill_models(self, models: list[tuple[str, str]], selected: str, current: Any) -> None:
         self.model_box.clear()
