@@ -13,7 +13,7 @@ def test_the_menu_commands_reach_the_docked_widgets_corrections_panel(
     viewer = make_napari_viewer()
     manager = PluginManager.instance()
     dialog = manager.get_command("napari-medsegdiff.finetune").exec(args=(viewer,))
-    widget = viewer.window.dock_widgets["MedSegDiff (napari-medsegdiff)"].widget()
+    widget = viewer.window.dock_widgets["MedSegDiff (napari-medsegdiff)"]
     assert dialog is widget.corrections.finetune_dialog and dialog.isVisible()
     dialog.close()
 
