@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, environment, write_result
+from _common import RESULTS, environment, fixed_blob_baseline, write_result
 
 from medsegdiff_training.checkpoint import load_checkpoint
 from medsegdiff_training.data import find_pairs, read_array
-from medsegdiff_training.evaluation import evaluate_pairs, fixed_blob_baseline
+from medsegdiff_training.evaluation import evaluate_pairs
 from medsegdiff_training.inference import SamplingSettings, Segmenter
 from medsegdiff_training.metrics import score, summarise_scores
 from medsegdiff_training.registry import ModelRegistry

@@ -25,7 +25,6 @@ from medsegdiff_training.data import find_pairs, read_array, read_mask
 from medsegdiff_training.inference import SamplingSettings
 from medsegdiff_training.metrics import dice, hd95, iou, summarise_scores
 from medsegdiff_training.preprocess import resize
-from medsegdiff_training.samplers import run_to_end
 
 DEFAULT_PLANS = ["ddim:1", "ddim:3", "ddim:5", "ddim:10", "dpm++:5", "ddpm:100", "ddim:3:5", "ddim:5:5"]
 STRUCTURES = {"disc": lambda labels: labels >= 1, "cup": lambda labels: labels == 2}
@@ -94,13 +93,11 @@ def main() -> None:
         batch = max(1, args.batch_size // settings.ensemble)
         started, scores = time.perf_counter(), []
         for start in range(0, len(test), batch):
-            pairs = test[start : start + batch]
-            prepared = torch.cat([segmenter.prepare(read_array(p.image)) for p in pairs])
-            final = run_to_end(segmenter.denoise(prepared, settings))
-            for index, truth in enumerate(truths[start : start + batch]):
-                members = final[index * settings.ensemble : (index + 1) * settings.ensemble]
-                labels = segmenter.summarise(members, settings, truth.shape)[0].labels
-                scores.append(structure_scores(labels, truth))
+            images = [read_array(p.image) for p in test[start : start + batch]]
+            batch_truths = truths[start : start + batch]
+            results_batch = segmenter.segment_batch(images, settings, [t.shape for t in batch_truths])
+            for result, truth in zip(results_batch, batch_truths, strict=True):
+                scores.append(structure_scores(result.labels, truth))
         seconds = time.perf_counter() - started
         summary = summarise_scores(scores)
         results.append({"settings": settings.to_dict(), "summary": summary, "seconds": seconds})

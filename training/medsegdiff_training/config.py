@@ -95,11 +95,9 @@ class ModelConfig:
                 f"encoder_blocks has {len(self.encoder_blocks)} entries but channel_mults has "
                 f"{len(self.channel_mults)}: give one block count per level."
             )
-        for mult in self.channel_mults:
-            if (self.base_channels * mult) % self.groups:
-                raise ConfigError(
-                    f"channels {self.base_channels * mult} are not divisible by groups={self.groups}."
-                )
+        for channels in self.level_channels:
+            if channels % self.groups:
+                raise ConfigError(f"channels {channels} are not divisible by groups={self.groups}.")
         for level in self.fused_levels:
             if not 0 <= level < self.dual_levels:
                 raise ConfigError(
@@ -108,13 +106,23 @@ class ModelConfig:
                 )
 
     @property
+    def level_channels(self) -> list[int]:
+        """Feature channels at each level, finest first: ``base_channels`` times each multiplier."""
+        return [self.base_channels * mult for mult in self.channel_mults]
+
+    @property
     def downsamplings(self) -> int:
+        """Stride-2 steps of the encoder: one after every level but the last."""
         return len(self.channel_mults) - 1
 
     @property
     def dual_levels(self) -> int:
-        """Encoder levels that run separately for the image and for x_t."""
-        return len(self.channel_mults) - 1
+        """Encoder levels that run separately for the image and for x_t.
+
+        The same number as :attr:`downsamplings`, by design: every level that ends in a
+        downsampling has its two encoders; the last (coarsest) level is shared.
+        """
+        return self.downsamplings
 
     @property
     def mask_channels(self) -> int:

@@ -10,9 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import torch
-
 from .data.io import read_array, read_mask
 from .data.pairs import Pair
 from .inference import SamplingSettings, Segmenter
@@ -62,20 +59,3 @@ def evaluate_pairs(
             progress(min(start + batch_size, len(pairs)), len(pairs))
     summary = summarise_scores([{k: v for k, v in s.items() if k != "name"} for s in per_image])
     return EvaluationReport(summary, per_image, settings.to_dict())
-
-
-def fixed_blob_baseline(
-    train_masks: Sequence[np.ndarray], test_masks: Sequence[np.ndarray]
-) -> dict[str, float]:
-    """The no-model baseline: the thresholded mean training mask, resized to each test image."""
-    from .preprocess import resize
-
-    size = (128, 128)
-    mean = torch.stack(
-        [resize(torch.from_numpy((m > 0).astype(np.float32))[None, None], size)[0, 0] for m in train_masks]
-    ).mean(0)
-    scores = []
-    for truth in test_masks:
-        blob = resize(mean[None, None], truth.shape)[0, 0].numpy() > 0.5
-        scores.append(score(blob.astype(np.uint8), truth > 0, 2))
-    return summarise_scores(scores)

@@ -40,7 +40,6 @@ def augment_batch(
     theta[:, 1, 0] = torch.sin(angle) / scale * flip_x
     theta[:, 1, 1] = torch.cos(angle) / scale * flip_y
     theta[:, 0, 1] *= flip_y
-    theta[:, 1, 0] *= 1.0
     theta[:, 0, 2] = uniform(-1, 1) * config.shift * 2
     theta[:, 1, 2] = uniform(-1, 1) * config.shift * 2
     grid = F.affine_grid(theta, list(image.shape), align_corners=False)
