@@ -52,16 +52,26 @@ def load(spec: str, device: str):
     return Segmenter(checkpoint, device=device)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/ddti"))
-    parser.add_argument("--plans", nargs="*", default=DEFAULT_PLANS, help="sampler:steps[:ensemble]")
-    parser.add_argument("--unet", type=Path, default=Path("runs/unet_baseline/unet.safetensors"))
+def quality_parser(
+    description: str | None, model: str, data: Path, plans: list[str], batch_size: int, name: str
+) -> argparse.ArgumentParser:
+    """The options every quality benchmark takes, with its own defaults."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", default=model)
+    parser.add_argument("--data", type=Path, default=data)
+    parser.add_argument("--plans", nargs="*", default=plans, help="sampler:steps[:ensemble]")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=22)
-    parser.add_argument("--name", default="quality_ddti")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--name", default=name)
+    return parser
+
+
+def main() -> None:
+    parser = quality_parser(
+        __doc__, "default", Path("../shared/data/ddti"), DEFAULT_PLANS, 22, "quality_ddti"
+    )
+    parser.add_argument("--unet", type=Path, default=Path("runs/unet_baseline/unet.safetensors"))
     parser.add_argument(
         "--keep",
         type=Path,

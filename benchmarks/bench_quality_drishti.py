@@ -12,14 +12,13 @@ disc-centred (as the DDTI crops are nodule-centred).
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from _common import environment, write_result
-from bench_quality import load
+from bench_quality import load, quality_parser
 
 from medsegdiff_training.data import find_pairs, read_array, read_mask
 from medsegdiff_training.inference import SamplingSettings
@@ -58,14 +57,8 @@ def majority_map(train_masks: list[np.ndarray], size: tuple[int, int] = (128, 12
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="drishti-disc-cup")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/drishti_roi"))
-    parser.add_argument("--plans", nargs="*", default=DEFAULT_PLANS, help="sampler:steps[:ensemble]")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=17)
-    parser.add_argument("--name", default="quality_drishti")
+    data = Path("../shared/data/drishti_roi")
+    parser = quality_parser(__doc__, "drishti-disc-cup", data, DEFAULT_PLANS, 17, "quality_drishti")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -56,6 +56,13 @@ def _common(parser: argparse.ArgumentParser, device: bool = True, nested: bool =
         )
 
 
+def _long_run(parser: argparse.ArgumentParser, command: str, progress_help: str) -> None:
+    """What train and finetune end with: machine-readable progress, registry, device."""
+    parser.add_argument("--progress-json", action="store_true", help=progress_help)
+    _common(parser)
+    parser.set_defaults(command_name=command)
+
+
 def _sampling(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument(
         "--model",
@@ -185,11 +192,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--select", action="store_true", help="with --register: select the new version")
     parser.add_argument("--description", default=None)
-    parser.add_argument(
-        "--progress-json", action="store_true", help="JSON lines on stdout instead of text progress"
-    )
-    _common(parser)
-    parser.set_defaults(command_name="train")
+    _long_run(parser, "train", "JSON lines on stdout instead of text progress")
 
 
 def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
@@ -239,11 +242,7 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--run-dir", type=Path, default=None, help="run folder (default: under the data folder)"
     )
-    parser.add_argument(
-        "--progress-json", action="store_true", help="JSON lines on stdout (for the napari plugin)"
-    )
-    _common(parser)
-    parser.set_defaults(command_name="finetune")
+    _long_run(parser, "finetune", "JSON lines on stdout (for the napari plugin)")
 
 
 def _add_predict(subparsers: argparse._SubParsersAction) -> None:
