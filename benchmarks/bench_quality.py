@@ -67,6 +67,19 @@ def quality_parser(
     return parser
 
 
+def parse_quality_arguments(
+    parser: argparse.ArgumentParser, test_split: str, train_split: str
+) -> tuple[argparse.Namespace, list, list]:
+    """Parse, set the thread count, and find the (test, train) pairs of ``--data``'s split.csv."""
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = args.data
+    test = find_pairs(data / "images", data / "masks", data / "split.csv", test_split)
+    train = find_pairs(data / "images", data / "masks", data / "split.csv", train_split)
+    return args, test, train
+
+
 def main() -> None:
     parser = quality_parser(
         __doc__, "default", Path("../shared/data/ddti"), DEFAULT_PLANS, 22, "quality_ddti"
@@ -84,12 +97,7 @@ def main() -> None:
         help="score the model's held-out validation cases (train split) instead of the test split: "
         "for choosing sampler settings without looking at the test split",
     )
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    data = args.data
-    test = find_pairs(data / "images", data / "masks", data / "split.csv", "test")
-    train = find_pairs(data / "images", data / "masks", data / "split.csv", "train")
+    args, test, train = parse_quality_arguments(parser, "test", "train")
     segmenter = load(args.model, args.device)
     if args.held_out:
         held_out = set(segmenter.checkpoint.metadata.get("training_data", {}).get("held_out_validation", []))
@@ -106,7 +114,7 @@ def main() -> None:
         "all_foreground": summarise_scores([score(np.ones_like(t, np.uint8), t, 2) for t in truths]),
     }
     if not args.held_out:
-        baselines.update(unet_baselines(args.unet, data))
+        baselines.update(unet_baselines(args.unet, args.data))
     for name, summary in baselines.items():
         print(f"{name}: Dice {summary['dice']:.4f}", flush=True)
     results = json.loads(args.keep.read_text()) if args.keep else []

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import environment, write_result
-from bench_quality import load, quality_parser
+from bench_quality import load, parse_quality_arguments, quality_parser
 
-from medsegdiff_training.data import find_pairs, read_array, read_mask
+from medsegdiff_training.data import read_array, read_mask
 from medsegdiff_training.inference import SamplingSettings
 from medsegdiff_training.metrics import dice, hd95, iou, summarise_scores
 from medsegdiff_training.preprocess import resize
@@ -59,12 +59,7 @@ def majority_map(train_masks: list[np.ndarray], size: tuple[int, int] = (128, 12
 def main() -> None:
     data = Path("../shared/data/drishti_roi")
     parser = quality_parser(__doc__, "drishti-disc-cup", data, DEFAULT_PLANS, 17, "quality_drishti")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    data = args.data
-    test = find_pairs(data / "images", data / "masks", data / "split.csv", "Test")
-    train = find_pairs(data / "images", data / "masks", data / "split.csv", "Training")
+    args, test, train = parse_quality_arguments(parser, "Test", "Training")
     truths = [read_mask(p.mask) for p in test]
     frequencies = majority_map([read_mask(p.mask) for p in train])
     blob = [resize(frequencies[None], t.shape)[0].argmax(0).numpy() for t in truths]
