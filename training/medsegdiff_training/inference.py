@@ -152,7 +152,7 @@ class Segmenter:
         self,
         images: Sequence[np.ndarray],
         settings: SamplingSettings = SamplingSettings(),
-        output_sizes: Sequence[tuple[int, int]] | None = None,
+        output_sizes: Sequence[Sequence[int]] | None = None,
         channel_axis: int | None = None,
         on_step: Callable[[SamplerStep], None] | None = None,
     ) -> list[SegmentationResult]:
@@ -171,7 +171,7 @@ class Segmenter:
         final = run_to_end(self.denoise(prepared, settings), on_step)
         members = settings.ensemble
         return [
-            self.summarise(final[index * members : (index + 1) * members], settings, tuple(size))[0]
+            self.summarise(final[index * members : (index + 1) * members], settings, (size[0], size[1]))[0]
             for index, size in enumerate(output_sizes)
         ]
 
