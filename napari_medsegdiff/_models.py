@@ -1,4 +1,4 @@
-"""The models the widget offers, loaded lazily and once per (version, device).
+"""The models and devices the widget offers; models loaded lazily and once per (version, device).
 
 Listing models reads the registry's JSON files only, and devices are offered before they
 are checked, so that opening the widget never imports torch; torch comes in when a model
@@ -12,9 +12,12 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from qtpy.QtWidgets import QComboBox
+
     from medsegdiff_training.inference import Segmenter
 
 UNTRAINED = "untrained"
+DEVICES_UNCHECKED = "Checked when the first model loads (the first Segment)."
 _cache: dict[tuple[str, str], Segmenter] = {}
 _lock = threading.Lock()
 
@@ -56,11 +59,23 @@ def known_device_choices() -> list[tuple[str, str | None]] | None:
     return device_choices() if "torch" in sys.modules else None
 
 
-def offered_devices() -> list[str]:
-    """Every device choice, unchecked (no torch)."""
+def fill_device_box(box: QComboBox, devices: list[tuple[str, str | None]] | None) -> None:
+    """Fill a device picker: unavailable devices greyed out with the reason as a tooltip.
+
+    ``devices=None``: every device choice, not checked yet (no torch), each saying when it
+    will be. The current choice is kept when it is still listed.
+    """
     from medsegdiff_training.device import DEVICE_CHOICES
 
-    return list(DEVICE_CHOICES)
+    current = box.currentData()
+    box.clear()
+    for choice, reason in devices or [(choice, None) for choice in DEVICE_CHOICES]:
+        box.addItem(choice if reason is None else f"{choice} (unavailable)", choice)
+        item = box.model().item(box.count() - 1)
+        item.setToolTip(reason or ("" if devices is not None else DEVICES_UNCHECKED))
+        if reason is not None:
+            item.setEnabled(False)
+    box.setCurrentIndex(max(box.findData(current), 0))
 
 
 def get_segmenter(version: str, device: str) -> Segmenter:

@@ -231,7 +231,7 @@ def test_opening_the_widget_fills_the_pickers_without_loading_torch(medsegdiff_h
     import subprocess
     import sys
 
-    from napari_medsegdiff._widget import DEVICES_UNCHECKED
+    from napari_medsegdiff._models import DEVICES_UNCHECKED
 
     script = (
         "import json, sys\n"

@@ -94,11 +94,6 @@ def _read_tiff(path: Path) -> np.ndarray:
     return np.asarray(tifffile.imread(path))
 
 
-def _label_dtype(labels: np.ndarray) -> np.dtype:
-    top = int(labels.max()) if labels.size else 0
-    return np.dtype(np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32)
-
-
 class CorrectionsStore:
     """An append-only folder of corrections; see the module docstring.
 
@@ -215,15 +210,17 @@ class CorrectionsStore:
         labels: np.ndarray,
         prediction: np.ndarray | None,
     ) -> None:
+        from .data.writers import label_dtype  # the data package imports torch: only when writing
+
         entries = self.root / ENTRIES
         staging: Path | None = None
         try:
             entries.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{entry_id}.partial-", dir=entries))
             _write_tiff(staging / IMAGE_FILE, image.astype(np.uint8) if image.dtype == bool else image)
-            _write_tiff(staging / LABELS_FILE, labels.astype(_label_dtype(labels)))
+            _write_tiff(staging / LABELS_FILE, labels.astype(label_dtype(labels)))
             if prediction is not None:
-                _write_tiff(staging / PREDICTION_FILE, prediction.astype(_label_dtype(prediction)))
+                _write_tiff(staging / PREDICTION_FILE, prediction.astype(label_dtype(prediction)))
             (staging / ENTRY_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
             os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the entry from other users
             os.rename(staging, entries / entry_id)

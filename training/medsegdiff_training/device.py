@@ -10,11 +10,12 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from .errors import DeviceError
+from .sampling_defaults import DEVICE_CHOICES
 
 if TYPE_CHECKING:
     import torch
 
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+__all__ = ["DEVICE_CHOICES", "device_availability", "has_fast_bfloat16", "mixed_precision", "resolve_device"]
 
 
 def device_availability() -> dict[str, str | None]:
