@@ -32,8 +32,10 @@ from ._corrections_panel import CorrectionsPanel
 from ._layer_axes import INTERPRETATIONS, LayerAxes, UnsupportedLayerError, interpret
 from ._models import UNTRAINED, device_choices, forget_models, model_choices
 from ._placement import placement_of
+from ._prompt_results import add_prompted_objects, pending_prompts_for
+from ._prompts import AUTO, WHOLE_IMAGE, NoPromptsError, choose_prompts, draw_boxes_layer, prompt_layers
 from ._result_layers import SegmentationRun, add_result_layers
-from ._sampling_glue import Frame, segment_layer
+from ._sampling_glue import Frame, segment_layer, segment_prompts_in_layer
 
 if TYPE_CHECKING:
     import napari
@@ -126,9 +128,26 @@ class SegmentWidget(QWidget):
         self.scope_box = QComboBox()
         self.scope_box.addItems(["current slice", "all slices"])
         self.show_x0 = QCheckBox("animate the predicted x₀ instead of x_t")
+        self.prompts_box = QComboBox()
+        self.prompts_box.setToolTip(
+            "Segment the objects in these boxes (Shapes) or at these points (Points), one label each; "
+            "the default takes the newest Shapes or Points layer with a prompt over the image."
+        )
+        self.draw_button = QPushButton("Draw boxes")
+        self.draw_button.setToolTip("Add (or select) the Shapes layer '<image> prompts' in rectangle mode.")
+        self.draw_button.clicked.connect(self.draw_boxes)
+        self.same_label = QCheckBox("same label for all objects")
+        self.same_label.setToolTip(
+            "Give every object the segmentation layer's selected label instead of 1, 2, 3…"
+        )
+        prompts_row = QHBoxLayout()
+        prompts_row.addWidget(self.prompts_box, 1)
+        prompts_row.addWidget(self.draw_button)
         form.addRow("Image layer", self.image_box)
         form.addRow("Read as", self.axes_box)
         form.addRow("", self.axes_label)
+        form.addRow("Prompts", prompts_row)
+        form.addRow("", self.same_label)
         form.addRow("Model", self.model_box)
         form.addRow("Device", self.device_box)
         form.addRow("Sampler", self.sampler_box)
@@ -176,6 +195,27 @@ class SegmentWidget(QWidget):
             self.image_box.setCurrentText(current)
         self.image_box.blockSignals(False)
         self._describe_layer()
+        chosen = self.prompts_box.currentText()
+        choices = [AUTO, WHOLE_IMAGE, *(layer.name for layer in prompt_layers(self.viewer))]
+        self.prompts_box.clear()
+        self.prompts_box.addItems(choices)
+        self.prompts_box.setCurrentText(chosen if chosen in choices else AUTO)
+
+    def draw_boxes(self) -> Any | None:
+        """Select (or add) the Shapes layer ``<image> prompts`` in rectangle mode and pick it."""
+        from napari.utils.notifications import show_error
+
+        layer = self.image_layer()
+        try:
+            if layer is None:
+                raise UnsupportedLayerError("there is no image layer to draw boxes on; open an image first.")
+            shapes = draw_boxes_layer(self.viewer, layer, self.layer_axes(layer))
+        except UnsupportedLayerError as error:
+            show_error(f"MedSegDiff: {error}")
+            return None
+        self.prompts_box.setCurrentText(shapes.name)
+        self.status.setText(f"Drag boxes around the objects in '{shapes.name}', then press Segment.")
+        return shapes
 
     def image_layer(self) -> Any | None:
         name = self.image_box.currentText()
@@ -292,8 +332,22 @@ class SegmentWidget(QWidget):
             show_error("MedSegDiff is already segmenting; wait for it or press Cancel.")
             return None
         slices = [self._current_slice(layer, axes)]
-        if axes.kind == "volume" and self.scope_box.currentText() == "all slices":
+        try:
+            chosen = choose_prompts(self.viewer, self.prompts_box.currentText(), layer, axes, slices[0])
+        except NoPromptsError as error:
+            show_error(f"MedSegDiff: {error}")
+            return None
+        if chosen is None and axes.kind == "volume" and self.scope_box.currentText() == "all slices":
             slices = list(range(axes.slices))
+        prompts, last_size = [], None
+        if chosen is not None:
+            prompts, last_size = pending_prompts_for(self.viewer, layer, axes, chosen[1], slices[0])
+            if not prompts:
+                show_error(
+                    f"MedSegDiff: every prompt in '{chosen[0].name}' is segmented already; draw another "
+                    "box, or remove the segmentation layer to segment them again."
+                )
+                return None
         try:
             settings, version = self.settings(), self.model_version()
         except Exception as error:  # e.g. an unreadable registry.json: say so, raise nothing
@@ -306,10 +360,17 @@ class SegmentWidget(QWidget):
             from ._models import get_segmenter
 
             segmenter = get_segmenter(version, device)
+            if prompts:
+                return (
+                    yield from segment_prompts_in_layer(
+                        segmenter, data, axes, settings, slices[0], prompts, last_size
+                    )
+                )
             return (yield from segment_layer(segmenter, data, axes, settings, slices))
 
         placement = placement_of(layer, axes)
         self.current_run = SegmentationRun(layer, axes, placement, version, device, settings, slices)
+        self._prompts = prompts
         self._animation = StepAnimation(self.viewer, layer, axes, placement, self.show_x0.isChecked())
         self._stopping = False
         self.worker = create_worker(work, _ignore_errors=True)  # errors go to _on_error, not re-raised
@@ -347,13 +408,18 @@ class SegmentWidget(QWidget):
         # Last: napari's progress bar processes pending events, so the run may end in this call.
         self._progress.update(1)
 
-    def _on_results(self, results: list[Any]) -> None:
-        labels_layer = add_result_layers(self.viewer, self.current_run, results)
+    def _on_results(self, results: Any) -> None:
+        done = "is ready to correct with the label tools; then Export correction."
+        if self._prompts:
+            labels_layer, added = add_prompted_objects(
+                self.viewer, self.current_run, results, self._prompts, self.same_label.isChecked()
+            )
+            done = f"holds {added} new object(s) of {len(self._prompts)} prompt(s); it " + done
+        else:
+            labels_layer = add_result_layers(self.viewer, self.current_run, results)
         self.viewer.layers.selection.active = labels_layer
         self.last_run = self.current_run
-        self.status.setText(
-            f"Done: '{labels_layer.name}' is ready to correct with the label tools; then Export correction."
-        )
+        self.status.setText(f"Done: '{labels_layer.name}' {done}")
 
     def _on_error(self, error: BaseException) -> None:
         from napari.utils.notifications import show_error
