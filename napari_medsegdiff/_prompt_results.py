@@ -117,6 +117,44 @@ def add_prompted_objects(
     return layer, len(np.unique(new_objects[free]))
 
 
+def add_propagated_object(
+    viewer: napari.Viewer, run: SegmentationRun, masks: dict[int, np.ndarray], same_label: bool = False
+) -> tuple[Any, int]:
+    """Put a propagated object (slice -> mask) into the volume's segmentation layer: (layer, slices)."""
+    axes = run.axes
+    volume = np.zeros(axes.labels_shape, dtype=np.int32)
+    for index, mask in masks.items():
+        volume[axes.slice_position(index)] = mask
+    layer = existing_segmentation(viewer, run.image_layer, axes)
+    if layer is None:
+        layer = viewer.add_labels(
+            np.zeros(axes.labels_shape, np.uint8),
+            name=f"{run.image_layer.name} segmentation",
+            opacity=0.5,
+            metadata={RUN_KEY: run.record()},
+            **run.placement.layer_kwargs(),
+        )
+    data = np.asarray(layer.data)
+    new_id = int(layer.selected_label) if same_label else int(data.max()) + 1
+    data = _widen(data, new_id)
+    free = (data == 0) & (volume > 0)
+    data[free] = new_id
+    layer.data = data
+    record = dict(run_record(layer))
+    prediction = record.get("prediction")
+    if prediction is None or np.shape(prediction) != data.shape:
+        prediction = np.zeros_like(data)
+    prediction = _widen(np.asarray(prediction), new_id)
+    prediction[free] = new_id
+    record["prediction"] = prediction
+    record["propagated"] = [
+        *record.get("propagated", []),
+        sorted(int(i) for i, m in masks.items() if m.any()),
+    ]
+    layer.metadata = {**layer.metadata, RUN_KEY: record}
+    return layer, sum(1 for m in masks.values() if m.any())
+
+
 def _widen(labels: np.ndarray, top: int) -> np.ndarray:
     """A copy of ``labels`` in a type that holds ``top``."""
     if np.issubdtype(labels.dtype, np.integer) and top <= np.iinfo(labels.dtype).max:

@@ -121,3 +121,22 @@ def segment_prompts_in_layer(
             _foreground(step.predicted_x0),
             window,
         )
+
+
+def propagate_in_layer(
+    segmenter: Segmenter, data: Any, axes: LayerAxes, settings: SamplingSettings, start: int, prompt: Any
+) -> Generator[int, None, dict[int, np.ndarray]]:
+    """Follow one prompt's object from slice ``start`` through a volume layer; yields slice indices."""
+    from medsegdiff_training.prompted import segment_prompts
+    from medsegdiff_training.prompts import resolve_prompts
+    from medsegdiff_training.propagation import propagation_steps
+
+    rule = segmenter.checkpoint.preprocess.prompt_crop_rule()
+    box = resolve_prompts([prompt], axes.image_shape, rule)[0]
+
+    def segment(image: np.ndarray, boxes: list[Any]) -> np.ndarray:
+        return segment_prompts(segmenter, image, boxes, settings, crop_rule=rule).labels
+
+    return (
+        yield from propagation_steps(lambda index: axes.image(data, index), axes.slices, start, box, segment)
+    )

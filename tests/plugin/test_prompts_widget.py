@@ -136,3 +136,26 @@ def test_a_rotated_rectangle_counts_through_its_bounding_box(qtbot, make_napari_
     shapes = viewer.add_shapes([diamond - [1, 1.5]], shape_type="polygon")
     found = prompts_from_layer(shapes, image, interpret((100, 200), False), tuple(viewer.dims.point))
     assert found == [Box(30.0, 20.0, 70.0, 60.0)]
+
+
+def test_propagate_follows_a_box_through_a_volume_into_one_3d_labels_layer(qtbot, widget, notifications):
+    viewer = widget.viewer
+    volume = np.random.default_rng(0).normal(100, 20, (12, 64, 80)).astype(np.float32)
+    image = viewer.add_image(volume, name="scan", scale=(2.0, 0.5, 0.5))
+    widget._refresh_layers()
+    viewer.dims.set_current_step(0, 5)
+    assert widget.propagate() is None and "draw a box around the object on slice 5" in notifications()[-1][1]
+    shapes = widget.draw_boxes()
+    assert shapes.ndim == 3
+    shapes.add_rectangles(np.array([[5, 20, 20], [5, 20, 40], [5, 40, 40], [5, 40, 20]]))
+    widget.threshold.setValue(0.01)  # the untrained tiny model then claims its whole crop
+    worker = widget.propagate()
+    assert worker is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    labels_layer = viewer.layers["scan segmentation"]
+    labels = np.asarray(labels_layer.data)
+    assert labels.shape == (12, 64, 80) and tuple(labels_layer.scale) == tuple(image.scale)
+    assert set(np.unique(labels)) <= {0, 1}
+    assert all(labels[z].any() for z in range(12))  # the crop never vanished: both volume ends reached
+    assert "on 12 slice(s)" in widget.status.text()
+    assert labels_layer.metadata["medsegdiff"]["propagated"] == [list(range(12))]

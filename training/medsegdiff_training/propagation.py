@@ -8,7 +8,7 @@ where the mask vanishes or at the volume's end. Cancelling is checked between sl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 import numpy as np
 
@@ -17,6 +17,33 @@ from .prompts import Box, mask_box
 
 # (2D image, boxes) -> (H, W) label map; e.g. ``lambda image, boxes: segment_prompts(...).labels``
 SliceSegmenter = Callable[[np.ndarray, list[Box]], np.ndarray]
+
+
+def propagation_steps(
+    volume_slice: Callable[[int], np.ndarray],
+    slices: int,
+    start: int,
+    box: Box,
+    segment: SliceSegmenter,
+) -> Generator[int, None, dict[int, np.ndarray]]:
+    """:func:`propagate_box` as a generator: yields each slice index once it is segmented.
+
+    Stopping the iteration between yields stops the propagation (a GUI worker's cancel).
+    """
+    if not 0 <= start < slices:
+        raise ValueError(f"The starting slice {start} is outside the volume's {slices} slices.")
+    masks: dict[int, np.ndarray] = {}
+    for direction in (1, -1):
+        index, current = start, box
+        if direction == -1:
+            index, current = start - 1, mask_box(masks[start])
+        while 0 <= index < slices and current is not None:
+            if index not in masks:
+                masks[index] = np.asarray(segment(volume_slice(index), [current])) > 0
+                yield index
+            current = mask_box(masks[index])
+            index += direction
+    return masks
 
 
 def propagate_box(
@@ -43,20 +70,14 @@ def propagate_box(
     >>> sorted(i for i, m in masks.items() if m.any())
     [1, 2, 3]
     """
-    if not 0 <= start < slices:
-        raise ValueError(f"The starting slice {start} is outside the volume's {slices} slices.")
-    masks: dict[int, np.ndarray] = {}
-    for direction in (1, -1):
-        index, current = start, box
-        if direction == -1:
-            index, current = start - 1, mask_box(masks[start])
-        while 0 <= index < slices and current is not None:
-            if cancel is not None and cancel():
-                raise Cancelled("Propagation was cancelled.")
-            if index not in masks:
-                masks[index] = np.asarray(segment(volume_slice(index), [current])) > 0
-                if progress is not None:
-                    progress(index)
-            current = mask_box(masks[index])
-            index += direction
-    return masks
+    steps = propagation_steps(volume_slice, slices, start, box, segment)
+    while True:
+        if cancel is not None and cancel():
+            steps.close()
+            raise Cancelled("Propagation was cancelled.")
+        try:
+            index = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(index)
