@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import time
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from medsegdiff_training.data.io import read_mask
 from medsegdiff_training.inference import SamplingSettings, Segmenter
 from medsegdiff_training.metrics import dice
 from medsegdiff_training.prompted import segment_prompts
-from medsegdiff_training.prompts import Box, inscribed_ellipse, mask_box
+from medsegdiff_training.prompts import Box, CropRule, inscribed_ellipse, mask_box, resize_bilinear
 
 TILE, GRID = 300, 3
 
@@ -52,28 +51,59 @@ def test_names(data: Path) -> list[str]:
     return sorted(row[0] for row in rows)
 
 
-def build_mosaics(data: Path, names: list[str], seed: int) -> list[dict]:
+def native_size(mask: np.ndarray) -> tuple[int, int]:
+    """The crop's size in the original frame, from DDTI's rule (mask box + 30 px per side, resized to 300).
+
+    A margin of ``m`` tile pixels is 30 original pixels, so the crop was ``300 * 30 / m``
+    original pixels across (margins under 10 px, from crops clipped at the frame's edge,
+    count as 10). Empty masks keep 300.
+    """
+    box = mask_box(mask)
+    if box is None:
+        return TILE, TILE
+    margin_y = max((box.y0 + TILE - box.y1) / 2, 10.0)
+    margin_x = max((box.x0 + TILE - box.x1) / 2, 10.0)
+    return round(TILE * 30 / margin_y), round(TILE * 30 / margin_x)
+
+
+def build_mosaics(data: Path, names: list[str], seed: int, native: bool = False) -> list[dict]:
+    """3x3 mosaics of the crops (each at 300x300, or with ``native`` at its original size)."""
     order = np.random.default_rng(seed).permutation(len(names))
     per_mosaic = GRID * GRID
     mosaics = []
     for start in range(0, len(order), per_mosaic):
-        image = np.zeros((GRID * TILE, GRID * TILE), np.float32)
         tiles = []
-        for slot, index in enumerate(order[start : start + per_mosaic]):
+        for index in order[start : start + per_mosaic]:
             name = names[index]
             tile_image = read_array(data / "images" / f"{name}.png").astype(np.float32)
             if tile_image.ndim == 3:
                 tile_image = tile_image[..., 0]
             mask = read_mask(data / "masks" / f"{name}.gif") > 127
             assert tile_image.shape == mask.shape == (TILE, TILE), name
-            top, left = (slot // GRID) * TILE, (slot % GRID) * TILE
-            image[top : top + TILE, left : left + TILE] = tile_image
-            box = mask_box(mask)
+            placed_image, placed_mask = tile_image, mask
+            if native:
+                size = native_size(mask)
+                placed_image = resize_bilinear(tile_image, size)
+                placed_mask = resize_bilinear(mask.astype(np.float32), size) > 0.5
+            tiles.append(
+                {
+                    "name": name,
+                    "image": tile_image,
+                    "crop_mask": mask,
+                    "mask": placed_mask,
+                    "placed": placed_image,
+                }
+            )
+        cell = (max(t["mask"].shape[0] for t in tiles), max(t["mask"].shape[1] for t in tiles))
+        image = np.zeros((GRID * cell[0], GRID * cell[1]), np.float32)
+        for slot, tile in enumerate(tiles):
+            top, left = (slot // GRID) * cell[0], (slot % GRID) * cell[1]
+            height, width = tile["mask"].shape
+            image[top : top + height, left : left + width] = tile.pop("placed")
+            box = mask_box(tile["mask"])
             if box is not None:
                 box = Box(box.x0 + left, box.y0 + top, box.x1 + left, box.y1 + top)
-            tiles.append(
-                {"name": name, "top": top, "left": left, "mask": mask, "image": tile_image, "box": box}
-            )
+            tile.update(top=top, left=left, box=box)
         mosaics.append({"image": image, "tiles": tiles})
     return mosaics
 
@@ -89,7 +119,8 @@ def load_model(spec: str):
 
 
 def tile_dice(labels: np.ndarray, tile: dict) -> float:
-    region = labels[tile["top"] : tile["top"] + TILE, tile["left"] : tile["left"] + TILE] > 0
+    height, width = tile["mask"].shape
+    region = labels[tile["top"] : tile["top"] + height, tile["left"] : tile["left"] + width] > 0
     return dice(region, tile["mask"])
 
 
@@ -108,6 +139,12 @@ def main() -> None:
         "--margin", type=float, default=None, help="crop margin fraction instead of the model's"
     )
     parser.add_argument("--cpu-timing-mosaics", type=int, default=3)
+    parser.add_argument(
+        "--margin-px", type=float, default=None, help="crop margin in pixels instead of the model's"
+    )
+    parser.add_argument(
+        "--native", action="store_true", help="tiles at their original frame size (DDTI's crop rule undone)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     checkpoint = load_model(args.model)
@@ -116,10 +153,10 @@ def main() -> None:
         sampler=args.sampler, steps=args.steps, ensemble=args.ensemble, seed=args.seed
     )
     rule = checkpoint.preprocess.prompt_crop_rule()
-    if args.margin is not None:
-        rule = dataclasses.replace(rule, margin_fraction=args.margin)
+    if args.margin is not None or args.margin_px is not None:
+        rule = CropRule(margin_fraction=args.margin or 0.0, margin_px=args.margin_px or 0.0)
 
-    mosaics = build_mosaics(args.data, test_names(args.data), args.seed)
+    mosaics = build_mosaics(args.data, test_names(args.data), args.seed, native=args.native)
     rows: list[dict] = []
     box_cpu = box_wall = 0.0
     objects = 0
@@ -140,7 +177,7 @@ def main() -> None:
                     "name": tile["name"],
                     "nodule": tile["box"] is not None,
                     "box": tile_dice(prompted, tile),
-                    "crop": dice(crop > 0, tile["mask"]),
+                    "crop": dice(crop > 0, tile["crop_mask"]),
                     "whole_frame": tile_dice(whole, tile),
                     "ellipse": tile_dice(ellipses, tile),
                 }
@@ -166,7 +203,9 @@ def main() -> None:
         "all_tiles": {m: float(np.mean([r[m] for r in rows])) for m in methods},
     }
     result = {
-        "benchmark": "box prompts on 3x3 mosaics of DDTI test crops (900x900)",
+        "benchmark": "box prompts on 3x3 mosaics of DDTI test crops"
+        + (" at their original frame size" if args.native else " (900x900)"),
+        "native": args.native,
         "model": args.model,
         "crop_rule": rule.to_dict(),
         "settings": settings.to_dict(),

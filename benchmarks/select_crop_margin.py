@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--margins", type=float, nargs="*", default=[0.2, 0.29, 0.4, 0.5, 0.6, 0.75])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--ensemble", type=int, default=1)
+    parser.add_argument("--margins-px", type=float, nargs="*", default=[], help="absolute margins to try too")
+    parser.add_argument("--native", action="store_true", help="tiles at their original frame size")
     args = parser.parse_args()
     torch.set_num_threads(1)
     checkpoint = load_model(args.model)
@@ -42,11 +44,12 @@ def main() -> None:
     with open(args.data / "split.csv", newline="") as stream:
         train = sorted(row[0] for row in csv.reader(stream) if len(row) == 2 and row[1].strip() == "train")
     names = (held_out + [n for n in train if n not in held_out])[: args.images]
-    mosaics = build_mosaics(args.data, names, seed=0)
+    mosaics = build_mosaics(args.data, names, seed=0, native=args.native)
     settings = SamplingSettings(sampler="ddim", steps=3, ensemble=args.ensemble, seed=0)
     scores = {}
-    for margin in args.margins:
-        rule = CropRule(margin_fraction=margin)
+    rules = {str(m): CropRule(margin_fraction=m) for m in args.margins}
+    rules.update({f"{m:g}px": CropRule(margin_fraction=0.0, margin_px=m) for m in args.margins_px})
+    for margin, rule in rules.items():
         values = []
         for mosaic in mosaics:
             tiles = [t for t in mosaic["tiles"] if t["box"] is not None]
@@ -60,14 +63,15 @@ def main() -> None:
         )
     best = max(scores, key=scores.get)
     write_result(
-        "prompt_margin_selection_ddti",
+        "prompt_margin_selection_ddti" + ("_native" if args.native else ""),
         {
             "what": "box-prompted Dice on 3x3 mosaics of DDTI training crops, per crop margin",
             "tile": TILE,
             "images": names,
             "settings": settings.to_dict(),
             "dice_by_margin": scores,
-            "best_margin": float(best),
+            "best_margin": best,
+            "native": args.native,
             "environment": environment(args.device),
         },
     )

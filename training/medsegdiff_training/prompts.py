@@ -216,7 +216,8 @@ def resize_bilinear(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of the last two axes (half-pixel centres, like torch's ``align_corners=False``)."""
     rows = _interpolation_matrix(array.shape[-2], size[0])
     columns = _interpolation_matrix(array.shape[-1], size[1])
-    return np.einsum("ij,...jk,lk->...il", rows, array.astype(np.float32), columns).astype(np.float32)
+    # two matrix products (a three-operand einsum would loop over all four indices at once)
+    return (rows @ array.astype(np.float32) @ columns.T).astype(np.float32)
 
 
 def _interpolation_matrix(source: int, target: int) -> np.ndarray:
