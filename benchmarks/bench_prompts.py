@@ -139,6 +139,7 @@ def main() -> None:
         "--margin", type=float, default=None, help="crop margin fraction instead of the model's"
     )
     parser.add_argument("--cpu-timing-mosaics", type=int, default=3)
+    parser.add_argument("--mosaics", type=int, default=None, help="only the first N mosaics (a quick look)")
     parser.add_argument(
         "--margin-px", type=float, default=None, help="crop margin in pixels instead of the model's"
     )
@@ -156,7 +157,7 @@ def main() -> None:
     if args.margin is not None or args.margin_px is not None:
         rule = CropRule(margin_fraction=args.margin or 0.0, margin_px=args.margin_px or 0.0)
 
-    mosaics = build_mosaics(args.data, test_names(args.data), args.seed, native=args.native)
+    mosaics = build_mosaics(args.data, test_names(args.data), args.seed, native=args.native)[: args.mosaics]
     rows: list[dict] = []
     box_cpu = box_wall = 0.0
     objects = 0
@@ -210,6 +211,7 @@ def main() -> None:
         "crop_rule": rule.to_dict(),
         "settings": settings.to_dict(),
         "mosaics": len(mosaics),
+        "first_mosaics_only": args.mosaics is not None,
         "tiles": len(rows),
         "tiles_with_nodule": len(with_nodule),
         "summary": summary,

@@ -175,6 +175,9 @@ def prompts_table(results: list[dict]) -> list[str]:
     for r in results:
         s, e = r["summary"]["tiles_with_nodule"], r["environment"]
         tiles = "original frame size" if r.get("native") else "300x300 (crop scale)"
+        tiles += f", {r['tiles_with_nodule']} tiles" + (
+            " (first mosaics only)" if r.get("first_mosaics_only") else ""
+        )
         sampling = f"{r['settings']['sampler']} {r['settings']['steps']} x {r['settings']['ensemble']}"
         lines.append(
             f"| {tiles} | {_rule(r['crop_rule'])} | **{s['box']:.3f}** | {s['crop']:.3f} | {s['whole_frame']:.3f} | "
