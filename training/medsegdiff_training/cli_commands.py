@@ -429,7 +429,7 @@ def command_models(args: argparse.Namespace) -> int:
         if not versions:
             out(f"No model versions in {registry.root} yet (and no shipped default).")
         for version in versions:
-            dice = version.metrics.get("validation_dice_after", version.metrics.get("validation_dice"))
+            dice = version.validation_dice
             out(
                 f"{'*' if version.name == selected else ' '} {version.name:<24} {version.created[:16]:<17} "
                 f"parent {version.parent or '-':<20} Dice {_number(dice)}  {version.config_summary}"

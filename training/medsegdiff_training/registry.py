@@ -42,9 +42,10 @@ from .checkpoint import (
     read_checkpoint_config,
 )
 from .config import DiffusionConfig, PreprocessConfig, named_config
-from .errors import CheckpointError, RegistryError
+from .errors import CheckpointError, ConfigError, RegistryError
 from .model import MedSegDiffUNet
 from .paths import default_registry_root
+from .validation import check_nesting
 
 DEFAULT_VERSION = "default"
 UNTRAINED_VERSION = "untrained"
@@ -71,10 +72,19 @@ class ModelVersion:
     read_only: bool
     description: str = ""
     model: dict[str, Any] = field(default_factory=dict, repr=False)
+    broken: str | None = None  # why the version cannot be used; None when it can
+
+    @property
+    def validation_dice(self) -> float | None:
+        """The validation Dice recorded for this version (after fine-tuning, if it was), or None."""
+        dice = self.metrics.get("validation_dice_after", self.metrics.get("validation_dice"))
+        return float(dice) if isinstance(dice, (int, float)) and not isinstance(dice, bool) else None
 
     @property
     def config_summary(self) -> str:
         """One line about the architecture, e.g. ``cpu, 96x96, 1 channel, binary``."""
+        if self.broken is not None:
+            return f"BROKEN: {self.broken}"
         if not self.model:
             return "unknown architecture"
         height, width = self.model.get("image_size", ("?", "?"))
@@ -96,6 +106,7 @@ class ModelVersion:
             "description": self.description,
             "config_summary": self.config_summary,
             "model": self.model,
+            "broken": self.broken,
         }
 
 
@@ -139,6 +150,47 @@ def _write_json_atomically(path: Path, document: dict[str, Any]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "parent": (str, type(None)),
+    "created": (str,),
+    "description": (str,),
+    "metrics": (dict, type(None)),
+    "data_digest": (str, type(None)),
+}
+
+
+def read_version_record(path: Path) -> dict[str, Any]:
+    """A version's ``version.json``, checked field by field; :class:`RegistryError` if damaged."""
+    try:
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as error:
+        raise RegistryError(f"{path} cannot be read ({str(error) or type(error).__name__:.200}).") from None
+    if not isinstance(record, dict):
+        raise RegistryError(f"{path} holds a {type(record).__name__}, not a JSON object.")
+    for key, types in _RECORD_TYPES.items():
+        if key in record and not isinstance(record[key], types):
+            raise RegistryError(f"{path}: {key} has the wrong type ({type(record[key]).__name__}).")
+    try:
+        check_nesting(record)
+    except ConfigError as error:
+        raise RegistryError(f"{path}: {error}") from None
+    return record
+
+
+def _broken_version(name: str, folder: Path, reason: str, read_only: bool) -> ModelVersion:
+    return ModelVersion(
+        name=name,
+        path=folder,
+        parent=None,
+        created="",
+        metrics={},
+        data_digest=None,
+        read_only=read_only,
+        description="",
+        broken=" ".join(reason.split()),
+    )
 
 
 def _now() -> str:
@@ -195,35 +247,39 @@ class ModelRegistry:
         return found
 
     def _shipped_version(self, name: str, folder: Path) -> ModelVersion:
-        document = read_checkpoint_config(folder)
+        try:
+            document = read_checkpoint_config(folder)
+        except CheckpointError as error:
+            return _broken_version(name, folder, str(error), read_only=True)
         return ModelVersion(
             name=name,
             path=folder,
             parent=None,
             created=str(document.get("created", "")),
-            metrics=dict(document.get("metrics", {})),
+            metrics=dict(document.get("metrics") or {}),
             data_digest=(document.get("training") or {}).get("data_digest"),
             read_only=True,
             description=str(document.get("description", "a model shipped with the package")),
-            model=dict(document.get("model", {})),
+            model=dict(document["model"]),
         )
 
     def _version(self, folder: Path) -> ModelVersion:
+        """The version in ``folder``; one whose files are damaged is listed as broken, never raised."""
         try:
-            record = json.loads((folder / VERSION_FILE).read_text())
-            model = json.loads((folder / CONFIG_FILE).read_text()).get("model", {})
-        except (OSError, ValueError) as error:
-            record, model = {"description": f"unreadable: {error}"}, {}
+            record = read_version_record(folder / VERSION_FILE)
+            model = dict(read_checkpoint_config(folder)["model"])
+        except (RegistryError, CheckpointError) as error:
+            return _broken_version(folder.name, folder, str(error), read_only=False)
         return ModelVersion(
             name=folder.name,
             path=folder,
             parent=record.get("parent"),
-            created=str(record.get("created", "")),
+            created=record.get("created", ""),
             metrics=dict(record.get("metrics") or {}),
             data_digest=record.get("data_digest"),
             read_only=False,
-            description=str(record.get("description", "")),
-            model=dict(model),
+            description=record.get("description", ""),
+            model=model,
         )
 
     def _folders(self) -> list[Path]:
@@ -248,6 +304,10 @@ class ModelRegistry:
 
     def names(self) -> list[str]:
         return [version.name for version in self.versions()]
+
+    def usable(self) -> list[ModelVersion]:
+        """The versions that can be loaded (:meth:`versions` less the broken ones)."""
+        return [version for version in self.versions() if version.broken is None]
 
     def get(self, name: str) -> ModelVersion:
         """The version called ``name``; :class:`RegistryError` when there is none."""
@@ -274,6 +334,8 @@ class ModelRegistry:
             checkpoint.model.to(device)
             return checkpoint
         version = self.get(name)
+        if version.broken is not None:
+            raise RegistryError(f"The model version {name!r} is broken: {version.broken}")
         checkpoint = load_checkpoint(version.path, device)
         checkpoint.metadata.update(version=version.name, parent=version.parent)
         return checkpoint
@@ -282,7 +344,7 @@ class ModelRegistry:
         """The selected version's name (``default`` until something else is selected)."""
         try:
             name = json.loads((self.root / REGISTRY_FILE).read_text()).get("selected")
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):
             return DEFAULT_VERSION
         if not isinstance(name, str) or name in (DEFAULT_VERSION, UNTRAINED_VERSION):
             return name if isinstance(name, str) else DEFAULT_VERSION
@@ -406,8 +468,8 @@ class ModelRegistry:
         for child in self._folders():
             record_path = child / VERSION_FILE
             try:
-                record = json.loads(record_path.read_text())
-            except (OSError, ValueError):
+                record = read_version_record(record_path)
+            except RegistryError:
                 continue
             if record.get("parent") == old:
                 record["parent"] = new
