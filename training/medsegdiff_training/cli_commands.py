@@ -33,6 +33,7 @@ from .registry import ModelRegistry
 from .trainer import TrainConfig, train
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 130
+PROG_NAME = "medsegdiff"
 
 
 def out(line: str = "") -> None:
@@ -338,6 +339,7 @@ def evaluation_document(name: str, report: Any, num_classes: int, per_image: boo
             str(k): {m: summary.get(f"{m}_class{k}") for m in ("dice", "iou", "hd95")} for k in classes
         },
         "hd95_undefined": int(summary.get("hd95_undefined", 0)),
+        "warnings": list(getattr(report, "warnings", [])),
     }
     if per_image:
         document["per_image"] = report.per_image
@@ -369,15 +371,17 @@ def command_evaluate(args: argparse.Namespace) -> int:
             cancel=cancel.is_set,
         )
     document = evaluation_document(name, report, checkpoint.model_config.num_classes, args.per_image)
+    for warning in report.warnings:
+        note(f"{PROG_NAME}: warning: {warning}")
     if args.json:
         out(json.dumps(document, indent=2))
     else:
         print_evaluation(document)
-    return EXIT_CANCELLED if document["images"] < len(pairs) else EXIT_OK
+    return EXIT_CANCELLED if cancel.is_set() else EXIT_OK
 
 
 def _number(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "n/a"
 
 
 def print_evaluation(document: dict[str, Any]) -> None:
