@@ -31,6 +31,7 @@ from .finetune import DEFAULT_FINETUNE_CONFIG, finetune
 from .inference import SamplingSettings, Segmenter
 from .registry import ModelRegistry
 from .trainer import TrainConfig, train
+from .training_state import STATE_DIR
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 130
 PROG_NAME = "medsegdiff"
@@ -125,6 +126,8 @@ def split_training_pairs(args: argparse.Namespace) -> tuple[list[Pair], list[Pai
 def command_train(args: argparse.Namespace) -> int:
     if args.steps is None and args.minutes is None:
         raise ConfigError("Give a training budget: --steps N, --minutes M or both.")
+    if args.register:
+        registry_of(args).check_new_name(args.register)  # now, not after hours of training
     with distributed_session(args.device) as context, cancel_on_signals() as cancel:
         main_process = context.is_main
         train_pairs, validation_pairs = split_training_pairs(args)
@@ -224,13 +227,19 @@ def command_train(args: argparse.Namespace) -> int:
 def report_cancelled(args: argparse.Namespace, step: int, run_dir: Path) -> None:
     if getattr(args, "progress_json", False):
         emit_json({"event": "cancelled", "steps": step, "run_dir": str(run_dir)})
-    note(f"Cancelled at step {step}; nothing was registered. The resumable state is in {run_dir}.")
+    resumable = (Path(run_dir) / STATE_DIR).is_dir()
+    note(
+        f"Cancelled at step {step}; nothing was registered."
+        + (f" The resumable state is in {run_dir}." if resumable else " No training state was saved yet.")
+    )
 
 
 # -- finetune ---------------------------------------------------------------------------
 
 
 def command_finetune(args: argparse.Namespace) -> int:
+    if args.name is not None:
+        registry_of(args).check_new_name(args.name)  # now, not after training
     with distributed_session(args.device) as context, cancel_on_signals() as cancel:
         registry = registry_of(args)
         parent = args.parent or registry.selected()

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import stale_partials
 from .config import ModelConfig, PreprocessConfig
 from .corrections_check import (
     ENTRIES,
@@ -41,8 +42,8 @@ from .corrections_check import (
     entry_file,
     entry_folder,
     remove_stale_partials,
+    repair_store,
     scan_store,
-    stale_partials,
 )
 from .data.dataset import SegmentationDataset
 from .data.io import read_array

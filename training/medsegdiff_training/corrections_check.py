@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import stale_partials
 from .errors import CorrectionsError
 
 ENTRIES = "entries"
@@ -28,8 +29,6 @@ ENTRY_FILE = "entry.json"
 REQUIRED_FILES = ("image.tif", "labels.tif")
 # What add() makes (20261124-230112-3f9a01c2); a little wider so that renamed ids still read.
 _ENTRY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_PARTIAL = re.compile(r"^\.(?P<id>[^/]+)\.partial-(?:(?P<pid>\d+)-)?")
-STALE_WITHOUT_OWNER_S = 3600.0  # a partial folder whose writer is unknown: stale after an hour
 
 
 @dataclass
@@ -151,23 +150,6 @@ def _read_manifest(manifest: Path, report: StoreReport, root: Path) -> set[str]:
     return set(seen)
 
 
-def _writer_gone(path: Path, now: float) -> bool:
-    match = _PARTIAL.match(path.name)
-    pid = int(match.group("pid")) if match and match.group("pid") else None
-    if pid is None:
-        try:
-            return now - path.stat().st_mtime > STALE_WITHOUT_OWNER_S
-        except OSError:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # alive, someone else's
-        return False
-    return False
-
-
 def scan_store(root: Path, manifest: Path) -> StoreReport:
     """Read the manifest line by line and the entry folders; never raises for damage."""
     report = StoreReport()
@@ -211,27 +193,19 @@ def remove_stale_partials(folders: list[Path]) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def stale_partials(folder: Path) -> list[Path]:
-    """The hidden ``.NAME.partial-PID-*`` folders in ``folder`` whose writing process is gone."""
-    try:
-        children = list(folder.iterdir())
-    except OSError:
-        return []
-    now = time.time()
-    return sorted(p for p in children if _PARTIAL.match(p.name) and p.is_dir() and _writer_gone(p, now))
-
-
 def repair_store(root: Path, manifest: Path) -> tuple[StoreReport, Path | None]:
     """Rewrite the manifest from what :func:`scan_store` finds; the damaged one is kept aside.
 
     Returns the report and the path of the kept original (None when nothing needed
-    repairing). Run it while nobody exports into the store.
+    repairing). Partial folders of killed writers are removed. Run it while nobody
+    exports into the store.
     """
     report = scan_store(root, manifest)
     remove_stale_partials(report.stale_partials)
     if not report.problems:
         return report, None
     kept = manifest.with_name(f"{manifest.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    temporary: str | None = None
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{manifest.name}.", suffix=".tmp", dir=root)
         with os.fdopen(handle, "wb") as stream:
@@ -244,6 +218,8 @@ def repair_store(root: Path, manifest: Path) -> tuple[StoreReport, Path | None]:
             shutil.copy2(manifest, kept)
         os.replace(temporary, manifest)
     except OSError as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
         raise CorrectionsError(
             f"Could not rewrite {manifest} ({error.strerror or error}); the store is unchanged."
         ) from None

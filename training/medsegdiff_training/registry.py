@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from .atomic import process_gone
 from .checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -57,6 +58,8 @@ REGISTRY_FORMAT = "medsegdiff-registry"
 RESERVED_NAMES = (DEFAULT_VERSION, UNTRAINED_VERSION)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,79}$")
 _AUTO_NAME = re.compile(r"^v(\d+)-")
+_STAGING = re.compile(r"^\.staging-(\d+)-")
+STAGING_SOURCE = "source.json"
 
 
 @dataclass
@@ -296,7 +299,12 @@ class ModelRegistry:
         ]
 
     def versions(self) -> list[ModelVersion]:
-        """Every version: the shipped ones first (``default`` leading), then the others oldest to newest."""
+        """Every version: the shipped ones first (``default`` leading), then the others oldest to newest.
+
+        A version whose files are damaged is listed with ``broken`` set to the reason.
+        """
+        if self.root.is_dir():
+            self.recover_staging()  # what a killed add() left, put back or removed
         listed = sorted(
             (self._version(folder) for folder in self._folders()), key=lambda v: (v.created, v.name)
         )
@@ -396,19 +404,18 @@ class ModelRegistry:
         load_checkpoint(source)  # refuse anything that would not load later
         document = read_checkpoint_config(source)
         if name is not None:
-            check_version_name(name)
-            if name in self.shipped():
-                raise RegistryError(f"{name!r} is the name of a shipped model; choose another name.")
-            if (self.root / name).exists():
-                raise RegistryError(f"A model version called {name!r} exists already; choose another name.")
+            self.check_new_name(name)
         if parent is not None and parent != UNTRAINED_VERSION:
             self.get(parent)
         self.root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        self.recover_staging()
+        # the pid tells a later add() whether this one was killed; the source where to put it back
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=self.root))
         assembled = staging / "version"
         moved = False
         try:
             if move:
+                (staging / STAGING_SOURCE).write_text(json.dumps({"source": str(source.resolve())}))
                 try:
                     os.replace(source, assembled)
                     moved = True
@@ -437,6 +444,48 @@ class ModelRegistry:
         if move and not moved:
             shutil.rmtree(source, ignore_errors=True)
         return self.get(final_name)
+
+    def check_new_name(self, name: str) -> str:
+        """Return ``name`` when a new version may take it, else raise :class:`RegistryError`.
+
+        Commands that train first and register last call this before training.
+        """
+        check_version_name(name)
+        if name in self.shipped():
+            raise RegistryError(f"{name!r} is the name of a shipped model; choose another name.")
+        if (self.root / name).exists():
+            raise RegistryError(f"A model version called {name!r} exists already; choose another name.")
+        return name
+
+    def recover_staging(self) -> list[Path]:
+        """Undo what killed writers left: a moved checkpoint goes back where it came from.
+
+        ``add(move=True)`` first moves the checkpoint into a hidden ``.staging-PID-*``
+        folder; if that process was killed, the checkpoint would sit there, listed nowhere.
+        Folders of processes that are gone (and ``.deleting-*`` leftovers) are cleaned up;
+        returns the checkpoints put back.
+        """
+        restored: list[Path] = []
+        try:
+            children = list(self.root.iterdir())
+        except OSError:
+            return restored
+        for folder in children:
+            match = _STAGING.match(folder.name)
+            if folder.name.startswith(".deleting-"):
+                shutil.rmtree(folder, ignore_errors=True)
+            if match is None or not process_gone(int(match.group(1))):
+                continue
+            try:
+                source = Path(json.loads((folder / STAGING_SOURCE).read_text())["source"])
+                if (folder / "version").is_dir() and not source.exists():
+                    (folder / "version" / VERSION_FILE).unlink(missing_ok=True)
+                    os.replace(folder / "version", source)
+                    restored.append(source)
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # a copy, not a move: nothing of the user's is in it
+            shutil.rmtree(folder, ignore_errors=True)
+        return restored
 
     def _publish(self, assembled: Path, name: str | None) -> str:
         for _ in range(100):
