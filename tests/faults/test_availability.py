@@ -87,7 +87,9 @@ def test_predict_and_evaluate_with_other_versions_work_beside_a_broken_one(
         "--registry", registry.root, "--json", *SAMPLING,
     )  # fmt: skip
     assert scored.code == 0 and json.loads(scored.out)["images"] == 1, scored.err
-    refused = run_cli("predict", image_file, "--out", tmp_path / "o", "--model", name, "--registry", registry.root)
+    refused = run_cli(
+        "predict", image_file, "--out", tmp_path / "o", "--model", name, "--registry", registry.root
+    )
     assert "broken" in refused.one_line_error()
 
 
