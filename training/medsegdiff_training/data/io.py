@@ -114,7 +114,7 @@ def _read(path: Path, palette_indices: bool) -> np.ndarray:
 
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our limit, not Pillow's
         try:
-            picture = Image.open(path)
+            picture: Image.Image = Image.open(path)
         finally:
             Image.MAX_IMAGE_PIXELS = saved
         with picture:
