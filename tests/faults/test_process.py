@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import nibabel
 import numpy as np
 import pytest
 from PIL import Image
@@ -27,7 +28,7 @@ def test_a_file_name_that_is_not_utf8_is_printed_not_crashed_on(tmp_path, run_pr
     Image.fromarray(np.full((40, 36), 90, np.uint8)).save(folder / name)
     done = run_process(
         "predict", folder, "--out", tmp_path / "out", "--model", "good", "--registry", registry.root,
-        *SAMPLING, env={"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONIOENCODING": ""},
+        *SAMPLING, env={"PYTHONIOENCODING": "utf-8:strict"},  # as a UTF-8 desktop terminal
     )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert b"Traceback" not in done.stderr
@@ -56,16 +57,22 @@ def test_sigterm_while_the_command_is_still_importing_is_a_clean_cancel(tmp_path
     assert done.stderr.decode().strip() == "Interrupted."
 
 
-def test_library_log_lines_do_not_come_before_the_one_line_error(tmp_path, run_cli, registry):
+def test_library_log_lines_do_not_come_before_the_one_line_error(tmp_path, run_process, registry):
+    # a real process: under pytest, log records go to pytest's handler instead of stderr
     broken = tmp_path / "broken.tif"
     broken.write_bytes(b"II*\x00" + (99999).to_bytes(4, "little"))  # first page far beyond the end
-    empty = tmp_path / "empty.tif"
-    empty.write_bytes(b"MM\x00*" + b"\0" * 4)
-    for path in (broken, empty):
-        outcome = run_cli(
+    nifti = tmp_path / "odd.nii"
+    image = nibabel.Nifti1Image(np.zeros((20, 20), np.uint8), np.eye(4))
+    image.header["pixdim"][1:3] = 0  # nibabel logs "pixdim[1,2,3] should be non-zero"
+    nibabel.save(image, nifti)
+    nifti.write_bytes(nifti.read_bytes()[:360])  # and the data is cut short
+    for path in (broken, nifti):
+        done = run_process(
             "predict", path, "--out", tmp_path / "out", "--model", "good", "--registry", registry.root
         )
-        assert path.name in outcome.one_line_error()
+        lines = [line for line in done.stderr.decode().splitlines() if not line.startswith("Segmenting")]
+        assert done.returncode == 1 and len(lines) == 1, done.stderr
+        assert lines[0].startswith("medsegdiff: error: ") and path.name in lines[0]
 
 
 @pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n", b"", b"\x00" * 64])
