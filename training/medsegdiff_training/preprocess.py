@@ -49,8 +49,8 @@ def as_channels_first(image: np.ndarray, image_channels: int, channel_axis: int 
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise InvalidImageError(
-            f"The image has {bad} NaN, infinite or out-of-range (beyond ±3.4e38) pixels; replace or "
-            "rescale them before segmenting."
+            f"The image has {bad} NaN or infinite pixels (or values beyond float32's ±3.4e38); replace "
+            "or rescale them before segmenting."
         )
     channels = array.shape[0]
     if channels == image_channels:
