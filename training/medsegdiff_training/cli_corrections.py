@@ -13,7 +13,6 @@ import json
 import sys
 from pathlib import Path
 
-from .corrections import CorrectionsStore
 from .errors import CorrectionsError
 
 EXIT_OK, EXIT_DAMAGED = 0, 1
@@ -37,7 +36,7 @@ def add_corrections_parser(subparsers: argparse._SubParsersAction) -> None:
             help="corrections store (default: $MEDSEGDIFF_HOME/corrections or the user data folder)",
         )
         sub.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.set_defaults(handler=command_corrections)
+    parser.set_defaults(command_name="corrections", command_module=".cli_corrections")
 
 
 def _write(line: str) -> None:
@@ -47,6 +46,8 @@ def _write(line: str) -> None:
 
 def command_corrections(args: argparse.Namespace) -> int:
     """Run ``corrections check`` or ``corrections repair``; returns the exit code."""
+    from .corrections import CorrectionsStore  # torch comes with it: not at parse time
+
     store = CorrectionsStore(args.store)
     if not store.root.is_dir():
         raise CorrectionsError(f"There is no corrections store at {store.root}.")

@@ -47,6 +47,7 @@ from .corrections_check import (
 )
 from .data.dataset import SegmentationDataset
 from .data.io import read_array
+from .data.writers import label_dtype
 from .errors import CorrectionsError, DatasetError, InvalidImageError, InvalidMaskError
 from .paths import default_corrections_root
 
@@ -97,11 +98,6 @@ def _write_tiff(path: Path, array: np.ndarray) -> None:
 
     # minisblack keeps every array exactly as given (no RGB guessing)
     tifffile.imwrite(path, array, photometric="minisblack", compression="zlib")
-
-
-def _label_dtype(labels: np.ndarray) -> np.dtype:
-    top = int(labels.max()) if labels.size else 0
-    return np.dtype(np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32)
 
 
 class CorrectionsStore:
@@ -229,9 +225,9 @@ class CorrectionsStore:
             # the writer's pid in the name tells a later writer whether this one is gone
             staging = Path(tempfile.mkdtemp(prefix=f".{entry_id}.partial-{os.getpid()}-", dir=entries))
             _write_tiff(staging / IMAGE_FILE, image.astype(np.uint8) if image.dtype == bool else image)
-            _write_tiff(staging / LABELS_FILE, labels.astype(_label_dtype(labels)))
+            _write_tiff(staging / LABELS_FILE, labels.astype(label_dtype(labels)))
             if prediction is not None:
-                _write_tiff(staging / PREDICTION_FILE, prediction.astype(_label_dtype(prediction)))
+                _write_tiff(staging / PREDICTION_FILE, prediction.astype(label_dtype(prediction)))
             (staging / ENTRY_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
             os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the entry from other users
             os.rename(staging, entries / entry_id)

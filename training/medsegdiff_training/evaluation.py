@@ -12,14 +12,12 @@ from itertools import islice
 from typing import Any
 
 import numpy as np
-import torch
 
 from .data.pairs import Pair
 from .data.slices import read_pair_slices
 from .inference import SamplingSettings, Segmenter
 from .metrics import score, summarise_scores
 from .preprocess import check_label_map
-from .samplers import run_to_end
 
 
 @dataclass
@@ -97,11 +95,9 @@ def evaluate_pairs(
             if odd is not None:
                 odd_masks.append(f"{name} ({', '.join(f'{v:g}' for v in odd)})")
             truths.append(check_label_map(mask, num_classes, image_shape=image.shape[:2]))
-        prepared = torch.cat([segmenter.prepare(image) for _, _, image, _ in batch])
-        final = run_to_end(segmenter.denoise(prepared, settings))
-        for index, ((pair_index, name, _, _), truth) in enumerate(zip(batch, truths, strict=True)):
-            members = final[index * settings.ensemble : (index + 1) * settings.ensemble]
-            result = segmenter.summarise(members, settings, truth.shape)[0]
+        images = [image for _, _, image, _ in batch]
+        results = segmenter.segment_batch(images, settings, [truth.shape for truth in truths])
+        for (pair_index, name, _, _), truth, result in zip(batch, truths, results, strict=True):
             soft = result.probabilities if result.probabilities.ndim == 2 else None
             per_image.append({"name": name, **score(result.labels, truth, num_classes, soft)})
             done_pairs.add(pair_index)
@@ -116,20 +112,3 @@ def evaluate_pairs(
             + (" ..." if len(odd_masks) > 5 else "")
         )
     return EvaluationReport(summary, per_image, settings.to_dict(), warnings)
-
-
-def fixed_blob_baseline(
-    train_masks: Sequence[np.ndarray], test_masks: Sequence[np.ndarray]
-) -> dict[str, float]:
-    """The no-model baseline: the thresholded mean training mask, resized to each test image."""
-    from .preprocess import resize
-
-    size = (128, 128)
-    mean = torch.stack(
-        [resize(torch.from_numpy((m > 0).astype(np.float32))[None, None], size)[0, 0] for m in train_masks]
-    ).mean(0)
-    scores = []
-    for truth in test_masks:
-        blob = resize(mean[None, None], truth.shape)[0, 0].numpy() > 0.5
-        scores.append(score(blob.astype(np.uint8), truth > 0, 2))
-    return summarise_scores(scores)

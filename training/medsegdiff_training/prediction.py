@@ -13,14 +13,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .data.io import IMAGE_SUFFIXES, file_stem, file_suffix
 from .data.slices import Volume, read_slices
 from .data.writers import LABEL_FORMATS, write_label_map
 from .errors import DatasetError
 from .inference import SamplingSettings, Segmenter
-from .samplers import run_to_end
 
 
 def list_inputs(inputs: Sequence[str | Path]) -> list[Path]:
@@ -115,11 +113,7 @@ def _segment_slices(
     spread: list[np.ndarray] = []
     for start in range(0, len(slices), max(batch_size, 1)):
         batch = slices[start : start + batch_size]
-        prepared = torch.cat([segmenter.prepare(image) for image in batch])
-        final = run_to_end(segmenter.denoise(prepared, settings))
-        for index, image in enumerate(batch):
-            members = final[index * settings.ensemble : (index + 1) * settings.ensemble]
-            result = segmenter.summarise(members, settings, image.shape[:2])[0]
+        for result in segmenter.segment_batch(batch, settings, [image.shape[:2] for image in batch]):
             labels.append(result.labels)
             if result.uncertainty is not None:
                 spread.append(result.uncertainty)
