@@ -30,22 +30,21 @@ def get_reader(path: str | list[str]) -> Any:
 
 
 def read(path: str) -> list[tuple[np.ndarray, dict, str]]:
-    if _is_nifti(path):
-        import nibabel
+    """Read through the training core's readers, so the plugin reads a file as the CLI does
+    (the same pixel limit, the same errors, the same slice axes)."""
+    from medsegdiff_training.data.io import read_array, read_nifti
 
-        image = nibabel.load(path)
-        data = np.asarray(image.dataobj)
-        zooms = [float(z) for z in image.header.get_zooms()[: data.ndim]]
+    if _is_nifti(path):
+        data, affine, spacing = read_nifti(path)
+        zooms = list(spacing)
         # napari shows axis 0 as the slider; NIfTI stores (x, y, z[, t]): reverse the axes,
         # so that z (or t) comes first and a slice is (y, x).
         data, zooms = data.T, zooms[::-1]
-        metadata = {"nifti_affine": np.asarray(image.affine).tolist(), "source_path": path}
+        metadata = {"nifti_affine": affine.tolist(), "source_path": path}
         return [
             (data, {"name": Path(path).name.split(".")[0], "scale": zooms, "metadata": metadata}, "image")
         ]
-    import tifffile
-
-    data = tifffile.imread(path)
+    data = read_array(path)
     rgb = data.ndim == 3 and data.shape[-1] in (3, 4)
     return [(data, {"name": Path(path).stem, "rgb": rgb}, "image")]
 

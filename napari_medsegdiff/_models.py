@@ -30,15 +30,14 @@ def model_choices() -> list[tuple[str, str]]:
     from medsegdiff_training.registry import ModelRegistry
 
     choices = []
-    for version in ModelRegistry().versions():
+    for version in ModelRegistry().usable():  # a broken version is listed by the CLI, not offered
         details = []
         if version.read_only:
             details.append("shipped")
         if version.parent:
             details.append(f"from {version.parent}")
-        dice = version.metrics.get("validation_dice_after", version.metrics.get("validation_dice"))
-        if isinstance(dice, (int, float)):
-            details.append(f"val Dice {dice:.3f}")
+        if version.validation_dice is not None:
+            details.append(f"val Dice {version.validation_dice:.3f}")
         label = version.name + (f" ({', '.join(details)})" if details else "")
         choices.append((label, version.name))
     if not choices:

@@ -67,13 +67,13 @@ def test_two_exports_of_the_same_image_are_two_entries(tmp_path):
     assert len((tmp_path / "manifest.jsonl").read_text().splitlines()) == 2
 
 
-def test_what_a_crashed_writer_leaves_is_ignored_and_harmless(tmp_path):
+def test_what_a_crashed_writer_leaves_is_recovered_or_harmless(tmp_path, caplog):
     store = CorrectionsStore(tmp_path)
     kept = store.add(np.ones((40, 50)), square())
     entries = tmp_path / "entries"
     # crashed while writing the folder: a hidden partial folder, no manifest line
     (entries / ".20261124-000000-deadbeef.partial-x").mkdir()
-    # crashed after the folder, before the manifest line: a folder nobody lists
+    # crashed after the folder, before the manifest line: a complete folder no line lists
     orphan = store.add(np.ones((40, 50)), square())
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text(manifest.read_text().splitlines()[0] + "\n")
@@ -81,11 +81,12 @@ def test_what_a_crashed_writer_leaves_is_ignored_and_harmless(tmp_path):
     with manifest.open("a") as stream:
         stream.write(json.dumps({"id": "20261124-000001-00000000"}) + "\n")
         stream.write('{"id": "20261124-000002-0000')
-    assert [e.id for e in store.entries()] == [kept.id]
-    assert (entries / orphan.id).is_dir()
+    # the complete orphan is recovered from its folder, and every problem is reported
+    assert [e.id for e in store.entries()] == [kept.id, orphan.id]
+    assert "line 2" in caplog.text and "line 3" in caplog.text and orphan.id in caplog.text
     # the next export still lands on a line of its own
     after = store.add(np.ones((40, 50)), square())
-    assert [e.id for e in store.entries()] == [kept.id, after.id]
+    assert [e.id for e in store.entries()] == [kept.id, after.id, orphan.id]
 
 
 def test_empty_labels_are_refused_unless_confirmed_as_a_true_negative(tmp_path):

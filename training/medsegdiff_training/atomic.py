@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -20,3 +23,52 @@ def swap_in_folder(staging: Path, final: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(staging, final)
+
+
+# -- hidden folders of writers that were killed -------------------------------------------
+
+_PARTIAL = re.compile(r"^\.(?P<name>.+?)\.partial-(?:(?P<pid>\d+)-)?")
+STALE_WITHOUT_OWNER_S = 3600.0  # a partial folder that names no writer: stale after an hour
+
+
+def process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs on this machine (another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def staging_folder(final: Path) -> Path:
+    """A new hidden ``.NAME.partial-PID-*`` folder beside ``final``, after removing the
+    partial folders of ``final`` whose writers were killed."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in stale_partials(final.parent, final.name):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
+
+
+def stale_partials(folder: Path, name: str | None = None) -> list[Path]:
+    """Hidden partial folders in ``folder`` (of ``name``, or any) whose writing process is gone."""
+    try:
+        children = list(folder.iterdir())
+    except OSError:
+        return []
+    now, stale = time.time(), []
+    for path in children:
+        match = _PARTIAL.match(path.name)
+        if match is None or (name is not None and match.group("name") != name) or not path.is_dir():
+            continue
+        if match.group("pid"):
+            gone = process_gone(int(match.group("pid")))
+        else:
+            try:
+                gone = now - path.stat().st_mtime > STALE_WITHOUT_OWNER_S
+            except OSError:
+                gone = False
+        if gone:
+            stale.append(path)
+    return sorted(stale)

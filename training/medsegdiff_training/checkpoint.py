@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .atomic import swap_in_folder
+from .atomic import staging_folder, swap_in_folder
 from .checkpoint_files import (  # noqa: F401  (re-exported: the checkpoint API's home)
     CONFIG_FILE,
     FORMAT,
@@ -76,8 +75,7 @@ def checkpoint_config(
 
 
 def _atomic_folder(destination: Path) -> Path:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+    return staging_folder(destination)  # also removes what a killed earlier save left
 
 
 def save_checkpoint(

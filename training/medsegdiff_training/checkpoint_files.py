@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
+from .validation import check_checkpoint_document
 
 FORMAT = "medsegdiff-checkpoint"
 FORMAT_VERSION = 1
@@ -21,21 +22,38 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
 
 def read_checkpoint_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check a checkpoint's ``config.json`` without touching the weights."""
+    """Read and check a checkpoint's ``config.json`` without touching the weights.
+
+    Every field's type and range is checked (:mod:`.validation`), so a config that reads
+    here builds a network of a sane size.
+    """
     folder = _checkpoint_folder(Path(path))
     try:
-        document = json.loads((folder / CONFIG_FILE).read_text())
+        document = json.loads((folder / CONFIG_FILE).read_bytes())
     except FileNotFoundError:
         raise CheckpointError(f"{folder} has no {CONFIG_FILE}: it is not a MedSegDiff checkpoint.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{folder / CONFIG_FILE} is corrupt ({error}).") from None
+    except (ValueError, RecursionError) as error:  # bad JSON, bad UTF-8, absurd nesting
+        reason = str(error) or type(error).__name__
+        raise CheckpointError(f"{folder / CONFIG_FILE} is corrupt ({reason:.200}).") from None
+    except OSError as error:
+        raise CheckpointError(f"Cannot read {folder / CONFIG_FILE}: {error.strerror or error}.") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise CheckpointError(f"{folder / CONFIG_FILE} is not a MedSegDiff checkpoint config.")
-    if document.get("format_version", 0) > FORMAT_VERSION:
+    format_version = document.get("format_version", FORMAT_VERSION)
+    if not isinstance(format_version, int) or isinstance(format_version, bool) or format_version < 1:
+        raise CheckpointError(
+            f"{folder / CONFIG_FILE} has an unknown format_version {format_version!r:.40}; "
+            f"this napari-medsegdiff reads format {FORMAT_VERSION}."
+        )
+    if format_version > FORMAT_VERSION:
         raise CheckpointError(
             f"{folder} was written by a newer napari-medsegdiff "
-            f"(format {document['format_version']}); upgrade napari-medsegdiff to read it."
+            f"(format {format_version}); upgrade napari-medsegdiff to read it."
         )
+    try:
+        check_checkpoint_document(document)
+    except ConfigError as error:
+        raise CheckpointError(f"{folder / CONFIG_FILE} has an invalid configuration: {error}") from None
     return document
 
 

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # Only torch-free modules here: --help and argument errors must not wait for torch.
+from .cli_corrections import add_corrections_parser
+from .cli_output import command_output
 from .cli_progress import emit_json
 from .config import NAMED_CONFIGS
 from .errors import EXIT_CANCELLED, EXIT_USER_ERROR, MedSegDiffError
@@ -352,7 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for add in (_add_train, _add_finetune, _add_predict, _add_evaluate, _add_models, _add_info):
+    for add in (
+        _add_train,
+        _add_finetune,
+        _add_predict,
+        _add_evaluate,
+        _add_models,
+        _add_info,
+        add_corrections_parser,
+    ):
         add(subparsers)
     return parser
 
@@ -365,22 +375,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        # imported only now: parsing (and --help) never loads torch or the trainer
-        commands = importlib.import_module(".cli_commands", __package__)
-        return int(getattr(commands, f"command_{args.command_name}")(args))
+        with command_output():
+            # imported only now: parsing (and --help) never loads torch or the trainer
+            module = getattr(args, "command_module", ".cli_commands")
+            commands = importlib.import_module(module, __package__)
+            return int(getattr(commands, f"command_{args.command_name}")(args))
     except MedSegDiffError as error:
         return _fail(args, str(error))
     except FloatingPointError as error:  # the loss diverged: the user's learning rate
         return _fail(args, str(error))
     except OSError as error:  # a folder that cannot be written, a full disk
         return _fail(args, f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
+    except MemoryError:
+        return _fail(args, "Out of memory; try a smaller --batch-size or image, or another device.")
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         return EXIT_CANCELLED
 
 
 def _fail(args: argparse.Namespace, message: str) -> int:
-    message = " ".join(message.split())  # always one line
+    message = " ".join((message or "unknown error").split())  # always one line
     if getattr(args, "progress_json", False):
         emit_json({"event": "error", "message": message})
     sys.stderr.write(f"{PROG}: error: {message}\n")

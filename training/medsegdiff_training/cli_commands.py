@@ -31,8 +31,10 @@ from .registry import ModelRegistry
 from .summary import describe
 from .train_config import TrainConfig, train_config_from
 from .trainer import train
+from .training_state import STATE_DIR
 
 __all__ = ["EXIT_CANCELLED", "EXIT_OK", "EXIT_USER_ERROR"]  # re-exported for callers of the commands
+PROG_NAME = "medsegdiff"
 
 
 def out(line: str = "") -> None:
@@ -136,6 +138,8 @@ def train_config_of(args: argparse.Namespace, device: str) -> TrainConfig:
 def command_train(args: argparse.Namespace) -> int:
     if args.steps is None and args.minutes is None:
         raise ConfigError("Give a training budget: --steps N, --minutes M or both.")
+    if args.register:
+        registry_of(args).check_new_name(args.register)  # now, not after hours of training
     with distributed_session(args.device) as context, cancel_on_signals() as cancel:
         main_process = context.is_main
         train_pairs, validation_pairs = split_training_pairs(args)
@@ -220,13 +224,19 @@ def command_train(args: argparse.Namespace) -> int:
 def report_cancelled(args: argparse.Namespace, step: int, run_dir: Path) -> None:
     if getattr(args, "progress_json", False):
         emit_json({"event": "cancelled", "steps": step, "run_dir": str(run_dir)})
-    note(f"Cancelled at step {step}; nothing was registered. The resumable state is in {run_dir}.")
+    resumable = (Path(run_dir) / STATE_DIR).is_dir()
+    note(
+        f"Cancelled at step {step}; nothing was registered."
+        + (f" The resumable state is in {run_dir}." if resumable else " No training state was saved yet.")
+    )
 
 
 # -- finetune ---------------------------------------------------------------------------
 
 
 def command_finetune(args: argparse.Namespace) -> int:
+    if args.name is not None:
+        registry_of(args).check_new_name(args.name)  # now, not after training
     with distributed_session(args.device) as context, cancel_on_signals() as cancel:
         registry = registry_of(args)
         parent = args.parent or registry.selected()
@@ -342,6 +352,7 @@ def evaluation_document(
             str(k): {m: summary.get(f"{m}_class{k}") for m in ("dice", "iou", "hd95")} for k in classes
         },
         "hd95_undefined": int(summary.get("hd95_undefined", 0)),
+        "warnings": list(getattr(report, "warnings", [])),
     }
     if structures:
         document["structures"] = {
@@ -389,11 +400,13 @@ def command_evaluate(args: argparse.Namespace) -> int:
     document = evaluation_document(
         name, report, checkpoint.model_config.num_classes, args.per_image, structures
     )
+    for warning in report.warnings:
+        note(f"{PROG_NAME}: warning: {warning}")
     if args.json:
         out(json.dumps(document, indent=2))
     else:
         print_evaluation(document)
-    return EXIT_CANCELLED if document["images"] < len(pairs) else EXIT_OK
+    return EXIT_CANCELLED if cancel.is_set() else EXIT_OK
 
 
 def evaluation_structures(text: str | None, num_classes: int) -> dict[str, tuple[int, ...]] | None:
@@ -416,7 +429,7 @@ def evaluation_structures(text: str | None, num_classes: int) -> dict[str, tuple
 
 
 def _number(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "n/a"
 
 
 def print_evaluation(document: dict[str, Any]) -> None:
@@ -464,7 +477,7 @@ def _models_list(args: argparse.Namespace, registry: ModelRegistry) -> None:
     if not versions:
         out(f"No model versions in {registry.root} yet (and no shipped default).")
     for version in versions:
-        dice = version.metrics.get("validation_dice_after", version.metrics.get("validation_dice"))
+        dice = version.validation_dice
         out(
             f"{'*' if version.name == selected else ' '} {version.name:<24} {version.created[:16]:<17} "
             f"parent {version.parent or '-':<20} Dice {_number(dice)}  {version.config_summary}"

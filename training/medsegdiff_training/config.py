@@ -13,6 +13,12 @@ from typing import Any
 
 from .errors import ConfigError
 from .prompts import DEFAULT_CROP_RULE, CropRule
+from .validation import (
+    check_diffusion_fields,
+    check_model_fields,
+    check_model_size,
+    check_preprocess_fields,
+)
 
 # ResNet34 residual-block counts of its first three stages; deeper levels take 3 each,
 # like ResNet34's last stage.
@@ -83,6 +89,7 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` when the configuration cannot build a network."""
+        check_model_fields(self.to_dict())
         if len(self.image_size) != 2 or min(self.image_size) < 8:
             raise ConfigError(f"image_size must be (height, width) >= 8, got {self.image_size}.")
         if not 1 <= self.image_channels <= 4:
@@ -105,6 +112,7 @@ class ModelConfig:
                     f"conditioning level {level} is outside the dual-encoder levels "
                     f"0..{self.dual_levels - 1}."
                 )
+        check_model_size(self)  # last: the estimate needs a well-formed configuration
 
     @property
     def level_channels(self) -> list[int]:
@@ -159,6 +167,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
+        check_model_fields(values)
         unknown = set(values) - known
         if unknown:
             raise ConfigError(f"Unknown model config keys: {sorted(unknown)}.")
@@ -189,6 +198,7 @@ class DiffusionConfig:
     prediction: str = "epsilon"
 
     def __post_init__(self) -> None:
+        check_diffusion_fields(self.to_dict())  # NaN or infinite betas would sample zeros
         if self.schedule not in ("linear", "cosine"):
             raise ConfigError(f"schedule must be 'linear' or 'cosine', got {self.schedule!r}.")
         if self.prediction not in ("epsilon", "v"):
@@ -201,6 +211,7 @@ class DiffusionConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> DiffusionConfig:
+        check_diffusion_fields(values)
         return cls(**values)
 
 
@@ -217,11 +228,15 @@ class PreprocessConfig:
     resize: str = "bilinear"
     crop_rule: CropRule | None = None
 
+    def __post_init__(self) -> None:
+        check_preprocess_fields(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PreprocessConfig:
+        check_preprocess_fields(values)
         values = dict(values)
         if values.get("crop_rule") is not None:
             values["crop_rule"] = CropRule.from_dict(values["crop_rule"])

@@ -3,8 +3,9 @@
 The napari plugin writes one entry per export; fine-tuning reads the store as a dataset.
 The store is append-only and crash-safe: an entry's folder is written under a hidden
 name and renamed into place, and only then is its line appended to ``manifest.jsonl``. An
-entry is complete when both exist; anything else (a hidden partial folder, a folder
-without its line, a torn last line) is ignored. The exact on-disk format is in
+entry is complete when its folder holds its files; a damaged manifest line is reported and
+its entry recovered from the folder (:mod:`.corrections_check`), and hidden partial folders
+left by killed writers are removed by the next writer. The exact on-disk format is in
 ``docs/corrections-store.md``::
 
     <store>/
@@ -20,6 +21,7 @@ without its line, a torn last line) is ignored. The exact on-disk format is in
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -31,19 +33,31 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .atomic import stale_partials
 from .config import ModelConfig, PreprocessConfig
-from .errors import CorrectionsError, InvalidImageError, InvalidMaskError
+from .corrections_check import (
+    ENTRIES,
+    ENTRY_FILE,
+    StoreReport,
+    entry_file,
+    entry_folder,
+    remove_stale_partials,
+    repair_store,
+    scan_store,
+)
+from .data.io import read_array
+from .data.writers import label_dtype
+from .errors import CorrectionsError, DatasetError, InvalidImageError, InvalidMaskError
 from .paths import default_corrections_root
 
 if TYPE_CHECKING:  # the dataset (and torch) only when training from the store
     from .data.dataset import SegmentationDataset
 
 MANIFEST = "manifest.jsonl"
-ENTRIES = "entries"
-ENTRY_FILE = "entry.json"
 IMAGE_FILE, LABELS_FILE, PREDICTION_FILE = "image.tif", "labels.tif", "prediction.tif"
 STORE_FORMAT = "medsegdiff-corrections"
 STORE_FORMAT_VERSION = 1
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,12 +102,6 @@ def _write_tiff(path: Path, array: np.ndarray) -> None:
     tifffile.imwrite(path, array, photometric="minisblack", compression="zlib")
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    import tifffile
-
-    return np.asarray(tifffile.imread(path))
-
-
 class CorrectionsStore:
     """An append-only folder of corrections; see the module docstring.
 
@@ -109,6 +117,7 @@ class CorrectionsStore:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root) if root is not None else default_corrections_root()
+        self._warned: tuple[int, str] | None = None
 
     def __repr__(self) -> str:
         return f"CorrectionsStore({str(self.root)!r})"
@@ -210,13 +219,14 @@ class CorrectionsStore:
         labels: np.ndarray,
         prediction: np.ndarray | None,
     ) -> None:
-        from .data.writers import label_dtype  # the data package imports torch: only when writing
 
         entries = self.root / ENTRIES
         staging: Path | None = None
         try:
             entries.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{entry_id}.partial-", dir=entries))
+            remove_stale_partials(stale_partials(entries))  # left by killed writers
+            # the writer's pid in the name tells a later writer whether this one is gone
+            staging = Path(tempfile.mkdtemp(prefix=f".{entry_id}.partial-{os.getpid()}-", dir=entries))
             _write_tiff(staging / IMAGE_FILE, image.astype(np.uint8) if image.dtype == bool else image)
             _write_tiff(staging / LABELS_FILE, labels.astype(label_dtype(labels)))
             if prediction is not None:
@@ -254,39 +264,49 @@ class CorrectionsStore:
     # -- reading ---------------------------------------------------------------------
 
     def entries(self) -> list[CorrectionEntry]:
-        """Complete entries, oldest first (manifest line and folder both present)."""
-        if not self.manifest_path.is_file():
-            return []
-        found, seen = [], set()
-        try:
-            text = self.manifest_path.read_text(encoding="utf-8", errors="replace")
-        except OSError as error:
-            raise CorrectionsError(f"Cannot read {self.manifest_path}: {error}") from None
-        for raw in text.splitlines():
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                continue  # a torn line from a crashed writer
-            entry_id = record.get("id") if isinstance(record, dict) else None
-            if not isinstance(entry_id, str) or entry_id in seen or entry_id.startswith("."):
-                continue
-            folder = self.root / ENTRIES / entry_id
-            if (folder / ENTRY_FILE).is_file() and (folder / LABELS_FILE).is_file():
-                seen.add(entry_id)
-                found.append(CorrectionEntry(entry_id, folder, record))
-        return found
+        """Complete entries, oldest first; damage is logged as warnings, never a silent loss.
+
+        A damaged manifest line is reported with its line number and the entry it named is
+        recovered from its folder when that folder is complete (see :meth:`check`).
+        """
+        report = self.check()
+        if report.problems:
+            key = (len(report.problems), report.problems[0])
+            if key != self._warned:  # once per state of the damage, not on every read
+                self._warned = key
+                shown = report.problems[:10]
+                more = len(report.problems) - len(shown)
+                _log.warning(
+                    "The corrections store %s is damaged (run 'medsegdiff corrections repair'): %s%s",
+                    self.root,
+                    "; ".join(shown),
+                    f"; and {more} more" if more else "",
+                )
+        return [
+            CorrectionEntry(record["id"], self.root / ENTRIES / record["id"], record)
+            for record in report.records
+        ]
+
+    def check(self) -> StoreReport:
+        """Every usable entry and every problem of the store, without changing anything."""
+        return scan_store(self.root, self.manifest_path)
+
+    def repair(self) -> tuple[StoreReport, Path | None]:
+        """Rebuild the manifest from the entry folders; returns (report, the damaged original kept aside)."""
+        return repair_store(self.root, self.manifest_path)
 
     def __len__(self) -> int:
         return len(self.entries())
 
     def read(self, entry: CorrectionEntry) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The entry's image, labels and (when stored) the model's prediction."""
+        folder = entry_folder(self.root, entry.id)  # never a folder outside entries/
         try:
-            image = _read_tiff(entry.path / IMAGE_FILE)
-            labels = _read_tiff(entry.path / LABELS_FILE)
-            prediction_path = entry.path / PREDICTION_FILE
-            prediction = _read_tiff(prediction_path) if prediction_path.is_file() else None
-        except Exception as error:  # tifffile raises its own types for damaged files
+            image = read_array(entry_file(folder, IMAGE_FILE))
+            labels = read_array(entry_file(folder, LABELS_FILE))
+            prediction_path = entry_file(folder, PREDICTION_FILE)
+            prediction = read_array(prediction_path) if prediction_path.is_file() else None
+        except (DatasetError, CorrectionsError) as error:
             raise CorrectionsError(
                 f"The correction {entry.id} in {self.root} cannot be read: {error}"
             ) from None

@@ -156,6 +156,8 @@ def finetune(
     ('parent', 2)
     """
     registry = registry or ModelRegistry()
+    if name is not None:
+        registry.check_new_name(name)  # before training, not after it
     store = store if isinstance(store, CorrectionsStore) else CorrectionsStore(Path(store))
     config = config or DEFAULT_FINETUNE_CONFIG
     if not store.root.is_dir():

@@ -1,8 +1,8 @@
 """Segmenting image files into label-map files, as ``medsegdiff predict`` does.
 
 2D images (PNG, JPEG, GIF, TIFF, NIfTI) give a 2D label map. Volumes are segmented slice
-by slice: NIfTI along its last axis (the slice axis, as in training), TIFF stacks along
-their first axis (napari's convention); the label volume has the input's shape, and a
+by slice, cut by the one reading rule of :mod:`.data.slices` (NIfTI along its last axis,
+TIFF stacks along their first); the label volume has the input's shape, and a
 NIfTI output keeps the input's affine and voxel sizes. Several slices or images share one
 sampler run (``batch_size``) for speed.
 """
@@ -10,28 +10,15 @@ sampler run (``batch_size``) for speed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .data.dataset import NIFTI_SLICE_AXIS
-from .data.io import IMAGE_SUFFIXES, file_stem, file_suffix, read_array
+from .data.io import IMAGE_SUFFIXES, file_stem, file_suffix
+from .data.slices import Volume, read_slices
 from .data.writers import LABEL_FORMATS, write_label_map
-from .errors import DatasetError, InvalidImageError
+from .errors import DatasetError
 from .inference import SamplingSettings, Segmenter
-
-
-@dataclass
-class Volume:
-    """An input file as a list of 2D slices, and how to put the labels back together."""
-
-    source: Path
-    slices: list[np.ndarray]
-    slice_axis: int | None  # None: a single 2D image
-    affine: np.ndarray | None = None
-    header: object | None = None
 
 
 def list_inputs(inputs: Sequence[str | Path]) -> list[Path]:
@@ -54,36 +41,8 @@ def list_inputs(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def read_volume(path: Path) -> Volume:
-    """Read an input file and cut it into the 2D slices the model segments."""
-    suffix = file_suffix(path)
-    if suffix in (".nii", ".nii.gz"):
-        import nibabel
-
-        try:
-            image: Any = nibabel.load(str(path))
-            data = np.asarray(image.dataobj)
-        except Exception as error:  # nibabel raises several types for damaged files
-            raise DatasetError(f"Could not read {path}: {error}") from None
-        if data.ndim == 2:
-            return Volume(path, [data], None, image.affine, image.header)
-        if data.ndim != 3:
-            raise InvalidImageError(
-                f"{path} has {data.ndim} dimensions; only 2D images and 3D volumes are segmented."
-            )
-        axis = NIFTI_SLICE_AXIS % 3
-        return Volume(
-            path,
-            [np.take(data, z, axis=axis) for z in range(data.shape[axis])],
-            axis,
-            image.affine,
-            image.header,
-        )
-    data = read_array(path)
-    if data.ndim == 3 and suffix in (".tif", ".tiff") and data.shape[-1] not in (3, 4):
-        return Volume(path, list(data), 0)
-    if data.ndim == 2 or (data.ndim == 3 and data.shape[-1] in (3, 4)):
-        return Volume(path, [data], None)
-    raise InvalidImageError(f"{path} has shape {data.shape}; expected a 2D image, RGB(A) or a volume.")
+    """Read an input file and cut it into the 2D slices the model segments (the one rule)."""
+    return read_slices(path)
 
 
 def output_path(source: Path, out_dir: Path, label_format: str) -> Path:

@@ -56,11 +56,13 @@ def as_channels_first(image: np.ndarray, image_channels: int, channel_axis: int 
         )
     if array.shape[-1] < 2 or array.shape[-2] < 2:
         raise InvalidImageError(f"The image is too small to segment: {array.shape[-2:]}.")
-    array = array.astype(np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32's range become inf, refused below
+        array = array.astype(np.float32)
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise InvalidImageError(
-            f"The image has {bad} NaN or infinite pixels; replace them (e.g. with 0) before segmenting."
+            f"The image has {bad} NaN or infinite pixels (or values beyond float32's ±3.4e38); replace "
+            "or rescale them before segmenting."
         )
     channels = array.shape[0]
     if channels == image_channels:

@@ -32,10 +32,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .atomic import process_gone
 from .checkpoint_files import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_config
 from .config import DiffusionConfig, PreprocessConfig, named_config
-from .errors import CheckpointError, RegistryError
+from .errors import CheckpointError, ConfigError, RegistryError
 from .paths import default_registry_root
+from .validation import check_nesting
 
 if TYPE_CHECKING:
     import torch
@@ -55,6 +57,8 @@ REGISTRY_FORMAT = "medsegdiff-registry"
 RESERVED_NAMES = (DEFAULT_VERSION, UNTRAINED_VERSION)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,79}$")
 _AUTO_NAME = re.compile(r"^v(\d+)-")
+_STAGING = re.compile(r"^\.staging-(\d+)-")
+STAGING_SOURCE = "source.json"
 
 
 @dataclass
@@ -70,10 +74,19 @@ class ModelVersion:
     read_only: bool
     description: str = ""
     model: dict[str, Any] = field(default_factory=dict, repr=False)
+    broken: str | None = None  # why the version cannot be used; None when it can
+
+    @property
+    def validation_dice(self) -> float | None:
+        """The validation Dice recorded for this version (after fine-tuning, if it was), or None."""
+        dice = self.metrics.get("validation_dice_after", self.metrics.get("validation_dice"))
+        return float(dice) if isinstance(dice, (int, float)) and not isinstance(dice, bool) else None
 
     @property
     def config_summary(self) -> str:
         """One line about the architecture, e.g. ``cpu, 96x96, 1 channel, binary``."""
+        if self.broken is not None:
+            return f"BROKEN: {self.broken}"
         if not self.model:
             return "unknown architecture"
         height, width = self.model.get("image_size", ("?", "?"))
@@ -95,6 +108,7 @@ class ModelVersion:
             "description": self.description,
             "config_summary": self.config_summary,
             "model": self.model,
+            "broken": self.broken,
         }
 
 
@@ -143,6 +157,47 @@ def _write_json_atomically(path: Path, document: dict[str, Any]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "parent": (str, type(None)),
+    "created": (str,),
+    "description": (str,),
+    "metrics": (dict, type(None)),
+    "data_digest": (str, type(None)),
+}
+
+
+def read_version_record(path: Path) -> dict[str, Any]:
+    """A version's ``version.json``, checked field by field; :class:`RegistryError` if damaged."""
+    try:
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as error:
+        raise RegistryError(f"{path} cannot be read ({str(error) or type(error).__name__:.200}).") from None
+    if not isinstance(record, dict):
+        raise RegistryError(f"{path} holds a {type(record).__name__}, not a JSON object.")
+    for key, types in _RECORD_TYPES.items():
+        if key in record and not isinstance(record[key], types):
+            raise RegistryError(f"{path}: {key} has the wrong type ({type(record[key]).__name__}).")
+    try:
+        check_nesting(record)
+    except ConfigError as error:
+        raise RegistryError(f"{path}: {error}") from None
+    return record
+
+
+def _broken_version(name: str, folder: Path, reason: str, read_only: bool) -> ModelVersion:
+    return ModelVersion(
+        name=name,
+        path=folder,
+        parent=None,
+        created="",
+        metrics={},
+        data_digest=None,
+        read_only=read_only,
+        description="",
+        broken=" ".join(reason.split()),
+    )
 
 
 def _now() -> str:
@@ -200,35 +255,39 @@ class ModelRegistry:
         return found
 
     def _shipped_version(self, name: str, folder: Path) -> ModelVersion:
-        document = read_checkpoint_config(folder)
+        try:
+            document = read_checkpoint_config(folder)
+        except CheckpointError as error:
+            return _broken_version(name, folder, str(error), read_only=True)
         return ModelVersion(
             name=name,
             path=folder,
             parent=None,
             created=str(document.get("created", "")),
-            metrics=dict(document.get("metrics", {})),
+            metrics=dict(document.get("metrics") or {}),
             data_digest=(document.get("training") or {}).get("data_digest"),
             read_only=True,
             description=str(document.get("description", "a model shipped with the package")),
-            model=dict(document.get("model", {})),
+            model=dict(document["model"]),
         )
 
     def _version(self, folder: Path) -> ModelVersion:
+        """The version in ``folder``; one whose files are damaged is listed as broken, never raised."""
         try:
-            record = json.loads((folder / VERSION_FILE).read_text())
-            model = json.loads((folder / CONFIG_FILE).read_text()).get("model", {})
-        except (OSError, ValueError) as error:
-            record, model = {"description": f"unreadable: {error}"}, {}
+            record = read_version_record(folder / VERSION_FILE)
+            model = dict(read_checkpoint_config(folder)["model"])
+        except (RegistryError, CheckpointError) as error:
+            return _broken_version(folder.name, folder, str(error), read_only=False)
         return ModelVersion(
             name=folder.name,
             path=folder,
             parent=record.get("parent"),
-            created=str(record.get("created", "")),
+            created=record.get("created", ""),
             metrics=dict(record.get("metrics") or {}),
             data_digest=record.get("data_digest"),
             read_only=False,
-            description=str(record.get("description", "")),
-            model=dict(model),
+            description=record.get("description", ""),
+            model=model,
         )
 
     def _folders(self) -> list[Path]:
@@ -245,7 +304,12 @@ class ModelRegistry:
         ]
 
     def versions(self) -> list[ModelVersion]:
-        """Every version: the shipped ones first (``default`` leading), then the others oldest to newest."""
+        """Every version: the shipped ones first (``default`` leading), then the others oldest to newest.
+
+        A version whose files are damaged is listed with ``broken`` set to the reason.
+        """
+        if self.root.is_dir():
+            self.recover_staging()  # what a killed add() left, put back or removed
         listed = sorted(
             (self._version(folder) for folder in self._folders()), key=lambda v: (v.created, v.name)
         )
@@ -253,6 +317,10 @@ class ModelRegistry:
 
     def names(self) -> list[str]:
         return [version.name for version in self.versions()]
+
+    def usable(self) -> list[ModelVersion]:
+        """The versions that can be loaded (:meth:`versions` less the broken ones)."""
+        return [version for version in self.versions() if version.broken is None]
 
     def get(self, name: str) -> ModelVersion:
         """The version called ``name``; :class:`RegistryError` when there is none."""
@@ -281,6 +349,8 @@ class ModelRegistry:
             checkpoint.model.to(device)
             return checkpoint
         version = self.get(name)
+        if version.broken is not None:
+            raise RegistryError(f"The model version {name!r} is broken: {version.broken}")
         checkpoint = load_checkpoint(version.path, device)
         checkpoint.metadata.update(version=version.name, parent=version.parent)
         return checkpoint
@@ -289,7 +359,7 @@ class ModelRegistry:
         """The selected version's name (``default`` until something else is selected)."""
         try:
             name = json.loads((self.root / REGISTRY_FILE).read_text()).get("selected")
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):
             return DEFAULT_VERSION
         if not isinstance(name, str) or name in (DEFAULT_VERSION, UNTRAINED_VERSION):
             return name if isinstance(name, str) else DEFAULT_VERSION
@@ -343,19 +413,18 @@ class ModelRegistry:
         load_checkpoint(source)  # refuse anything that would not load later
         document = read_checkpoint_config(source)
         if name is not None:
-            check_version_name(name)
-            if name in self.shipped():
-                raise RegistryError(f"{name!r} is the name of a shipped model; choose another name.")
-            if (self.root / name).exists():
-                raise RegistryError(f"A model version called {name!r} exists already; choose another name.")
+            self.check_new_name(name)
         if parent is not None and parent != UNTRAINED_VERSION:
             self.get(parent)
         self.root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        self.recover_staging()
+        # the pid tells a later add() whether this one was killed; the source where to put it back
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=self.root))
         assembled = staging / "version"
         moved = False
         try:
             if move:
+                (staging / STAGING_SOURCE).write_text(json.dumps({"source": str(source.resolve())}))
                 try:
                     os.replace(source, assembled)
                     moved = True
@@ -384,6 +453,48 @@ class ModelRegistry:
         if move and not moved:
             shutil.rmtree(source, ignore_errors=True)
         return self.get(final_name)
+
+    def check_new_name(self, name: str) -> str:
+        """Return ``name`` when a new version may take it, else raise :class:`RegistryError`.
+
+        Commands that train first and register last call this before training.
+        """
+        check_version_name(name)
+        if name in self.shipped():
+            raise RegistryError(f"{name!r} is the name of a shipped model; choose another name.")
+        if (self.root / name).exists():
+            raise RegistryError(f"A model version called {name!r} exists already; choose another name.")
+        return name
+
+    def recover_staging(self) -> list[Path]:
+        """Undo what killed writers left: a moved checkpoint goes back where it came from.
+
+        ``add(move=True)`` first moves the checkpoint into a hidden ``.staging-PID-*``
+        folder; if that process was killed, the checkpoint would sit there, listed nowhere.
+        Folders of processes that are gone (and ``.deleting-*`` leftovers) are cleaned up;
+        returns the checkpoints put back.
+        """
+        restored: list[Path] = []
+        try:
+            children = list(self.root.iterdir())
+        except OSError:
+            return restored
+        for folder in children:
+            match = _STAGING.match(folder.name)
+            if folder.name.startswith(".deleting-"):
+                shutil.rmtree(folder, ignore_errors=True)
+            if match is None or not process_gone(int(match.group(1))):
+                continue
+            try:
+                source = Path(json.loads((folder / STAGING_SOURCE).read_text())["source"])
+                if (folder / "version").is_dir() and not source.exists():
+                    (folder / "version" / VERSION_FILE).unlink(missing_ok=True)
+                    os.replace(folder / "version", source)
+                    restored.append(source)
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # a copy, not a move: nothing of the user's is in it
+            shutil.rmtree(folder, ignore_errors=True)
+        return restored
 
     def _publish(self, assembled: Path, name: str | None) -> str:
         for _ in range(100):
@@ -415,8 +526,8 @@ class ModelRegistry:
         for child in self._folders():
             record_path = child / VERSION_FILE
             try:
-                record = json.loads(record_path.read_text())
-            except (OSError, ValueError):
+                record = read_version_record(record_path)
+            except RegistryError:
                 continue
             if record.get("parent") == old:
                 record["parent"] = new

@@ -12,11 +12,10 @@ import torch
 from ..config import ModelConfig, PreprocessConfig
 from ..errors import DatasetError
 from ..preprocess import check_label_map, prepare_image, resize_labels
-from .io import file_suffix, read_array, read_mask
 from .pairs import Pair
+from .slices import NIFTI_SLICE_AXIS, read_pair_slices
 
-# NIfTI volumes are cut into 2D slices along their last axis (the usual slice axis, z).
-NIFTI_SLICE_AXIS = -1
+__all__ = ["NIFTI_SLICE_AXIS", "Sample", "SegmentationDataset"]
 
 
 @dataclass
@@ -90,23 +89,14 @@ class SegmentationDataset(torch.utils.data.Dataset):
         model_config: ModelConfig,
         preprocess: PreprocessConfig | None = None,
     ) -> SegmentationDataset:
-        """Read pairs from disk; NIfTI volumes become one sample per slice (``name[z]``)."""
+        """Read pairs from disk by the one reading rule (:func:`.slices.read_slices`): a volume
+        gives one sample per slice (``name[z]``); a mask of another shape is refused."""
         samples = []
         for pair in pairs:
-            image, labels = read_array(pair.image), read_mask(pair.mask)
-            if file_suffix(pair.image) in (".nii", ".nii.gz") and image.ndim == 3:
-                for z in range(image.shape[NIFTI_SLICE_AXIS]):
-                    samples.append(
-                        _sample(
-                            f"{pair.name}[{z}]",
-                            np.take(image, z, axis=NIFTI_SLICE_AXIS),
-                            np.take(labels, z, axis=NIFTI_SLICE_AXIS),
-                            model_config,
-                            preprocess,
-                        )
-                    )
-            else:
-                samples.append(_sample(pair.name, image, labels, model_config, preprocess))
+            slices = read_pair_slices(pair.image, pair.mask)
+            for z, (image, labels) in enumerate(slices):
+                name = pair.name if len(slices) == 1 else f"{pair.name}[{z}]"
+                samples.append(_sample(name, image, labels, model_config, preprocess))
         return cls(samples)
 
 

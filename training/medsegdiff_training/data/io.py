@@ -1,13 +1,24 @@
-"""Reading images and masks from disk: PNG, JPEG, GIF, TIFF and NIfTI."""
+"""Reading images and masks from disk: PNG, JPEG, GIF, TIFF and NIfTI.
+
+Every reader checks the pixel count a file declares before decoding it, so a small file
+that declares a huge image (a decompression bomb) is refused instead of filling memory.
+The limit is :data:`DEFAULT_MAX_PIXELS` (Pillow's own decompression-bomb limit), raised
+or lowered with the environment variable ``MEDSEGDIFF_MAX_PIXELS``; it counts every
+pixel of every channel-less plane, so a volume counts all its voxels.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DatasetError
+
+ENV_MAX_PIXELS = "MEDSEGDIFF_MAX_PIXELS"
+DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's DecompressionBombError threshold (2 x MAX_IMAGE_PIXELS)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz")
 
@@ -40,21 +51,74 @@ def read_mask(path: str | Path) -> np.ndarray:
     return _read(Path(path), palette_indices=True)
 
 
+def max_pixels() -> int:
+    """The largest pixel (voxel) count a reader decodes: ``$MEDSEGDIFF_MAX_PIXELS`` or the default."""
+    value = os.environ.get(ENV_MAX_PIXELS, "").strip()
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(float(value))
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise DatasetError(f"{ENV_MAX_PIXELS}={value!r} is not a positive number of pixels.")
+    return limit
+
+
+def check_pixels(path: Path, shape: tuple[int, ...]) -> None:
+    """Refuse a file whose declared shape holds more pixels than :func:`max_pixels`."""
+    count = 1
+    for size in shape:
+        count *= max(int(size), 0)
+    limit = max_pixels()
+    if count > limit:
+        raise DatasetError(
+            f"{path} declares {' x '.join(str(int(s)) for s in shape)} = {count:,} pixels, more than "
+            f"the limit of {limit:,} (a protection against decompression bombs); if you trust the file, "
+            f"raise the limit, e.g. export {ENV_MAX_PIXELS}={count}."
+        )
+
+
+def _reason(error: BaseException) -> str:
+    return " ".join((str(error) or type(error).__name__).split())[:300]
+
+
+def load_nifti(path: Path) -> tuple[np.ndarray, Any]:
+    """A NIfTI file's data and its nibabel image (affine, header), size-checked before decoding."""
+    import nibabel
+
+    image: Any = nibabel.load(str(path))
+    check_pixels(path, tuple(image.header.get_data_shape()))
+    return np.asarray(image.dataobj), image
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tiff:
+        if not tiff.series:
+            raise DatasetError(f"Could not read {path}: it holds no image.")
+        series = tiff.series[0]
+        check_pixels(path, tuple(series.shape))
+        return np.asarray(series.asarray())
+
+
 def _read(path: Path, palette_indices: bool) -> np.ndarray:
     suffix = file_suffix(path)
     try:
         if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            return np.asarray(tifffile.imread(path))
+            return _read_tiff(path)
         if suffix in (".nii", ".nii.gz"):
-            import nibabel
-
-            image: Any = nibabel.load(str(path))
-            return np.asarray(image.dataobj)
+            return load_nifti(path)[0]
         from PIL import Image
 
-        with Image.open(path) as picture:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our limit, not Pillow's
+        try:
+            picture: Image.Image = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+        with picture:
+            check_pixels(path, (picture.size[1], picture.size[0]))
             if picture.mode == "P":
                 indices = np.asarray(picture)
                 if palette_indices and not _grey_palette(picture.getpalette() or [], indices):
@@ -65,8 +129,12 @@ def _read(path: Path, palette_indices: bool) -> np.ndarray:
             return np.asarray(picture)
     except FileNotFoundError:
         raise DatasetError(f"File not found: {path}") from None
+    except DatasetError:
+        raise
+    except MemoryError:
+        raise DatasetError(f"Not enough memory to read {path}.") from None
     except Exception as error:  # noqa: BLE001 - every reader has its own error types
-        raise DatasetError(f"Could not read {path}: {error}") from None
+        raise DatasetError(f"Could not read {path}: {_reason(error)}") from None
 
 
 def _grey_palette(palette: list[int], indices: np.ndarray) -> bool:
@@ -77,14 +145,16 @@ def _grey_palette(palette: list[int], indices: np.ndarray) -> bool:
 
 def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """Read a NIfTI file: (data, 4x4 affine, voxel spacing)."""
-    import nibabel
-
     try:
-        image: Any = nibabel.load(str(path))
-        data = np.asarray(image.dataobj)
+        data, image = load_nifti(Path(path))
+        zooms = tuple(float(z) for z in image.header.get_zooms()[: data.ndim])
+        affine = np.asarray(image.affine, dtype=float)
     except FileNotFoundError:
         raise DatasetError(f"File not found: {path}") from None
+    except DatasetError:
+        raise
+    except MemoryError:
+        raise DatasetError(f"Not enough memory to read {path}.") from None
     except Exception as error:  # noqa: BLE001 - nibabel raises several types for damaged files
-        raise DatasetError(f"Could not read {path}: {error}") from None
-    zooms = tuple(float(z) for z in image.header.get_zooms()[: data.ndim])
-    return data, np.asarray(image.affine, dtype=float), zooms
+        raise DatasetError(f"Could not read {path}: {_reason(error)}") from None
+    return data, affine, zooms
