@@ -208,7 +208,7 @@ def extract_crop(image: np.ndarray, window: CropWindow) -> np.ndarray:
     """The (C, h, w) crop of a (C, H, W) image under ``window``, padded with the image's minimum."""
     image_slices, crop_slices = window.overlap(image.shape[-2:])
     crop = np.full((image.shape[0], *window.shape), image.min(), dtype=image.dtype)
-    crop[(slice(None), *crop_slices)] = image[(slice(None), *image_slices)]
+    crop[(slice(None),) + tuple(crop_slices)] = image[(slice(None),) + tuple(image_slices)]
     return crop
 
 

@@ -33,6 +33,7 @@ def propagation_steps(
     if not 0 <= start < slices:
         raise ValueError(f"The starting slice {start} is outside the volume's {slices} slices.")
     masks: dict[int, np.ndarray] = {}
+    current: Box | None
     for direction in (1, -1):
         index, current = start, box
         if direction == -1:
