@@ -78,6 +78,7 @@ def stage(module: str, work: Path) -> Path:
 def _mutmut(folder: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     environment["OMP_NUM_THREADS"] = "1"
+    environment["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # no napari/Qt plugins: core tests only
     return subprocess.run(
         [sys.executable, "-m", "mutmut", *args],
         cwd=folder,

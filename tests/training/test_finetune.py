@@ -204,3 +204,27 @@ def test_the_loss_continues_the_parents_recipe_unless_told_otherwise(setup):
             mask_loss_weight=given,
         ).version  # fmt: skip
         assert child is not None and weight_of(child.name) == expected
+
+
+def weights_of(registry: ModelRegistry, version: str) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in registry.load(version, device="cpu").model.state_dict().items()}
+
+
+def test_a_finetune_starts_from_the_parents_weights(setup):
+    registry, store, tmp_path = setup
+    parent = weights_of(registry, "parent")
+    # a fine-tune that cannot move (learning rate 0) returns its parent's weights and its Dice
+    frozen = finetune(
+        "parent", store, registry=registry, config=replace(CONFIG, learning_rate=0.0),
+        run_dir=tmp_path / "frozen", name="frozen",
+    )  # fmt: skip
+    child = weights_of(registry, "frozen")
+    assert child.keys() == parent.keys()
+    assert all(torch.allclose(child[k], parent[k], atol=1e-6) for k in parent)
+    assert frozen.validation_dice_after == pytest.approx(frozen.validation_dice_before, abs=1e-3)
+    # three Adam steps move each weight by at most about 3 learning rates, nothing like a fresh start
+    moved = finetune("parent", store, registry=registry, config=CONFIG, run_dir=tmp_path / "moved", name="moved")
+    assert moved.version is not None
+    child = weights_of(registry, "moved")
+    largest_change = max((child[k] - parent[k]).abs().max().item() for k in parent)
+    assert 0 < largest_change <= 3 * CONFIG.learning_rate * 1.5
