@@ -67,7 +67,9 @@ def stage(module: str, work: Path) -> Path:
     folder = work / module
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "tests" / "training").mkdir(parents=True)
-    shutil.copytree(PACKAGE, folder / "src" / "medsegdiff_training", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        PACKAGE, folder / "src" / "medsegdiff_training", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy2(ROOT / "tests" / "conftest.py", folder / "tests" / "conftest.py")
     for name in MODULES[module]:
         shutil.copy2(ROOT / "tests" / "training" / name, folder / "tests" / "training" / name)
@@ -104,7 +106,9 @@ def run_module(module: str, work: Path, jobs: int) -> dict:
         if match and "__mutmut_" in match.group(1):
             status[match.group(1)] = match.group(2).strip()
     if not status:
-        raise RuntimeError(f"mutmut gave no results for {module}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+        raise RuntimeError(
+            f"mutmut gave no results for {module}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+        )
     counts: dict[str, int] = {}
     for value in status.values():
         counts[value] = counts.get(value, 0) + 1
@@ -157,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         merged["modules"][module] = result
         merged["goal"] = GOAL
         output.write_text(json.dumps(merged, indent=2) + "\n")
-        print(f"  {module}: {result['killed']}/{result['mutants']} killed, score {result['score']}", flush=True)
+        print(
+            f"  {module}: {result['killed']}/{result['mutants']} killed, score {result['score']}", flush=True
+        )
     return 0
 
 

@@ -70,7 +70,12 @@ def test_segment_paint_export_finetune_and_segment_again(qtbot, widget, medsegdi
     again = _segment(qtbot, widget)
     assert again.metadata["medsegdiff"]["model_version"] == version.name
     widget.model_box.setCurrentIndex(widget.model_box.findData("tiny"))  # rollback: pick the older one
-    assert widget.model_version() == "tiny"
+    rolled_back = _segment(qtbot, widget)
+    # the older model really segments again: same seed, same weights, the first run's mask
+    assert rolled_back.metadata["medsegdiff"]["model_version"] == "tiny"
+    assert np.array_equal(
+        rolled_back.metadata["medsegdiff"]["prediction"], labels.metadata["medsegdiff"]["prediction"]
+    )
 
 
 def test_cancelling_a_finetune_leaves_the_registry_as_it_was(qtbot, widget, medsegdiff_home):
@@ -263,7 +268,11 @@ def test_an_export_keeps_the_labels_placement_and_reloads_onto_the_same_world_po
     entry = widget.store.entries()[-1]
     _, saved, _ = widget.store.read(entry)
     reloaded = widget.viewer.add_labels(
-        saved, name="reloaded", scale=manifest["scale"], translate=manifest["translate"], affine=manifest["affine"]
+        saved,
+        name="reloaded",
+        scale=manifest["scale"],
+        translate=manifest["translate"],
+        affine=manifest["affine"],
     )
     for pixel in ([5, 30], [14, 39], [0, 0]):
         world = layer.data_to_world(pixel)

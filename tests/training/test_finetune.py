@@ -223,7 +223,9 @@ def test_a_finetune_starts_from_the_parents_weights(setup):
     assert all(torch.allclose(child[k], parent[k], atol=1e-6) for k in parent)
     assert frozen.validation_dice_after == pytest.approx(frozen.validation_dice_before, abs=1e-3)
     # three Adam steps move each weight by at most about 3 learning rates, nothing like a fresh start
-    moved = finetune("parent", store, registry=registry, config=CONFIG, run_dir=tmp_path / "moved", name="moved")
+    moved = finetune(
+        "parent", store, registry=registry, config=CONFIG, run_dir=tmp_path / "moved", name="moved"
+    )
     assert moved.version is not None
     child = weights_of(registry, "moved")
     largest_change = max((child[k] - parent[k]).abs().max().item() for k in parent)

@@ -88,7 +88,9 @@ def test_stochastic_steps_have_the_closed_form_mean_and_variance(sampler):
             mean = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev - variance) * eps
         else:  # the posterior q(x_{t'} | x_t, x_0) of the respaced chain, DDPM eq. 6-7
             beta = 1 - a / a_prev
-            mean = (math.sqrt(a_prev) * beta / (1 - a)) * x0 + (math.sqrt(1 - beta) * (1 - a_prev) / (1 - a)) * step.x_t
+            mean = (math.sqrt(a_prev) * beta / (1 - a)) * x0 + (
+                math.sqrt(1 - beta) * (1 - a_prev) / (1 - a)
+            ) * step.x_t
             variance = beta * (1 - a_prev) / (1 - a)
         residual = (following.x_t - mean).double()
         assert residual.std().item() == pytest.approx(math.sqrt(variance), rel=0.03), (step.t, following.t)
