@@ -94,11 +94,15 @@ def _mutmut(folder: Path, *args: str, timeout: float | None = None) -> subproces
 STATUS = re.compile(r"^\s*(\S+): (\w[\w ]*)$")
 
 
-def run_module(module: str, work: Path, jobs: int) -> dict:
-    folder = stage(module, work)
-    started = datetime.datetime.now(datetime.timezone.utc)
-    run = _mutmut(folder, "run", "--max-children", str(jobs))
-    seconds = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
+def run_module(module: str, work: Path, jobs: int, rerun: bool = True) -> dict:
+    """Mutate one module (``rerun=False``: only read the results of an earlier run in ``work``)."""
+    folder = work / module
+    seconds = None
+    if rerun:
+        folder = stage(module, work)
+        started = datetime.datetime.now(datetime.timezone.utc)
+        run = _mutmut(folder, "run", "--max-children", str(jobs))
+        seconds = round((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1)
     listing = _mutmut(folder, "results", "--all", "true")
     status: dict[str, str] = {}
     for line in listing.stdout.splitlines():
@@ -127,7 +131,7 @@ def run_module(module: str, work: Path, jobs: int) -> dict:
         "killed": killed,
         "score": round(killed / scored, 4) if scored else None,
         "survivors": survivors,
-        "seconds": round(seconds, 1),
+        "seconds": seconds,
     }
 
 
@@ -148,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", help=f"any of {', '.join(MODULES)} (default: all)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "medsegdiff-mutation")
     parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once (default 1)")
+    parser.add_argument(
+        "--collect-only", action="store_true", help="read the results of an earlier run in --work"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(MODULES))
     if unknown:
@@ -156,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     merged = json.loads(output.read_text()) if output.is_file() else {"goal": GOAL, "modules": {}}
     for module in args.modules or list(MODULES):
         print(f"mutating {module} ...", flush=True)
-        result = run_module(module, args.work, args.jobs)
+        result = run_module(module, args.work, args.jobs, rerun=not args.collect_only)
+        if result["seconds"] is None and module in merged["modules"]:
+            result["seconds"] = merged["modules"][module].get("seconds")
         result["environment"] = environment(args.jobs)
         merged["modules"][module] = result
         merged["goal"] = GOAL
