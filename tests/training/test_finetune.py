@@ -230,3 +230,22 @@ def test_a_finetune_starts_from_the_parents_weights(setup):
     child = weights_of(registry, "moved")
     largest_change = max((child[k] - parent[k]).abs().max().item() for k in parent)
     assert 0 < largest_change <= 3 * CONFIG.learning_rate * 1.5
+
+
+def test_a_cancelled_finetune_resumes_from_its_run_folder(setup):
+    registry, store, tmp_path = setup
+    cancel = threading.Event()
+    first = finetune(
+        "parent", store, registry=registry, config=replace(CONFIG, steps=4), run_dir=tmp_path / "run",
+        progress=lambda report: report.step == 2 and cancel.set(), cancel=cancel,
+    )  # fmt: skip
+    assert first.cancelled and first.steps == 2 and registry.names() == ["parent"]
+    reports = []
+    second = finetune(
+        "parent", store, registry=registry, config=replace(CONFIG, steps=4), run_dir=tmp_path / "run",
+        progress=reports.append, name="resumed",
+    )  # fmt: skip
+    assert not second.cancelled and second.steps == 4
+    assert [r.step for r in reports] == [3, 4]  # it went on from step 2, not from the start
+    assert registry.names() == ["parent", "resumed"] and registry.get("resumed").parent == "parent"
+    assert not (tmp_path / "run" / "state").exists()
