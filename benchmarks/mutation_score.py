@@ -36,7 +36,7 @@ GOAL = 0.80
 # module -> the test files (under tests/training) that are its targeted subset
 MODULES: dict[str, list[str]] = {
     "samplers": ["test_samplers.py", "test_sampler_formulas.py"],
-    "schedule": ["test_samplers.py", "test_sampler_formulas.py", "test_mask_loss.py"],
+    "schedule": ["test_schedule.py", "test_samplers.py", "test_sampler_formulas.py", "test_mask_loss.py"],
     "corrections": ["test_corrections.py"],
     "registry": ["test_registry.py"],
     "checkpoint": ["test_checkpoint.py"],
