@@ -135,6 +135,39 @@ def run_module(module: str, work: Path, jobs: int, rerun: bool = True) -> dict:
     }
 
 
+README_START, README_END = "<!-- mutation:start -->", "<!-- mutation:end -->"
+
+
+def readme_table(merged: dict) -> str:
+    """The README block: one row per module, killed / mutants and the score against the goal."""
+    lines = [
+        f"| module | tests | mutants | killed | survived | score (goal {GOAL:.0%}) | date |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for module in MODULES:
+        result = merged["modules"].get(module)
+        if result is None:
+            lines.append(f"| `{module}.py` | {', '.join(MODULES[module])} | not run yet | | | | |")
+            continue
+        tests = ", ".join(Path(t).name for t in result["tests"])
+        survived = result["mutants"] - result["killed"]
+        mark = "" if result["score"] is not None and result["score"] >= GOAL else " (below goal)"
+        lines.append(
+            f"| `{module}.py` | {tests} | {result['mutants']} | {result['killed']} | {survived} | "
+            f"{result['score']:.1%}{mark} | {result['environment']['date']} |"
+        )
+    return "\n".join(lines)
+
+
+def write_readme(merged: dict) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if README_START in text and README_END in text:
+        head, rest = text.split(README_START, 1)
+        _, tail = rest.split(README_END, 1)
+        readme.write_text(f"{head}{README_START}\n{readme_table(merged)}\n{README_END}{tail}")
+
+
 def environment(jobs: int) -> dict:
     import mutmut
 
@@ -155,12 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--collect-only", action="store_true", help="read the results of an earlier run in --work"
     )
+    parser.add_argument("--readme", action="store_true", help="only rewrite the README table")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(MODULES))
     if unknown:
         parser.error(f"unknown module(s) {', '.join(unknown)}: choose from {', '.join(MODULES)}")
     output = RESULTS / "mutation_score.json"
     merged = json.loads(output.read_text()) if output.is_file() else {"goal": GOAL, "modules": {}}
+    if args.readme:
+        write_readme(merged)
+        return 0
     for module in args.modules or list(MODULES):
         print(f"mutating {module} ...", flush=True)
         result = run_module(module, args.work, args.jobs, rerun=not args.collect_only)
@@ -170,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         merged["modules"][module] = result
         merged["goal"] = GOAL
         output.write_text(json.dumps(merged, indent=2) + "\n")
+        write_readme(merged)
         print(
             f"  {module}: {result['killed']}/{result['mutants']} killed, score {result['score']}", flush=True
         )
