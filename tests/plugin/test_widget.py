@@ -169,6 +169,14 @@ def test_an_ensemble_adds_an_uncertainty_layer(qtbot, widget):
     uncertainty = viewer.layers["scan uncertainty"]
     assert uncertainty.data.shape == (40, 40)
     assert 0 < uncertainty.data.max() <= 0.5  # three members of an untrained model disagree
+    # the map the core computes for the same image, model and settings
+    from medsegdiff_training.inference import Segmenter
+    from medsegdiff_training.registry import ModelRegistry
+
+    core = Segmenter(ModelRegistry().load("tiny"), device="cpu").segment(
+        viewer.layers["scan"].data, widget.settings()
+    )
+    assert np.allclose(uncertainty.data, core.uncertainty, atol=1e-6)
     assert viewer.layers[-1].name == "scan segmentation"  # the labels stay on top, for editing
 
 

@@ -82,8 +82,21 @@ def test_finetuning_adds_a_child_version_and_leaves_the_parent_bit_identical(set
     assert registry.names() == ["parent", "child"]
     assert tree_digest(registry.get("parent").path) == parent_before
     assert registry.selected() == "parent"  # choosing the new version is the user's call
-    # one of five corrections held out and scored before and after
-    assert 0 <= result.validation_dice_before <= 1 and 0 <= result.validation_dice_after <= 1
+    # one of five corrections held out and scored before and after: "before" is the parent's Dice
+    from medsegdiff_training.schedule import NoiseSchedule
+    from medsegdiff_training.trainer import validation_dice
+
+    held_out_ids = read_checkpoint_config(registry.get("child").path)["finetune"]["validation_entries"]
+    parent = registry.load("parent", device="cpu")
+    held_out = store.as_dataset(
+        parent.model_config, parent.preprocess, [e for e in store.entries() if e.id in held_out_ids]
+    )
+    expected = validation_dice(
+        parent.model, NoiseSchedule(parent.diffusion), held_out, CONFIG.validation_sampling,
+        torch.device("cpu"), CONFIG.validation_images,
+    )  # fmt: skip
+    assert result.validation_dice_before == pytest.approx(expected, abs=1e-6)
+    assert 0 <= result.validation_dice_after <= 1
     metrics = registry.get("child").metrics
     assert metrics["validation_dice_after"] == result.validation_dice_after
     assert metrics["corrections"] == 5 and metrics["validation_corrections"] == 1
