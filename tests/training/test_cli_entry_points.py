@@ -150,6 +150,7 @@ def test_predict_format_overwrite_and_a_checkpoint_folder_as_model(capsys, tmp_p
     assert np.array_equal(np.squeeze(labels).T if labels.shape != first.shape else labels, first)
 
 
+@pytest.mark.slow
 def test_cancelling_predict_exits_130_and_keeps_what_it_wrote(tmp_path, registry):
     inputs = write_folder(tmp_path / "many", 12)
     env = {**os.environ, "MEDSEGDIFF_HOME": str(tmp_path / "home")}

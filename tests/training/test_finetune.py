@@ -223,6 +223,7 @@ def weights_of(registry: ModelRegistry, version: str) -> dict[str, torch.Tensor]
     return {k: v.clone() for k, v in registry.load(version, device="cpu").model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_a_finetune_starts_from_the_parents_weights(setup):
     registry, store, tmp_path = setup
     parent = weights_of(registry, "parent")
@@ -259,6 +260,7 @@ def test_a_cancelled_finetune_resumes_from_its_run_folder(setup):
         progress=reports.append, name="resumed",
     )  # fmt: skip
     assert not second.cancelled and second.steps == 4
-    assert [r.step for r in reports] == [3, 4]  # it went on from step 2, not from the start
+    # it went on from step 2, not from the start (step 4 is reported again with its validation)
+    assert sorted({r.step for r in reports}) == [3, 4] and reports[0].step == 3
     assert registry.names() == ["parent", "resumed"] and registry.get("resumed").parent == "parent"
     assert not (tmp_path / "run" / "state").exists()
