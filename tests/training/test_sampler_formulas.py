@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from medsegdiff_training.config import DiffusionConfig
-from medsegdiff_training.samplers import log_snr_grid, run_to_end, sample
+from medsegdiff_training.errors import ConfigError
+from medsegdiff_training.samplers import RECOMMENDED_STEPS, log_snr_grid, run_to_end, sample, timestep_grid
 from medsegdiff_training.schedule import NoiseSchedule
 
 SCHEDULE = NoiseSchedule(DiffusionConfig())
@@ -32,6 +33,7 @@ def half_log_snr(t: int) -> float:
 
 def crooked_predictor(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Not the true noise of any data set: a fixed nonlinear function of x_t and t."""
+    assert t.shape == (x_t.shape[0],) and t.dtype == torch.long  # one timestep per image
     scale = 0.6 + 0.3 * (t.float() / 1000).view(-1, 1, 1, 1)
     return scale * x_t + 0.2 * torch.sin(3 * x_t)
 
@@ -138,3 +140,37 @@ def test_dpm_solver_pp_walks_a_grid_even_in_log_snr_not_in_time(steps):
 def test_ddim_and_ddpm_walk_an_even_time_grid(sampler):
     seen, _ = steps_of(sampler, 10)
     assert [step.t for step in seen] == [999, 888, 777, 666, 555, 444, 333, 222, 111, 0]
+
+
+def test_by_default_it_is_ddim_with_its_recommended_steps():
+    def run(**options):
+        seen = []
+        final = run_to_end(
+            sample(
+                crooked_predictor,
+                SCHEDULE,
+                (1, 1, 8, 8),
+                generator=torch.Generator().manual_seed(0),
+                **options,
+            ),
+            seen.append,
+        )
+        return [step.t for step in seen], final
+
+    times, final = run()
+    assert times == timestep_grid(1000, RECOMMENDED_STEPS["ddim"]) and len(times) == RECOMMENDED_STEPS["ddim"]
+    explicit_times, explicit = run(sampler="ddim", steps=RECOMMENDED_STEPS["ddim"])
+    assert times == explicit_times and torch.equal(final, explicit)
+
+
+def test_a_log_snr_grid_of_every_step_is_every_timestep():
+    assert log_snr_grid(SCHEDULE, 1000) == list(range(999, -1, -1))
+
+
+def test_bad_sampler_settings_are_named():
+    with pytest.raises(ConfigError, match="steps must be between 1 and 1000, got 0"):
+        log_snr_grid(SCHEDULE, 0)
+    with pytest.raises(ConfigError, match="steps must be between 1 and 1000, got 1001"):
+        timestep_grid(1000, 1001)
+    with pytest.raises(ConfigError, match="Unknown sampler 'euler': choose one of ddpm, ddim, dpm"):
+        sample(crooked_predictor, SCHEDULE, (1, 1, 4, 4), sampler="euler")
