@@ -41,7 +41,7 @@ MODULES: dict[str, list[str]] = {
     "registry": ["test_registry.py"],
     "checkpoint": ["test_checkpoint.py"],
     "finetune": ["test_finetune.py"],
-    "preprocess": ["test_preprocess.py"],
+    "preprocess": ["test_preprocess.py", "test_preprocess_values.py"],
     "metrics": ["test_metrics.py"],
 }
 
