@@ -56,8 +56,11 @@ def repository_root() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data`` beside the checkout; tests that need it are skipped without it."""
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    """``../shared/data`` beside the checkout (or ``$MEDSEGDIFF_SHARED_DATA``); tests that need
+    it are skipped, with that reason, without it."""
+    data = Path(
+        os.environ.get("MEDSEGDIFF_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
     if not data.is_dir():
         pytest.skip(f"no shared data folder at {data}")
     return data

@@ -70,7 +70,12 @@ def test_segment_paint_export_finetune_and_segment_again(qtbot, widget, medsegdi
     again = _segment(qtbot, widget)
     assert again.metadata["medsegdiff"]["model_version"] == version.name
     widget.model_box.setCurrentIndex(widget.model_box.findData("tiny"))  # rollback: pick the older one
-    assert widget.model_version() == "tiny"
+    rolled_back = _segment(qtbot, widget)
+    # the older model really segments again: same seed, same weights, the first run's mask
+    assert rolled_back.metadata["medsegdiff"]["model_version"] == "tiny"
+    assert np.array_equal(
+        rolled_back.metadata["medsegdiff"]["prediction"], labels.metadata["medsegdiff"]["prediction"]
+    )
 
 
 def test_cancelling_a_finetune_leaves_the_registry_as_it_was(qtbot, widget, medsegdiff_home):
@@ -243,3 +248,33 @@ def test_closing_the_viewer_mid_finetune_stops_it_cleanly(qtbot, widget, medsegd
     qtbot.waitUntil(lambda: not process.is_running(), timeout=60_000)
     assert process.process.exitCode() == 130  # SIGTERM: the CLI's clean cancel, not a kill
     assert _digest(medsegdiff_home / "models") == before
+
+
+def test_an_export_keeps_the_labels_placement_and_reloads_onto_the_same_world_points(qtbot, widget):
+    image = _image()
+    rotation = np.array([[0.8, -0.6, 3.0], [0.6, 0.8, -2.0], [0.0, 0.0, 1.0]])  # rotate + shift
+    placement = {"scale": (2.0, 0.5), "translate": (10.0, -4.0), "affine": rotation}
+    widget.viewer.add_image(image, name="placed", **placement)
+    labels = np.zeros(image.shape, np.uint8)
+    labels[5:15, 30:40] = 1
+    layer = widget.viewer.add_labels(labels, name="placed labels", **placement)
+    widget._refresh_layers()
+    widget.image_box.setCurrentText("placed")
+    widget.viewer.layers.selection.active = layer
+    manifest = widget.export_correction().manifest
+    assert manifest["scale"] == [2.0, 0.5] and manifest["translate"] == [10.0, -4.0]
+    assert np.allclose(manifest["affine"], rotation)
+    # reopened with what the manifest records, each labelled pixel lands where it was
+    entry = widget.store.entries()[-1]
+    _, saved, _ = widget.store.read(entry)
+    reloaded = widget.viewer.add_labels(
+        saved,
+        name="reloaded",
+        scale=manifest["scale"],
+        translate=manifest["translate"],
+        affine=manifest["affine"],
+    )
+    for pixel in ([5, 30], [14, 39], [0, 0]):
+        world = layer.data_to_world(pixel)
+        assert np.allclose(reloaded.world_to_data(world), pixel)
+        assert reloaded.data[tuple(pixel)] == labels[tuple(pixel)]

@@ -32,6 +32,14 @@ class _Trap:
         return (open, (str(self.marker), "w"))
 
 
+def test_the_trap_does_fire_when_a_pickle_is_loaded(tmp_path):
+    """The control for the tests below: a marker that stays absent proves something."""
+    marker = tmp_path / "payload-ran"
+    torch.save({"trap": _Trap(marker)}, tmp_path / "evil.pt")
+    torch.load(tmp_path / "evil.pt", weights_only=False)["trap"].close()  # what the package never does
+    assert marker.exists()
+
+
 def _checkpoint(tmp_path: Path, name: str = "c") -> Path:
     return save_checkpoint(
         tmp_path / name, MedSegDiffUNet(named_config("tiny")), DiffusionConfig(), PreprocessConfig()

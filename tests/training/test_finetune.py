@@ -82,8 +82,21 @@ def test_finetuning_adds_a_child_version_and_leaves_the_parent_bit_identical(set
     assert registry.names() == ["parent", "child"]
     assert tree_digest(registry.get("parent").path) == parent_before
     assert registry.selected() == "parent"  # choosing the new version is the user's call
-    # one of five corrections held out and scored before and after
-    assert 0 <= result.validation_dice_before <= 1 and 0 <= result.validation_dice_after <= 1
+    # one of five corrections held out and scored before and after: "before" is the parent's Dice
+    from medsegdiff_training.schedule import NoiseSchedule
+    from medsegdiff_training.trainer import validation_dice
+
+    held_out_ids = read_checkpoint_config(registry.get("child").path)["finetune"]["validation_entries"]
+    parent = registry.load("parent", device="cpu")
+    held_out = store.as_dataset(
+        parent.model_config, parent.preprocess, [e for e in store.entries() if e.id in held_out_ids]
+    )
+    expected = validation_dice(
+        parent.model, NoiseSchedule(parent.diffusion), held_out, CONFIG.validation_sampling,
+        torch.device("cpu"), CONFIG.validation_images,
+    )  # fmt: skip
+    assert result.validation_dice_before == pytest.approx(expected, abs=1e-6)
+    assert 0 <= result.validation_dice_after <= 1
     metrics = registry.get("child").metrics
     assert metrics["validation_dice_after"] == result.validation_dice_after
     assert metrics["corrections"] == 5 and metrics["validation_corrections"] == 1
@@ -204,3 +217,50 @@ def test_the_loss_continues_the_parents_recipe_unless_told_otherwise(setup):
             mask_loss_weight=given,
         ).version  # fmt: skip
         assert child is not None and weight_of(child.name) == expected
+
+
+def weights_of(registry: ModelRegistry, version: str) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in registry.load(version, device="cpu").model.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_a_finetune_starts_from_the_parents_weights(setup):
+    registry, store, tmp_path = setup
+    parent = weights_of(registry, "parent")
+    # a fine-tune that cannot move (learning rate 0) returns its parent's weights and its Dice
+    frozen = finetune(
+        "parent", store, registry=registry, config=replace(CONFIG, learning_rate=0.0),
+        run_dir=tmp_path / "frozen", name="frozen",
+    )  # fmt: skip
+    child = weights_of(registry, "frozen")
+    assert child.keys() == parent.keys()
+    assert all(torch.allclose(child[k], parent[k], atol=1e-6) for k in parent)
+    assert frozen.validation_dice_after == pytest.approx(frozen.validation_dice_before, abs=1e-3)
+    # three Adam steps move each weight by at most about 3 learning rates, nothing like a fresh start
+    moved = finetune(
+        "parent", store, registry=registry, config=CONFIG, run_dir=tmp_path / "moved", name="moved"
+    )
+    assert moved.version is not None
+    child = weights_of(registry, "moved")
+    largest_change = max((child[k] - parent[k]).abs().max().item() for k in parent)
+    assert 0 < largest_change <= 3 * CONFIG.learning_rate * 1.5
+
+
+def test_a_cancelled_finetune_resumes_from_its_run_folder(setup):
+    registry, store, tmp_path = setup
+    cancel = threading.Event()
+    first = finetune(
+        "parent", store, registry=registry, config=replace(CONFIG, steps=4), run_dir=tmp_path / "run",
+        progress=lambda report: report.step == 2 and cancel.set(), cancel=cancel,
+    )  # fmt: skip
+    assert first.cancelled and first.steps == 2 and registry.names() == ["parent"]
+    reports = []
+    second = finetune(
+        "parent", store, registry=registry, config=replace(CONFIG, steps=4), run_dir=tmp_path / "run",
+        progress=reports.append, name="resumed",
+    )  # fmt: skip
+    assert not second.cancelled and second.steps == 4
+    # it went on from step 2, not from the start (step 4 is reported again with its validation)
+    assert sorted({r.step for r in reports}) == [3, 4] and reports[0].step == 3
+    assert registry.names() == ["parent", "resumed"] and registry.get("resumed").parent == "parent"
+    assert not (tmp_path / "run" / "state").exists()

@@ -99,3 +99,47 @@ def test_structures_score_unions_of_classes():
     for text in ["disc", "disc=", "disc=0+1", "disc=a", "=1"]:
         with pytest.raises(ValueError, match="is not a structure"):
             parse_structures(text)
+
+
+def test_integer_masks_count_as_their_foreground():
+    a, b = square(5, 5), square(5, 8)
+    as_255, as_2 = a.astype(np.uint8) * 255, b.astype(np.uint8) * 2
+    assert dice(as_255, a) == 1.0 and dice(as_255, as_2) == pytest.approx(0.5)
+    assert iou(as_255, as_2) == pytest.approx(18 / 54)
+    assert hd95(as_255, a) == 0.0 and hd95(as_255, as_2) == hd95(a, b)
+
+
+def test_iou_of_empty_and_single_pixel_masks():
+    empty, pixel = np.zeros((4, 4), bool), np.zeros((4, 4), bool)
+    pixel[1, 1] = True
+    assert iou(empty, empty) == 1.0 and iou(pixel, empty) == 0.0 and iou(pixel, pixel) == 1.0
+
+
+def test_hd95_is_the_95th_percentile_of_both_directed_surface_distances():
+    one, other = np.zeros((12, 12), bool), np.zeros((12, 12), bool)
+    one[2, 3], other[2, 7] = True, True
+    assert hd95(one, other) == 4.0
+    line, point = np.zeros((12, 12), bool), np.zeros((12, 12), bool)
+    line[0, :10] = True  # a one-pixel line is all surface
+    point[0, 0] = True
+    distances = [*range(10), 0]  # line -> point, then point -> line
+    assert hd95(line, point) == pytest.approx(np.percentile(distances, 95))  # 8.5
+    assert hd95(line, point, spacing=(1.0, 2.0)) == pytest.approx(2 * np.percentile(distances, 95))
+
+
+def test_a_soft_mask_exactly_at_a_threshold_is_background_there():
+    probabilities, truth = np.full((2, 2), 0.5), np.zeros((2, 2), bool)
+    # foreground at 0.1 and 0.3 (Dice 0 against an empty truth); empty at 0.5, 0.7, 0.9 (Dice 1)
+    assert multi_threshold_dice(probabilities, truth) == pytest.approx(3 / 5)
+
+
+def test_score_of_a_binary_label_map_and_of_an_undefined_hd95():
+    labels, truth = square(5, 5).astype(np.uint8) * 255, square(5, 8).astype(np.uint8)
+    result = score(labels, truth, spacing=(1.0, 2.0))
+    assert set(result) == {"dice", "iou", "hd95", "dice_class1", "iou_class1", "hd95_class1"}
+    assert result["dice"] == result["dice_class1"] == pytest.approx(0.5)
+    assert result["iou"] == result["iou_class1"] == pytest.approx(18 / 54)
+    assert result["hd95_class1"] == pytest.approx(hd95(labels > 0, truth > 0, spacing=(1.0, 2.0)))
+    assert result["hd95_class1"] != pytest.approx(hd95(labels > 0, truth > 0))  # the spacing counts
+    undefined = score(np.zeros((30, 30), np.uint8), truth)
+    assert np.isnan(undefined["hd95"]) and undefined["dice"] == 0.0

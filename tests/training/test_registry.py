@@ -223,7 +223,8 @@ def test_a_hidden_staging_folder_is_never_listed(registry, tmp_path):
 def test_a_concurrent_reader_never_sees_a_half_written_version(registry, tmp_path):
     sources = [checkpoint(tmp_path / f"source{i}", seed=i) for i in range(6)]
     problems: list[str] = []
-    loads = []
+    passes: list[int] = []  # versions each full reading pass saw
+    pass_done = threading.Semaphore(0)
     done = threading.Event()
 
     def reader() -> None:
@@ -231,23 +232,28 @@ def test_a_concurrent_reader_never_sees_a_half_written_version(registry, tmp_pat
             registry.root, default_model=registry.default_model, shipped_models=registry.shipped_models
         )
         while not done.is_set():
-            for version in reading.versions():
+            versions = reading.versions()
+            for version in versions:
                 try:
                     reading.load(version.name)
-                    loads.append(version.name)
                 except Exception as error:  # noqa: BLE001 - any failure is what we look for
                     problems.append(f"{version.name}: {error}")
+            passes.append(len(versions))
+            pass_done.release()
 
     thread = threading.Thread(target=reader)
     thread.start()
     try:
         for index, source in enumerate(sources):
+            # a whole reading pass between two additions (it keeps reading during them too)
+            assert pass_done.acquire(timeout=60)
             registry.add(source, name=f"n{index}")
+        assert pass_done.acquire(timeout=60)
     finally:
         done.set()
         thread.join()
     assert problems == []
-    assert len(loads) > len(sources)  # the reader really read while versions were added
+    assert len(passes) >= len(sources) + 1 and passes[-1] == 7  # the reader saw every version arrive
     assert len(registry.versions()) == 7
 
 

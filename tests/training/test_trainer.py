@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -86,12 +87,35 @@ def test_a_callable_cancel_token_works_too(tmp_path):
     assert result.cancelled and result.step == 0
 
 
-def test_a_minutes_budget_ends_the_run(tmp_path):
-    result = train(TINY, squares(4), tmp_path / "run", config=quick(steps=None, minutes=0.02))
-    assert not result.cancelled and result.step >= 1
+class _StepClock:
+    """``time`` for the trainer, whose clock moves 30 s at each progress report (one a step)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+def test_a_minutes_budget_ends_the_run(tmp_path, monkeypatch):
+    import medsegdiff_training.trainer as trainer_module
+
+    clock = _StepClock()
+    monkeypatch.setattr(trainer_module, "time", clock)
+
+    def tick(report) -> None:
+        clock.now += 30.0
+
+    result = train(TINY, squares(4), tmp_path / "run", config=quick(steps=None, minutes=1.0), progress=tick)
+    assert not result.cancelled and result.step == 2  # 2 x 30 s spend the minute
     training = read_checkpoint_config(result.final_checkpoint)["training"]
-    assert training["wall_time_s"] >= 0.02 * 60 * 0.99
-    assert training["steps"] == result.step
+    assert training["steps"] == 2 and training["wall_time_s"] == pytest.approx(60.0)
+    # with both budgets, the first reached wins: here the steps
+    both = train(TINY, squares(4), tmp_path / "both", config=quick(steps=3, minutes=60.0), progress=tick)
+    assert both.step == 3
 
 
 def test_validation_is_logged_and_recorded_with_the_final_model(tmp_path):

@@ -1,0 +1,141 @@
+"""The widget's options, the store's Change… button, the fine-tune dialog's fields, sample data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from medsegdiff_training.samplers import RECOMMENDED_STEPS
+
+pytestmark = pytest.mark.gui
+
+
+def _run(qtbot, widget, frames: list | None = None):
+    worker = widget.run()
+    assert worker is not None
+    if frames is not None:
+        worker.yielded.connect(frames.append)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    return widget.last_run.labels_layer
+
+
+def _scan(widget, size: int = 40):
+    image = widget.viewer.add_image(np.random.default_rng(0).random((size, size)), name="scan")
+    widget._refresh_layers()
+    return image
+
+
+def test_choosing_a_sampler_sets_its_recommended_steps(widget):
+    for name in ("dpm++", "ddpm", "ddim"):
+        widget.sampler_box.setCurrentIndex(widget.sampler_box.findData(name))
+        assert widget.steps.value() == RECOMMENDED_STEPS[name]
+
+
+def test_the_seed_repeats_a_run_and_another_seed_changes_it(qtbot, widget):
+    _scan(widget)
+    runs = {}
+    for key, seed in (("a", 3), ("b", 3), ("c", 4)):
+        widget.seed.setValue(seed)
+        frames = []
+        labels = _run(qtbot, widget, frames)
+        assert labels.metadata["medsegdiff"]["sampler_settings"]["seed"] == seed
+        runs[key] = np.stack([frame.x_t for frame in frames])
+    assert np.array_equal(runs["a"], runs["b"]) and not np.allclose(runs["a"], runs["c"])
+
+
+def test_the_threshold_is_the_one_the_core_applies(qtbot, widget):
+    from medsegdiff_training.inference import Segmenter
+    from medsegdiff_training.registry import ModelRegistry
+
+    image = _scan(widget)
+    segmenter = Segmenter(ModelRegistry().load("tiny"), device="cpu")
+    core = {}
+    for threshold in (0.3, 0.7):
+        widget.threshold.setValue(threshold)
+        labels = _run(qtbot, widget)
+        assert labels.metadata["medsegdiff"]["sampler_settings"]["threshold"] == pytest.approx(threshold)
+        core[threshold] = segmenter.segment(image.data, widget.settings()).labels
+        assert np.array_equal(labels.data, core[threshold])
+    assert not np.array_equal(core[0.3], core[0.7])  # the two thresholds do differ here
+
+
+def test_animating_x0_shows_the_predicted_x0_of_each_step(qtbot, widget):
+    _scan(widget)
+    widget.show_x0.setChecked(True)
+    frames = []
+    _run(qtbot, widget, frames)
+    animation = widget.viewer.layers["scan x0"]
+    assert "scan x_t" not in widget.viewer.layers
+    assert np.allclose(np.asarray(animation.data), np.stack([frame.predicted_x0 for frame in frames]))
+    assert not np.allclose(frames[0].predicted_x0, frames[0].x_t)  # the two animations differ
+
+
+def test_a_second_segment_while_one_runs_is_refused_with_a_notification(qtbot, widget, notifications):
+    _scan(widget)
+    widget.steps.setValue(50)
+    first = widget.run()
+    assert first is not None
+    assert widget.run() is None  # the first is still running: nothing queued behind it
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert any("already segmenting" in m for severity, m in notifications() if severity == "error")
+
+
+def test_the_change_button_points_the_store_elsewhere(qtbot, widget, tmp_path, monkeypatch):
+    from qtpy.QtWidgets import QFileDialog
+
+    from medsegdiff_training.corrections import CorrectionsStore
+
+    other = tmp_path / "other-store"
+    CorrectionsStore(other).add(np.ones((20, 20)), np.pad(np.ones((10, 10), np.uint8), 5))
+    # the folder dialog is modal; the annotator's choice is what it returns
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(other))
+    qtbot.mouseClick(widget.corrections.change_button, Qt.MouseButton.LeftButton)
+    assert widget.store.root == other and widget.corrections.store_label.text() == str(other)
+    assert widget.count_label.text() == "1"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: "")  # cancelled
+    qtbot.mouseClick(widget.corrections.change_button, Qt.MouseButton.LeftButton)
+    assert widget.store.root == other
+
+
+def test_the_finetune_dialog_passes_its_budget_device_and_original_data(qtbot, widget, tmp_path):
+    dialog = widget.open_finetune_dialog()
+    dialog.steps.setValue(7)
+    dialog.minutes.setValue(2.5)
+    dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
+    dialog.mix_original.setChecked(True)
+    dialog.original_images.setText(str(tmp_path / "images"))
+    dialog.original_masks.setText(str(tmp_path / "masks"))
+    arguments = dialog.request().arguments()
+
+    def value_of(flag: str) -> str:
+        return arguments[arguments.index(flag) + 1]
+
+    assert (
+        value_of("--steps") == "7" and float(value_of("--minutes")) == 2.5 and value_of("--device") == "cpu"
+    )
+    assert "--mix-original" in arguments
+    assert value_of("--original-images") == str(tmp_path / "images")
+    assert value_of("--original-masks") == str(tmp_path / "masks")
+    dialog.minutes.setValue(0)  # "no limit"
+    dialog.mix_original.setChecked(False)
+    arguments = dialog.request().arguments()
+    assert "--minutes" not in arguments and "--mix-original" not in arguments
+    dialog.close()
+
+
+def test_the_three_ultrasound_samples_and_the_fundus_photograph_open(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-medsegdiff", "ultrasound_all")
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["ultrasound 106_2", "ultrasound 119_1", "ultrasound 185_11"]
+    assert all(layer.data.shape == (300, 300) and layer.data.dtype == np.uint8 for layer in viewer.layers)
+    assert all(
+        "DDTI" in layer.metadata["citation"] or "Pedraza" in layer.metadata["citation"]
+        for layer in viewer.layers
+    )
+    assert not np.array_equal(viewer.layers[0].data, viewer.layers[1].data)
+    viewer.open_sample("napari-medsegdiff", "fundus")
+    fundus = viewer.layers["fundus photograph"]
+    assert fundus.rgb and fundus.data.shape == (1411, 1411, 3)
