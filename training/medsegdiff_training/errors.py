@@ -46,3 +46,8 @@ class DeviceError(MedSegDiffError):
 
 class Cancelled(MedSegDiffError):
     """Long work stopped because the caller cancelled it."""
+
+
+class DicomError(DatasetError):
+    """DICOM files cannot be read or written as asked (no images, undecodable pixel data,
+    a series that is not one volume, a SEG without its source series...)."""

@@ -1,4 +1,4 @@
-"""Reading images and masks from disk: PNG, JPEG, GIF, TIFF and NIfTI."""
+"""Reading images and masks from disk: PNG, JPEG, GIF, TIFF, NIfTI and DICOM."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import DatasetError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz", ".dcm")
 
 
 def file_suffix(path: Path) -> str:
@@ -42,6 +42,8 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 def _read(path: Path, palette_indices: bool) -> np.ndarray:
     suffix = file_suffix(path)
+    if suffix == ".dcm":
+        return _read_dicom_file(path)
     try:
         if suffix in (".tif", ".tiff"):
             import tifffile
@@ -67,6 +69,13 @@ def _read(path: Path, palette_indices: bool) -> np.ndarray:
         raise DatasetError(f"File not found: {path}") from None
     except Exception as error:  # noqa: BLE001 - every reader has its own error types
         raise DatasetError(f"Could not read {path}: {error}") from None
+
+
+def _read_dicom_file(path: Path) -> np.ndarray:
+    """One DICOM file as its array (modality values; RGB for colour; frames first)."""
+    from .dicom import read_dicom
+
+    return read_dicom(path)[0].image
 
 
 def _grey_palette(palette: list[int], indices: np.ndarray) -> bool:
