@@ -5,6 +5,14 @@ Reading and writing live in the core (:mod:`medsegdiff_training.data.dicom` and
 orientation to the layer's ``scale`` and ``affine`` and keeps the source's identifying
 header in ``metadata["dicom"]``, which the segmentation's Labels layer inherits and the SEG
 writer needs to reference the series.
+
+The world is patient space in millimetres, with its axes ordered and signed so that a
+volume's slice, row and column directions are the world's axes 0, 1 and 2 up to a small
+rotation: an axial series is seen in (superior, posterior, left), a coronal one in
+(posterior, inferior, left), a sagittal one in (left, inferior, posterior), each in its own
+plane on the slider as in any DICOM viewer, and series of one plane overlay exactly. (napari
+slices a layer only along axes that its transform keeps apart; a patient-space world in one
+fixed order would turn coronal and sagittal series into views it cannot slice.)
 """
 
 from __future__ import annotations
@@ -42,13 +50,24 @@ def read_dicom_layers(path: str) -> list[tuple[np.ndarray, dict, str]]:
         }
         if series.kind == "volume":
             # scale carries the spacing; the affine the directions and the first voxel's place.
-            ndim = len(series.spacing)
-            affine = np.eye(ndim + 1)
-            affine[:ndim, :ndim] = series.direction
-            affine[:ndim, ndim] = series.origin
-            attributes["affine"] = affine
+            attributes["affine"] = volume_affine(series.direction, series.origin)
         layers.append((series.image, attributes, "image"))
     return layers
+
+
+def volume_affine(direction: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """The layer affine (4x4) of a volume: its patient directions (columns, (z, y, x) rows)
+    and first voxel, in the world frame of its plane (see the module docstring)."""
+    world_axis = [int(np.argmax(np.abs(direction[:, axis]))) for axis in range(3)]
+    if sorted(world_axis) != [0, 1, 2]:  # about 45 degrees oblique: no plane dominates
+        world_axis = [0, 1, 2]
+    frame = np.zeros((3, 3))  # patient (z, y, x) -> world
+    for axis, patient_axis in enumerate(world_axis):
+        frame[axis, patient_axis] = 1.0 if direction[patient_axis, axis] >= 0 else -1.0
+    affine = np.eye(4)
+    affine[:3, :3] = frame @ direction
+    affine[:3, 3] = frame @ origin
+    return affine
 
 
 def write_dicom_seg(path: str, data: Any, attributes: dict) -> list[str]:

@@ -55,13 +55,27 @@ def test_a_dicom_folder_opens_segments_and_saves_as_seg(qtbot, widget, tmp_path,
 def test_a_mixed_folder_opens_as_one_layer_per_series(make_napari_viewer, tmp_path, dicom_factory):
     folder = tmp_path / "study"
     dicom_factory.ct_series(folder, dicom_factory.phantom((3, 20, 16)), description="arterial")
+    coronal, origin = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0), (-30.0, 5.0, 60.0)
+    dicom_factory.ct_series(
+        folder / "cor",
+        dicom_factory.phantom((4, 20, 16)),
+        (2.0, 0.5, 0.7),
+        coronal,
+        origin,
+        description="coronal",
+    )
     dicom_factory.ultrasound_cine(folder / "cine.dcm", np.zeros((4, 12, 10), np.uint8))
     viewer = make_napari_viewer()
     layers = {layer.name: layer for layer in viewer.open(str(folder), plugin="napari-medsegdiff")}
-    assert sorted(layers) == ["US cine", "arterial"]
+    assert sorted(layers) == ["US cine", "arterial", "coronal"]
     assert layers["arterial"].data.shape == (3, 20, 16)
     cine = layers["US cine"]
     assert cine.data.shape == (4, 12, 10) and np.allclose(cine.scale, (1.0, 0.2, 0.1))
+    # A coronal series is sliced in its own plane: world (posterior, inferior, left), in mm.
+    (x, y, z) = np.asarray(origin) + 3 * 0.7 * np.array([1.0, 0, 0]) + 5 * 0.5 * np.array([0, 0, -1.0])
+    y += 2 * 2.0  # slice 2 lies 4 mm posterior (the normal is +y)
+    assert np.allclose(layers["coronal"].data_to_world((2, 5, 3)), (y, -z, x))
+    viewer.dims.set_point(0, float(y))  # slicing it raises no non-orthogonal warning (errors here)
 
 
 def test_the_reader_claims_dicom_only(tmp_path, dicom_factory):
