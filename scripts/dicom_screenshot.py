@@ -67,7 +67,6 @@ def main() -> None:
     viewer.dims.set_point(0, 1)  # the second frame
     _, widget = viewer.window.add_plugin_dock_widget("napari-medsegdiff", "MedSegDiff")
     widget.image_box.setCurrentText(image.name)
-    widget.axes_box.setCurrentText("volume (slices along axis 0)")
     widget.run()
     while widget.worker is not None:
         QApplication.processEvents()

@@ -5,7 +5,7 @@
 #
 #   bash scripts/test.sh                      both passes, as CI runs them
 #   bash scripts/test.sh -m "not slow"        arguments go to pytest: PyQt5 pass only
-#   MEDSEGDIFF_QT=pyqt6 bash scripts/test.sh tests/plugin   one pass, in the PyQt6 environment
+#   MEDSEGDIFF_QT=pyqt6 bash scripts/test.sh  the GUI tests (or the arguments) under PyQt6 only
 #
 # Variables: MEDSEGDIFF_VENV (the PyQt5 environment, default .venv), MEDSEGDIFF_PYQT6_VENV
 # (default .venv-pyqt6), MEDSEGDIFF_SKIP_PYQT6=1 (no second pass).
@@ -36,6 +36,7 @@ run_pytest() { # binding venv pytest-arguments...
 
 cd "$ROOT"
 if [ "${MEDSEGDIFF_QT:-}" = pyqt6 ]; then
+    if [ "$#" -eq 0 ]; then set -- "${GUI_TESTS[@]}"; fi
     run_pytest pyqt6 "$PYQT6_VENV" "$@"
 elif [ "$#" -gt 0 ] || [ "${MEDSEGDIFF_SKIP_PYQT6:-0}" = 1 ]; then
     run_pytest pyqt5 "$PYQT5_VENV" "$@"

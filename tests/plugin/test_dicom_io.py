@@ -28,7 +28,8 @@ def test_a_dicom_folder_opens_segments_and_saves_as_seg(qtbot, widget, tmp_path,
 
     widget._refresh_layers()
     widget.image_box.setCurrentText(image.name)
-    widget.axes_box.setCurrentText("volume (slices along axis 0)")
+    # A DICOM series of 3 slices is a volume, not the 3-channel image a plain 3x40x36 array reads as.
+    assert widget.axes_label.text() == "volume of 3 slices of 40x36 (axis 0)"
     widget.scope_box.setCurrentText("all slices")
     widget.steps.setValue(2)
     worker = widget.run()

@@ -82,6 +82,14 @@ def test_a_single_colour_image_stays_2d_rgb(tmp_path, dicom_factory, photometric
     assert np.abs(series.image.astype(int) - rgb).max() <= 2
 
 
+def test_greyscale_stored_as_rgb_comes_out_grey(tmp_path, dicom_factory):
+    grey = np.random.default_rng(4).integers(0, 255, (3, 10, 12)).astype(np.uint8)
+    dicom_factory.ultrasound_cine(tmp_path / "cine.dcm", np.repeat(grey[..., None], 3, axis=-1), "RGB")
+    [series] = read_dicom(tmp_path / "cine.dcm")
+    assert not series.rgb and np.array_equal(series.image, grey)
+    assert series.source["grey_stored_as_rgb"]
+
+
 def test_a_mixed_folder_is_split_into_its_series(tmp_path, dicom_factory):
     folder = tmp_path / "study"
     first, second = dicom_factory.phantom(seed=1), dicom_factory.phantom((4, 24, 20), seed=2)

@@ -13,7 +13,8 @@ What a series becomes depends on what it holds:
 
 Pixel values come out as the modality values (``RescaleSlope``/``RescaleIntercept``
 applied: Hounsfield units for CT), colour images as RGB (YBR and palette colour converted),
-``MONOCHROME1`` inverted so that bright means high as everywhere else. Compressed transfer
+``MONOCHROME1`` inverted so that bright means high as everywhere else; colour images whose
+three channels are equal (greyscale ultrasound stored as RGB, common) come out greyscale. Compressed transfer
 syntaxes are decoded by pydicom's plugins (``pylibjpeg``, ``pylibjpeg-libjpeg``,
 ``pylibjpeg-openjpeg``, ``pylibjpeg-rle``: the ``dicom`` extra); a syntax no installed
 plugin decodes is refused with a :class:`DicomError` naming it.
@@ -26,6 +27,7 @@ reverse of DICOM's (x, y, z) like the array axes, so an axial series needs no ro
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,10 +44,11 @@ _POSITION_DECIMALS = 3  # positions closer than 1 micrometre are the same positi
 
 def is_dicom_path(path: str | Path) -> bool:
     """True for a ``.dcm``/``.dicom`` file, a file with the DICOM preamble, or a folder
-    holding one of those at its top level."""
+    holding one of those (among its first 256 entries, subfolders included)."""
     path = Path(path)
     if path.is_dir():
-        return any(_looks_like_dicom(child) for child in sorted(path.iterdir())[:64] if child.is_file())
+        entries = itertools.islice(path.rglob("*"), 256)
+        return any(_looks_like_dicom(entry) for entry in entries if entry.is_file())
     return _looks_like_dicom(path)
 
 
@@ -272,6 +275,11 @@ def _make(
     frame_order: list[int] | None = None,
 ) -> DicomSeries:
     rgb = image.ndim == (4 if kind != "image" else 3) and image.shape[-1] == 3
+    grey_as_rgb = (
+        rgb and np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])
+    )
+    if grey_as_rgb:  # greyscale ultrasound stored as RGB: one channel loses nothing
+        image, rgb = np.ascontiguousarray(image[..., 0]), False
     source = {
         "kind": kind,
         "header": header_json(first),
@@ -285,6 +293,8 @@ def _make(
             for i, d in enumerate(datasets)
         ],
     }
+    if grey_as_rgb:
+        source["grey_stored_as_rgb"] = True
     if frame_order is not None:
         source["frame_order"] = frame_order  # volume slice i is frame frame_order[i] of the file
     return DicomSeries(
