@@ -87,6 +87,7 @@ def test_the_reader_claims_dicom_only(tmp_path, dicom_factory):
     assert get_dicom_reader(str(tmp_path / "plain")) is None
     assert get_dicom_reader(str(tmp_path / "picture.png")) is None
     rgb = np.zeros((8, 10, 3), np.uint8)
+    rgb[..., 0], rgb[2:5, 3:7, 2] = 180, 90  # truly colour (equal channels would read as grey)
     dicom_factory.colour_image(tmp_path / "IMG0001", rgb, "YBR_FULL")  # no suffix: the preamble says DICOM
     assert get_dicom_reader(str(tmp_path / "IMG0001")) is read_dicom_layers
     [(data, attributes, kind)] = read_dicom_layers(str(tmp_path / "IMG0001"))

@@ -168,7 +168,7 @@ def _series_of(datasets: list[Any]) -> DicomSeries:
     if orientation is None or any(p is None for p in positions):
         return _frames(sorted(datasets, key=_instance_order))
     normal = np.cross(orientation[0], orientation[1])
-    along = np.array([float(np.dot(p, normal)) for p in positions])
+    along = np.array([float(np.dot(np.asarray(p), normal)) for p in positions])
     distinct = np.unique(np.round(along, _POSITION_DECIMALS))
     if len(distinct) == 1:  # one position, several times (cine as single frames)
         return _frames(sorted(datasets, key=_instance_order))
@@ -280,7 +280,7 @@ def _make(
     )
     if grey_as_rgb:  # greyscale ultrasound stored as RGB: one channel loses nothing
         image, rgb = np.ascontiguousarray(image[..., 0]), False
-    source = {
+    source: dict[str, Any] = {
         "kind": kind,
         "header": header_json(first),
         "instances": [
