@@ -31,6 +31,7 @@ def test_segmenting_a_sample_animates_every_step_and_leaves_aligned_labels(qtbot
     timer.timeout.connect(lambda: ticks.append(1))
     timer.start(5)
     worker = widget.run()
+    ticks_at_run = len(ticks)
     ticks_at_frame = []
 
     def on_frame(frame):
@@ -54,7 +55,10 @@ def test_segmenting_a_sample_animates_every_step_and_leaves_aligned_labels(qtbot
         assert np.allclose(frames.data_to_world((3, *frame_corner))[1:], image.data_to_world(image_corner))
     assert len(seen) == 4 and not np.allclose(seen[0], seen[-1])  # it changed during the run
     assert progress_seen == [1, 2, 3, 4]  # the progress bar advanced every step
-    assert ticks_at_frame[-1] > ticks_at_frame[0]  # timer events ran between steps: the GUI never blocked
+    # Timer events ran while the model worked: the GUI never blocked. (Not "between two frames":
+    # the tiny model's steps can outrun the GUI, whose queued frames then arrive back to back,
+    # as they did under PyQt6 on a loaded machine.)
+    assert ticks_at_frame[0] > ticks_at_run
     labels = viewer.layers["thyroid ultrasound segmentation"]
     assert labels.data.shape == image.data.shape
     assert tuple(labels.scale) == (0.5, 0.25)
