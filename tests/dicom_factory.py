@@ -138,3 +138,41 @@ def phantom(shape: tuple[int, int, int] = (6, 24, 20), seed: int = 0) -> np.ndar
     ball = ((z - shape[0] / 2) / 2.5) ** 2 + ((y - shape[1] / 2) / 7) ** 2 + ((x - shape[2] / 2) / 6) ** 2 < 1
     noise = np.random.default_rng(seed).integers(0, 40, shape)
     return (1000 + 1000 * ball + noise + 7 * z).astype(np.int16)
+
+
+def enhanced_volume(
+    path: Path,
+    volume: np.ndarray,
+    spacing: tuple[float, float, float] = (2.0, 0.5, 0.5),
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    frame_order: list[int] | None = None,
+) -> Dataset:
+    """An enhanced multi-frame MR file: slice k of ``volume`` (at ``origin + k * spacing[0]``
+    along z) is stored as frame ``frame_order.index(k)``, so file order is not slice order."""
+    from pydicom.uid import EnhancedMRImageStorage
+
+    order = list(range(len(volume))) if frame_order is None else frame_order
+    ds = _base(EnhancedMRImageStorage, "MR", generate_uid(), generate_uid(), 5)
+    ds.SeriesDescription = "enhanced MR"
+    ds.InstanceNumber = 1
+    ds.FrameOfReferenceUID = generate_uid()
+    shared = Dataset()
+    orientation, measures, transform = Dataset(), Dataset(), Dataset()
+    orientation.ImageOrientationPatient = list(AXIAL)
+    measures.PixelSpacing = [spacing[1], spacing[2]]
+    measures.SliceThickness = spacing[0]
+    transform.RescaleSlope, transform.RescaleIntercept, transform.RescaleType = 2.0, -10.0, "US"
+    shared.PlaneOrientationSequence = [orientation]
+    shared.PixelMeasuresSequence = [measures]
+    shared.PixelValueTransformationSequence = [transform]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    per_frame = []
+    for k in order:
+        item, position = Dataset(), Dataset()
+        position.ImagePositionPatient = [origin[0], origin[1], origin[2] + k * spacing[0]]
+        item.PlanePositionSequence = [position]
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = per_frame
+    ds.set_pixel_data(np.ascontiguousarray(volume[order].astype(np.uint16)), "MONOCHROME2", 16)
+    ds.save_as(path, enforce_file_format=True)
+    return ds

@@ -64,6 +64,26 @@ def test_multiframe_ultrasound_is_frames_with_the_region_spacing(tmp_path, dicom
     assert series.source["frame_time_ms"] == 40.0
 
 
+def test_an_enhanced_multiframe_file_is_a_volume_in_position_order(tmp_path, dicom_factory):
+    volume = dicom_factory.phantom((5, 12, 10)).astype(np.uint16)
+    order = [3, 0, 4, 1, 2]  # frame i of the file holds slice order[i]
+    dicom_factory.enhanced_volume(tmp_path / "mr.dcm", volume, (2.0, 0.5, 0.4), (1.0, 2.0, 3.0), order)
+    [series] = read_dicom(tmp_path / "mr.dcm")
+    assert series.kind == "volume" and series.spacing == pytest.approx((2.0, 0.5, 0.4))
+    assert np.array_equal(series.image, volume * 2.0 - 10.0)  # shared rescale applied
+    assert (series.affine @ [4, 0, 0, 1])[:3] == pytest.approx((3.0 + 8.0, 2.0, 1.0))
+    labels = np.zeros(volume.shape, np.uint8)
+    labels[1, 3:6, 2:5] = 1
+    seg = hd.seg.segread(write_dicom_seg(tmp_path / "seg.dcm", labels, series.source, ["ball"]))
+    # Back in the file's frame order: file frame i is slice order[i].
+    uid = series.source["instances"][0]["sop_instance_uid"]
+    frames = [i + 1 for i in range(5)]
+    back = seg.get_pixels_by_source_frame(
+        uid, frames, combine_segments=True, assert_missing_frames_are_empty=True
+    )
+    assert np.array_equal(back, labels[order])
+
+
 def test_colour_cine_in_ybr_full_comes_out_rgb(tmp_path, dicom_factory):
     rgb = np.random.default_rng(2).integers(0, 255, (3, 16, 20, 3)).astype(np.uint8)
     dicom_factory.ultrasound_cine(tmp_path / "colour.dcm", rgb, photometric="YBR_FULL")
