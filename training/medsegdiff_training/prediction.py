@@ -119,19 +119,22 @@ def read_volume(path: Path) -> Volume:
     raise InvalidImageError(f"{path} has shape {data.shape}; expected a 2D image, RGB(A) or a volume.")
 
 
+# The label format each input gets unless --format says otherwise ("dir": a DICOM folder).
+_AUTO_FORMATS = {
+    ".nii": "nifti",
+    ".nii.gz": "nifti",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".dcm": "dicom",
+    "dir": "dicom",
+}
+
+
 def output_path(source: Path, out_dir: Path, label_format: str) -> Path:
     """``out_dir/<same stem>.<format>``: the output folder works as a masks folder."""
     if label_format == "auto":
-        suffix = file_suffix(source)
-        label_format = (
-            "nifti"
-            if suffix in (".nii", ".nii.gz")
-            else "tiff"
-            if suffix in (".tif", ".tiff")
-            else "dicom"
-            if source.is_dir() or suffix == ".dcm"
-            else "png"
-        )
+        suffix = "dir" if source.is_dir() else file_suffix(source)
+        label_format = _AUTO_FORMATS.get(suffix, "png")
     stem = source.name if source.is_dir() else file_stem(source)
     return out_dir / (stem + LABEL_FORMATS[label_format])
 
