@@ -80,8 +80,12 @@ class LayerAxes:
         return np.asarray(data[self.slice_position(index)])
 
 
-def interpret(shape: tuple[int, ...], rgb: bool, choice: str = "auto") -> LayerAxes:
-    """Read a layer's shape; ``choice`` overrides the automatic guess (see INTERPRETATIONS)."""
+def interpret(shape: tuple[int, ...], rgb: bool, choice: str = "auto", stacked: bool = False) -> LayerAxes:
+    """Read a layer's shape; ``choice`` overrides the automatic guess (see INTERPRETATIONS).
+
+    ``stacked``: the first axis is known to hold slices or frames (a DICOM series), so a
+    3D array is a volume however few slices it has, never a channel stack.
+    """
     shape = tuple(int(s) for s in shape)
     ndim = len(shape)
     slice_axis = 0
@@ -91,7 +95,7 @@ def interpret(shape: tuple[int, ...], rgb: bool, choice: str = "auto") -> LayerA
         elif ndim == 2:
             kind = "2d"
         elif ndim == 3:
-            kind = "channels" if shape[0] <= 4 else "volume"
+            kind = "channels" if shape[0] <= 4 and not stacked else "volume"
         else:
             raise UnsupportedLayerError(
                 f"The layer has {ndim} dimensions {shape}; MedSegDiff segments 2D images, RGB images, "

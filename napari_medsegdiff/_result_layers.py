@@ -69,8 +69,9 @@ def add_result_layers(viewer: napari.Viewer, run: SegmentationRun, results: list
             uncertainty[target] = result.uncertainty
     run.prediction = labels.copy()
     metadata: dict[str, Any] = {}
-    if "nifti_affine" in run.image_layer.metadata:  # written back with the scan's own affine
-        metadata["nifti_affine"] = run.image_layer.metadata["nifti_affine"]
+    for key in ("nifti_affine", "dicom"):  # written back with the scan's affine / as a SEG of its series
+        if key in run.image_layer.metadata:
+            metadata[key] = run.image_layer.metadata[key]
     # The uncertainty map under the labels, so that the labels stay on top for editing.
     if uncertainty is not None:
         run.uncertainty_layer = viewer.add_image(

@@ -226,7 +226,8 @@ class SegmentWidget(QWidget):
                 f"'{layer.name}' is a multiscale (pyramid) image; MedSegDiff segments single-scale "
                 "images. Open the full-resolution image (or a region of it) as its own layer."
             )
-        return interpret(np.shape(layer.data), bool(layer.rgb), self.axes_box.currentText())
+        stacked = (layer.metadata.get("dicom") or {}).get("kind") in ("volume", "frames")
+        return interpret(np.shape(layer.data), bool(layer.rgb), self.axes_box.currentText(), stacked)
 
     def _describe_layer(self, *_: object) -> None:
         layer = self.image_layer()

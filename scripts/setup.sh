@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Set up this checkout on a Debian/Ubuntu machine: the Debian packages napari needs to draw
 # under a real or virtual X server, a virtual environment (.venv) with PyTorch, and both
-# distributions of this repository installed editable (medsegdiff-training from ./training,
-# napari-medsegdiff from . with its `all`, `testing` and `dev` extras: napari, pytest, ruff, mypy, tox).
+# distributions of this repository installed editable (medsegdiff-training from ./training
+# with its `dicom` extra, napari-medsegdiff from . with its `all`, `testing` and `dev` extras:
+# napari, pytest, ruff, mypy, tox).
 #
 # Safe to run again: it only does what is missing. Settings (environment variables):
 #   MEDSEGDIFF_VENV         where the virtual environment lives        (default: ./.venv)
+#   MEDSEGDIFF_QT           the Qt binding: pyqt5 (the `all` extra) or pyqt6 (the `pyqt6`
+#                           extra); one binding per environment        (default: pyqt5)
 #   PYTHON                  the interpreter that creates it, >= 3.10   (default: python3)
 #   MEDSEGDIFF_TORCH        the torch requirement installed first      (default: torch==2.13.0)
 #   MEDSEGDIFF_TORCH_INDEX  a pip index for torch, e.g. https://download.pytorch.org/whl/cpu
@@ -17,6 +20,15 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MEDSEGDIFF_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 TORCH_REQUIREMENT="${MEDSEGDIFF_TORCH:-torch==2.13.0}"
+QT_BINDING="${MEDSEGDIFF_QT:-pyqt5}"
+case "$QT_BINDING" in
+    pyqt5) PLUGIN_EXTRAS="all,testing,dev" ;;
+    pyqt6) PLUGIN_EXTRAS="pyqt6,testing,dev" ;;
+    *)
+        printf '[setup] MEDSEGDIFF_QT=%s is not a binding this project tests: use pyqt5 or pyqt6\n' "$QT_BINDING" >&2
+        exit 1
+        ;;
+esac
 
 # Qt's xcb platform plugin and vispy's OpenGL (Mesa llvmpipe) under Xvfb; xauth for xvfb-run.
 APT_PACKAGES=(
@@ -96,12 +108,12 @@ install_packages() {
     # Editable installs follow code changes; reinstall only when what pip reads changes.
     local stamp="$VENV/.napari-medsegdiff-setup" digest
     digest="$(cat "$ROOT/pyproject.toml" "$ROOT/training/pyproject.toml" "${BASH_SOURCE[0]}" \
-        <(echo "$ROOT") | sha256sum | cut -d' ' -f1)"
+        <(echo "$ROOT $QT_BINDING") | sha256sum | cut -d' ' -f1)"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
         return 0
     fi
-    log "installing medsegdiff-training and napari-medsegdiff[all,testing,dev] (editable)"
-    "$VENV/bin/python" -m pip install -q -e "$ROOT/training" -e "$ROOT[all,testing,dev]"
+    log "installing medsegdiff-training[dicom] and napari-medsegdiff[$PLUGIN_EXTRAS] (editable)"
+    "$VENV/bin/python" -m pip install -q -e "$ROOT/training[dicom]" -e "$ROOT[$PLUGIN_EXTRAS]"
     echo "$digest" >"$stamp"
 }
 
@@ -109,4 +121,4 @@ install_debian_packages
 create_venv
 install_torch
 install_packages
-log "ready: $VENV (torch $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("torch"))'))"
+log "ready: $VENV ($QT_BINDING, torch $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("torch"))'))"

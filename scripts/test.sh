@@ -1,20 +1,48 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run the whole test suite, GUI tests included, under a virtual
-# X server. Arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow" tests/training`.
+# Set up (scripts/setup.sh) and run the test suite, GUI tests included, under a virtual X
+# server: the whole suite under PyQt5 (.venv), then the GUI tests again under PyQt6 in a
+# second environment (.venv-pyqt6), so the plugin keeps working on both bindings.
+#
+#   bash scripts/test.sh                      both passes, as CI runs them
+#   bash scripts/test.sh -m "not slow"        arguments go to pytest: PyQt5 pass only
+#   MEDSEGDIFF_QT=pyqt6 bash scripts/test.sh  the GUI tests (or the arguments) under PyQt6 only
+#
+# Variables: MEDSEGDIFF_VENV (the PyQt5 environment, default .venv), MEDSEGDIFF_PYQT6_VENV
+# (default .venv-pyqt6), MEDSEGDIFF_SKIP_PYQT6=1 (no second pass).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${MEDSEGDIFF_VENV:-$ROOT/.venv}"
+PYQT5_VENV="${MEDSEGDIFF_VENV:-$ROOT/.venv}"
+PYQT6_VENV="${MEDSEGDIFF_PYQT6_VENV:-$ROOT/.venv-pyqt6}"
+# The tests that draw or import Qt; the rest of the suite does not depend on the binding.
+GUI_TESTS=(tests/plugin tests/test_quickstart.py)
 
-bash "$ROOT/scripts/setup.sh"
+run_pytest() { # binding venv pytest-arguments...
+    local binding="$1" venv="$2"
+    shift 2
+    MEDSEGDIFF_QT="$binding" MEDSEGDIFF_VENV="$venv" bash "$ROOT/scripts/setup.sh"
+    local pytest=(env QT_API="$binding" "$venv/bin/python" -m pytest --durations=15 "$@")
+    printf '[test] %s (%s): pytest %s\n' "$binding" "$venv" "$*" >&2
+    if command -v xvfb-run >/dev/null; then
+        # 24-bit colour: the default 8-bit screen gives vispy a poor OpenGL visual.
+        xvfb-run -a -s "-screen 0 1600x1200x24" "${pytest[@]}"
+    elif [ -n "${DISPLAY:-}" ]; then
+        "${pytest[@]}"
+    else
+        echo "xvfb-run not found and no DISPLAY: install the xvfb and xauth Debian packages" >&2
+        return 1
+    fi
+}
+
 cd "$ROOT"
-PYTEST=("$VENV/bin/python" -m pytest --durations=15 "$@")
-if command -v xvfb-run >/dev/null; then
-    # 24-bit colour: the default 8-bit screen gives vispy a poor OpenGL visual.
-    exec xvfb-run -a -s "-screen 0 1600x1200x24" "${PYTEST[@]}"
-elif [ -n "${DISPLAY:-}" ]; then
-    exec "${PYTEST[@]}"
+if [ "${MEDSEGDIFF_QT:-}" = pyqt6 ]; then
+    if [ "$#" -eq 0 ]; then set -- "${GUI_TESTS[@]}"; fi
+    run_pytest pyqt6 "$PYQT6_VENV" "$@"
+elif [ "$#" -gt 0 ] || [ "${MEDSEGDIFF_SKIP_PYQT6:-0}" = 1 ]; then
+    run_pytest pyqt5 "$PYQT5_VENV" "$@"
 else
-    echo "xvfb-run not found and no DISPLAY: install the xvfb and xauth Debian packages" >&2
-    exit 1
+    run_pytest pyqt5 "$PYQT5_VENV"
+    start=$SECONDS
+    run_pytest pyqt6 "$PYQT6_VENV" "${GUI_TESTS[@]}"
+    printf '[test] PyQt6 pass (set-up included): %d s\n' "$((SECONDS - start))" >&2
 fi

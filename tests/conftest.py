@@ -75,3 +75,17 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def dicom_factory():
+    """``tests/dicom_factory.py``: small DICOM series made with pydicom (skips without it)."""
+    import importlib.util
+
+    pytest.importorskip("pydicom", reason="DICOM tests need the dicom extra (pydicom)")
+    spec = importlib.util.spec_from_file_location(
+        "dicom_factory", Path(__file__).with_name("dicom_factory.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

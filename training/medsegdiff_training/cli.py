@@ -249,15 +249,17 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="segment image files into label-map files")
-    parser.add_argument("inputs", nargs="+", help="image files or folders (PNG, JPEG, GIF, TIFF, NIfTI)")
+    parser.add_argument(
+        "inputs", nargs="+", help="image files or folders (PNG, JPEG, GIF, TIFF, NIfTI, DICOM)"
+    )
     parser.add_argument(
         "--out", required=True, type=Path, metavar="DIR", help="output folder (same file stems)"
     )
     parser.add_argument(
         "--format",
         default="auto",
-        choices=("auto", "tiff", "nifti", "png"),
-        help="auto: NIfTI for NIfTI, TIFF for TIFF, else PNG",
+        choices=("auto", "tiff", "nifti", "png", "dicom"),
+        help="auto: NIfTI for NIfTI, TIFF for TIFF, DICOM SEG for DICOM, else PNG",
     )
     parser.add_argument(
         "--uncertainty", action="store_true", help="also write <stem>_uncertainty.tif (ensemble >= 2)"

@@ -51,5 +51,10 @@ class Cancelled(MedSegDiffError):
     """Long work stopped because the caller cancelled it."""
 
 
+class DicomError(DatasetError):
+    """DICOM files cannot be read or written as asked (no images, undecodable pixel data,
+    a series that is not one volume, a SEG without its source series...)."""
+
+
 class PromptError(MedSegDiffError, ValueError):
     """A box or point prompt, or a file of them, is unusable (bad CSV, box outside the image...)."""

@@ -1,4 +1,4 @@
-"""Reading images and masks from disk: PNG, JPEG, GIF, TIFF and NIfTI.
+"""Reading images and masks from disk: PNG, JPEG, GIF, TIFF, NIfTI and DICOM.
 
 Every reader checks the pixel count a file declares before decoding it, so a small file
 that declares a huge image (a decompression bomb) is refused instead of filling memory.
@@ -20,7 +20,7 @@ from ..errors import DatasetError
 ENV_MAX_PIXELS = "MEDSEGDIFF_MAX_PIXELS"
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's DecompressionBombError threshold (2 x MAX_IMAGE_PIXELS)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz", ".dcm")
 
 
 def file_suffix(path: Path) -> str:
@@ -105,6 +105,8 @@ def _read_tiff(path: Path) -> np.ndarray:
 
 def _read(path: Path, palette_indices: bool) -> np.ndarray:
     suffix = file_suffix(path)
+    if suffix == ".dcm":
+        return _read_dicom_file(path)
     try:
         if suffix in (".tif", ".tiff"):
             return _read_tiff(path)
@@ -135,6 +137,13 @@ def _read(path: Path, palette_indices: bool) -> np.ndarray:
         raise DatasetError(f"Not enough memory to read {path}.") from None
     except Exception as error:  # noqa: BLE001 - every reader has its own error types
         raise DatasetError(f"Could not read {path}: {_reason(error)}") from None
+
+
+def _read_dicom_file(path: Path) -> np.ndarray:
+    """One DICOM file as its array (modality values; RGB for colour; frames first)."""
+    from .dicom import read_dicom
+
+    return read_dicom(path)[0].image
 
 
 def _grey_palette(palette: list[int], indices: np.ndarray) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,7 @@ class Volume:
     slice_axis: int | None  # None: a single 2D image
     affine: np.ndarray | None = None
     header: object | None = None
+    dicom_source: dict[str, Any] | None = None  # DicomSeries.source, for a DICOM SEG
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -10,7 +10,8 @@ import numpy as np
 from ..errors import InvalidMaskError
 from .io import file_suffix
 
-LABEL_FORMATS = {"tiff": ".tif", "nifti": ".nii.gz", "png": ".png"}
+# "dicom" (a DICOM SEG) needs the source series: prediction.py writes it with dicom_seg.
+LABEL_FORMATS = {"tiff": ".tif", "nifti": ".nii.gz", "png": ".png", "dicom": ".dcm"}
 
 
 def label_dtype(labels: np.ndarray) -> np.dtype:
