@@ -51,6 +51,10 @@ class TrainConfig:
     minutes: float | None = None
     batch_size: int = 8
     learning_rate: float = 1e-4  # the paper's
+    # "constant" (the paper's) or "cosine": linear warm-up over warmup_steps, then cosine
+    # decay to 0 at the end of the budget (steps or minutes, whichever ends first)
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     weight_decay: float = 0.0
     ema_decay: float = 0.999
     grad_clip: float = 1.0
@@ -69,6 +73,8 @@ class TrainConfig:
             raise ConfigError("Give a training budget: steps, minutes or both.")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1.")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}.")
         if not (self.mask_loss_weight >= 0 and math.isfinite(self.mask_loss_weight)):
             raise ConfigError("mask_loss_weight must be a finite number, 0 or more.")
 
@@ -286,7 +292,25 @@ class _Run:
             estimates.append(max(self.config.minutes * 60 - spent, 0.0))
         return min(estimates) if estimates else None
 
+    def budget_fraction(self) -> float:
+        """How much of the budget is spent, 0 to 1 (the larger of steps and minutes)."""
+        fractions = [0.0]
+        if self.config.steps is not None:
+            fractions.append(self.step / max(self.config.steps, 1))
+        if self.config.minutes is not None:
+            fractions.append(self.elapsed() / max(self.config.minutes * 60, 1e-9))
+        return min(1.0, max(fractions))
+
+    def learning_rate(self) -> float:
+        if self.config.lr_schedule == "constant":
+            return self.config.learning_rate
+        warm = min(1.0, (self.step + 1) / self.config.warmup_steps) if self.config.warmup_steps else 1.0
+        return self.config.learning_rate * warm * 0.5 * (1 + math.cos(math.pi * self.budget_fraction()))
+
     def train_step(self) -> float:
+        if self.config.lr_schedule != "constant":
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.learning_rate()
         images, labels = self.batches.next()
         images, labels = images.to(self.device), labels.to(self.device)
         x0 = mask_to_model_space(labels, self.model.config.num_classes)
