@@ -226,7 +226,8 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
         "--channels",
         type=int,
         default=None,
-        help="image channels of the new version (default: the parent's; 3 when a grey parent gets RGB corrections)",
+        help="image channels of the new version (default: the parent's; 3 when a grey parent "
+        "gets RGB corrections)",
     )
     parser.add_argument("--name", default=None, help="name of the new version (default: vN-DATE-TIME)")
     parser.add_argument("--select", action="store_true", help="select the new version")
