@@ -220,7 +220,14 @@ def finetune(
     if mix_original:
         train_data = _balanced(
             train_data,
-            _original_data(checkpoint.metadata, model_config, preprocess, original_images, original_masks),
+            # the parent's labels as the parent read them (an adapted child keeps their meaning)
+            _original_data(
+                checkpoint.metadata,
+                model_config.replace(num_classes=checkpoint.model_config.num_classes),
+                preprocess,
+                original_images,
+                original_masks,
+            ),
         )
     if run_dir is None:
         run_dir = default_runs_root() / f"finetune-{parent}-{time.strftime('%Y%m%d-%H%M%S')}"
