@@ -29,7 +29,7 @@ from .device import resolve_device
 from .distributed import barrier, process_rank
 from .errors import ConfigError, DatasetError
 from .paths import default_runs_root
-from .registry import ModelRegistry, ModelVersion
+from .registry import UNTRAINED_VERSION, ModelRegistry, ModelVersion
 from .schedule import NoiseSchedule
 from .surgery import Adaptation, adapt_model, adapted_preprocess, corrections_profile, plan_adaptation
 from .trainer import (
@@ -76,7 +76,11 @@ def plan_finetune(
     """
     registry = registry or ModelRegistry()
     store = store if isinstance(store, CorrectionsStore) else CorrectionsStore(Path(store))
-    config = ModelConfig.from_dict(registry.get(parent).model)
+    if parent == UNTRAINED_VERSION:
+        config = registry.load(parent).model_config
+    else:
+        version = registry.get(parent)
+        config = ModelConfig.from_dict(version.model) if version.model else registry.load(parent).model_config
     return plan_adaptation(config, *corrections_profile(store.entries()), channels, num_classes)
 
 
