@@ -32,6 +32,7 @@ from .paths import default_runs_root
 from .registry import UNTRAINED_VERSION, ModelRegistry, ModelVersion
 from .schedule import NoiseSchedule
 from .surgery import Adaptation, adapt_model, adapted_preprocess, corrections_profile, plan_adaptation
+from .train_config import DEFAULT_FINETUNE_CONFIG
 from .trainer import (
     CancelToken,
     TrainConfig,
@@ -41,10 +42,6 @@ from .trainer import (
     validation_dice,
 )
 
-# Short runs on a handful of images: fewer steps, a faster EMA, no mid-run validation.
-DEFAULT_FINETUNE_CONFIG = TrainConfig(
-    steps=300, batch_size=4, ema_decay=0.995, validate_every=10**9, checkpoint_every=50
-)
 MIN_ENTRIES_FOR_VALIDATION = 3
 
 
