@@ -112,8 +112,16 @@ class FinetuneDialog(QDialog):
         self.mix_original.toggled.connect(masks_row.setEnabled)
         images_row.setEnabled(False)
         masks_row.setEnabled(False)
+        self.child_label = QLabel()
+        self.child_label.setWordWrap(True)
+        self.child_label.setToolTip(
+            "RGB corrections give a grey parent an RGB child; label values the parent lacks give "
+            "it more classes. The child starts where the parent was (weight surgery)."
+        )
+        self.parent_box.currentIndexChanged.connect(self._show_plan)
         form.addRow("Parent model", self.parent_box)
         form.addRow("Corrections", QLabel(store))
+        form.addRow("New version", self.child_label)
         form.addRow("Steps (at most)", self.steps)
         form.addRow("Time budget", self.minutes)
         form.addRow("Device", self.device)
@@ -133,6 +141,22 @@ class FinetuneDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.status)
         layout.addLayout(buttons)
+        self._show_plan()
+
+    def _show_plan(self) -> None:
+        """Say what the child will become ("3 classes, RGB ...") for this parent and store."""
+        from medsegdiff_training.errors import MedSegDiffError
+        from medsegdiff_training.finetune import plan_finetune
+
+        from ._export import corrections_store
+
+        parent = str(self.parent_box.currentData())
+        try:
+            plan = plan_finetune(parent, corrections_store(self.store))
+        except (MedSegDiffError, OSError, ValueError) as error:
+            self.child_label.setText(f"unknown ({error})")
+            return
+        self.child_label.setText(plan.describe())
 
     def request(self) -> FinetuneRequest:
         return FinetuneRequest(

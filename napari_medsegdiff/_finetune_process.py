@@ -27,6 +27,8 @@ class FinetuneRequest:
     mix_original: bool = False
     original_images: str | None = None  # with mix_original: folders other than the parent names
     original_masks: str | None = None
+    channels: int | None = None  # None: the parent's, or what the corrections need
+    num_classes: int | None = None
 
     def arguments(self) -> list[str]:
         args = [
@@ -45,6 +47,10 @@ class FinetuneRequest:
             args += ["--steps", str(self.steps)]
         if self.minutes is not None:
             args += ["--minutes", str(self.minutes)]
+        if self.channels is not None:
+            args += ["--channels", str(self.channels)]
+        if self.num_classes is not None:
+            args += ["--num-classes", str(self.num_classes)]
         if self.mix_original:
             args.append("--mix-original")
             if self.original_images:

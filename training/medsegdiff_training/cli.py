@@ -239,6 +239,20 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--original-masks", type=Path, default=None, help="with --mix-original: the original masks"
     )
+    parser.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="classes of the new version incl. background (default: the parent's, more when the "
+        "corrections hold labels it lacks)",
+    )
+    parser.add_argument(
+        "--channels",
+        type=int,
+        default=None,
+        help="image channels of the new version (default: the parent's; 3 when a grey parent "
+        "gets RGB corrections)",
+    )
     parser.add_argument("--name", default=None, help="name of the new version (default: vN-DATE-TIME)")
     parser.add_argument("--select", action="store_true", help="select the new version")
     parser.add_argument(

@@ -25,7 +25,7 @@ from .data.io import read_array, read_mask
 from .data.pairs import Pair, find_pairs
 from .distributed import distributed_session
 from .errors import EXIT_CANCELLED, EXIT_OK, EXIT_USER_ERROR, ConfigError
-from .finetune import DEFAULT_FINETUNE_CONFIG, finetune
+from .finetune import DEFAULT_FINETUNE_CONFIG, finetune, plan_finetune
 from .inference import SamplingSettings, Segmenter
 from .registry import ModelRegistry
 from .summary import describe
@@ -248,10 +248,16 @@ def command_finetune(args: argparse.Namespace) -> int:
         # --mask-loss-weight is the finetune's own choice (default: the parent's), not the config's
         values = {k: v for k, v in vars(args).items() if k != "mask_loss_weight"}
         config = train_config_from(values, DEFAULT_FINETUNE_CONFIG, steps=steps, device=context.device)
+        store = CorrectionsStore(args.store)
+        plan = plan_finetune(
+            parent, store, registry=registry, channels=args.channels, num_classes=args.num_classes
+        )
+        if context.is_main and store.entries():
+            note(f"Fine-tuning {parent}; the new version will be: {plan.describe()}")
         reporter = TrainingReporter(json_lines=args.progress_json) if context.is_main else None
         result = finetune(
             parent,
-            CorrectionsStore(args.store),
+            store,
             registry=registry,
             config=config,
             mix_original=args.mix_original,
@@ -263,6 +269,8 @@ def command_finetune(args: argparse.Namespace) -> int:
             run_dir=args.run_dir,
             name=args.name,
             mask_loss_weight=args.mask_loss_weight,
+            channels=args.channels,
+            num_classes=args.num_classes,
         )
         if reporter is not None:
             reporter.close()
@@ -283,6 +291,7 @@ def command_finetune(args: argparse.Namespace) -> int:
                     "validation_dice_after": result.validation_dice_after,
                     "steps": result.steps,
                     "path": str(result.version.path),
+                    "adaptation": plan.to_dict(),
                 }
             )
         else:

@@ -29,8 +29,9 @@ from .device import resolve_device
 from .distributed import barrier, process_rank
 from .errors import ConfigError, DatasetError
 from .paths import default_runs_root
-from .registry import ModelRegistry, ModelVersion
+from .registry import UNTRAINED_VERSION, ModelRegistry, ModelVersion
 from .schedule import NoiseSchedule
+from .surgery import Adaptation, adapt_model, adapted_preprocess, corrections_profile, plan_adaptation
 from .train_config import DEFAULT_FINETUNE_CONFIG
 from .trainer import (
     CancelToken,
@@ -54,6 +55,30 @@ class FinetuneResult:
     validation_dice_before: float | None
     validation_dice_after: float | None
     run_dir: Path
+    adaptation: Adaptation | None = None
+
+
+def plan_finetune(
+    parent: str,
+    store: CorrectionsStore | str | Path,
+    *,
+    registry: ModelRegistry | None = None,
+    channels: int | None = None,
+    num_classes: int | None = None,
+) -> Adaptation:
+    """What fine-tuning ``parent`` on ``store`` will make: channels and classes of the child.
+
+    Read from the corrections' manifest (cheap) unless ``channels`` / ``num_classes``
+    force it; see :mod:`~medsegdiff_training.surgery`.
+    """
+    registry = registry or ModelRegistry()
+    store = store if isinstance(store, CorrectionsStore) else CorrectionsStore(Path(store))
+    if parent == UNTRAINED_VERSION:
+        config = registry.load(parent).model_config
+    else:
+        version = registry.get(parent)
+        config = ModelConfig.from_dict(version.model) if version.model else registry.load(parent).model_config
+    return plan_adaptation(config, *corrections_profile(store.entries()), channels, num_classes)
 
 
 def split_entries(
@@ -128,6 +153,8 @@ def finetune(
     name: str | None = None,
     description: str | None = None,
     mask_loss_weight: float | None = None,
+    channels: int | None = None,
+    num_classes: int | None = None,
 ) -> FinetuneResult:
     """Fine-tune version ``parent`` on the corrections in ``store``; register the result.
 
@@ -136,6 +163,13 @@ def finetune(
     and ``cancel`` work as in :func:`~medsegdiff_training.trainer.train`. Under
     ``torchrun`` only rank 0 scores and registers. The loss continues the parent's recipe:
     its soft-Dice weight unless ``mask_loss_weight`` is given (``config``'s is not used).
+
+    The child adapts to the corrections (:func:`plan_finetune`): RGB corrections give a
+    grey parent an RGB child, label values the parent lacks give it more classes, by
+    weight surgery that starts the child where the parent was
+    (:mod:`~medsegdiff_training.surgery`); ``channels`` / ``num_classes`` force a choice.
+    The scores before and after are then the starting (surgered) network's and the
+    child's, on the same held-out corrections read as the child reads them.
 
     Examples
     --------
@@ -168,7 +202,14 @@ def finetune(
     if not entries:
         raise DatasetError(f"The corrections store {store.root} has no corrections yet; export some first.")
     checkpoint = registry.load(parent, device="cpu")
-    model_config, preprocess = checkpoint.model_config, checkpoint.preprocess
+    adaptation = plan_adaptation(
+        checkpoint.model_config, *corrections_profile(entries), channels, num_classes
+    )
+    model, preprocess = checkpoint.model, checkpoint.preprocess
+    if adaptation.changes:
+        model = adapt_model(model, adaptation.channels, adaptation.classes).eval()
+        preprocess = adapted_preprocess(preprocess, adaptation)
+    model_config = model.config
     if mask_loss_weight is None:
         mask_loss_weight = parent_mask_loss_weight(checkpoint.metadata)
     config = dataclasses.replace(config, mask_loss_weight=mask_loss_weight)
@@ -182,7 +223,14 @@ def finetune(
     if mix_original:
         train_data = _balanced(
             train_data,
-            _original_data(checkpoint.metadata, model_config, preprocess, original_images, original_masks),
+            # the parent's labels as the parent read them (an adapted child keeps their meaning)
+            _original_data(
+                checkpoint.metadata,
+                model_config.replace(num_classes=checkpoint.model_config.num_classes),
+                preprocess,
+                original_images,
+                original_masks,
+            ),
         )
     if run_dir is None:
         run_dir = default_runs_root() / f"finetune-{parent}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -192,7 +240,7 @@ def finetune(
     if validation_data is not None and process_rank() == 0:
         device = resolve_device(config.device)
         before = validation_dice(
-            checkpoint.model.to(device),
+            model.to(device),
             NoiseSchedule(checkpoint.diffusion),
             validation_data,
             config.validation_sampling,
@@ -209,13 +257,14 @@ def finetune(
             "validation_entries": [e.id for e in validation_entries],
             "mix_original": mix_original,
             "validation_dice_before": before,
+            "adaptation": adaptation.to_dict(),
         },
         "training": {"source": (checkpoint.metadata.get("training") or {}).get("source")},
     }
     if is_cancelled(cancel):
-        return FinetuneResult(None, True, 0, before, None, run_dir)
+        return FinetuneResult(None, True, 0, before, None, run_dir, adaptation)
     result = train(
-        checkpoint.model,
+        model,
         train_data,
         run_dir,
         config=config,
@@ -227,7 +276,7 @@ def finetune(
         cancel=cancel,
     )
     if result.cancelled or result.final_checkpoint is None:
-        return FinetuneResult(None, result.cancelled, result.step, before, None, run_dir)
+        return FinetuneResult(None, result.cancelled, result.step, before, None, run_dir, adaptation)
     after = result.history[-1]["validation_dice"] if result.history and validation_data is not None else None
     version = registry.add(
         result.final_checkpoint,
@@ -240,7 +289,11 @@ def finetune(
             "validation_dice_after": after,
             "corrections": len(entries),
             "validation_corrections": len(validation_entries),
+            "image_channels": adaptation.channels,
+            "num_classes": adaptation.classes,
+            "parent_image_channels": adaptation.parent_channels,
+            "parent_num_classes": adaptation.parent_classes,
         },
     )
     shutil.rmtree(run_dir / "state", ignore_errors=True)  # registered: the resumable state is spent
-    return FinetuneResult(version, False, result.step, before, after, run_dir)
+    return FinetuneResult(version, False, result.step, before, after, run_dir, adaptation)

@@ -15,6 +15,12 @@ import torch.nn.functional as F
 from .config import ModelConfig, PreprocessConfig
 from .errors import InvalidImageError, InvalidMaskError
 
+# ITU-R 601 luma weights: how an RGB image becomes the grey image a 1-channel model sees.
+LUMINANCE_WEIGHTS = (0.299, 0.587, 0.114)
+# A normalisation named "luminance-<method>" normalises the luminance with <method> and
+# keeps colour as deviations from it (see normalise_luminance_anchored).
+LUMINANCE_ANCHORED = "luminance-"
+
 
 def guess_channel_axis(shape: tuple[int, ...]) -> int:
     """Which axis of a 3D image holds the channels when the caller does not say.
@@ -69,7 +75,7 @@ def as_channels_first(image: np.ndarray, image_channels: int, channel_axis: int 
         return array
     if image_channels == 1 and channels in (3, 4):
         # RGB(A) into a gray model: luminance (ITU-R 601), alpha dropped
-        return (0.299 * array[0] + 0.587 * array[1] + 0.114 * array[2])[None].astype(np.float32)
+        return luminance(array)[None]
     if image_channels == 3 and channels == 1:
         return np.repeat(array, 3, axis=0)
     if image_channels == 3 and channels == 4:
@@ -79,8 +85,19 @@ def as_channels_first(image: np.ndarray, image_channels: int, channel_axis: int 
     )
 
 
+def luminance(image: np.ndarray) -> np.ndarray:
+    """The (H, W) ITU-R 601 luminance of a (3 or 4, H, W) RGB(A) image, as float32."""
+    red, green, blue = LUMINANCE_WEIGHTS
+    return (red * image[0] + green * image[1] + blue * image[2]).astype(np.float32)
+
+
 def normalise_intensity(image: np.ndarray, method: str = "percentile") -> np.ndarray:
-    """Scale each channel of a (C, H, W) image to about [-1, 1]; constant images become 0."""
+    """Scale each channel of a (C, H, W) image to about [-1, 1]; constant images become 0.
+
+    ``"luminance-<method>"`` on a 3-channel image: see :func:`normalise_luminance_anchored`.
+    """
+    if method.startswith(LUMINANCE_ANCHORED):
+        return normalise_luminance_anchored(image, method[len(LUMINANCE_ANCHORED) :])
     out = np.empty_like(image, dtype=np.float32)
     for c, channel in enumerate(image):
         if method == "percentile":
@@ -98,6 +115,42 @@ def normalise_intensity(image: np.ndarray, method: str = "percentile") -> np.nda
         else:
             out[c] = np.clip((channel - low) / (high - low), 0, 1) * 2 - 1
     return out
+
+
+def _scale(channel: np.ndarray, method: str) -> float:
+    """The slope of ``method``'s affine map before clipping (0 for a constant channel)."""
+    if method == "zscore":
+        std = float(channel.std())
+        return 0.0 if std == 0 else 1 / (3 * std)
+    low, high = np.percentile(channel, (1, 99)) if method == "percentile" else (channel.min(), channel.max())
+    return 0.0 if high <= low else 2 / float(high - low)
+
+
+def normalise_luminance_anchored(image: np.ndarray, method: str = "percentile") -> np.ndarray:
+    """RGB normalised so that its luminance is exactly the normalised luminance of the image.
+
+    The luminance L (ITU-R 601) is normalised with ``method``, as a 1-channel model's
+    preprocessing does (``n_L``); each channel c becomes ``n_L + k * s * (C_c - L)``:
+    its deviation from L at the same slope s as n_L, pulled toward grey (k in [0, 1],
+    per pixel) only as far as needed to stay in [-1, 1]. The deviations have zero
+    luminance, so ``sum_c w_c * out_c == n_L`` for every image (up to float rounding):
+    a network whose image stem weights are the 1-channel stem times (0.299, 0.587, 0.114)
+    computes on ``out`` exactly what the 1-channel network computes on the luminance.
+    Grey images (equal channels) become three copies of n_L. Images with other channel
+    counts get ``method`` per channel.
+    """
+    if image.shape[0] != 3:
+        return normalise_intensity(image, method)
+    grey = luminance(image)
+    anchored = normalise_intensity(grey[None], method)[0]
+    deviation = (_scale(grey, method) * (image - grey[None])).astype(np.float32)
+    # the largest k in [0, 1] keeping every channel of the pixel inside [-1, 1]
+    room = np.where(deviation > 0, 1 - anchored[None], np.where(deviation < 0, -1 - anchored[None], 1.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        limits = np.where(deviation != 0, room / deviation, np.inf)
+    k = np.clip(limits.min(axis=0), 0, 1)
+    # the clip only removes float rounding (k kept every channel inside [-1, 1])
+    return np.clip(anchored[None] + k[None] * deviation, -1, 1).astype(np.float32)
 
 
 def prepare_image(

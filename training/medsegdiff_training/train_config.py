@@ -43,6 +43,13 @@ class TrainConfig:
     minutes: float | None = None
     batch_size: int = 8
     learning_rate: float = 1e-4  # the paper's
+    # "constant" (the paper's) or "cosine": linear warm-up over warmup_steps, then cosine
+    # decay to 0 at the end of the budget (steps or minutes, whichever ends first)
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    # what ``minutes`` counts: "wall" time, or this process's "cpu" time (budgets that hold
+    # on a machine shared with other work)
+    clock: str = "wall"
     weight_decay: float = 0.0
     ema_decay: float = 0.999
     grad_clip: float = 1.0
@@ -62,6 +69,10 @@ class TrainConfig:
             raise ConfigError("Give a training budget: steps, minutes or both.")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1.")
+        if self.clock not in ("wall", "cpu"):
+            raise ConfigError(f"clock must be 'wall' or 'cpu', got {self.clock!r}.")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}.")
         if not (self.mask_loss_weight >= 0 and math.isfinite(self.mask_loss_weight)):
             raise ConfigError("mask_loss_weight must be a finite number, 0 or more.")
 

@@ -205,11 +205,12 @@ class _Run:
                 self._rewrite_log()
         self.network: torch.nn.Module = DistributedDataParallel(self.model) if self.world > 1 else self.model
         self.autocast = mixed_precision(self.device, config.amp)
-        self.started = time.monotonic()
+        self.clock = time.process_time if config.clock == "cpu" else time.monotonic
+        self.started = self.clock()
         self.last_validation: float | None = self.history[-1]["validation_dice"] if self.history else None
 
     def elapsed(self) -> float:
-        return self.elapsed_before + time.monotonic() - self.started
+        return self.elapsed_before + self.clock() - self.started
 
     def budget_spent(self) -> bool:
         if self.config.steps is not None and self.step >= self.config.steps:
@@ -224,7 +225,25 @@ class _Run:
             estimates.append(max(self.config.minutes * 60 - spent, 0.0))
         return min(estimates) if estimates else None
 
+    def budget_fraction(self) -> float:
+        """How much of the budget is spent, 0 to 1 (the larger of steps and minutes)."""
+        fractions = [0.0]
+        if self.config.steps is not None:
+            fractions.append(self.step / max(self.config.steps, 1))
+        if self.config.minutes is not None:
+            fractions.append(self.elapsed() / max(self.config.minutes * 60, 1e-9))
+        return min(1.0, max(fractions))
+
+    def learning_rate(self) -> float:
+        if self.config.lr_schedule == "constant":
+            return self.config.learning_rate
+        warm = min(1.0, (self.step + 1) / self.config.warmup_steps) if self.config.warmup_steps else 1.0
+        return self.config.learning_rate * warm * 0.5 * (1 + math.cos(math.pi * self.budget_fraction()))
+
     def train_step(self) -> float:
+        if self.config.lr_schedule != "constant":
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.learning_rate()
         images, labels = self.batches.next()
         images, labels = images.to(self.device), labels.to(self.device)
         x0 = mask_to_model_space(labels, self.model.config.num_classes)

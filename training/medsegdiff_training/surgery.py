@@ -1,0 +1,215 @@
+"""Weight surgery: a parent network widened for colour images or for more classes.
+
+Fine-tuning calls :func:`adapt_model` when the corrections need a model the parent is not
+(RGB corrections for a grey parent, label values the parent lacks). The child is the
+parent with a wider image stem and/or a wider mask path, initialised so that it starts
+where the parent was. What holds exactly at step 0 (before any training step), up to
+float32 rounding:
+
+Channels (a 1-channel parent, a 3-channel child). The child's preprocessing is the
+parent's normalisation *anchored on the luminance* (``"luminance-percentile"`` for a
+``"percentile"`` parent; :func:`~medsegdiff_training.preprocess.normalise_luminance_anchored`):
+the three normalised channels are the parent's normalised luminance ``n_L`` plus colour
+deviations whose ITU-R 601 weighted sum is zero. The child's image stem is the parent's
+stem times (0.299, 0.587, 0.114) per input channel. So for **every** image (grey, RGB or
+RGBA), the child on the image computes exactly what the parent computed on the image's
+luminance, through preprocessing (the normalisation is applied to the luminance, as the
+parent's preprocessing does; resizing is linear and commutes) and the whole network.
+A grey image becomes three copies of ``n_L`` and gives the parent's output too. (With
+plain per-channel normalisation this could not hold: the luminance of separately
+normalised channels is not the normalised luminance unless the channels are positive
+affine images of one another.) A 3-channel parent given grey corrections needs no
+surgery: preprocessing replicates the grey channel.
+
+Classes (a parent with K_p classes, a child with K_c > K_p). Label values keep their
+meaning: the child's classes 0..K_p-1 are the parent's, K_p..K_c-1 are new. The mask
+encoder's stem reads only the old classes' channels of x_t (zero weights for new ones),
+so every feature of the network is the parent's; the output layer gives the old classes
+the parent's output and the new classes zero. Hence for every image, t and x_t:
+
+- K_p > 2 (one-hot parent): ``child(x_t)[:, :K_p] == parent(x_t[:, :K_p])`` and
+  ``child(x_t)[:, K_p:] == 0``.
+- K_p = 2 (binary parent, one mask channel m = foreground, background = -m): the
+  foreground class 1 reads the parent's channel, ``child(x_t)[:, 1] == parent(x_t[:, 1])``;
+  the background gets the negated output, ``child(x_t)[:, 0] == -parent(x_t[:, 1])``;
+  new classes get 0. Predicted x_0 is linear in (x_t, output) per channel for epsilon and
+  v alike, so wherever ``x_t[:, 0] == -x_t[:, 1]`` (the 2-class one-hot encoding of the
+  parent's binary x_t) the child's predicted x_0 for classes 0 and 1 is exactly the
+  one-hot encoding of the parent's predicted x_0 (-x0, x0).
+
+Not preserved: samplers draw each class channel's noise independently, so a sampled child
+label map is not the parent's; the new classes start with no opinion (output 0).
+
+Examples
+--------
+>>> from medsegdiff_training.config import named_config
+>>> from medsegdiff_training.model import MedSegDiffUNet
+>>> parent = MedSegDiffUNet(named_config("tiny"))
+>>> child = adapt_model(parent, image_channels=3, num_classes=3)
+>>> child.config.image_channels, child.config.num_classes
+(3, 3)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .config import ModelConfig, PreprocessConfig
+from .errors import ConfigError
+from .model import MedSegDiffUNet
+from .preprocess import LUMINANCE_ANCHORED, LUMINANCE_WEIGHTS
+
+IMAGE_STEM = "image_encoder.stem"
+MASK_STEM = "mask_encoder.stem"
+OUTPUT = "head.2"
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """What a fine-tune turns the parent into: channels and classes, before and after."""
+
+    parent_channels: int
+    parent_classes: int
+    channels: int
+    classes: int
+
+    @property
+    def changes(self) -> bool:
+        return (self.channels, self.classes) != (self.parent_channels, self.parent_classes)
+
+    def describe(self) -> str:
+        """E.g. ``3 classes, RGB (the parent: binary, grey)``."""
+        child = f"{_classes(self.classes)}, {_channels(self.channels)}"
+        if not self.changes:
+            return f"{child}, as the parent"
+        return f"{child} (the parent: {_classes(self.parent_classes)}, {_channels(self.parent_channels)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "parent_channels": self.parent_channels,
+            "parent_classes": self.parent_classes,
+            "channels": self.channels,
+            "classes": self.classes,
+        }
+
+
+def _classes(count: int) -> str:
+    return "binary" if count == 2 else f"{count} classes"
+
+
+def _channels(count: int) -> str:
+    return {1: "grey", 3: "RGB"}.get(count, f"{count} channels")
+
+
+def plan_adaptation(
+    parent: ModelConfig,
+    data_channels: int,
+    data_classes: int,
+    channels: int | None = None,
+    num_classes: int | None = None,
+) -> Adaptation:
+    """Decide the child's channels and classes: what the data needs (or what is forced).
+
+    A child never narrows: fewer channels or classes in the data than the parent takes
+    keep the parent's (grey images are replicated, labels fit). Forcing fewer raises
+    :class:`ConfigError`, as does a channel change other than grey to RGB.
+    """
+    wanted_channels = channels if channels is not None else max(parent.image_channels, data_channels)
+    wanted_classes = num_classes if num_classes is not None else max(parent.num_classes, data_classes)
+    if wanted_channels < parent.image_channels:
+        raise ConfigError(
+            f"The parent takes {parent.image_channels}-channel images; a fine-tuned version cannot take "
+            f"fewer (asked for {wanted_channels}). Grey corrections are replicated to its channels."
+        )
+    if wanted_channels != parent.image_channels and (parent.image_channels, wanted_channels) != (1, 3):
+        raise ConfigError(
+            f"A {parent.image_channels}-channel parent can become a 3-channel (RGB) model only from a "
+            f"1-channel one; asked for {wanted_channels} channels."
+        )
+    if wanted_classes < parent.num_classes:
+        raise ConfigError(
+            f"The parent has {parent.num_classes} classes; a fine-tuned version cannot have fewer "
+            f"(asked for {wanted_classes})."
+        )
+    return Adaptation(parent.image_channels, parent.num_classes, wanted_channels, wanted_classes)
+
+
+def adapted_preprocess(preprocess: PreprocessConfig, adaptation: Adaptation) -> PreprocessConfig:
+    """The child's preprocessing: a grey parent's normalisation anchored on the luminance."""
+    if adaptation.parent_channels == 1 and adaptation.channels == 3:
+        method = preprocess.normalisation
+        if not method.startswith(LUMINANCE_ANCHORED):
+            return PreprocessConfig(normalisation=LUMINANCE_ANCHORED + method, resize=preprocess.resize)
+    return preprocess
+
+
+@torch.no_grad()
+def adapt_model(
+    parent: MedSegDiffUNet, image_channels: int | None = None, num_classes: int | None = None
+) -> MedSegDiffUNet:
+    """A new network: ``parent`` with a wider image stem and/or mask path (see module docstring).
+
+    The parent is left untouched; every other weight is copied.
+    """
+    config = parent.config
+    plan = plan_adaptation(config, config.image_channels, config.num_classes, image_channels, num_classes)
+    child_config = config.replace(image_channels=plan.channels, num_classes=plan.classes)
+    child = MedSegDiffUNet(child_config)
+    weights = {name: tensor.clone() for name, tensor in parent.state_dict().items()}
+    if plan.channels != plan.parent_channels:
+        stem = weights[f"{IMAGE_STEM}.weight"]  # (out, 1, 3, 3)
+        luma = torch.tensor(LUMINANCE_WEIGHTS, dtype=stem.dtype).view(1, 3, 1, 1)
+        weights[f"{IMAGE_STEM}.weight"] = stem * luma
+    if plan.classes != plan.parent_classes:
+        _widen_mask_path(weights, child.state_dict(), config, child_config)
+    child.load_state_dict(weights)
+    return child.train(parent.training)
+
+
+def _widen_mask_path(
+    weights: dict[str, torch.Tensor],
+    blank: dict[str, torch.Tensor],
+    parent: ModelConfig,
+    child: ModelConfig,
+) -> None:
+    """Mask stem and output layer for more classes, in place in ``weights``."""
+    stem = torch.zeros_like(blank[f"{MASK_STEM}.weight"])  # (out, K_c, 3, 3)
+    out_weight = torch.zeros_like(blank[f"{OUTPUT}.weight"])  # (K_c, C, 3, 3)
+    out_bias = torch.zeros_like(blank[f"{OUTPUT}.bias"])
+    old_stem, old_weight, old_bias = (
+        weights[f"{MASK_STEM}.weight"],
+        weights[f"{OUTPUT}.weight"],
+        weights[f"{OUTPUT}.bias"],
+    )
+    if parent.mask_channels == 1:
+        # binary: the one channel is the foreground (class 1); background is its negation
+        stem[:, 1:2] = old_stem
+        out_weight[1], out_bias[1] = old_weight[0], old_bias[0]
+        out_weight[0], out_bias[0] = -old_weight[0], -old_bias[0]
+    else:
+        old = parent.mask_channels
+        stem[:, :old] = old_stem
+        out_weight[:old], out_bias[:old] = old_weight, old_bias
+    weights[f"{MASK_STEM}.weight"] = stem
+    weights[f"{OUTPUT}.weight"], weights[f"{OUTPUT}.bias"] = out_weight, out_bias
+
+
+def corrections_profile(entries: list[Any]) -> tuple[int, int]:
+    """(channels, classes) that corrections need, from their manifest records alone.
+
+    Channels: 3 when any entry is a 2D image with 3 or 4 channels (RGB, RGBA), else 1.
+    Classes: 2 for masks holding only 1 (or 255), else the largest label + 1. Cheap: no
+    image is read, so the fine-tune dialog can show it at once.
+    """
+    channels, top = 1, 1
+    for entry in entries:
+        manifest = entry.manifest
+        axis, shape = manifest.get("channel_axis"), manifest.get("shape") or []
+        if manifest.get("layout", "2d") == "2d" and axis is not None and len(shape) == 3:
+            channels = max(channels, 3 if shape[axis] in (3, 4) else int(shape[axis]))
+        labels = [int(v) for v in manifest.get("labels_present") or [] if int(v) != 255]
+        top = max([top, *labels])
+    return channels, max(2, top + 1)
