@@ -121,7 +121,12 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--minutes", type=float, default=None, help="wall-clock budget; with --steps, first reached wins"
     )
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per step (default: 8; on CUDA per configuration, e.g. 32 for S and B)",
+    )
     parser.add_argument(
         "--lr", type=float, default=1e-4, help="AdamW learning rate (default: 1e-4, the paper's)"
     )

@@ -20,11 +20,12 @@ import torch
 
 from .checkpoint import PICKLE_SUFFIXES, Checkpoint, load_checkpoint
 from .cli_progress import CountReporter, TrainingReporter, cancel_on_signals, emit_json, json_safe
-from .config import DiffusionConfig, ModelConfig, PreprocessConfig, named_config
+from .config import DiffusionConfig, ModelConfig, PreprocessConfig, default_batch_size, named_config
 from .corrections import CorrectionsStore
 from .data.dataset import SegmentationDataset
 from .data.io import read_array, read_mask
 from .data.pairs import Pair, find_pairs
+from .device import resolve_device
 from .distributed import distributed_session
 from .errors import ConfigError
 from .finetune import DEFAULT_FINETUNE_CONFIG, finetune
@@ -142,10 +143,13 @@ def command_train(args: argparse.Namespace) -> int:
             if validation_pairs
             else None
         )
+        batch_size = args.batch_size or default_batch_size(
+            model_config.name, resolve_device(context.device).type
+        )
         config = TrainConfig(
             steps=args.steps,
             minutes=args.minutes,
-            batch_size=args.batch_size,
+            batch_size=batch_size,
             learning_rate=args.lr,
             ema_decay=args.ema_decay,
             grad_clip=args.grad_clip,

@@ -7,6 +7,9 @@ import contextlib
 import torch
 
 from .errors import DeviceError
+from .precision import autocast, has_fast_bfloat16, resolve_precision
+
+__all__ = ["DEVICE_CHOICES", "device_availability", "has_fast_bfloat16", "mixed_precision", "resolve_device"]
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
@@ -52,30 +55,11 @@ def resolve_device(choice: str | torch.device = "auto") -> torch.device:
     return torch.device(choice)
 
 
-def has_fast_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 natively (CUDA; CPUs with AMX or AVX512-BF16).
-
-    On other CPUs bfloat16 is emulated and slower than float32, so mixed precision stays off.
-
-    Examples
-    --------
-    >>> has_fast_bfloat16(torch.device("mps"))
-    False
-    """
-    if device.type == "cuda":
-        return True
-    if device.type != "cpu":
-        return False
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, hence getattr
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
-
-
 def mixed_precision(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
     """bfloat16 autocast on ``device`` when ``enabled`` and the hardware does it natively.
 
-    Convolutions and matrix products run in bfloat16; losses, norms and the FF-Parser's FFTs
-    stay in float32 (PyTorch's autocast lists, and the FF-Parser turns autocast off).
+    The explicit ``bf16`` of :mod:`medsegdiff_training.precision`, kept for callers that
+    think in on/off; that module holds the per-device policy (``precision="auto"``).
     """
-    if enabled and has_fast_bfloat16(device):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    precision = resolve_precision(device, "bf16") if enabled else "fp32"
+    return autocast(device, precision)
