@@ -33,8 +33,8 @@ class _Captured:
 class GraphedForward:
     """Call ``model(x_t, t, condition=condition)``, replaying a CUDA graph where it can.
 
-    ``context`` returns the context (autocast, inference mode) the forward runs under;
-    it is entered for capture as well. With ``enabled=False``, or off CUDA, it calls the
+    ``context`` returns the context the forward runs under (inference mode, autocast:
+    sampling never needs gradients); it is entered for capture as well. With ``enabled=False``, or off CUDA, it calls the
     network under that context and captures nothing. At most ``max_graphs`` shapes are kept (least
     recently used first out), each with its own static buffers.
 
@@ -46,7 +46,8 @@ class GraphedForward:
     >>> forward = GraphedForward(model)
     >>> x_t, image = torch.randn(2, 1, 32, 32), torch.randn(2, 1, 32, 32)
     >>> with torch.inference_mode():
-    ...     out = forward(x_t, torch.tensor([3, 7]), model.encode_condition(image))
+    ...     condition = model.encode_condition(image)
+    >>> out = forward(x_t, torch.tensor([3, 7]), condition)
     >>> out.shape, forward.captured_shapes()  # on the CPU: the plain forward, nothing captured
     (torch.Size([2, 1, 32, 32]), [])
     """
@@ -67,7 +68,7 @@ class GraphedForward:
         return list(self._graphs)
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        if not self.enabled or x_t.device.type != "cuda" or torch.is_grad_enabled():
+        if not self.enabled or x_t.device.type != "cuda":
             with self.context():
                 return self.model(x_t, t, condition=condition)
         if t.ndim == 0:

@@ -197,6 +197,8 @@ class _Batches:
                     num_workers=self.workers,
                     pin_memory=self.pin_memory,
                     prefetch_factor=4,
+                    # its own seed source: drawing from the global RNG would change the noise
+                    generator=torch.Generator().manual_seed(self.seed),
                 )
             )
         self.consumed.take(self.batch_size)
@@ -218,7 +220,10 @@ class _Batches:
 @torch.no_grad()
 def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """ema <- decay * ema + (1 - decay) * weights, in a few multi-tensor kernels (not 2 per tensor)."""
-    ema_params, params = list(ema.parameters()), [p.detach() for p in model.parameters()]
+    def real(tensors):  # complex filters as (..., 2) real views: one dtype family for the kernels
+        return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
+
+    ema_params, params = real(ema.parameters()), real(p.detach() for p in model.parameters())
     torch._foreach_mul_(ema_params, decay)
     torch._foreach_add_(ema_params, params, alpha=1 - decay)
     for ema_b, b in zip(ema.buffers(), model.buffers(), strict=True):
