@@ -167,17 +167,30 @@ def measure_pair(
         for who in ("ours", "theirs")
         for precision in ("fp32", "bf16")
     }
-    for mine, peer in tasks.values():  # graph capture, cuDNN autotuning: not timed
+    failures: dict[str, str] = {}  # a precision a library cannot run (e.g. cuFFT has no bf16)
+
+    def attempt(key: str, function, amp: bool) -> float:
+        if key in failures:
+            return float("inf")
+        try:
+            return timed(lambda: function(amp), 1, warmup=0)["median_s"]
+        except RuntimeError as error:
+            failures[key] = str(error).splitlines()[0][:200]
+            print(f"{name}: {key} failed: {failures[key]}", flush=True)
+            return float("inf")
+
+    for task, (mine, peer) in tasks.items():  # graph capture, cuDNN autotuning: not timed
         for amp in (False, True):
-            mine(amp)
-            peer(amp)
+            for who, function in (("ours", mine), ("theirs", peer)):
+                attempt(f"{task}_{who}_{'bf16' if amp else 'fp32'}", function, amp)
     for _ in range(repeats):  # alternate so that machine noise hits both alike
         for task, (mine, peer) in tasks.items():
             for amp in (False, True):
                 precision = "bf16" if amp else "fp32"
                 for who, function in (("ours", mine), ("theirs", peer)):
-                    seconds = timed(lambda f=function, a=amp: f(a), 1, warmup=0)["median_s"]
-                    rounds[f"{task}_{who}_{precision}"].append(seconds / (steps if task == "step" else 1))
+                    key = f"{task}_{who}_{precision}"
+                    seconds = attempt(key, function, amp)
+                    rounds[key].append(seconds / (steps if task == "step" else 1))
     median = {k: sorted(v)[len(v) // 2] for k, v in rounds.items()}
 
     def best(task: str, who: str) -> tuple[float, str]:
@@ -198,6 +211,7 @@ def measure_pair(
         "train_images_per_s_theirs": train_batch / median["train_theirs_fp32"],
         "train_speedup": median["train_theirs_fp32"] / median["train_ours_fp32"],
         "medians": median,
+        "failures": failures,
         "all_rounds": rounds,
     }
     # each library at its fastest precision on this machine (bf16 autocast or float32)

@@ -12,7 +12,8 @@
 # (bench_sampling.py); the CUDA tests; and, with the time left, torch.compile's speed and
 # its start-up cost (the break-even). JSON goes to benchmarks/results/ and to $OUT.
 #
-# The machine has no network: nothing is installed. The peer and the pure-Python packages
+# The machine has no network: nothing is installed. pytest runs with -o filterwarnings=default:
+# the project's warning filters name pydantic (a napari dependency), which that image lacks. The peer and the pure-Python packages
 # the GPU image lacks (platformdirs, beartype) come in benchmarks/.peer_site, made here with
 #   python -m pip install --no-deps --target benchmarks/.peer_site \
 #       med-seg-diff-pytorch==0.3.3 beartype einops tqdm platformdirs
@@ -28,7 +29,7 @@ OUT=${OUT:-$ROOT/benchmarks/results/gpu_check_out}
 mkdir -p "$OUT" "$ROOT/benchmarks/results"
 export PYTHONPATH="$ROOT:$ROOT/training${PYTHONPATH:+:$PYTHONPATH}"
 [[ -d "$ROOT/benchmarks/.peer_site" ]] && export PYTHONPATH="$PYTHONPATH:$ROOT/benchmarks/.peer_site"
-export TQDM_DISABLE=1
+export TQDM_DISABLE=1 PYTHONUNBUFFERED=1
 LOG="$OUT/gpu_check.log"
 : >"$LOG"
 
@@ -89,7 +90,7 @@ if [[ $DRY == 1 ]]; then
     fi
     run "sampling" 600 $PY bench_sampling.py --dry
     collect sampling_cpu
-    run "tests" 900 $PY -m pytest -q -p no:cacheprovider "$ROOT/tests/training/test_fast_paths.py" -k "auto_precision or defaults_per_device or graph_wrapper"
+    run "tests" 900 $PY -m pytest -q -p no:cacheprovider -o filterwarnings=default "$ROOT/tests/training/test_fast_paths.py" -k "auto_precision or defaults_per_device or graph_wrapper"
 else
     # 1. the goal's numbers first: B at 256x256, batch 1 and 32, every precision and fast path
     run "fast paths" 140 $PY bench_fast_paths.py --device cuda --configs B --batches 1 32 --repeats 5 --time-cap 120
@@ -108,7 +109,7 @@ else
     run "sampling" 45 $PY bench_sampling.py --device cuda --plans ddim:3 ddpm:100 --ensembles 1 5 --repeats 3
     collect sampling_cuda
     # 5. the tests that touch CUDA
-    run "tests" 75 $PY -m pytest -q -p no:cacheprovider -x "$ROOT/tests/training/test_fast_paths.py" "$ROOT/tests/training/test_segmenter.py" "$ROOT/tests/training/test_mixed_precision.py" "$ROOT/tests/training/test_trainer.py" -m "not slow"
+    run "tests" 90 $PY -m pytest -q -p no:cacheprovider -o filterwarnings=default -v "$ROOT/tests/training/test_fast_paths.py" "$ROOT/tests/training/test_segmenter.py" "$ROOT/tests/training/test_mixed_precision.py" "$ROOT/tests/training/test_trainer.py" -m "not slow"
     # 6. with what is left: torch.compile at batch 1 (its first run is the compile: the break-even)
     run "compile" 150 $PY bench_fast_paths.py --device cuda --configs B --batches 1 --repeats 5 --variants "bf16 compile+graphs" --name compile_cuda
     collect compile_cuda

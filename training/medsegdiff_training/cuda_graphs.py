@@ -34,9 +34,10 @@ class GraphedForward:
     """Call ``model(x_t, t, condition=condition)``, replaying a CUDA graph where it can.
 
     ``context`` returns the context the forward runs under (inference mode, autocast:
-    sampling never needs gradients); it is entered for capture as well. With ``enabled=False``, or off CUDA, it calls the
-    network under that context and captures nothing. At most ``max_graphs`` shapes are kept (least
-    recently used first out), each with its own static buffers.
+    sampling never needs gradients); it is entered for capture as well. With
+    ``enabled=False``, or off CUDA, it calls the network under that context and captures
+    nothing. At most ``max_graphs`` shapes are kept (least recently used first out), each
+    with its own static buffers.
 
     Examples
     --------

@@ -83,7 +83,12 @@ def enable_tf32(device: torch.device) -> None:
     A process-wide PyTorch setting (cuDNN convolutions already default to it); relative
     error about 1e-3, far under the sampling noise of a diffusion model.
     """
-    if device.type == "cuda":
+    if device.type != "cuda":
+        return
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9: the old flags warn
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    else:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 

@@ -220,6 +220,7 @@ class _Batches:
 @torch.no_grad()
 def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """ema <- decay * ema + (1 - decay) * weights, in a few multi-tensor kernels (not 2 per tensor)."""
+
     def real(tensors):  # complex filters as (..., 2) real views: one dtype family for the kernels
         return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
 
