@@ -40,8 +40,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "bf16 channels_last eager": ("bf16", {"cuda_graphs": False, "channels_last": True}),
     "bf16 channels_last graphs": ("bf16", {"cuda_graphs": True, "channels_last": True}),
     "fp32 channels_last graphs": ("fp32", {"cuda_graphs": True, "channels_last": True}),
-    "bf16 compile+graphs": ("bf16", {"cuda_graphs": True, "compile": "max-autotune-no-cudagraphs"}),
-    "fp32 compile+graphs": ("fp32", {"cuda_graphs": True, "compile": "max-autotune-no-cudagraphs"}),
+    "bf16 compile+graphs": ("bf16", {"cuda_graphs": True, "compile": "default"}),
+    "fp32 compile+graphs": ("fp32", {"cuda_graphs": True, "compile": "default"}),
 }
 DEFAULT_VARIANTS = [name for name in VARIANTS if "compile" not in name]
 

