@@ -77,7 +77,7 @@ def measure(
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {
         "variant": variant,
-        "precision": precision,
+        "precision": segmenter.precision,  # as resolved: bf16 falls back to fp32 where not native
         "fast_paths": options,
         "batch": batch,
         "steps": steps,

@@ -10,7 +10,8 @@
 # also the real training loop); lucidrains' med-seg-diff-pytorch side by side when it is
 # importable (bench_vs_lucidrains.py); the default model as the widget runs it
 # (bench_sampling.py); the CUDA tests; and, with the time left, torch.compile's speed and
-# its start-up cost (the break-even). JSON goes to benchmarks/results/ and to $OUT.
+# its start-up cost (the break-even). JSON goes to benchmarks/results/ and to $OUT; last,
+# recommend_defaults.py prints the defaults and goals the numbers support.
 #
 # The machine has no network: nothing is installed. pytest runs with -o filterwarnings=default:
 # the project's warning filters name pydantic (a napari dependency), which that image lacks. The peer and the pure-Python packages
@@ -115,4 +116,5 @@ else
     collect compile_cuda
 fi
 say "gpu_check done"
+(cd "$ROOT/benchmarks" && $PY recommend_defaults.py --device "$([[ $DRY == 1 ]] && echo cpu || echo cuda)" --suffix "$SUFFIX") 2>&1 | tee -a "$LOG"
 grep -E "ms/step|images/s|speed|passed|failed|error|Error|skipped|exit" "$LOG" | tail -60

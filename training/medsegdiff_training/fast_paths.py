@@ -2,7 +2,7 @@
 
 The eager float32 network is the reference: every fast path computes the same function
 (tests/training/test_fast_paths.py states each tolerance). What is on by default per
-device comes from ``benchmarks/gpu_check.sh`` (see :data:`CUDA_DEFAULTS`):
+device comes from measurement (see :data:`CUDA_DEFAULTS`):
 
 - ``channels_last``: NHWC tensors, which cuDNN's tensor-core convolutions read without
   transposing;
@@ -47,7 +47,10 @@ class FastPaths:
             )
 
 
-# Chosen from benchmarks/gpu_check.sh on one H200 (benchmarks/results/fast_paths_cuda.json).
+# From issue 16's measurements on one H200: the B forward at batch 1 took 16-23 ms eager and
+# 8.1-8.7 ms replayed as a CUDA graph; channels_last in eager was slower at batch 32 (133
+# against 97 ms); compile paid 70 s per shape. gpu_check.sh measures each again
+# (fast_paths_cuda.json) and recommend_defaults.py reads the result.
 CUDA_DEFAULTS = FastPaths(channels_last=False, cuda_graphs=True, compile=None)
 OTHER_DEFAULTS = FastPaths()
 
