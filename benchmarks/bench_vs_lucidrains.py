@@ -245,7 +245,7 @@ def main() -> None:
             "cpu",
             ["tiny"],
             1,
-            [1, 2],
+            [2],
             2,
         )
     if args.threads:
@@ -256,7 +256,7 @@ def main() -> None:
         args.pairs = ["S-256", "B-256"] if device.type == "cuda" else ["3M", "13M", "3M-w", "13M-w"]
     train_batch = args.train_batch or (32 if device.type == "cuda" else 4)
     started = time.monotonic()
-    if device.type == "cpu":  # warm both code paths once before timing anything
+    if device.type == "cpu" and not args.dry:  # warm both code paths once before timing anything
         for name in args.pairs:
             measure_pair(name, 1, 2, device, args.step_batch[0], train_batch)
     results = {}
