@@ -37,6 +37,7 @@ LOG="$OUT/gpu_check.log"
 BUDGET=${GPU_CHECK_BUDGET:-420}
 if [[ $DRY == 1 ]]; then
     BUDGET=${GPU_CHECK_BUDGET:-3000}  # shared 2-core CPUs: slow, but tiny sizes
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # a correctness run: one thread spins least on a busy CPU
     DRYFLAG=(--dry)
     SUFFIX=_dry
 else
