@@ -44,7 +44,7 @@ class GraphedForward:
     >>> from medsegdiff_training.config import named_config
     >>> from medsegdiff_training.model import MedSegDiffUNet
     >>> model = MedSegDiffUNet(named_config("tiny")).eval()
-    >>> forward = GraphedForward(model)
+    >>> forward = GraphedForward(model, torch.inference_mode)
     >>> x_t, image = torch.randn(2, 1, 32, 32), torch.randn(2, 1, 32, 32)
     >>> with torch.inference_mode():
     ...     condition = model.encode_condition(image)
