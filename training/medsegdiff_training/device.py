@@ -8,10 +8,9 @@ import torch
 
 from .errors import DeviceError
 from .precision import autocast, has_fast_bfloat16, resolve_precision
+from .sampling_defaults import DEVICE_CHOICES
 
 __all__ = ["DEVICE_CHOICES", "device_availability", "has_fast_bfloat16", "mixed_precision", "resolve_device"]
-
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
 
 def device_availability() -> dict[str, str | None]:
