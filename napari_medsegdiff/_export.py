@@ -141,4 +141,7 @@ def export_correction(
         model_version=run.get("model_version"),
         sampler_settings=run.get("sampler_settings"),
         allow_empty=allow_empty,
+        extra={"prompts": {key: run[key] for key in ("prompts", "boxes", "crop_rule")}}
+        if run.get("boxes")
+        else None,
     )
