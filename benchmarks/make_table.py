@@ -42,23 +42,65 @@ def sampling_table(result: dict) -> list[str]:
         lines.append(
             f"| {r['sampler']} | {r['steps']} | {r['ensemble']} | {r.get('precision', 'float32')} | "
             f"{r['seconds_per_mask']:.2f} | "
-            f"{r['seconds_per_step'] * 1000:.0f} | {r['peak_memory_mib']:.0f} |"
+            f"{r['seconds_per_step'] * 1000:.{1 if r['seconds_per_step'] < 0.01 else 0}f} | {r['peak_memory_mib']:.0f} |"
         )
+    if any("first_run_s" in r for r in result["runs"]):
+        lines += [
+            "",
+            "First press (a fresh Segmenter; CUDA graph capture included), s / mask: "
+            + ", ".join(
+                f"{r['sampler']} {r['steps']} x {r['ensemble']} {r['precision']}: {r['first_run_s']:.2f}"
+                for r in result["runs"]
+                if "first_run_s" in r
+            ),
+        ]
+    return lines
+
+
+def fast_paths_table(result: dict) -> list[str]:
+    runs = result["runs"]
+    batches = sorted({r["batch"] for r in runs})
+    lines = [
+        f"**Per denoising step under each precision and fast path** (`bench_fast_paths.py`, "
+        f"{runs[0]['config'] if runs else ''} at {'x'.join(map(str, runs[0]['input_size'])) if runs else ''}, "
+        f"DDIM 10 steps through `Segmenter.denoise`, median) — {_env(result)}",
+        "",
+        "| variant | "
+        + " | ".join(f"batch {b}: ms / step" for b in batches)
+        + " | first run (s), batch "
+        + " / ".join(map(str, batches))
+        + " |",
+        "|---|" + "---:|" * (len(batches) + 1),
+    ]
+    for variant in dict.fromkeys(r["variant"] for r in runs):
+        by_batch = {r["batch"]: r for r in runs if r["variant"] == variant}
+        cells = [f"{by_batch[b]['ms_per_step']:.2f}" if b in by_batch else "–" for b in batches]
+        firsts = " / ".join(f"{by_batch[b]['first_run_s']:.1f}" if b in by_batch else "–" for b in batches)
+        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {firsts} |")
     return lines
 
 
 def _shape(changes: dict) -> str:
-    """Our channel widths per level (and encoder blocks) from the changes to the "cpu" configuration."""
-    config = named_config("cpu", **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
+    """Our channel widths per level (and encoder blocks) from the changes to a named configuration."""
+    changes = dict(changes)
+    base_name = changes.pop("base", "cpu")
+    config = named_config(
+        base_name, **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+    )
     base, mults, blocks = config.base_channels, config.channel_mults, config.encoder_blocks
     return f"{'/'.join(str(base * m) for m in mults)} ({'/'.join(map(str, blocks))})"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.4f}" if value < 0.01 else f"{value:.3f}"
 
 
 def peer_table(result: dict) -> list[str]:
     lines = [
         f"**Against lucidrains' {result['peer']}** (`bench_vs_lucidrains.py`, alternating, medians) — {_env(result)}",
         "",
-        "| pair | input | our widths (blocks) | params ours / theirs | float32: s per step ours / theirs | "
+        "| pair | input | our widths (blocks) | params ours / theirs | float32: s per step ours / theirs "
+        f"(batch {next(iter(result['pairs'].values())).get('step_batch', 1)}) | "
         "step speed-up | train img/s ours / theirs | train speed-up | each at its fastest: step speed-up | train speed-up |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -67,8 +109,8 @@ def peer_table(result: dict) -> list[str]:
         if "best_step" in r:
             step, train = r["best_step"], r["best_train"]
             best = (
-                f"**{step['speedup']:.1f}×** ({step['ours']:.3f} s {step['ours_precision']} / "
-                f"{step['theirs']:.3f} s {step['theirs_precision']}) | "
+                f"**{step['speedup']:.1f}×** ({_seconds(step['ours'])} s {step['ours_precision']} / "
+                f"{_seconds(step['theirs'])} s {step['theirs_precision']}) | "
                 f"**{train['speedup']:.1f}×** ({train['ours']:.2f} {train['ours_precision']} / "
                 f"{train['theirs']:.2f} {train['theirs_precision']}) |"
             )
@@ -77,7 +119,7 @@ def peer_table(result: dict) -> list[str]:
         lines.append(
             f"| {name} | {r['input_size']}² | {_shape(r.get('our_configuration', {}))} | "
             f"{r['parameters_ours'] / 1e6:.1f}M / {r['parameters_theirs'] / 1e6:.1f}M | "
-            f"{r['seconds_per_step_ours']:.3f} / {r['seconds_per_step_theirs']:.3f} | **{r['step_speedup']:.1f}×** | "
+            f"{_seconds(r['seconds_per_step_ours'])} / {_seconds(r['seconds_per_step_theirs'])} | **{r['step_speedup']:.1f}×** | "
             f"{r['train_images_per_s_ours']:.2f} / {r['train_images_per_s_theirs']:.2f} | **{r['train_speedup']:.1f}×** | "
             f"{best}"
         )
@@ -149,13 +191,20 @@ def training_table(result: dict) -> list[str]:
     lines = [
         f"**Training throughput** (`bench_training.py`) — {_env(result)}",
         "",
-        "| config | params | input | batch | precision | images / s |",
-        "|---|---:|---:|---:|---|---:|",
+        "| config | params | input | batch | precision | images / s | peak memory (MiB) |",
+        "|---|---:|---:|---:|---|---:|---:|",
     ]
     for r in result["runs"]:
+        precision = r.get("precision", "float32") + (", channels_last" if r.get("channels_last") else "")
+        memory = f"{r['peak_memory_mib']:.0f}" if r.get("peak_memory_mib") else "–"
         lines.append(
             f"| {r['config']} | {r['parameters'] / 1e6:.1f}M | {r['input_size'][0]}x{r['input_size'][1]} | "
-            f"{r['batch']} | {r.get('precision', 'float32')} | {r['images_per_s']:.2f} |"
+            f"{r['batch']} | {precision} | {r['images_per_s']:.2f} | {memory} |"
+        )
+    for loop in result.get("trainer", []):
+        lines.append(
+            f"| {loop['config']}, the training loop (`train()`: data loader, EMA, loss read-back) | | | "
+            f"{loop['batch']} | {loop['precision']} | {loop['images_per_s']:.2f} | – |"
         )
     return lines
 
@@ -200,7 +249,10 @@ def render() -> str:
         ("sampling_cuda", sampling_table),
         ("vs_lucidrains", peer_table),
         ("training_cpu", training_table),
+        ("fast_paths_cuda", fast_paths_table),
+        ("compile_cuda", fast_paths_table),
         ("training_cuda", training_table),
+        ("vs_lucidrains_cuda", peer_table),
     ]:
         result = _load(name)
         if result is not None:

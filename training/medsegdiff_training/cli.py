@@ -140,7 +140,12 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--minutes", type=float, default=None, help="wall-clock budget; with --steps, first reached wins"
     )
-    parser.add_argument("--batch-size", type=int, default=TRAIN.batch_size)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per step (default: 8; on CUDA per configuration, e.g. 32 for S and B)",
+    )
     parser.add_argument(
         "--lr",
         dest="learning_rate",

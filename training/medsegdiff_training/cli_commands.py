@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,19 @@ import torch
 
 from .checkpoint import PICKLE_SUFFIXES, Checkpoint, load_checkpoint
 from .cli_progress import CountReporter, TrainingReporter, cancel_on_signals, emit_json, json_safe
-from .config import DiffusionConfig, ModelConfig, PreprocessConfig, image_size_of, named_config
+from .config import (
+    DiffusionConfig,
+    ModelConfig,
+    PreprocessConfig,
+    default_batch_size,
+    image_size_of,
+    named_config,
+)
 from .corrections import CorrectionsStore
 from .data.dataset import SegmentationDataset
 from .data.io import read_array, read_mask
 from .data.pairs import Pair, find_pairs
+from .device import resolve_device
 from .distributed import distributed_session
 from .errors import EXIT_CANCELLED, EXIT_OK, EXIT_USER_ERROR, ConfigError
 from .finetune import DEFAULT_FINETUNE_CONFIG, finetune, plan_finetune
@@ -159,6 +168,9 @@ def command_train(args: argparse.Namespace) -> int:
             else None
         )
         config = train_config_of(args, context.device)
+        if args.batch_size is None:  # per configuration on CUDA, else TrainConfig's
+            device_type = resolve_device(context.device).type
+            config = replace(config, batch_size=default_batch_size(model_config.name, device_type))
         source = {
             "images": str(Path(args.images).resolve()),
             "masks": str(Path(args.masks).resolve()),

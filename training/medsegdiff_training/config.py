@@ -305,3 +305,23 @@ def named_config(name: str, **changes: Any) -> ModelConfig:
         raise ConfigError(f"Unknown configuration {name!r}: choose one of {', '.join(NAMED_CONFIGS)}.")
     config = NAMED_CONFIGS[name]
     return config.replace(**changes) if changes else config
+
+
+# Training images per step on one GPU for each named configuration, sized so that a step
+# keeps an H100/H200 busy without crowding an 80 GB card (B's images/s and peak memory at
+# batch 8 to 64 are in benchmarks/results/training_cuda.json, from gpu_check.sh).
+GPU_BATCH_SIZES = {"tiny": 64, "cpu": 64, "S": 32, "B": 32, "L": 16, "++": 8}
+DEFAULT_BATCH_SIZE = 8  # elsewhere (CPU, MPS) and for custom configurations
+
+
+def default_batch_size(name: str, device_type: str) -> int:
+    """The training batch size used when none is given: per configuration on CUDA, else 8.
+
+    Examples
+    --------
+    >>> default_batch_size("B", "cuda"), default_batch_size("B", "cpu")
+    (32, 8)
+    """
+    if device_type == "cuda":
+        return GPU_BATCH_SIZES.get(name, DEFAULT_BATCH_SIZE)
+    return DEFAULT_BATCH_SIZE

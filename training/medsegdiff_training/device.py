@@ -63,35 +63,20 @@ def resolve_device(choice: str | torch.device = "auto") -> torch.device:
     return torch.device(choice)
 
 
-def has_fast_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 natively (CUDA; CPUs with AMX or AVX512-BF16).
-
-    On other CPUs bfloat16 is emulated and slower than float32, so mixed precision stays off.
-
-    Examples
-    --------
-    >>> import torch
-    >>> has_fast_bfloat16(torch.device("mps"))
-    False
-    """
-    import torch
-
-    if device.type == "cuda":
-        return True
-    if device.type != "cpu":
-        return False
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, hence getattr
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
-
-
 def mixed_precision(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
     """bfloat16 autocast on ``device`` when ``enabled`` and the hardware does it natively.
 
-    Convolutions and matrix products run in bfloat16; losses, norms and the FF-Parser's FFTs
-    stay in float32 (PyTorch's autocast lists, and the FF-Parser turns autocast off).
+    The explicit ``bf16`` of :mod:`medsegdiff_training.precision`, kept for callers that
+    think in on/off; that module holds the per-device policy (``precision="auto"``).
     """
-    import torch
+    from .precision import autocast, resolve_precision  # torch: only when computing
 
-    if enabled and has_fast_bfloat16(device):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    precision = resolve_precision(device, "bf16") if enabled else "fp32"
+    return autocast(device, precision)
+
+
+def has_fast_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (see :mod:`medsegdiff_training.precision`)."""
+    from .precision import has_fast_bfloat16 as native_bfloat16
+
+    return native_bfloat16(device)

@@ -21,8 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Checkpoint
-from .device import mixed_precision, resolve_device
+from .cuda_graphs import GraphedForward
+from .device import resolve_device
 from .errors import ConfigError
+from .fast_paths import compiled, inference_network, resolve_fast_paths, to_memory_format
+from .precision import autocast, enable_tf32, resolve_precision
 from .preprocess import guess_channel_axis, prepare_image
 from .samplers import SamplerStep, run_to_end, sample
 from .sampling_defaults import SamplingSettings
@@ -71,11 +74,34 @@ class Segmenter:
     (50, 40)
     """
 
-    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "auto", amp: bool = True) -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        device: str | torch.device = "auto",
+        amp: bool = True,
+        *,
+        precision: str = "auto",
+        channels_last: bool | None = None,
+        cuda_graphs: bool | None = None,
+        compile: str | None = None,
+    ) -> None:
+        """``precision``: ``auto`` (per device, :mod:`~medsegdiff_training.precision`),
+        ``bf16`` or ``fp32``; ``amp=False`` means ``fp32``. ``channels_last``,
+        ``cuda_graphs`` and ``compile`` override the device's fast-path defaults
+        (:mod:`~medsegdiff_training.fast_paths`); ``None`` keeps them.
+        """
         self.checkpoint = checkpoint
         self.device = resolve_device(device)
-        self.amp = amp  # bf16 autocast where the device does it natively (CUDA, AMX CPUs)
-        self.model = checkpoint.model.to(self.device).eval()
+        self.precision = resolve_precision(self.device, precision if amp else "fp32", "sampling")
+        self.amp = self.precision == "bf16"
+        self.fast = resolve_fast_paths(self.device, channels_last, cuda_graphs, compile)
+        enable_tf32(self.device)
+        base = checkpoint.model.to(self.device).eval()
+        self.model = inference_network(base, self.device, self.precision, self.fast)
+        # the sampling step: graphed per shape on CUDA, else the (compiled) network itself
+        self._forward = GraphedForward(
+            compiled(self.model, self.fast), self._step_context, enabled=self.fast.cuda_graphs
+        )
         self.schedule = NoiseSchedule(checkpoint.diffusion)
 
     @property
@@ -83,7 +109,14 @@ class Segmenter:
         return self.checkpoint.model_config
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return mixed_precision(self.device, self.amp)
+        return autocast(self.device, self.precision)
+
+    def _step_context(self) -> contextlib.AbstractContextManager:
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        # no weight-cast cache: a CUDA graph must not capture tensors freed after capture
+        stack.enter_context(autocast(self.device, self.precision, cache=False))
+        return stack
 
     def prepare(self, image: np.ndarray, channel_axis: int | None = None) -> torch.Tensor:
         """Check and preprocess one 2D image into a (1, C, H, W) tensor on the device."""
@@ -99,14 +132,15 @@ class Segmenter:
         """
         if settings.ensemble < 1:
             raise ConfigError(f"The ensemble size must be at least 1, got {settings.ensemble}.")
-        images = prepared.repeat_interleave(settings.ensemble, dim=0)
+        images = to_memory_format(prepared.repeat_interleave(settings.ensemble, dim=0), self.fast)
         with torch.inference_mode(), self._autocast():
             # E^I's stem depends on neither t nor x_t: once per run, not once per step
-            condition = self.model.encode_condition(images)
+            condition = self.model.encode_condition(images)  # type: ignore[operator]
 
         def network(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode(), self._autocast():
-                return self.model(x_t, t, condition=condition).float()
+            # graphed per shape on CUDA, else the (compiled) network; always in inference mode
+            output = self._forward(to_memory_format(x_t, self.fast), t, condition)
+            return output.float().contiguous()
 
         generator = None
         if settings.seed is not None:

@@ -54,7 +54,11 @@ class TrainConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     mask_loss_weight: float = 0.0  # > 0 adds a soft-Dice loss on the implied x_0 (not the paper's)
-    amp: bool = True  # bf16 autocast where native: CUDA, CPUs with AMX / AVX512-BF16
+    amp: bool = True  # False forces float32; True lets ``precision`` decide
+    precision: str = "auto"  # "auto" (per device, see precision.py), "bf16" or "fp32"
+    channels_last: bool | None = None  # None: the device's default (fast_paths.py)
+    compile: str | None = None  # a torch.compile mode, or None (eager)
+    num_workers: int | None = None  # DataLoader workers; None: 4 on CUDA, 0 (main thread) elsewhere
     seed: int = 0
     validate_every: int = 500
     validation_images: int = 32

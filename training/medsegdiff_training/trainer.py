@@ -28,12 +28,14 @@ from .checkpoint import Checkpoint, save_checkpoint
 from .config import DiffusionConfig, ModelConfig, PreprocessConfig
 from .data.augment import augment_batch
 from .data.dataset import SegmentationDataset
-from .device import has_fast_bfloat16, mixed_precision, resolve_device
+from .device import resolve_device
 from .distributed import barrier, gather_objects, max_over_ranks, process_rank, world_size
 from .errors import Cancelled, DatasetError
+from .fast_paths import compiled, resolve_fast_paths, to_memory_format
 from .inference import SamplingSettings, Segmenter
 from .metrics import mean_dice
 from .model import MedSegDiffUNet
+from .precision import autocast, enable_tf32, precision_label, resolve_precision
 from .samplers import run_to_end
 from .schedule import NoiseSchedule, diffusion_loss, mask_to_model_space
 from .train_config import TrainConfig
@@ -77,12 +79,12 @@ def is_cancelled(cancel: CancelToken) -> bool:
     return bool(cancel())
 
 
-class _Batches:
-    """Endless shuffled batches; under DDP each rank gets its own share of every epoch."""
+class _Order:
+    """Endless shuffled indices; under DDP each rank gets its own share of every epoch."""
 
-    def __init__(self, dataset: SegmentationDataset, batch_size: int, seed: int) -> None:
-        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.epoch, self.position, self.order = 0, 0, self._order(0)
+    def __init__(self, dataset: SegmentationDataset, seed: int, epoch: int = 0, position: int = 0) -> None:
+        self.dataset, self.seed = dataset, seed
+        self.epoch, self.position, self.order = epoch, position, self._order(epoch)
 
     def _order(self, epoch: int) -> list[int]:
         sampler: torch.utils.data.DistributedSampler[int]
@@ -92,31 +94,111 @@ class _Batches:
         sampler.set_epoch(epoch)
         return list(sampler)
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def take(self, count: int) -> list[int]:
         indices: list[int] = []
-        while len(indices) < self.batch_size:
+        while len(indices) < count:
             if self.position >= len(self.order):
                 self.epoch, self.position = self.epoch + 1, 0
                 self.order = self._order(self.epoch)
             indices.append(self.order[self.position])
             self.position += 1
-        images, labels = zip(*(self.dataset[i] for i in indices), strict=True)
-        return torch.stack(images), torch.stack(labels)
+        return indices
+
+
+class _IndexBatches:
+    """The batch sampler of the worker DataLoader: the same index lists, from a given state."""
+
+    def __init__(self, order: _Order, batch_size: int) -> None:
+        self.order, self.batch_size = order, batch_size
+
+    def __iter__(self):
+        while True:
+            yield self.order.take(self.batch_size)
+
+
+class _Batches:
+    """Endless shuffled batches, stacked in this thread or by DataLoader workers.
+
+    With workers the batches come prefetched (in pinned memory on CUDA, so the copy to
+    the GPU overlaps compute); the order, and so a resumed run, is the same either way:
+    the workers draw from a copy of the order that starts where training stands.
+    """
+
+    def __init__(
+        self,
+        dataset: SegmentationDataset,
+        batch_size: int,
+        seed: int,
+        workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.workers, self.pin_memory = workers, pin_memory
+        self.consumed = _Order(dataset, seed)
+        self._loader: Any = None
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.workers == 0:
+            indices = self.consumed.take(self.batch_size)
+            images, labels = zip(*(self.dataset[i] for i in indices), strict=True)
+            return torch.stack(images), torch.stack(labels)
+        if self._loader is None:
+            start = _Order(self.dataset, self.seed, self.consumed.epoch, self.consumed.position)
+            self._loader = iter(
+                torch.utils.data.DataLoader(
+                    self.dataset,
+                    batch_sampler=_IndexBatches(start, self.batch_size),
+                    num_workers=self.workers,
+                    pin_memory=self.pin_memory,
+                    prefetch_factor=4,
+                    # its own seed source: drawing from the global RNG would change the noise
+                    generator=torch.Generator().manual_seed(self.seed),
+                )
+            )
+        self.consumed.take(self.batch_size)
+        images, labels = next(self._loader)
+        return images, labels
+
+    def close(self) -> None:
+        """Stop the workers (they hold a copy of the data set)."""
+        self._loader = None
 
     def state(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
+        return {"epoch": self.consumed.epoch, "position": self.consumed.position}
 
     def restore(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        self.order = self._order(self.epoch)
+        self.close()
+        self.consumed = _Order(self.dataset, self.seed, int(state["epoch"]), int(state["position"]))
 
 
 @torch.no_grad()
 def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for ema_p, p in zip(ema.parameters(), model.parameters(), strict=True):
-        ema_p.mul_(decay).add_(p.detach(), alpha=1 - decay)
+    """ema <- decay * ema + (1 - decay) * weights, in a few multi-tensor kernels (not 2 per tensor)."""
+
+    def real(tensors):  # complex filters as (..., 2) real views: one dtype family for the kernels
+        return [torch.view_as_real(t) if t.is_complex() else t for t in tensors]
+
+    ema_params, params = real(ema.parameters()), real(p.detach() for p in model.parameters())
+    torch._foreach_mul_(ema_params, decay)
+    torch._foreach_add_(ema_params, params, alpha=1 - decay)
     for ema_b, b in zip(ema.buffers(), model.buffers(), strict=True):
         ema_b.copy_(b)
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over ``model``: the fused CUDA kernel for real weights on CUDA.
+
+    The fused kernel takes no complex tensors, so the FF-Parser's filters form a second
+    group with the multi-tensor implementation (two groups on every device, so a state
+    saved on one device resumes on another).
+    """
+    real = [p for p in model.parameters() if p.requires_grad and not p.is_complex()]
+    complex_ = [p for p in model.parameters() if p.requires_grad and p.is_complex()]
+    fused = device.type == "cuda"
+    groups: list[dict[str, Any]] = [{"params": real, "fused": fused}]
+    if complex_:
+        groups.append({"params": complex_, "fused": False})
+    return torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
 def validation_dice(
@@ -182,14 +264,20 @@ class _Run:
             if isinstance(model_or_config, MedSegDiffUNet)
             else MedSegDiffUNet(model_or_config)
         )
+        requested = config.precision if config.amp else "fp32"
+        self.precision = resolve_precision(self.device, requested, "training")
+        self.fast = resolve_fast_paths(self.device, config.channels_last, False, config.compile)
+        enable_tf32(self.device)
         self.model = model.to(self.device).train()
+        if self.fast.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
+        self.optimizer = make_optimizer(self.model, config, self.device)
         self.generator = torch.Generator().manual_seed(config.seed * 1000 + self.rank)
         self.schedule = NoiseSchedule(diffusion)
-        self.batches = _Batches(train_data, config.batch_size, config.seed)
+        cuda = self.device.type == "cuda"
+        workers = config.num_workers if config.num_workers is not None else (4 if cuda else 0)
+        self.batches = _Batches(train_data, config.batch_size, config.seed, workers, pin_memory=cuda)
         self.step, self.elapsed_before = 0, 0.0
         self.history: list[dict[str, Any]] = []
         self.best: float | None = None
@@ -204,7 +292,8 @@ class _Run:
             if self.rank == 0:  # the log must match the state resumed from, no line twice
                 self._rewrite_log()
         self.network: torch.nn.Module = DistributedDataParallel(self.model) if self.world > 1 else self.model
-        self.autocast = mixed_precision(self.device, config.amp)
+        self.network = compiled(self.network, self.fast)
+        self.autocast = autocast(self.device, self.precision)
         self.clock = time.process_time if config.clock == "cpu" else time.monotonic
         self.started = self.clock()
         self.last_validation: float | None = self.history[-1]["validation_dice"] if self.history else None
@@ -245,10 +334,12 @@ class _Run:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate()
         images, labels = self.batches.next()
-        images, labels = images.to(self.device), labels.to(self.device)
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
         x0 = mask_to_model_space(labels, self.model.config.num_classes)
         if self.config.augment is not None:
             images, x0 = augment_batch(images, x0, self.config.augment, generator=None)
+        images, x0 = to_memory_format(images, self.fast), to_memory_format(x0, self.fast)
         with self.autocast:
             loss = diffusion_loss(
                 self.network, self.schedule, images, x0, mask_loss_weight=self.config.mask_loss_weight
@@ -348,9 +439,7 @@ class _Run:
                 "wall_time_s": round(self.elapsed(), 1),
                 "world_size": self.world,
                 "device": str(self.device),
-                "precision": "bfloat16 autocast"
-                if self.config.amp and has_fast_bfloat16(self.device)
-                else "float32",
+                "precision": precision_label(self.precision),
                 "data_digest": self.train_data.digest(),
                 "images": len(self.train_data),
                 "config": self.config.to_dict(),
@@ -429,6 +518,7 @@ def train(
         run.validate(loss_value)
         if progress is not None and run.rank == 0 and loss_value is not None:
             progress(run.progress(loss_value))
+    run.batches.close()
     run.save_state()
     final = None if cancelled else run.finish(metadata, preprocess, diffusion)
     return TrainResult(run_dir, run.step, cancelled, final, run.history, run.best)

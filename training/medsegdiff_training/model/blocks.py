@@ -54,17 +54,47 @@ class StemConv(nn.Conv2d):
         return F.conv2d(x, weight, self.bias, padding=1)
 
 
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` that keeps a bfloat16 input in bfloat16 on CUDA.
+
+    Autocast runs GroupNorm in float32, so every norm of a bf16 network would cast its
+    input up and its output back down (a fifth of the GPU time, measured in issue 16).
+    PyTorch's CUDA kernel accumulates the statistics in float32 whatever the input dtype,
+    so running it on the bf16 tensor keeps the accuracy and drops the round trip. On the
+    CPU the autocast behaviour is kept as measured there. Same parameters and state as
+    ``nn.GroupNorm``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 or not x.is_cuda:
+            return super().forward(x)
+        weight = None if self.weight is None else self.weight.to(x.dtype)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        with torch.autocast("cuda", enabled=False):
+            return F.group_norm(x, self.num_groups, weight, bias, self.eps)
+
+
+def norm_silu(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    """SiLU(GroupNorm(x)), in place on the norm's output when no gradient is recorded.
+
+    The eager reference of the fused GroupNorm + SiLU (``torch.compile`` fuses the two into
+    one kernel); in place saves one full-size buffer per block while sampling.
+    """
+    h = norm(x)
+    return F.silu(h, inplace=not torch.is_grad_enabled())
+
+
 class NormActConv(nn.Module):
     """GroupNorm -> SiLU -> 3x3 conv: one half of a residual block."""
 
     def __init__(self, in_channels: int, out_channels: int, groups: int, dropout: float = 0.0):
         super().__init__()
-        self.norm = nn.GroupNorm(groups, in_channels)
+        self.norm = GroupNorm(groups, in_channels)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.dropout(F.silu(self.norm(x))))
+        return self.conv(self.dropout(norm_silu(self.norm, x)))
 
 
 class ResidualBlock(nn.Module):

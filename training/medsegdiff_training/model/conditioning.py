@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .blocks import GroupNorm
+
 
 class DynamicConditionalEncoding(nn.Module):
     """A(m_I, m_x) = (LN(m_I) * LN(m_x)) * m_I, all element-wise (paper eq. 3).
@@ -22,8 +24,8 @@ class DynamicConditionalEncoding(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.norm_image = nn.GroupNorm(1, channels)
-        self.norm_mask = nn.GroupNorm(1, channels)
+        self.norm_image = GroupNorm(1, channels)
+        self.norm_mask = GroupNorm(1, channels)
 
     def forward(self, image_features: torch.Tensor, mask_features: torch.Tensor) -> torch.Tensor:
         return (self.norm_image(image_features) * self.norm_mask(mask_features)) * image_features

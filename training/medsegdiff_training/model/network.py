@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .blocks import Downsample, ResidualStage, StemConv, TimeEmbedding, Upsample
+from .blocks import Downsample, GroupNorm, ResidualStage, StemConv, TimeEmbedding, Upsample
 from .conditioning import DynamicConditionalEncoding
 from .ff_parser import FFParser
 
@@ -111,7 +111,7 @@ class MedSegDiffUNet(nn.Module):
         # Start by predicting 0 (eps or v), which keeps early training steps stable.
         nn.init.zeros_(output.weight)
         nn.init.zeros_(output.bias)  # type: ignore[arg-type]  # bias=True: never None
-        self.head = nn.Sequential(nn.GroupNorm(config.groups, channels[0]), nn.SiLU(), output)
+        self.head = nn.Sequential(GroupNorm(config.groups, channels[0]), nn.SiLU(), output)
 
     def encode_condition(self, image: torch.Tensor) -> torch.Tensor:
         """The part of E^I that does not depend on t or x_t: computed once per sampling run."""
