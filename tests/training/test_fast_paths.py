@@ -164,6 +164,10 @@ def test_bfloat16_weights_keep_the_complex_filters_and_stay_close_to_float32():
 
 
 @pytest.mark.slow
+# torch.compile's CPU backend imports torch.utils.mkldnn, which warns about its own TorchScript use
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+# the FF-Parser's complex filter runs eagerly inside the compiled graph (inductor says so)
+@pytest.mark.filterwarnings("ignore:Torchinductor does not support code generation for complex:UserWarning")
 def test_compiled_network_gives_the_eager_result():
     model = trained_like()
     x_t, t, image = inputs()
