@@ -1,4 +1,5 @@
-"""The ``medsegdiff`` command line: train, finetune, predict, evaluate, models, info.
+"""The ``medsegdiff`` command line: train, finetune, predict, evaluate, models, info,
+simulate-annotation.
 
 Also runs as ``python -m medsegdiff_training`` and under ``torchrun`` (``train`` and
 ``finetune`` then use every process). A mistake the user can make ends in one line on
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import cli_commands as commands
+from .cli_annotation import add_simulate_annotation
 from .cli_progress import emit_json
 from .config import NAMED_CONFIGS
 from .device import DEVICE_CHOICES
@@ -312,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for add in (_add_train, _add_finetune, _add_predict, _add_evaluate, _add_models, _add_info):
         add(subparsers)
+    add_simulate_annotation(subparsers, _common, _sampling)
     return parser
 
 
