@@ -113,13 +113,15 @@ def export_correction(
     labels_layer: napari.layers.Labels,
     *,
     allow_empty: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> CorrectionEntry:
     """Append the image, the corrected labels and the model's first prediction as one entry.
 
     The manifest line gets the image's source file (when it was opened from one), both
     layer names, the Labels layer's scale, translate and affine, and the model version
     and sampler settings of the run that made the labels; the store computes the fraction
-    of pixels changed. A volume is exported whole (see the module docstring).
+    of pixels changed. A volume is exported whole (see the module docstring). ``extra``
+    goes into the manifest line as it is (the queue widget's provenance).
     """
     run = run_record(labels_layer)
     image = _image_for(image_layer, labels_layer)
@@ -141,4 +143,5 @@ def export_correction(
         model_version=run.get("model_version"),
         sampler_settings=run.get("sampler_settings"),
         allow_empty=allow_empty,
+        extra=extra,
     )

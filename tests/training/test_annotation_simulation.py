@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from medsegdiff_training import cli
-from medsegdiff_training.annotation_queue import AnnotationQueue
-from medsegdiff_training.annotation_simulation import simulate_annotation, switch_to_child
+from medsegdiff_training.annotation_queue import AnnotationQueue, switch_to_child
+from medsegdiff_training.annotation_simulation import simulate_annotation
 from medsegdiff_training.checkpoint import save_checkpoint
 from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
 from medsegdiff_training.corrections import CorrectionsStore

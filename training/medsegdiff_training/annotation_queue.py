@@ -79,6 +79,14 @@ def uncertainty_score(probabilities: np.ndarray, uncertainty: np.ndarray | None)
     return float(np.asarray(uncertainty, dtype=np.float64).sum() / area)
 
 
+def switch_to_child(before: float | None, after: float | None) -> bool:
+    """The queue's rule: switch when the child's held-out Dice beats its parent's.
+
+    With no held-out corrections yet (fewer than 3), there is nothing to compare: stay.
+    """
+    return before is not None and after is not None and after > before
+
+
 def folder_items(folder: str | os.PathLike[str]) -> list[str]:
     """The image files of ``folder`` that the readers take, sorted by name (absolute paths)."""
     root = Path(folder)

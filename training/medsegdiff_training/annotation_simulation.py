@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .annotation_queue import AnnotationQueue, uncertainty_score
+from .annotation_queue import AnnotationQueue, switch_to_child, uncertainty_score
 from .corrections import CorrectionsStore
 from .data.io import read_array, read_mask
 from .data.pairs import Pair
@@ -180,14 +180,6 @@ def simulate_annotation(
     return outcome
 
 
-def switch_to_child(before: float | None, after: float | None) -> bool:
-    """The queue's rule: switch when the child's held-out Dice beats its parent's.
-
-    With no held-out corrections yet (fewer than 3), there is nothing to compare: stay.
-    """
-    return before is not None and after is not None and after > before
-
-
 def _finetune_step(
     store: CorrectionsStore,
     registry: ModelRegistry,
@@ -196,7 +188,7 @@ def _finetune_step(
     cancel: CancelToken,
     corrections: int,
 ) -> dict[str, Any]:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = finetune(parent, store, registry=registry, config=config, cancel=cancel)
     before, after = result.validation_dice_before, result.validation_dice_after
     return {
@@ -205,6 +197,7 @@ def _finetune_step(
         "version": None if result.version is None else result.version.name,
         "steps": result.steps,
         "seconds": round(time.perf_counter() - started, 1),
+        "cpu_seconds": round(time.process_time() - cpu_started, 1),  # every thread's CPU time
         "validation_dice_before": before,
         "validation_dice_after": after,
         "switched": result.version is not None and switch_to_child(before, after),
