@@ -51,11 +51,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def fixed_mean_queue(pairs, block: int = 10) -> list[dict]:
     """The no-model queue: image k pre-segmented by the thresholded mean of masks 1..k-1."""
     import numpy as np
+    import torch
 
     from medsegdiff_training.data import read_mask
     from medsegdiff_training.metrics import dice
     from medsegdiff_training.preprocess import resize
-    import torch
 
     records, total = [], None
     for position, pair in enumerate(pairs, start=1):
@@ -116,7 +116,9 @@ def draw_plot(series: dict[str, list[dict]], path: Path) -> None:
     for tick in range(10, count + 1, 10):
         x, _ = point(tick, 0)
         draw.text((x - 8, height - bottom + 6), str(tick), fill="black")
-    draw.text((left, 10), "pixels the annotator changes, per image (dots) and per block of 10 (lines)", fill="black")
+    draw.text(
+        (left, 10), "pixels the annotator changes, per image (dots) and per block of 10 (lines)", fill="black"
+    )
     draw.text((width // 2 - 60, height - 20), "accepted images (queue position)", fill="black")
     for row, (name, records) in enumerate(series.items()):
         colour = colours.get(name, (0, 0, 0))
@@ -127,7 +129,9 @@ def draw_plot(series: dict[str, list[dict]], path: Path) -> None:
             first, last = (int(v) for v in block["images"].split("-"))
             draw.line([point(first - 0.4, block["mean_fraction_changed"]),
                        point(last + 0.4, block["mean_fraction_changed"])], fill=colour, width=3)  # fmt: skip
-        draw.rectangle([width - right + 15, top + 20 * row, width - right + 30, top + 20 * row + 10], fill=colour)
+        draw.rectangle(
+            [width - right + 15, top + 20 * row, width - right + 30, top + 20 * row + 10], fill=colour
+        )
         draw.text((width - right + 36, top + 20 * row - 1), name, fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
@@ -200,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_result(args.out, payload)
     draw_plot({name: run["images"] for name, run in runs.items()}, args.plot)
-    print(f"last block: {100 * last_with:.2f}% of pixels changed with the loop, {100 * last_without:.2f}% without")
+    print(
+        f"last block: {100 * last_with:.2f}% of pixels changed with the loop, {100 * last_without:.2f}% without"
+    )
     return 0
 
 

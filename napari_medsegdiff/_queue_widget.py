@@ -363,7 +363,11 @@ class QueueWidget(QWidget):
             self.image_layer.reset_contrast_limits()
         self.image_layer.metadata["queue_item"] = item
         zeros = np.zeros(spatial, dtype=np.int32)
-        if self.labels_layer is None or self.labels_layer not in layers or self.labels_layer.data.shape != spatial:
+        if (
+            self.labels_layer is None
+            or self.labels_layer not in layers
+            or self.labels_layer.data.shape != spatial
+        ):
             if self.labels_layer is not None and self.labels_layer in layers:
                 layers.remove(self.labels_layer)
             self.labels_layer = self.viewer.add_labels(zeros, name="queue segmentation")
@@ -472,10 +476,15 @@ class QueueWidget(QWidget):
         if not self.finetune_check.isChecked() or self.queue is None or not self.model_version:
             return
         accepted = self.queue.counts()["accepted"]
-        if accepted % self.finetune_every.value() or (self.finetune is not None and self.finetune.is_running()):
+        if accepted % self.finetune_every.value() or (
+            self.finetune is not None and self.finetune.is_running()
+        ):
             return
         request = FinetuneRequest(
-            parent=self.model_version, store=str(self.store.root), steps=None, minutes=self.finetune_minutes.value()
+            parent=self.model_version,
+            store=str(self.store.root),
+            steps=None,
+            minutes=self.finetune_minutes.value(),
         )
         self.finetune = FinetuneProcess(request, self)
         self.finetune.progress.connect(
@@ -496,12 +505,18 @@ class QueueWidget(QWidget):
         version = str(event.get("version"))
         before, after = event.get("validation_dice_before"), event.get("validation_dice_after")
         self.plot.add_finetune(accepted, before, after)
-        scores = "no held-out corrections yet" if before is None or after is None else f"{before:.3f} → {after:.3f}"
+        scores = (
+            "no held-out corrections yet"
+            if before is None or after is None
+            else f"{before:.3f} → {after:.3f}"
+        )
         if switch_to_child(before, after):
             self.switch_model(version, f"fine-tuned on {accepted} corrections, held-out Dice {scores}")
             self.finetune_label.setText(f"Now using {version} (held-out Dice {scores}).")
         else:
-            self.finetune_label.setText(f"Made {version} but kept {self.model_version} (held-out Dice {scores}).")
+            self.finetune_label.setText(
+                f"Made {version} but kept {self.model_version} (held-out Dice {scores})."
+            )
 
     # -- helpers -------------------------------------------------------------------------------
     def _accepted_entry(self, item: str):
@@ -521,7 +536,10 @@ class QueueWidget(QWidget):
         self._volumes = {
             layer.name: layer
             for layer in self.viewer.layers
-            if isinstance(layer, Image) and not layer.rgb and layer.ndim == 3 and layer is not self.image_layer
+            if isinstance(layer, Image)
+            and not layer.rgb
+            and layer.ndim == 3
+            and layer is not self.image_layer
         }
         current = self.volume_box.currentText()
         self.volume_box.clear()

@@ -34,7 +34,9 @@ def dock_queue(make_napari_viewer, qtbot):
 
 def wait_presegmented(qtbot, widget) -> None:
     qtbot.waitUntil(
-        lambda: widget.queue.current is not None and widget.presegmenter.result(widget.queue.current) is not None,
+        lambda: (
+            widget.queue.current is not None and widget.presegmenter.result(widget.queue.current) is not None
+        ),
         timeout=WAIT_MS,
     )
 
@@ -122,7 +124,9 @@ def test_most_uncertain_first_follows_the_scores(make_napari_viewer, qtbot, tiny
     viewer, widget = dock_queue(make_napari_viewer, qtbot)
     widget.order_box.setCurrentIndex(widget.order_box.findData("uncertain"))
     widget.open_folder(folder)
-    qtbot.waitUntil(lambda: all(widget.queue.score(i) is not None for i in widget.queue.items), timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: all(widget.queue.score(i) is not None for i in widget.queue.items), timeout=WAIT_MS
+    )
     scores = {item: widget.queue.score(item) for item in widget.queue.items}
     first = widget.queue.current
     expected = sorted(

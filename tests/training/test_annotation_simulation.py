@@ -100,7 +100,9 @@ def test_finetuning_every_n_accepted_makes_versions_and_switches_only_when_bette
     assert [f["after_accepted"] for f in result.finetunes] == [3]
     tuned = result.finetunes[0]
     assert tuned["parent"] == "tiny" and tuned["version"] in registry.names() and tuned["steps"] == 2
-    assert tuned["switched"] == switch_to_child(tuned["validation_dice_before"], tuned["validation_dice_after"])
+    assert tuned["switched"] == switch_to_child(
+        tuned["validation_dice_before"], tuned["validation_dice_after"]
+    )
     expected = tuned["version"] if tuned["switched"] else "tiny"
     assert [r["model_version"] for r in result.images] == ["tiny"] * 3 + [expected] * 3
 

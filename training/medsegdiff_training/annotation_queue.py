@@ -378,7 +378,9 @@ class AnnotationQueue:
         try:
             raw = self.path.read_bytes()
         except OSError as error:
-            raise CorrectionsError(f"Cannot read the queue state {self.path}: {error.strerror or error}") from None
+            raise CorrectionsError(
+                f"Cannot read the queue state {self.path}: {error.strerror or error}"
+            ) from None
         events, damaged = [], []
         for number, line in enumerate(raw.split(b"\n"), start=1):
             if not line.strip():

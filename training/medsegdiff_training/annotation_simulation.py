@@ -162,7 +162,9 @@ def simulate_annotation(
         outcome.images.append(record)
         if on_image is not None:
             on_image(record)
-        queue.accept(item, entry_id=entry.id, seconds=seconds, fraction_changed=changed, model_version=version)
+        queue.accept(
+            item, entry_id=entry.id, seconds=seconds, fraction_changed=changed, model_version=version
+        )
         accepted = queue.counts()["accepted"]
         if finetune_every and accepted % finetune_every == 0 and queue.current is not None:
             tuned = _finetune_step(store, registry, version, config, cancel, accepted)

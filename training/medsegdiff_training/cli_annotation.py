@@ -37,10 +37,18 @@ def add_simulate_annotation(subparsers: argparse._SubParsersAction, common, samp
     )
     parser.add_argument("--minutes-per-finetune", type=float, default=3.0, metavar="M")
     parser.add_argument(
-        "--steps-per-finetune", type=int, default=None, metavar="S", help="step budget too (first reached wins)"
+        "--steps-per-finetune",
+        type=int,
+        default=None,
+        metavar="S",
+        help="step budget too (first reached wins)",
     )
     parser.add_argument(
-        "--store", type=Path, default=None, metavar="DIR", help="a new corrections store (default: OUT.store/)"
+        "--store",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a new corrections store (default: OUT.store/)",
     )
     parser.add_argument("--out", required=True, type=Path, metavar="FILE.json")
     sampling(parser, batch_size=1)
@@ -76,7 +84,11 @@ def command_simulate_annotation(args: argparse.Namespace) -> int:
     )
     commands.note(
         f"Simulating a {args.order}-order queue of {len(pairs)} images with {model}"
-        + (f", fine-tuning every {args.finetune_every} accepted" if args.finetune_every else ", no fine-tuning")
+        + (
+            f", fine-tuning every {args.finetune_every} accepted"
+            if args.finetune_every
+            else ", no fine-tuning"
+        )
     )
 
     def on_image(record: dict) -> None:
