@@ -7,9 +7,11 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -63,3 +65,21 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def fixed_blob_baseline(
+    train_masks: Sequence[np.ndarray], test_masks: Sequence[np.ndarray]
+) -> dict[str, float]:
+    """The no-model baseline: the thresholded mean training mask, resized to each test image."""
+    from medsegdiff_training.metrics import score, summarise_scores
+    from medsegdiff_training.preprocess import resize
+
+    size = (128, 128)
+    mean = torch.stack(
+        [resize(torch.from_numpy((m > 0).astype(np.float32))[None, None], size)[0, 0] for m in train_masks]
+    ).mean(0)
+    scores = []
+    for truth in test_masks:
+        blob = resize(mean[None, None], truth.shape)[0, 0].numpy() > 0.5
+        scores.append(score(blob.astype(np.uint8), truth > 0, 2))
+    return summarise_scores(scores)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, environment, write_result
+from _common import RESULTS, environment, fixed_blob_baseline, write_result
 
 from medsegdiff_training.checkpoint import load_checkpoint
 from medsegdiff_training.data import find_pairs, read_array
-from medsegdiff_training.evaluation import evaluate_pairs, fixed_blob_baseline
+from medsegdiff_training.evaluation import evaluate_pairs
 from medsegdiff_training.inference import SamplingSettings, Segmenter
 from medsegdiff_training.metrics import score, summarise_scores
 from medsegdiff_training.registry import ModelRegistry
@@ -52,16 +52,39 @@ def load(spec: str, device: str):
     return Segmenter(checkpoint, device=device)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/ddti"))
-    parser.add_argument("--plans", nargs="*", default=DEFAULT_PLANS, help="sampler:steps[:ensemble]")
-    parser.add_argument("--unet", type=Path, default=Path("runs/unet_baseline/unet.safetensors"))
+def quality_parser(
+    description: str | None, model: str, data: Path, plans: list[str], batch_size: int, name: str
+) -> argparse.ArgumentParser:
+    """The options every quality benchmark takes, with its own defaults."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", default=model)
+    parser.add_argument("--data", type=Path, default=data)
+    parser.add_argument("--plans", nargs="*", default=plans, help="sampler:steps[:ensemble]")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=22)
-    parser.add_argument("--name", default="quality_ddti")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--name", default=name)
+    return parser
+
+
+def parse_quality_arguments(
+    parser: argparse.ArgumentParser, test_split: str, train_split: str
+) -> tuple[argparse.Namespace, list, list]:
+    """Parse, set the thread count, and find the (test, train) pairs of ``--data``'s split.csv."""
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = args.data
+    test = find_pairs(data / "images", data / "masks", data / "split.csv", test_split)
+    train = find_pairs(data / "images", data / "masks", data / "split.csv", train_split)
+    return args, test, train
+
+
+def main() -> None:
+    parser = quality_parser(
+        __doc__, "default", Path("../shared/data/ddti"), DEFAULT_PLANS, 22, "quality_ddti"
+    )
+    parser.add_argument("--unet", type=Path, default=Path("runs/unet_baseline/unet.safetensors"))
     parser.add_argument(
         "--keep",
         type=Path,
@@ -74,12 +97,7 @@ def main() -> None:
         help="score the model's held-out validation cases (train split) instead of the test split: "
         "for choosing sampler settings without looking at the test split",
     )
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    data = args.data
-    test = find_pairs(data / "images", data / "masks", data / "split.csv", "test")
-    train = find_pairs(data / "images", data / "masks", data / "split.csv", "train")
+    args, test, train = parse_quality_arguments(parser, "test", "train")
     segmenter = load(args.model, args.device)
     if args.held_out:
         held_out = set(segmenter.checkpoint.metadata.get("training_data", {}).get("held_out_validation", []))
@@ -96,7 +114,7 @@ def main() -> None:
         "all_foreground": summarise_scores([score(np.ones_like(t, np.uint8), t, 2) for t in truths]),
     }
     if not args.held_out:
-        baselines.update(unet_baselines(args.unet, data))
+        baselines.update(unet_baselines(args.unet, args.data))
     for name, summary in baselines.items():
         print(f"{name}: Dice {summary['dice']:.4f}", flush=True)
     results = json.loads(args.keep.read_text()) if args.keep else []

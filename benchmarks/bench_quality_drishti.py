@@ -12,20 +12,18 @@ disc-centred (as the DDTI crops are nodule-centred).
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from _common import environment, write_result
-from bench_quality import load
+from bench_quality import load, parse_quality_arguments, quality_parser
 
-from medsegdiff_training.data import find_pairs, read_array, read_mask
+from medsegdiff_training.data import read_array, read_mask
 from medsegdiff_training.inference import SamplingSettings
 from medsegdiff_training.metrics import dice, hd95, iou, summarise_scores
 from medsegdiff_training.preprocess import resize
-from medsegdiff_training.samplers import run_to_end
 
 DEFAULT_PLANS = ["ddim:1", "ddim:3", "ddim:5", "ddim:10", "dpm++:5", "ddpm:100", "ddim:3:5", "ddim:5:5"]
 STRUCTURES = {"disc": lambda labels: labels >= 1, "cup": lambda labels: labels == 2}
@@ -59,20 +57,9 @@ def majority_map(train_masks: list[np.ndarray], size: tuple[int, int] = (128, 12
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="drishti-disc-cup")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/drishti_roi"))
-    parser.add_argument("--plans", nargs="*", default=DEFAULT_PLANS, help="sampler:steps[:ensemble]")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=17)
-    parser.add_argument("--name", default="quality_drishti")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    data = args.data
-    test = find_pairs(data / "images", data / "masks", data / "split.csv", "Test")
-    train = find_pairs(data / "images", data / "masks", data / "split.csv", "Training")
+    data = Path("../shared/data/drishti_roi")
+    parser = quality_parser(__doc__, "drishti-disc-cup", data, DEFAULT_PLANS, 17, "quality_drishti")
+    args, test, train = parse_quality_arguments(parser, "Test", "Training")
     truths = [read_mask(p.mask) for p in test]
     frequencies = majority_map([read_mask(p.mask) for p in train])
     blob = [resize(frequencies[None], t.shape)[0].argmax(0).numpy() for t in truths]
@@ -94,13 +81,11 @@ def main() -> None:
         batch = max(1, args.batch_size // settings.ensemble)
         started, scores = time.perf_counter(), []
         for start in range(0, len(test), batch):
-            pairs = test[start : start + batch]
-            prepared = torch.cat([segmenter.prepare(read_array(p.image)) for p in pairs])
-            final = run_to_end(segmenter.denoise(prepared, settings))
-            for index, truth in enumerate(truths[start : start + batch]):
-                members = final[index * settings.ensemble : (index + 1) * settings.ensemble]
-                labels = segmenter.summarise(members, settings, truth.shape)[0].labels
-                scores.append(structure_scores(labels, truth))
+            images = [read_array(p.image) for p in test[start : start + batch]]
+            batch_truths = truths[start : start + batch]
+            results_batch = segmenter.segment_batch(images, settings, [t.shape for t in batch_truths])
+            for result, truth in zip(results_batch, batch_truths, strict=True):
+                scores.append(structure_scores(result.labels, truth))
         seconds = time.perf_counter() - started
         summary = summarise_scores(scores)
         results.append({"settings": settings.to_dict(), "summary": summary, "seconds": seconds})

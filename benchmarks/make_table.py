@@ -81,6 +81,15 @@ def peer_table(result: dict) -> list[str]:
     return lines
 
 
+def plan_label(settings: dict) -> str:
+    """'MedSegDiff ddim, 3 steps, ensemble 5' for a result's sampling settings."""
+    steps, ensemble = settings["steps"], settings["ensemble"]
+    plural = "s" * (steps != 1)
+    return f"MedSegDiff {settings['sampler']}, {steps} step{plural}" + (
+        f", ensemble {ensemble}" if ensemble > 1 else ""
+    )
+
+
 def quality_table(result: dict) -> list[str]:
     lines = [
         f"**Quality on the {result['data']}** (`bench_quality.py`, model `{result['model']}`) — {_env(result)}",
@@ -105,10 +114,7 @@ def quality_table(result: dict) -> list[str]:
         five = f"{s['dice_5threshold']:.3f}" if "dice_5threshold" in s else "–"
         lines.append(f"| {name} | {s['dice']:.3f} | {five} | {s['iou']:.3f} | {s['hd95']:.1f} | – |")
     for r in result["results"]:
-        st, s = r["settings"], r["summary"]
-        label = f"MedSegDiff {st['sampler']}, {st['steps']} step{'s' * (st['steps'] != 1)}" + (
-            f", ensemble {st['ensemble']}" if st["ensemble"] > 1 else ""
-        )
+        s, label = r["summary"], plan_label(r["settings"])
         lines.append(
             f"| {label} | {s['dice']:.3f} | {s['dice_5threshold']:.3f} | {s['iou']:.3f} | {s['hd95']:.1f} | {r['seconds']:.0f} |"
         )
@@ -127,11 +133,7 @@ def drishti_table(result: dict) -> list[str]:
         for s in result["baselines"].values()
     ]
     for r in result["results"]:
-        st = r["settings"]
-        label = f"MedSegDiff {st['sampler']}, {st['steps']} step{'s' * (st['steps'] != 1)}" + (
-            f", ensemble {st['ensemble']}" if st["ensemble"] > 1 else ""
-        )
-        rows.append((label, r["summary"], r["seconds"]))
+        rows.append((plan_label(r["settings"]), r["summary"], r["seconds"]))
     for label, s, seconds in rows:
         lines.append(
             f"| {label} | {s['disc_dice']:.3f} | {s['cup_dice']:.3f} | {s['disc_hd95']:.1f} | {s['cup_hd95']:.1f} | "

@@ -5,4 +5,9 @@ the npe2 manifest ``napari.yaml``. The model, samplers and training live in
 :mod:`medsegdiff_training`, which never imports Qt or napari.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # written once, in medsegdiff_training/__init__.py; the build puts it in the metadata
+    __version__ = version("napari-medsegdiff")
+except PackageNotFoundError:  # running from a checkout that is not installed
+    __version__ = "unknown"

@@ -1,9 +1,9 @@
-"""The "Fine-tune MedSegDiff on corrections…" dialog and its menu command."""
+"""The "Fine-tune MedSegDiff on corrections…" dialog (its menu command: :mod:`._menu_commands`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -22,10 +22,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._finetune_process import FinetuneProcess, FinetuneRequest
-from ._models import device_choices, model_choices
-
-if TYPE_CHECKING:
-    import napari
+from ._models import device_choices, fill_device_box, model_choices
 
 
 def _stop_when_closed(process: FinetuneProcess, progress_bar: Any) -> Callable[..., None]:
@@ -103,12 +100,7 @@ class FinetuneDialog(QDialog):
         self.minutes.setSpecialValueText("no limit")
         self.minutes.setSuffix(" min")
         self.device = QComboBox()
-        for choice, reason in device_choices():
-            self.device.addItem(choice if reason is None else f"{choice} (unavailable)", choice)
-            if reason:
-                item = self.device.model().item(self.device.count() - 1)
-                item.setEnabled(False)
-                item.setToolTip(reason)
+        fill_device_box(self.device, device_choices())
         self.mix_original = QCheckBox("mix in the parent's original training data")
         self.mix_original.setToolTip(
             "Half of every batch from the parent's own training images, so it does not forget them. "
@@ -242,15 +234,3 @@ class FinetuneDialog(QDialog):
         self.status.setText(message)
         self.start_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-
-
-def open_finetune_dialog(viewer: napari.Viewer) -> None:
-    """Menu command: dock the MedSegDiff widget (if needed) and open its fine-tune dialog."""
-    _, widget = viewer.window.add_plugin_dock_widget("napari-medsegdiff", "MedSegDiff")
-    widget.open_finetune_dialog()
-
-
-def export_from_menu(viewer: napari.Viewer) -> None:
-    """Menu command: export the current correction through the MedSegDiff widget."""
-    _, widget = viewer.window.add_plugin_dock_widget("napari-medsegdiff", "MedSegDiff")
-    widget.export_correction()

@@ -1,4 +1,4 @@
-"""The models the widget offers, loaded lazily and once per (version, device).
+"""The models and devices the widget offers; models loaded lazily and once per (version, device).
 
 torch and the training package are imported only when a model is first needed, so that
 opening the widget is instant.
@@ -10,6 +10,8 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from qtpy.QtWidgets import QComboBox
+
     from medsegdiff_training.inference import Segmenter
 
 UNTRAINED = "untrained"
@@ -47,6 +49,22 @@ def device_choices() -> list[tuple[str, str | None]]:
 
     reasons = device_availability()
     return [(choice, reasons.get(choice)) for choice in DEVICE_CHOICES]
+
+
+def fill_device_box(box: QComboBox, devices: list[tuple[str, str | None]]) -> None:
+    """Fill a device picker: unavailable devices greyed out with the reason as a tooltip.
+
+    The current choice is kept when it is still listed.
+    """
+    current = box.currentData()
+    box.clear()
+    for choice, reason in devices:
+        box.addItem(choice if reason is None else f"{choice} (unavailable)", choice)
+        if reason is not None:
+            item = box.model().item(box.count() - 1)
+            item.setEnabled(False)
+            item.setToolTip(reason)
+    box.setCurrentIndex(max(box.findData(current), 0))
 
 
 def get_segmenter(version: str, device: str) -> Segmenter:

@@ -3,7 +3,8 @@
 It only gathers choices and shows results; sampling runs in a napari worker thread
 (:mod:`._sampling_glue` turns the sampler's steps into frames), models come from the
 registry through :mod:`._models`, exports go through :mod:`._export`, and fine-tuning
-runs in a separate process (:mod:`._finetune_dialog`).
+runs in a separate process (:mod:`._finetune_dialog`, also reached from the menu
+through :mod:`._menu_commands`).
 """
 
 from __future__ import annotations
@@ -27,10 +28,19 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from medsegdiff_training.sampling_defaults import (  # torch-free: the core's recommendation
+    DEFAULT_SAMPLER,
+    DEFAULT_SEED,
+    DEFAULT_THRESHOLD,
+    RECOMMENDED_ENSEMBLE,
+    RECOMMENDED_STEPS,
+    SAMPLER_LABELS,
+)
+
 from ._animation import StepAnimation
 from ._corrections_panel import CorrectionsPanel
 from ._layer_axes import INTERPRETATIONS, LayerAxes, UnsupportedLayerError, interpret
-from ._models import UNTRAINED, device_choices, forget_models, model_choices
+from ._models import UNTRAINED, device_choices, fill_device_box, forget_models, model_choices
 from ._placement import placement_of
 from ._result_layers import SegmentationRun, add_result_layers
 from ._sampling_glue import Frame, segment_layer
@@ -38,9 +48,7 @@ from ._sampling_glue import Frame, segment_layer
 if TYPE_CHECKING:
     import napari
 
-SAMPLERS = (("DDIM (fast)", "ddim"), ("DPM-Solver++ (fastest)", "dpm++"), ("DDPM (paper, 100 steps)", "ddpm"))
-RECOMMENDED_STEPS = {"ddpm": 100, "ddim": 3, "dpm++": 5}  # mirrors medsegdiff_training.samplers
-RECOMMENDED_ENSEMBLE = 5  # mirrors medsegdiff_training.samplers
+SAMPLERS = SAMPLER_LABELS  # (label shown, sampler name), in the order shown
 
 
 def _ask(parent: QWidget, question: str) -> bool:
@@ -109,7 +117,8 @@ class SegmentWidget(QWidget):
         self.sampler_box.currentIndexChanged.connect(
             lambda: self.steps.setValue(RECOMMENDED_STEPS[self.sampler_box.currentData()])
         )
-        self.steps.setValue(RECOMMENDED_STEPS["ddim"])
+        self.sampler_box.setCurrentIndex(self.sampler_box.findData(DEFAULT_SAMPLER))
+        self.steps.setValue(RECOMMENDED_STEPS[DEFAULT_SAMPLER])
         self.ensemble = QSpinBox()
         self.ensemble.setRange(1, 32)
         self.ensemble.setValue(RECOMMENDED_ENSEMBLE)
@@ -118,10 +127,11 @@ class SegmentWidget(QWidget):
         )
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
+        self.seed.setValue(DEFAULT_SEED)
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.01, 0.99)
         self.threshold.setSingleStep(0.05)
-        self.threshold.setValue(0.5)
+        self.threshold.setValue(DEFAULT_THRESHOLD)
         self.threshold.setToolTip("Foreground threshold of binary models; K-class models take the argmax.")
         self.scope_box = QComboBox()
         self.scope_box.addItems(["current slice", "all slices"])
@@ -228,15 +238,7 @@ class SegmentWidget(QWidget):
             self._fill_choices(_read_choices())
 
     def _fill_devices(self, devices: list[tuple[str, str | None]]) -> None:
-        current = self.device_box.currentData()
-        self.device_box.clear()
-        for choice, reason in devices:
-            self.device_box.addItem(choice if reason is None else f"{choice} (unavailable)", choice)
-            if reason is not None:
-                item = self.device_box.model().item(self.device_box.count() - 1)
-                item.setEnabled(False)
-                item.setToolTip(reason)
-        self.device_box.setCurrentIndex(max(self.device_box.findData(current), 0))
+        fill_device_box(self.device_box, devices)
 
     def _fill_models(self, models: list[tuple[str, str]], selected: str, current: Any) -> None:
         self.model_box.clear()

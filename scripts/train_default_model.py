@@ -23,7 +23,8 @@ import torch
 from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
 from medsegdiff_training.data import SegmentationDataset, find_pairs
 from medsegdiff_training.inference import SamplingSettings
-from medsegdiff_training.trainer import TrainConfig, train
+from medsegdiff_training.train_config import TrainConfig, train_config_from
+from medsegdiff_training.trainer import train
 
 
 def case_of(name: str) -> str:
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/default"))
     parser.add_argument("--minutes", type=float, default=93)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", dest="learning_rate", type=float, default=1e-3)
     parser.add_argument("--prediction", choices=["epsilon", "v"], default="v")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=None, help="step budget (first of steps/minutes wins)")
@@ -74,18 +75,15 @@ def main() -> None:
     print(
         f"{len(train_data)} training and {len(validation_data)} validation images, loaded in {time.time() - started:.0f} s"
     )
-    config = TrainConfig(
-        steps=args.steps,
-        minutes=args.minutes,
-        mask_loss_weight=args.mask_loss_weight,
-        amp=not args.no_amp,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
+    recipe = TrainConfig(
         validate_every=250,
-        validation_images=len(validation_data),
         validation_sampling=SamplingSettings(sampler="ddim", steps=10, seed=0),
         checkpoint_every=250,
         device="cpu",
+    )
+    # the same generic mapping as `medsegdiff train`: options named after TrainConfig's fields
+    config = train_config_from(
+        args, recipe, steps=args.steps, amp=not args.no_amp, validation_images=len(validation_data)
     )
 
     def report(progress):

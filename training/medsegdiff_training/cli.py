@@ -19,20 +19,28 @@ Examples
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import cli_commands as commands
+# Only torch-free modules here: --help and argument errors must not wait for torch.
 from .cli_annotation import add_simulate_annotation
 from .cli_progress import emit_json
 from .config import NAMED_CONFIGS
-from .device import DEVICE_CHOICES
-from .errors import MedSegDiffError
-from .finetune import DEFAULT_FINETUNE_CONFIG
-from .samplers import RECOMMENDED_ENSEMBLE, SAMPLERS
+from .errors import EXIT_CANCELLED, EXIT_USER_ERROR, MedSegDiffError
+from .sampling_defaults import (
+    DEFAULT_SAMPLER,
+    DEFAULT_SEED,
+    DEFAULT_THRESHOLD,
+    DEVICE_CHOICES,
+    RECOMMENDED_ENSEMBLE,
+    SAMPLERS,
+)
+from .train_config import DEFAULT_FINETUNE_CONFIG, TrainConfig
 
 PROG = "medsegdiff"
+TRAIN = TrainConfig()  # the defaults the train options show
 
 
 def _common(parser: argparse.ArgumentParser, device: bool = True, nested: bool = False) -> None:
@@ -50,6 +58,13 @@ def _common(parser: argparse.ArgumentParser, device: bool = True, nested: bool =
         )
 
 
+def _long_run(parser: argparse.ArgumentParser, command: str, progress_help: str) -> None:
+    """What train and finetune end with: machine-readable progress, registry, device."""
+    parser.add_argument("--progress-json", action="store_true", help=progress_help)
+    _common(parser)
+    parser.set_defaults(command_name=command)
+
+
 def _sampling(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument(
         "--model",
@@ -57,7 +72,7 @@ def _sampling(parser: argparse.ArgumentParser, batch_size: int) -> None:
         metavar="VERSION",
         help="registry version or checkpoint folder (default: the selected version)",
     )
-    parser.add_argument("--sampler", default="ddim", choices=SAMPLERS)
+    parser.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS)
     parser.add_argument(
         "--steps", type=int, default=None, help="sampling steps (default: the sampler's recommended)"
     )
@@ -67,8 +82,10 @@ def _sampling(parser: argparse.ArgumentParser, batch_size: int) -> None:
         default=RECOMMENDED_ENSEMBLE,
         help=f"samples per image, averaged, in one batch (default: {RECOMMENDED_ENSEMBLE})",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threshold", type=float, default=0.5, help="foreground threshold of binary models")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--threshold", type=float, default=DEFAULT_THRESHOLD, help="foreground threshold of binary models"
+    )
     parser.add_argument("--batch-size", type=int, default=batch_size, help="images per sampler run")
     parser.add_argument(
         "--no-amp",
@@ -123,16 +140,20 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--minutes", type=float, default=None, help="wall-clock budget; with --steps, first reached wins"
     )
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=TRAIN.batch_size)
     parser.add_argument(
-        "--lr", type=float, default=1e-4, help="AdamW learning rate (default: 1e-4, the paper's)"
+        "--lr",
+        dest="learning_rate",
+        type=float,
+        default=TRAIN.learning_rate,
+        help=f"AdamW learning rate (default: {TRAIN.learning_rate:g}, the paper's)",
     )
-    parser.add_argument("--ema-decay", type=float, default=0.999)
-    parser.add_argument("--grad-clip", type=float, default=1.0)
+    parser.add_argument("--ema-decay", type=float, default=TRAIN.ema_decay)
+    parser.add_argument("--grad-clip", type=float, default=TRAIN.grad_clip)
     parser.add_argument(
         "--mask-loss-weight",
         type=float,
-        default=0.0,
+        default=TRAIN.mask_loss_weight,
         help="weight of a soft-Dice loss on the predicted mask (default 0: the paper's MSE alone)",
     )
     parser.add_argument(
@@ -148,12 +169,15 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         help="float32 throughout: no bf16 mixed precision (used on CUDA and on CPUs with AMX/AVX512-BF16)",
     )
     parser.add_argument("--no-augment", action="store_true", help="no flips, affine or intensity jitter")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--validate-every", type=int, default=500, metavar="STEPS")
+    parser.add_argument("--seed", type=int, default=TRAIN.seed)
+    parser.add_argument("--validate-every", type=int, default=TRAIN.validate_every, metavar="STEPS")
     parser.add_argument(
-        "--validation-images", type=int, default=32, help="validation images scored each time"
+        "--validation-images",
+        type=int,
+        default=TRAIN.validation_images,
+        help="validation images scored each time",
     )
-    parser.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS")
+    parser.add_argument("--checkpoint-every", type=int, default=TRAIN.checkpoint_every, metavar="STEPS")
     parser.add_argument(
         "--out", required=True, type=Path, metavar="RUN_DIR", help="run folder (resumed if it has a state)"
     )
@@ -170,11 +194,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--select", action="store_true", help="with --register: select the new version")
     parser.add_argument("--description", default=None)
-    parser.add_argument(
-        "--progress-json", action="store_true", help="JSON lines on stdout instead of text progress"
-    )
-    _common(parser)
-    parser.set_defaults(handler=commands.command_train)
+    _long_run(parser, "train", "JSON lines on stdout instead of text progress")
 
 
 def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
@@ -194,8 +214,10 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_FINETUNE_CONFIG.batch_size)
-    parser.add_argument("--lr", type=float, default=DEFAULT_FINETUNE_CONFIG.learning_rate)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--lr", dest="learning_rate", type=float, default=DEFAULT_FINETUNE_CONFIG.learning_rate
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_FINETUNE_CONFIG.seed)
     parser.add_argument(
         "--validation-fraction",
         type=float,
@@ -222,11 +244,7 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--run-dir", type=Path, default=None, help="run folder (default: under the data folder)"
     )
-    parser.add_argument(
-        "--progress-json", action="store_true", help="JSON lines on stdout (for the napari plugin)"
-    )
-    _common(parser)
-    parser.set_defaults(handler=commands.command_finetune)
+    _long_run(parser, "finetune", "JSON lines on stdout (for the napari plugin)")
 
 
 def _add_predict(subparsers: argparse._SubParsersAction) -> None:
@@ -247,7 +265,7 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true")
     _sampling(parser, batch_size=8)
     _common(parser)
-    parser.set_defaults(handler=commands.command_predict)
+    parser.set_defaults(command_name="predict")
 
 
 def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
@@ -261,7 +279,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--per-image", action="store_true", help="with --json: every image's scores too")
     _sampling(parser, batch_size=8)
     _common(parser)
-    parser.set_defaults(handler=commands.command_evaluate)
+    parser.set_defaults(command_name="evaluate")
 
 
 def _add_models(subparsers: argparse._SubParsersAction) -> None:
@@ -288,7 +306,7 @@ def _add_models(subparsers: argparse._SubParsersAction) -> None:
         _common(sub, device=False, nested=True)
     parser.add_argument("--json", action="store_true")
     _common(parser, device=False)
-    parser.set_defaults(handler=commands.command_models, name=None)
+    parser.set_defaults(command_name="models", name=None)
 
 
 def _add_info(subparsers: argparse._SubParsersAction) -> None:
@@ -302,7 +320,7 @@ def _add_info(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true")
     _common(parser, device=False)
-    parser.set_defaults(handler=commands.command_info)
+    parser.set_defaults(command_name="info")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -326,7 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        return int(args.handler(args))
+        # imported only now: parsing (and --help) never loads torch or the trainer
+        commands = importlib.import_module(".cli_commands", __package__)
+        return int(getattr(commands, f"command_{args.command_name}")(args))
     except MedSegDiffError as error:
         return _fail(args, str(error))
     except FloatingPointError as error:  # the loss diverged: the user's learning rate
@@ -335,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
-        return commands.EXIT_CANCELLED
+        return EXIT_CANCELLED
 
 
 def _fail(args: argparse.Namespace, message: str) -> int:
@@ -344,7 +364,7 @@ def _fail(args: argparse.Namespace, message: str) -> int:
         emit_json({"event": "error", "message": message})
     sys.stderr.write(f"{PROG}: error: {message}\n")
     sys.stderr.flush()
-    return commands.EXIT_USER_ERROR
+    return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """``medsegdiff simulate-annotation``: replay an annotation queue with expert masks.
 
+The parser part is torch-free (``medsegdiff --help`` stays fast); the command imports the
+core when it runs (``cli_commands`` re-exports it for the CLI's dispatch).
+
 Every image of a dataset is pre-segmented by the queue's model, the expert mask is
 accepted as the annotator's correction into a corrections store, and (with
 ``--finetune-every N``) the model is fine-tuned on the store every N accepted images, as
@@ -53,7 +56,7 @@ def add_simulate_annotation(subparsers: argparse._SubParsersAction, common, samp
     parser.add_argument("--out", required=True, type=Path, metavar="FILE.json")
     sampling(parser, batch_size=1)
     common(parser)
-    parser.set_defaults(handler=command_simulate_annotation)
+    parser.set_defaults(command_name="simulate_annotation")
 
 
 def command_simulate_annotation(args: argparse.Namespace) -> int:

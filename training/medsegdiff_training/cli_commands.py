@@ -8,10 +8,8 @@ one line by :func:`medsegdiff_training.cli.main`.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +17,28 @@ import numpy as np
 import torch
 
 from .checkpoint import PICKLE_SUFFIXES, Checkpoint, load_checkpoint
+from .cli_annotation import command_simulate_annotation  # the CLI dispatches by name
 from .cli_progress import CountReporter, TrainingReporter, cancel_on_signals, emit_json, json_safe
-from .config import DiffusionConfig, ModelConfig, PreprocessConfig, named_config
+from .config import DiffusionConfig, ModelConfig, PreprocessConfig, image_size_of, named_config
 from .corrections import CorrectionsStore
 from .data.dataset import SegmentationDataset
 from .data.io import read_array, read_mask
 from .data.pairs import Pair, find_pairs
 from .distributed import distributed_session
-from .errors import ConfigError
+from .errors import EXIT_CANCELLED, EXIT_OK, EXIT_USER_ERROR, ConfigError
 from .finetune import DEFAULT_FINETUNE_CONFIG, finetune
 from .inference import SamplingSettings, Segmenter
 from .registry import ModelRegistry
-from .trainer import TrainConfig, train
+from .summary import describe
+from .train_config import TrainConfig, train_config_from
+from .trainer import train
 
-EXIT_OK, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 130
+__all__ = [  # re-exported for callers of the commands
+    "EXIT_CANCELLED",
+    "EXIT_OK",
+    "EXIT_USER_ERROR",
+    "command_simulate_annotation",
+]
 
 
 def out(line: str = "") -> None:
@@ -94,7 +100,7 @@ def detect_channels(pair: Pair) -> int:
 def model_config_for(args: argparse.Namespace, pairs: list[Pair]) -> ModelConfig:
     changes: dict[str, Any] = {}
     if args.image_size:
-        changes["image_size"] = tuple(args.image_size) * (2 if len(args.image_size) == 1 else 1)
+        changes["image_size"] = image_size_of(args.image_size)
     changes["num_classes"] = (
         detect_num_classes(pairs) if args.num_classes == "auto" else int(args.num_classes)
     )
@@ -121,6 +127,18 @@ def split_training_pairs(args: argparse.Namespace) -> tuple[list[Pair], list[Pai
     return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
 
 
+def train_config_of(args: argparse.Namespace, device: str) -> TrainConfig:
+    """``medsegdiff train``'s options as a :class:`TrainConfig` (options carry the field names)."""
+    overrides: dict[str, Any] = {"augment": None} if args.no_augment else {}
+    return train_config_from(
+        args,
+        steps=args.steps,  # None with --minutes alone: no step budget
+        amp=not args.no_amp,
+        device=device,
+        **overrides,
+    )
+
+
 def command_train(args: argparse.Namespace) -> int:
     if args.steps is None and args.minutes is None:
         raise ConfigError("Give a training budget: --steps N, --minutes M or both.")
@@ -142,22 +160,7 @@ def command_train(args: argparse.Namespace) -> int:
             if validation_pairs
             else None
         )
-        config = TrainConfig(
-            steps=args.steps,
-            minutes=args.minutes,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            ema_decay=args.ema_decay,
-            grad_clip=args.grad_clip,
-            mask_loss_weight=args.mask_loss_weight,
-            amp=not args.no_amp,
-            seed=args.seed,
-            validate_every=args.validate_every,
-            validation_images=args.validation_images,
-            checkpoint_every=args.checkpoint_every,
-            device=context.device,
-            augment=None if args.no_augment else TrainConfig().augment,
-        )
+        config = train_config_of(args, context.device)
         source = {
             "images": str(Path(args.images).resolve()),
             "masks": str(Path(args.masks).resolve()),
@@ -238,15 +241,9 @@ def command_finetune(args: argparse.Namespace) -> int:
             if args.steps is not None
             else (None if args.minutes is not None else DEFAULT_FINETUNE_CONFIG.steps)
         )
-        config = replace(
-            DEFAULT_FINETUNE_CONFIG,
-            steps=steps,
-            minutes=args.minutes,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            seed=args.seed,
-            device=context.device,
-        )
+        # --mask-loss-weight is the finetune's own choice (default: the parent's), not the config's
+        values = {k: v for k, v in vars(args).items() if k != "mask_loss_weight"}
+        config = train_config_from(values, DEFAULT_FINETUNE_CONFIG, steps=steps, device=context.device)
         reporter = TrainingReporter(json_lines=args.progress_json) if context.is_main else None
         result = finetune(
             parent,
@@ -406,91 +403,97 @@ def print_evaluation(document: dict[str, Any]) -> None:
 # -- models / info ----------------------------------------------------------------------
 
 
-def command_models(args: argparse.Namespace) -> int:
-    registry = registry_of(args)
-    action = args.action or "list"
-    if action == "list":
-        selected = registry.selected()
-        versions = registry.versions()
-        if args.json:
-            out(
-                json.dumps(
-                    json_safe(
-                        {
-                            "registry": str(registry.root),
-                            "selected": selected,
-                            "versions": [v.to_dict() | {"selected": v.name == selected} for v in versions],
-                        }
-                    ),
-                    indent=2,
-                )
-            )
-            return EXIT_OK
-        if not versions:
-            out(f"No model versions in {registry.root} yet (and no shipped default).")
-        for version in versions:
-            dice = version.metrics.get("validation_dice_after", version.metrics.get("validation_dice"))
-            out(
-                f"{'*' if version.name == selected else ' '} {version.name:<24} {version.created[:16]:<17} "
-                f"parent {version.parent or '-':<20} Dice {_number(dice)}  {version.config_summary}"
-                + ("  (read-only)" if version.read_only else "")
-            )
-        if selected not in {v.name for v in versions}:
-            out(f"selected: {selected} (not installed)")
-    elif action == "show":
-        info = registry.describe(args.name or registry.selected())
-        if args.json:
-            out(json.dumps(json_safe(info), indent=2))
-        else:
-            for key in (
-                "name",
-                "path",
-                "parent",
-                "created",
-                "description",
-                "config_summary",
-                "data_digest",
-                "read_only",
-                "selected",
-            ):
-                out(f"{key:<15} {info[key]}")
-            for key, value in info["metrics"].items():
-                out(f"{'metric':<15} {key} = {value}")
-    elif action in ("select", "rollback"):
-        before = registry.selected()
-        if args.name:
-            registry.select(args.name)
-        elif action == "rollback":
-            registry.rollback()
-        else:
-            raise ConfigError("Name the version to select: medsegdiff models select NAME.")
-        after = registry.selected()
+def _models_list(args: argparse.Namespace, registry: ModelRegistry) -> None:
+    selected = registry.selected()
+    versions = registry.versions()
+    if args.json:
+        document = {
+            "registry": str(registry.root),
+            "selected": selected,
+            "versions": [v.to_dict() | {"selected": v.name == selected} for v in versions],
+        }
+        out(json.dumps(json_safe(document), indent=2))
+        return
+    if not versions:
+        out(f"No model versions in {registry.root} yet (and no shipped default).")
+    for version in versions:
+        dice = version.metrics.get("validation_dice_after", version.metrics.get("validation_dice"))
         out(
-            json.dumps({"selected": after, "previous": before})
-            if args.json
-            else f"Selected {after} (was {before})."
+            f"{'*' if version.name == selected else ' '} {version.name:<24} {version.created[:16]:<17} "
+            f"parent {version.parent or '-':<20} Dice {_number(dice)}  {version.config_summary}"
+            + ("  (read-only)" if version.read_only else "")
         )
-    elif action == "rename":
-        version = registry.rename(args.name, args.new_name)
-        out(json.dumps(version.to_dict()) if args.json else f"Renamed {args.name} to {version.name}.")
-    elif action == "delete":
-        registry.delete(args.name)
-        out(json.dumps({"deleted": args.name}) if args.json else f"Deleted {args.name}.")
+    if selected not in {v.name for v in versions}:
+        out(f"selected: {selected} (not installed)")
+
+
+def _models_show(args: argparse.Namespace, registry: ModelRegistry) -> None:
+    info = registry.describe(args.name or registry.selected())
+    if args.json:
+        out(json.dumps(json_safe(info), indent=2))
+        return
+    for key in (
+        "name",
+        "path",
+        "parent",
+        "created",
+        "description",
+        "config_summary",
+        "data_digest",
+        "read_only",
+        "selected",
+    ):
+        out(f"{key:<15} {info[key]}")
+    for key, value in info["metrics"].items():
+        out(f"{'metric':<15} {key} = {value}")
+
+
+def _models_select(args: argparse.Namespace, registry: ModelRegistry) -> None:
+    """``select NAME``, ``rollback`` (to the parent) or ``rollback NAME``."""
+    before = registry.selected()
+    if args.name:
+        registry.select(args.name)
+    elif args.action == "rollback":
+        registry.rollback()
+    else:
+        raise ConfigError("Name the version to select: medsegdiff models select NAME.")
+    after = registry.selected()
+    out(
+        json.dumps({"selected": after, "previous": before})
+        if args.json
+        else f"Selected {after} (was {before})."
+    )
+
+
+def _models_rename(args: argparse.Namespace, registry: ModelRegistry) -> None:
+    version = registry.rename(args.name, args.new_name)
+    out(json.dumps(version.to_dict()) if args.json else f"Renamed {args.name} to {version.name}.")
+
+
+def _models_delete(args: argparse.Namespace, registry: ModelRegistry) -> None:
+    registry.delete(args.name)
+    out(json.dumps({"deleted": args.name}) if args.json else f"Deleted {args.name}.")
+
+
+MODELS_ACTIONS = {
+    "list": _models_list,
+    "show": _models_show,
+    "select": _models_select,
+    "rollback": _models_select,
+    "rename": _models_rename,
+    "delete": _models_delete,
+}
+
+
+def command_models(args: argparse.Namespace) -> int:
+    args.action = args.action or "list"
+    MODELS_ACTIONS[args.action](args, registry_of(args))
     return EXIT_OK
 
 
 def describe_config(config: ModelConfig) -> str:
-    """The architecture summary (summary.describe when available) with its parameter count."""
-    try:  # medsegdiff_training.summary, where installed
-        describe = importlib.import_module(".summary", __package__).describe
-        return str(describe(config))
-    except (ImportError, AttributeError):
-        from .model import MedSegDiffUNet, count_parameters
-
-        lines = [f"{key}: {value}" for key, value in config.to_dict().items()]
-        lines.append(f"downsamplings: {config.downsamplings}")
-        lines.append(f"parameters: {count_parameters(MedSegDiffUNet(config)):,}")
-        return "\n".join(lines)
+    """The architecture summary with its parameter count (:func:`.summary.describe`)."""
+    return describe(config)
 
 
 def command_info(args: argparse.Namespace) -> int:
@@ -501,7 +504,7 @@ def command_info(args: argparse.Namespace) -> int:
     if args.config:
         changes: dict[str, Any] = {}
         if args.image_size:
-            changes["image_size"] = tuple(args.image_size) * (2 if len(args.image_size) == 1 else 1)
+            changes["image_size"] = image_size_of(args.image_size)
         if args.num_classes:
             changes["num_classes"] = args.num_classes
         if args.channels:

@@ -16,9 +16,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .trainer import TrainProgress
+if TYPE_CHECKING:  # the CLI imports this module for --help: no torch at import time
+    from .trainer import TrainProgress
 
 
 def json_safe(value: Any) -> Any:

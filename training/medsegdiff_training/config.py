@@ -95,11 +95,9 @@ class ModelConfig:
                 f"encoder_blocks has {len(self.encoder_blocks)} entries but channel_mults has "
                 f"{len(self.channel_mults)}: give one block count per level."
             )
-        for mult in self.channel_mults:
-            if (self.base_channels * mult) % self.groups:
-                raise ConfigError(
-                    f"channels {self.base_channels * mult} are not divisible by groups={self.groups}."
-                )
+        for channels in self.level_channels:
+            if channels % self.groups:
+                raise ConfigError(f"channels {channels} are not divisible by groups={self.groups}.")
         for level in self.fused_levels:
             if not 0 <= level < self.dual_levels:
                 raise ConfigError(
@@ -108,13 +106,23 @@ class ModelConfig:
                 )
 
     @property
+    def level_channels(self) -> list[int]:
+        """Feature channels at each level, finest first: ``base_channels`` times each multiplier."""
+        return [self.base_channels * mult for mult in self.channel_mults]
+
+    @property
     def downsamplings(self) -> int:
+        """Stride-2 steps of the encoder: one after every level but the last."""
         return len(self.channel_mults) - 1
 
     @property
     def dual_levels(self) -> int:
-        """Encoder levels that run separately for the image and for x_t."""
-        return len(self.channel_mults) - 1
+        """Encoder levels that run separately for the image and for x_t.
+
+        The same number as :attr:`downsamplings`, by design: every level that ends in a
+        downsampling has its two encoders; the last (coarsest) level is shared.
+        """
+        return self.downsamplings
 
     @property
     def mask_channels(self) -> int:
@@ -239,6 +247,19 @@ NAMED_CONFIGS: dict[str, ModelConfig] = {
     "L": _paper("L", 6, 64, (1, 1, 2, 2, 4, 4, 4)),
     "++": _paper("++", 6, 128, (1, 1, 2, 2, 4, 4, 4)),
 }
+
+
+def image_size_of(values: Any) -> tuple[int, ...] | None:
+    """A CLI ``--image-size``: N (square) or H W; ``None`` when not given.
+
+    Examples
+    --------
+    >>> image_size_of([64]), image_size_of([64, 48]), image_size_of(None)
+    ((64, 64), (64, 48), None)
+    """
+    if not values:
+        return None
+    return tuple(int(v) for v in values) * (2 if len(values) == 1 else 1)
 
 
 def named_config(name: str, **changes: Any) -> ModelConfig:

@@ -33,6 +33,7 @@ import numpy as np
 
 from .config import ModelConfig, PreprocessConfig
 from .data.dataset import SegmentationDataset
+from .data.writers import label_dtype
 from .errors import CorrectionsError, InvalidImageError, InvalidMaskError
 from .paths import default_corrections_root
 
@@ -90,11 +91,6 @@ def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
     return np.asarray(tifffile.imread(path))
-
-
-def _label_dtype(labels: np.ndarray) -> np.dtype:
-    top = int(labels.max()) if labels.size else 0
-    return np.dtype(np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32)
 
 
 class CorrectionsStore:
@@ -219,9 +215,9 @@ class CorrectionsStore:
             entries.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{entry_id}.partial-", dir=entries))
             _write_tiff(staging / IMAGE_FILE, image.astype(np.uint8) if image.dtype == bool else image)
-            _write_tiff(staging / LABELS_FILE, labels.astype(_label_dtype(labels)))
+            _write_tiff(staging / LABELS_FILE, labels.astype(label_dtype(labels)))
             if prediction is not None:
-                _write_tiff(staging / PREDICTION_FILE, prediction.astype(_label_dtype(prediction)))
+                _write_tiff(staging / PREDICTION_FILE, prediction.astype(label_dtype(prediction)))
             (staging / ENTRY_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
             os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the entry from other users
             os.rename(staging, entries / entry_id)

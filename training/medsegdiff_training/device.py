@@ -7,8 +7,9 @@ import contextlib
 import torch
 
 from .errors import DeviceError
+from .sampling_defaults import DEVICE_CHOICES
 
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+__all__ = ["DEVICE_CHOICES", "device_availability", "has_fast_bfloat16", "mixed_precision", "resolve_device"]
 
 
 def device_availability() -> dict[str, str | None]:

@@ -97,6 +97,11 @@ def process_rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def world_size() -> int:
+    """How many processes train together (1 when not distributed)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def barrier() -> None:
     """Wait for every process (nothing to wait for in a single process)."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

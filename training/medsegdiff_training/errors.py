@@ -7,6 +7,9 @@ notification, the CLI as one line and a non-zero exit.
 
 from __future__ import annotations
 
+# The CLI's exit codes: done, a user's mistake, cancelled (SIGINT / SIGTERM).
+EXIT_OK, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 130
+
 
 class MedSegDiffError(Exception):
     """Base class of every user-facing error of napari-medsegdiff."""

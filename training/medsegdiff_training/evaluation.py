@@ -10,15 +10,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import torch
-
 from .data.io import read_array, read_mask
 from .data.pairs import Pair
 from .inference import SamplingSettings, Segmenter
 from .metrics import score, summarise_scores
 from .preprocess import check_label_map
-from .samplers import run_to_end
 
 
 @dataclass
@@ -55,31 +51,11 @@ def evaluate_pairs(
         batch = pairs[start : start + batch_size]
         images = [read_array(p.image) for p in batch]
         truths = [check_label_map(read_mask(p.mask), num_classes) for p in batch]
-        prepared = torch.cat([segmenter.prepare(image) for image in images])
-        final = run_to_end(segmenter.denoise(prepared, settings))
-        for index, (pair, truth) in enumerate(zip(batch, truths, strict=True)):
-            members = final[index * settings.ensemble : (index + 1) * settings.ensemble]
-            result = segmenter.summarise(members, settings, truth.shape)[0]
+        results = segmenter.segment_batch(images, settings, [truth.shape for truth in truths])
+        for pair, truth, result in zip(batch, truths, results, strict=True):
             soft = result.probabilities if result.probabilities.ndim == 2 else None
             per_image.append({"name": pair.name, **score(result.labels, truth, num_classes, soft)})
         if progress is not None:
             progress(min(start + batch_size, len(pairs)), len(pairs))
     summary = summarise_scores([{k: v for k, v in s.items() if k != "name"} for s in per_image])
     return EvaluationReport(summary, per_image, settings.to_dict())
-
-
-def fixed_blob_baseline(
-    train_masks: Sequence[np.ndarray], test_masks: Sequence[np.ndarray]
-) -> dict[str, float]:
-    """The no-model baseline: the thresholded mean training mask, resized to each test image."""
-    from .preprocess import resize
-
-    size = (128, 128)
-    mean = torch.stack(
-        [resize(torch.from_numpy((m > 0).astype(np.float32))[None, None], size)[0, 0] for m in train_masks]
-    ).mean(0)
-    scores = []
-    for truth in test_masks:
-        blob = resize(mean[None, None], truth.shape)[0, 0].numpy() > 0.5
-        scores.append(score(blob.astype(np.uint8), truth > 0, 2))
-    return summarise_scores(scores)

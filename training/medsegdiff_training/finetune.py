@@ -31,6 +31,7 @@ from .errors import ConfigError, DatasetError
 from .paths import default_runs_root
 from .registry import ModelRegistry, ModelVersion
 from .schedule import NoiseSchedule
+from .train_config import DEFAULT_FINETUNE_CONFIG
 from .trainer import (
     CancelToken,
     TrainConfig,
@@ -40,10 +41,6 @@ from .trainer import (
     validation_dice,
 )
 
-# Short runs on a handful of images: fewer steps, a faster EMA, no mid-run validation.
-DEFAULT_FINETUNE_CONFIG = TrainConfig(
-    steps=300, batch_size=4, ema_decay=0.995, validate_every=10**9, checkpoint_every=50
-)
 MIN_ENTRIES_FOR_VALIDATION = 3
 
 

@@ -12,7 +12,7 @@ deviation of the members' probabilities (binary), or its mean over classes (K cl
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +23,11 @@ import torch.nn.functional as F
 from .checkpoint import Checkpoint
 from .device import mixed_precision, resolve_device
 from .errors import ConfigError
-from .preprocess import prepare_image
-from .samplers import RECOMMENDED_STEPS, SamplerStep, run_to_end, sample
+from .preprocess import guess_channel_axis, prepare_image
+from .samplers import SamplerStep, run_to_end, sample
+from .sampling_defaults import SamplingSettings
+
+__all__ = ["SamplingSettings", "SegmentationResult", "Segmenter", "model_space_to_probabilities"]
 from .schedule import NoiseSchedule
 
 
@@ -41,31 +44,6 @@ class SegmentationResult:
     labels: np.ndarray
     uncertainty: np.ndarray | None
     settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """How to sample: which sampler, how many steps, ensemble size, seed, threshold."""
-
-    sampler: str = "ddim"
-    steps: int | None = None
-    ensemble: int = 1
-    seed: int | None = 0
-    eta: float = 0.0
-    threshold: float = 0.5
-
-    def resolved_steps(self) -> int:
-        return RECOMMENDED_STEPS[self.sampler] if self.steps is None else int(self.steps)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sampler": self.sampler,
-            "steps": self.resolved_steps(),
-            "ensemble": self.ensemble,
-            "seed": self.seed,
-            "eta": self.eta,
-            "threshold": self.threshold,
-        }
 
 
 def model_space_to_probabilities(x0: torch.Tensor) -> torch.Tensor:
@@ -126,10 +104,9 @@ class Segmenter:
             # E^I's stem depends on neither t nor x_t: once per run, not once per step
             condition = self.model.encode_condition(images)
 
-        def predict_noise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        def network(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode(), self._autocast():
-                output = self.model(x_t, t, condition=condition).float()
-                return self.schedule.noise_from_output(output, x_t, t)
+                return self.model(x_t, t, condition=condition).float()
 
         generator = None
         if settings.seed is not None:
@@ -137,7 +114,7 @@ class Segmenter:
         shape = (images.shape[0], self.config.mask_channels, *self.config.image_size)
         return (
             yield from sample(
-                predict_noise,
+                network,
                 self.schedule,
                 shape,
                 sampler=settings.sampler,
@@ -170,6 +147,33 @@ class Segmenter:
     ) -> SegmentationResult:
         """Segment one 2D image and return the result (no intermediate steps)."""
         return run_to_end(self.steps(image, settings, channel_axis), on_step)
+
+    def segment_batch(
+        self,
+        images: Sequence[np.ndarray],
+        settings: SamplingSettings = SamplingSettings(),
+        output_sizes: Sequence[Sequence[int]] | None = None,
+        channel_axis: int | None = None,
+        on_step: Callable[[SamplerStep], None] | None = None,
+    ) -> list[SegmentationResult]:
+        """Segment several 2D images in one sampler run; one result per image, in order.
+
+        Each image is prepared, the batch is denoised at once (``ensemble`` members each)
+        and each result is resized to its image's own height and width, or to
+        ``output_sizes[i]`` when given (e.g. a ground-truth mask's shape).
+        """
+        arrays = [np.asarray(image) for image in images]
+        if not arrays:
+            return []
+        if output_sizes is None:
+            output_sizes = [_spatial_shape(array, channel_axis) for array in arrays]
+        prepared = torch.cat([self.prepare(array, channel_axis) for array in arrays])
+        final = run_to_end(self.denoise(prepared, settings), on_step)
+        members = settings.ensemble
+        return [
+            self.summarise(final[index * members : (index + 1) * members], settings, (size[0], size[1]))[0]
+            for index, size in enumerate(output_sizes)
+        ]
 
     def summarise(
         self, final: torch.Tensor, settings: SamplingSettings, output_size: tuple[int, int] | None = None
@@ -209,6 +213,6 @@ def _spatial_shape(array: np.ndarray, channel_axis: int | None) -> tuple[int, in
     if array.ndim == 2:
         return int(array.shape[0]), int(array.shape[1])
     if channel_axis is None:
-        channel_axis = 2 if array.shape[2] in (3, 4) and array.shape[0] > 4 else 0
+        channel_axis = guess_channel_axis(array.shape)
     spatial = [s for axis, s in enumerate(array.shape) if axis != channel_axis % array.ndim]
     return int(spatial[0]), int(spatial[1])

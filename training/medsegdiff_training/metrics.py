@@ -15,7 +15,7 @@ Conventions (written down so figures can be compared):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -76,6 +76,32 @@ def multi_threshold_dice(
     return float(np.mean([dice(probabilities > th, truth) for th in thresholds]))
 
 
+def foreground_masks(
+    labels: np.ndarray, truth: np.ndarray, num_classes: int = 2
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(class, predicted mask, true mask) for each foreground class, by the conventions above.
+
+    Binary models: class 1 is every non-zero label. K classes: classes 1..K-1.
+    """
+    labels, truth = np.asarray(labels), np.asarray(truth)
+    if num_classes == 2:
+        yield 1, labels > 0, truth > 0
+        return
+    for k in range(1, num_classes):
+        yield k, labels == k, truth == k
+
+
+def mean_dice(labels: np.ndarray, truth: np.ndarray, num_classes: int = 2) -> float:
+    """Dice averaged over the foreground classes: :func:`score`'s ``dice`` without the rest.
+
+    Examples
+    --------
+    >>> mean_dice(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2]), num_classes=3)
+    0.6666666666666666
+    """
+    return float(np.mean([dice(p, t) for _, p, t in foreground_masks(labels, truth, num_classes)]))
+
+
 def score(
     labels: np.ndarray,
     truth: np.ndarray,
@@ -92,9 +118,9 @@ def score(
     if labels.shape != truth.shape:
         raise ValueError(f"prediction {labels.shape} and truth {truth.shape} differ in shape.")
     result: dict[str, float] = {}
-    classes = [1] if num_classes == 2 else list(range(1, num_classes))
-    for k in classes:
-        p, t = (labels > 0, truth > 0) if num_classes == 2 else (labels == k, truth == k)
+    classes = []
+    for k, p, t in foreground_masks(labels, truth, num_classes):
+        classes.append(k)
         result[f"dice_class{k}"] = dice(p, t)
         result[f"iou_class{k}"] = iou(p, t)
         result[f"hd95_class{k}"] = hd95(p, t, spacing)

@@ -15,14 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .data.dataset import NIFTI_SLICE_AXIS
 from .data.io import IMAGE_SUFFIXES, file_stem, file_suffix, read_array
 from .data.writers import LABEL_FORMATS, write_label_map
 from .errors import DatasetError, InvalidImageError
 from .inference import SamplingSettings, Segmenter
-from .samplers import run_to_end
 
 
 @dataclass
@@ -156,11 +154,7 @@ def _segment_slices(
     spread: list[np.ndarray] = []
     for start in range(0, len(slices), max(batch_size, 1)):
         batch = slices[start : start + batch_size]
-        prepared = torch.cat([segmenter.prepare(image) for image in batch])
-        final = run_to_end(segmenter.denoise(prepared, settings))
-        for index, image in enumerate(batch):
-            members = final[index * settings.ensemble : (index + 1) * settings.ensemble]
-            result = segmenter.summarise(members, settings, image.shape[:2])[0]
+        for result in segmenter.segment_batch(batch, settings, [image.shape[:2] for image in batch]):
             labels.append(result.labels)
             if result.uncertainty is not None:
                 spread.append(result.uncertainty)

@@ -16,6 +16,19 @@ from .config import ModelConfig, PreprocessConfig
 from .errors import InvalidImageError, InvalidMaskError
 
 
+def guess_channel_axis(shape: tuple[int, ...]) -> int:
+    """Which axis of a 3D image holds the channels when the caller does not say.
+
+    Channels-last RGB(A) is the common case; a short first axis is a channel stack.
+
+    Examples
+    --------
+    >>> guess_channel_axis((480, 640, 3)), guess_channel_axis((2, 64, 64))
+    (2, 0)
+    """
+    return 2 if shape[2] in (3, 4) and shape[0] > 4 else 0
+
+
 def as_channels_first(image: np.ndarray, image_channels: int, channel_axis: int | None = None) -> np.ndarray:
     """Return a (C, H, W) float32 array from a 2D image, (H, W, C) RGB(A) or (C, H, W) stack.
 
@@ -30,8 +43,7 @@ def as_channels_first(image: np.ndarray, image_channels: int, channel_axis: int 
         array = array[None]
     elif array.ndim == 3:
         if channel_axis is None:
-            # channels-last RGB(A) is the common case; a short first axis is a channel stack
-            channel_axis = 2 if array.shape[2] in (3, 4) and array.shape[0] > 4 else 0
+            channel_axis = guess_channel_axis(array.shape)
             if array.shape[0] > 4 and array.shape[2] > 4:
                 raise InvalidImageError(
                     f"Got a 3D array of shape {array.shape}: this looks like a volume. "

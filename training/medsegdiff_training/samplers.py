@@ -12,9 +12,28 @@ Samplers:
 - ``ddim``: DDIM (Song et al.) with stochasticity ``eta`` (0 = deterministic).
 - ``dpm++``: DPM-Solver++(2M) multistep in data (x_0) prediction (Lu et al.).
 
-The maths is written out here (about 100 lines) rather than taken from a scheduler
-library: it keeps the package free of heavy dependencies, makes every step's x_0 estimate
-explicit, and lets us clip x_0 to the mask range at every step.
+Like a diffusers scheduler's ``step``, every sampler takes the network's *raw* output and
+converts it by the prediction type (``epsilon``, ``v`` or ``x0``; by default the schedule's
+:attr:`~medsegdiff_training.config.DiffusionConfig.prediction`), so no caller writes the
+conversion. The maths is written out here (about 100 lines) rather than taken from a
+scheduler library: it keeps the package free of heavy dependencies, makes every step's x_0
+estimate explicit, and lets us clip x_0 to the mask range at every step.
+
+Notation (code name: symbol, meaning):
+
+==============  ===============  ===================================================
+``abar``        alpha-bar_t      prod of (1 - beta) up to t; x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps
+``abar_prev``   alpha-bar_t'     the same at the next (less noisy) timestep of the grid
+``eps``         epsilon          the noise in x_t (what an ``epsilon`` network outputs)
+``v``           v                sqrt(abar) eps - sqrt(1 - abar) x_0 (Salimans & Ho)
+``x0``          x_0-hat          the predicted clean mask, clipped to [-1, 1]
+``beta``        beta_t'->t       1 - abar / abar_prev: the respaced chain's step variance
+``eta``         eta              DDIM's stochasticity (0 = deterministic)
+``lam``         lambda_t         half log-SNR, log(alpha_t / sigma_t) = 0.5 log(abar / (1 - abar))
+``h``           h                lambda_t' - lambda_t, one DPM-Solver++ step
+``r``           r                h of the previous step over h of this one (multistep ratio)
+``data``        D                DPM-Solver++'s extrapolated x_0 for the step
+==============  ===============  ===================================================
 """
 
 from __future__ import annotations
@@ -28,21 +47,26 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
+from .sampling_defaults import DEFAULT_ETA, DEFAULT_SAMPLER, RECOMMENDED_ENSEMBLE, RECOMMENDED_STEPS, SAMPLERS
 from .schedule import NoiseSchedule
 
-SAMPLERS = ("ddpm", "ddim", "dpm++")
-# Chosen on the shipped default's 30 held-out DDTI training cases
-# (benchmarks/results/heldout_selection_ddti.json): single-sample Dice falls as steps grow
-# (DDIM 1: 0.906, 3: 0.899, 5: 0.888, 10: 0.881; DDPM 100: 0.870), since one step returns the
-# posterior mean and every further step commits to one posterior sample. DDIM 3 leaves some
-# denoising to watch; DDPM 100 is the paper's.
-RECOMMENDED_STEPS = {"ddpm": 100, "ddim": 3, "dpm++": 5}
-# Members the widget and the CLI sample by default, as one batch: their mean moves back toward
-# the posterior mean (DDIM 3 x 5: 0.907 on the same cases) and their spread is the uncertainty.
-RECOMMENDED_ENSEMBLE = 5
+__all__ = [
+    "PREDICTIONS",
+    "RECOMMENDED_ENSEMBLE",
+    "RECOMMENDED_STEPS",
+    "SAMPLERS",
+    "SamplerStep",
+    "log_snr_grid",
+    "run_to_end",
+    "sample",
+    "timestep_grid",
+]
 
-# (x_t, t as a (batch,) tensor) -> predicted noise
-NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# what a network may be trained to output; each is converted to (x_0, eps) in one place
+PREDICTIONS = ("epsilon", "v", "x0")
+
+# (x_t, t as a (batch,) tensor) -> the network's raw output (eps, v or x_0)
+Network = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -103,29 +127,40 @@ def _abar(schedule: NoiseSchedule, t: int | None) -> float:
 
 
 def _denoise(
-    predict_noise: NoisePredictor, schedule: NoiseSchedule, x_t: torch.Tensor, t: int
+    network: Network, schedule: NoiseSchedule, x_t: torch.Tensor, t: int, prediction: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Evaluate the network once: returns (clipped predicted x_0, matching eps)."""
     t_batch = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.long)
-    eps = predict_noise(x_t, t_batch).float()
+    output = network(x_t, t_batch).float()
     abar = _abar(schedule, t)
-    x0 = ((x_t - math.sqrt(1 - abar) * eps) / math.sqrt(abar)).clamp(-1, 1)
+    if prediction == "epsilon":
+        x0 = (x_t - math.sqrt(1 - abar) * output) / math.sqrt(abar)
+    elif prediction == "v":
+        # x_0 = sqrt(abar) x_t - sqrt(1 - abar) v: no division by sqrt(abar) at the noisy end
+        x0 = math.sqrt(abar) * x_t - math.sqrt(1 - abar) * output
+    else:
+        x0 = output
+    x0 = x0.clamp(-1, 1)
     eps = (x_t - math.sqrt(abar) * x0) / math.sqrt(1 - abar)
     return x0, eps
 
 
 def sample(
-    predict_noise: NoisePredictor,
+    network: Network,
     schedule: NoiseSchedule,
     shape: tuple[int, ...],
     *,
-    sampler: str = "ddim",
+    sampler: str = DEFAULT_SAMPLER,
     steps: int | None = None,
-    eta: float = 0.0,
+    eta: float = DEFAULT_ETA,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    prediction: str | None = None,
 ) -> SamplerGenerator:
     """Start a sampler; see the module docstring. ``shape`` is (batch, channels, H, W).
+
+    ``network(x_t, t)`` returns the network's raw output, read as ``prediction``
+    (``"epsilon"``, ``"v"`` or ``"x0"``; default: ``schedule.config.prediction``).
 
     Examples
     --------
@@ -137,16 +172,27 @@ def sample(
     """
     if sampler not in SAMPLERS:
         raise ConfigError(f"Unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}.")
+    prediction = schedule.config.prediction if prediction is None else prediction
+    if prediction not in PREDICTIONS:
+        raise ConfigError(f"Unknown prediction type {prediction!r}: choose one of {', '.join(PREDICTIONS)}.")
     steps = RECOMMENDED_STEPS[sampler] if steps is None else int(steps)
     x_t = torch.randn(shape, generator=generator, device=device)
+
+    def denoise(x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _denoise(network, schedule, x_t, t, prediction)
+
     if sampler == "dpm++":
-        return _dpm_solver_pp(predict_noise, schedule, log_snr_grid(schedule, steps), x_t)
+        return _dpm_solver_pp(denoise, schedule, log_snr_grid(schedule, steps), x_t)
     grid = timestep_grid(len(schedule), steps)
-    return _ancestral(predict_noise, schedule, grid, x_t, sampler, eta, generator)
+    return _ancestral(denoise, schedule, grid, x_t, sampler, eta, generator)
+
+
+# (x_t, t) -> (clipped predicted x_0, matching eps): one network evaluation
+_Denoiser = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 
 
 def _ancestral(
-    predict_noise: NoisePredictor,
+    denoise: _Denoiser,
     schedule: NoiseSchedule,
     grid: list[int],
     x_t: torch.Tensor,
@@ -158,7 +204,7 @@ def _ancestral(
     x0 = x_t
     for index, t in enumerate(grid):
         with torch.inference_mode():
-            x0, eps = _denoise(predict_noise, schedule, x_t, t)
+            x0, eps = denoise(x_t, t)
         yield SamplerStep(index, len(grid), t, x_t, x0)
         t_prev = grid[index + 1] if index + 1 < len(grid) else None
         abar, abar_prev = _abar(schedule, t), _abar(schedule, t_prev)
@@ -180,7 +226,7 @@ def _ancestral(
 
 
 def _dpm_solver_pp(
-    predict_noise: NoisePredictor, schedule: NoiseSchedule, grid: list[int], x_t: torch.Tensor
+    denoise: _Denoiser, schedule: NoiseSchedule, grid: list[int], x_t: torch.Tensor
 ) -> SamplerGenerator:
     """DPM-Solver++(2M): second-order multistep, first order at the first and last steps."""
 
@@ -192,7 +238,7 @@ def _dpm_solver_pp(
     previous_h = 0.0
     for index, t in enumerate(grid):
         with torch.inference_mode():
-            x0, _ = _denoise(predict_noise, schedule, x_t, t)
+            x0, _ = denoise(x_t, t)
         yield SamplerStep(index, len(grid), t, x_t, x0)
         if index + 1 == len(grid):
             break  # the last step goes to the clean end: x_0 itself

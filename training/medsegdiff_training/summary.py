@@ -23,7 +23,7 @@ def describe(config: ModelConfig) -> str:
     >>> "parameters" in describe(named_config("tiny"))
     True
     """
-    channels = [config.base_channels * m for m in config.channel_mults]
+    channels = config.level_channels
     sizes = config.level_sizes()
     lines = [
         f"MedSegDiff '{config.name}': input {config.image_size[0]}x{config.image_size[1]}, "

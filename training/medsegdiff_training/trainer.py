@@ -8,6 +8,7 @@ run cleanly; nothing here prints or knows about a GUI.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -15,67 +16,32 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import save_checkpoint
+from .checkpoint import Checkpoint, save_checkpoint
 from .config import DiffusionConfig, ModelConfig, PreprocessConfig
-from .data.augment import AugmentConfig, augment_batch
+from .data.augment import augment_batch
 from .data.dataset import SegmentationDataset
 from .device import has_fast_bfloat16, mixed_precision, resolve_device
-from .distributed import barrier, gather_objects, max_over_ranks
-from .errors import Cancelled, ConfigError, DatasetError
-from .inference import SamplingSettings, model_space_to_probabilities
-from .metrics import dice
+from .distributed import barrier, gather_objects, max_over_ranks, process_rank, world_size
+from .errors import Cancelled, DatasetError
+from .inference import SamplingSettings, Segmenter
+from .metrics import mean_dice
 from .model import MedSegDiffUNet
-from .samplers import run_to_end, sample
+from .samplers import run_to_end
 from .schedule import NoiseSchedule, diffusion_loss, mask_to_model_space
+from .train_config import TrainConfig
 from .training_state import has_training_state, load_training_state, save_training_state
 
 CancelToken = Callable[[], bool] | threading.Event | None
 LOG_FILE = "log.jsonl"
 FINAL_DIR = "final"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train. Give a budget in ``steps``, in ``minutes``, or both (first reached wins)."""
-
-    steps: int | None = 1000
-    minutes: float | None = None
-    batch_size: int = 8
-    learning_rate: float = 1e-4  # the paper's
-    weight_decay: float = 0.0
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0
-    mask_loss_weight: float = 0.0  # > 0 adds a soft-Dice loss on the implied x_0 (not the paper's)
-    amp: bool = True  # bf16 autocast where native: CUDA, CPUs with AMX / AVX512-BF16
-    seed: int = 0
-    validate_every: int = 500
-    validation_images: int = 32
-    validation_sampling: SamplingSettings = SamplingSettings(sampler="ddim", steps=10, seed=0)
-    checkpoint_every: int = 500
-    augment: AugmentConfig | None = field(default_factory=AugmentConfig)
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.steps is None and self.minutes is None:
-            raise ConfigError("Give a training budget: steps, minutes or both.")
-        if self.batch_size < 1:
-            raise ConfigError("batch_size must be at least 1.")
-        if not (self.mask_loss_weight >= 0 and math.isfinite(self.mask_loss_weight)):
-            raise ConfigError("mask_loss_weight must be a finite number, 0 or more.")
-
-    def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        values["validation_sampling"] = self.validation_sampling.to_dict()
-        return values
 
 
 @dataclass(frozen=True)
@@ -111,14 +77,6 @@ def is_cancelled(cancel: CancelToken) -> bool:
     return bool(cancel())
 
 
-def _rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def _world() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 class _Batches:
     """Endless shuffled batches; under DDP each rank gets its own share of every epoch."""
 
@@ -129,7 +87,7 @@ class _Batches:
     def _order(self, epoch: int) -> list[int]:
         sampler: torch.utils.data.DistributedSampler[int]
         sampler = torch.utils.data.DistributedSampler(
-            self.dataset, num_replicas=_world(), rank=_rank(), shuffle=True, seed=self.seed
+            self.dataset, num_replicas=world_size(), rank=process_rank(), shuffle=True, seed=self.seed
         )
         sampler.set_epoch(epoch)
         return list(sampler)
@@ -170,42 +128,22 @@ def validation_dice(
     limit: int | None = None,
     batch_size: int = 16,
 ) -> float:
-    """Mean foreground Dice of ``model`` on (up to ``limit``) samples, at the model's size."""
+    """Mean foreground Dice of ``model`` on (up to ``limit``) samples, at the model's size.
+
+    It samples through the :class:`~medsegdiff_training.inference.Segmenter` (float32, the
+    seed 0 when ``settings`` has none) and scores with :func:`~.metrics.mean_dice`.
+    """
     model.eval()
+    in_memory = Checkpoint(model, model.config, schedule.config, PreprocessConfig())
+    segmenter = Segmenter(in_memory, device=device, amp=False)
+    settings = dataclasses.replace(settings, seed=settings.seed or 0)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     scores = []
-    num_classes = model.config.num_classes
     for start in range(0, count, batch_size):
         images, labels = zip(*(dataset[i] for i in range(start, min(start + batch_size, count))), strict=True)
-        image_batch = torch.stack(images).to(device)
-        with torch.inference_mode():
-            condition = model.encode_condition(image_batch)
-        generator = torch.Generator(device=device).manual_seed(settings.seed or 0)
-
-        def predict_noise(
-            x_t: torch.Tensor, t: torch.Tensor, condition: torch.Tensor = condition
-        ) -> torch.Tensor:
-            return schedule.noise_from_output(model(x_t, t, condition=condition), x_t, t)
-
-        steps = sample(
-            predict_noise,
-            schedule,
-            (image_batch.shape[0], model.config.mask_channels, *model.config.image_size),
-            sampler=settings.sampler,
-            steps=settings.resolved_steps(),
-            generator=generator,
-            device=device,
-        )
-        with torch.inference_mode():
-            probabilities = model_space_to_probabilities(run_to_end(steps)).cpu()
-        for probability, truth in zip(probabilities, labels, strict=True):
-            if num_classes == 2:
-                scores.append(dice(probability[0].numpy() > 0.5, truth.numpy() > 0))
-            else:
-                predicted = probability.argmax(0).numpy()
-                scores.append(
-                    float(np.mean([dice(predicted == k, truth.numpy() == k) for k in range(1, num_classes)]))
-                )
+        final = run_to_end(segmenter.denoise(torch.stack(images).to(segmenter.device), settings))
+        for result, truth in zip(segmenter.summarise(final, settings), labels, strict=True):
+            scores.append(mean_dice(result.labels, truth.numpy(), model.config.num_classes))
     return float(np.mean(scores)) if scores else float("nan")
 
 
@@ -237,7 +175,7 @@ class _Run:
             validation_data if validation_data is not None and len(validation_data) else None
         )
         self.device = resolve_device(config.device)
-        self.rank, self.world = _rank(), _world()
+        self.rank, self.world = process_rank(), world_size()
         torch.manual_seed(config.seed)  # the same initial weights on every rank
         model = (
             model_or_config

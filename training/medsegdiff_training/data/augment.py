@@ -9,22 +9,13 @@ pulling in a library: it runs on the batch and on the GPU alike.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ..train_config import AugmentConfig
 
-@dataclass(frozen=True)
-class AugmentConfig:
-    horizontal_flip: float = 0.5
-    vertical_flip: float = 0.0
-    rotate_degrees: float = 10.0
-    scale: float = 0.1
-    shift: float = 0.05
-    gamma: float = 0.2
-    contrast: float = 0.15
-    brightness: float = 0.1
+__all__ = ["AugmentConfig", "augment_batch"]
 
 
 def augment_batch(
@@ -49,7 +40,6 @@ def augment_batch(
     theta[:, 1, 0] = torch.sin(angle) / scale * flip_x
     theta[:, 1, 1] = torch.cos(angle) / scale * flip_y
     theta[:, 0, 1] *= flip_y
-    theta[:, 1, 0] *= 1.0
     theta[:, 0, 2] = uniform(-1, 1) * config.shift * 2
     theta[:, 1, 2] = uniform(-1, 1) * config.shift * 2
     grid = F.affine_grid(theta, list(image.shape), align_corners=False)

@@ -14,9 +14,15 @@ LABEL_FORMATS = {"tiff": ".tif", "nifti": ".nii.gz", "png": ".png"}
 
 
 def label_dtype(labels: np.ndarray) -> np.dtype:
-    """The smallest unsigned integer type that holds every label."""
+    """The smallest unsigned integer type that holds every label (the one rule for label files).
+
+    Examples
+    --------
+    >>> [str(label_dtype(np.array([0, top]))) for top in (1, 255, 256, 65536)]
+    ['uint8', 'uint8', 'uint16', 'uint32']
+    """
     top = int(labels.max()) if labels.size else 0
-    return np.dtype(np.uint8 if top < 256 else np.uint16)
+    return np.dtype(np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32)
 
 
 def write_label_map(
@@ -69,6 +75,10 @@ def write_label_map(
         if stored.ndim != 2:
             raise InvalidMaskError(
                 f"PNG holds 2D label maps only, got shape {stored.shape}; write TIFF or NIfTI."
+            )
+        if stored.dtype == np.uint32:
+            raise InvalidMaskError(
+                f"PNG holds labels up to 65535, got {int(stored.max())}; write TIFF or NIfTI."
             )
         if binary_as_255 and stored.max(initial=0) <= 1:
             stored = (stored * 255).astype(np.uint8)

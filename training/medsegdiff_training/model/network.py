@@ -26,7 +26,7 @@ class Encoder(nn.Module):
 
     def __init__(self, config: ModelConfig, in_channels: int, time_dim: int) -> None:
         super().__init__()
-        channels = [config.base_channels * m for m in config.channel_mults]
+        channels = config.level_channels
         self.stem = StemConv(in_channels, channels[0])
         self.stages = nn.ModuleList(
             ResidualStage(
@@ -49,7 +49,7 @@ class Decoder(nn.Module):
 
     def __init__(self, config: ModelConfig, time_dim: int) -> None:
         super().__init__()
-        channels = [config.base_channels * m for m in config.channel_mults]
+        channels = config.level_channels
         levels = list(reversed(range(config.dual_levels)))
         self.upsamples = nn.ModuleList(Upsample(channels[lv + 1], channels[lv]) for lv in levels)
         self.stages = nn.ModuleList(
@@ -83,7 +83,7 @@ class MedSegDiffUNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        channels = [config.base_channels * m for m in config.channel_mults]
+        channels = config.level_channels
         time_dim = 4 * config.base_channels
         self.time_embedding = TimeEmbedding(config.base_channels, time_dim)
         self.image_encoder = Encoder(config, config.image_channels, time_dim)
