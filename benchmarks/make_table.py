@@ -157,6 +157,37 @@ def training_table(result: dict) -> list[str]:
     return lines
 
 
+def _rule(rule: dict) -> str:
+    grow = [
+        f"{rule['margin_fraction']:.0%} of its size" if rule["margin_fraction"] else "",
+        f"{rule['margin_px']:g} px" if rule["margin_px"] else "",
+    ]
+    return f"{rule['shape']} + " + " + ".join(g for g in grow if g) + " per side"
+
+
+def prompts_table(results: list[dict]) -> list[str]:
+    lines = [
+        "**Box prompts on full-size frames** (`bench_prompts.py`: 3x3 mosaics of DDTI *test* crops, "
+        "box = each tile's expert-mask box; Dice per tile with a nodule, mean)",
+        "",
+        "| mosaic tiles | crop rule | box prompts | the same crops | whole frame | ellipse in box (no model) "
+        "| sampler | CPU s / object (1 thread) | Dice on |",
+        "|---|---|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for r in results:
+        s, e = r["summary"]["tiles_with_nodule"], r["environment"]
+        tiles = "original frame size" if r.get("native") else "300x300 (crop scale)"
+        tiles += f", {r['tiles_with_nodule']} tiles" + (
+            " (first mosaics only)" if r.get("first_mosaics_only") else ""
+        )
+        sampling = f"{r['settings']['sampler']} {r['settings']['steps']} x {r['settings']['ensemble']}"
+        lines.append(
+            f"| {tiles} | {_rule(r['crop_rule'])} | **{s['box']:.3f}** | {s['crop']:.3f} | {s['whole_frame']:.3f} | "
+            f"{s['ellipse']:.3f} | {sampling} | {r['cpu_seconds_per_object']:.2f} | {e.get('gpu', e['device'])}, {e['date']} |"
+        )
+    return lines
+
+
 def render() -> str:
     blocks = []
     for name, renderer in [
@@ -171,6 +202,9 @@ def render() -> str:
         result = _load(name)
         if result is not None:
             blocks.append("\n".join(renderer(result)))
+    prompts = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("prompts_ddti*.json"))]
+    if prompts:
+        blocks.append("\n".join(prompts_table(prompts)))
     for path in sorted(RESULTS.glob("quality_*.json")):
         if path.stem not in ("quality_ddti", "quality_drishti"):
             blocks.append("\n".join(quality_table(json.loads(path.read_text()))))

@@ -48,8 +48,12 @@ class StepAnimation:
         volume = self.axes.kind == "volume"
         if volume:  # the slice in its place: a length-1 axis where the volume's slice axis is
             stack = np.expand_dims(stack, 1 + self.axes.slice_axis)
+        image_shape, origin = self.axes.image_shape, (0.0, 0.0)
+        if frame.window is not None:  # a prompted run: over the first prompt's crop
+            top, left, bottom, right = frame.window
+            image_shape, origin = (bottom - top, right - left), (float(top), float(left))
         placement = self.placement.for_frames(
-            frame_shape, self.axes.image_shape, frame.slice_index if volume else None, self.axes.slice_axis
+            frame_shape, image_shape, frame.slice_index if volume else None, self.axes.slice_axis, origin
         )
         if self.layer is None or self.layer not in self.viewer.layers:
             self._remove_earlier_animation()

@@ -130,6 +130,7 @@ def export_correction(
     if prediction is not None and np.shape(prediction) != labels.shape:
         prediction = None  # the layer's data was replaced by something else: no fair comparison
     source = getattr(getattr(image_layer, "source", None), "path", None)
+    prompts = {"prompts": {key: run[key] for key in ("prompts", "boxes", "crop_rule")}} if run.get("boxes") else {}
     return store.add(
         image,
         labels,
@@ -143,5 +144,5 @@ def export_correction(
         model_version=run.get("model_version"),
         sampler_settings=run.get("sampler_settings"),
         allow_empty=allow_empty,
-        extra=extra,
+        extra={**prompts, **(extra or {})} or None,
     )

@@ -43,6 +43,7 @@ class Placement:
         image_shape: tuple[int, int],
         slice_index: int | None = None,
         slice_axis: int = 0,
+        origin: tuple[float, float] = (0.0, 0.0),
     ) -> Placement:
         """For a stack of model-sized frames: (steps, h, w), or one volume slice's frames with a
         length-1 axis at ``1 + slice_axis``, e.g. (steps, 1, h, w).
@@ -51,9 +52,11 @@ class Placement:
         puts it in the image, ``j * s + (s - 1) / 2`` with ``s = image size / frame size``.
         The stretch is diagonal, so it only changes the scale and (through the rotation,
         shear and scale) the translation; rotation, shear and affine gain the step axis.
+        ``origin`` (row, column) places the frames over a crop of the image starting there
+        (``image_shape`` is then the crop's).
         """
         zoom = [image / frame for image, frame in zip(image_shape, frame_shape, strict=True)]
-        offset = [(s - 1) / 2 for s in zoom]
+        offset = [(s - 1) / 2 + o for s, o in zip(zoom, origin, strict=True)]
         if slice_index is not None:
             zoom.insert(slice_axis, 1.0)
             offset.insert(slice_axis, float(slice_index))

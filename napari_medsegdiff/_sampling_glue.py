@@ -17,6 +17,7 @@ from ._layer_axes import LayerAxes
 
 if TYPE_CHECKING:
     from medsegdiff_training.inference import SamplingSettings, SegmentationResult, Segmenter
+    from medsegdiff_training.prompted import PromptedSegmentation
 
 
 @dataclass
@@ -33,6 +34,9 @@ class Frame:
     t: int
     x_t: np.ndarray
     predicted_x0: np.ndarray
+    window: tuple[int, int, int, int] | None = (
+        None  # prompted runs: the first prompt's crop (top, left, bottom, right)
+    )
 
 
 def _foreground(masks: Any) -> np.ndarray:
@@ -79,3 +83,60 @@ def segment_layer(
                 _foreground(step.predicted_x0),
             )
     return results
+
+
+def segment_prompts_in_layer(
+    segmenter: Segmenter,
+    data: Any,
+    axes: LayerAxes,
+    settings: SamplingSettings,
+    slice_index: int,
+    prompts: list[Any],
+    last_box_size: tuple[float, float] | None = None,
+) -> Generator[Frame, None, PromptedSegmentation]:
+    """Segment the prompted objects of one 2D image (or volume slice), all prompts in one batch.
+
+    The frames show the first prompt's first ensemble member, placed over its crop.
+    """
+    from medsegdiff_training.prompted import prompted_steps
+    from medsegdiff_training.prompts import resolve_prompts
+
+    image = axes.image(data, slice_index)
+    rule = segmenter.checkpoint.preprocess.prompt_crop_rule()
+    boxes = resolve_prompts(prompts, axes.image_shape, rule, last_box_size)
+    first = rule.window(boxes[0])
+    window = (first.top, first.left, first.bottom, first.right)
+    steps = prompted_steps(segmenter, image, boxes, settings, channel_axis=axes.channel_axis, crop_rule=rule)
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield Frame(
+            slice_index,
+            step.index,
+            step.total,
+            step.t,
+            _foreground(step.x_t),
+            _foreground(step.predicted_x0),
+            window,
+        )
+
+
+def propagate_in_layer(
+    segmenter: Segmenter, data: Any, axes: LayerAxes, settings: SamplingSettings, start: int, prompt: Any
+) -> Generator[int, None, dict[int, np.ndarray]]:
+    """Follow one prompt's object from slice ``start`` through a volume layer; yields slice indices."""
+    from medsegdiff_training.prompted import segment_prompts
+    from medsegdiff_training.prompts import resolve_prompts
+    from medsegdiff_training.propagation import propagation_steps
+
+    rule = segmenter.checkpoint.preprocess.prompt_crop_rule()
+    box = resolve_prompts([prompt], axes.image_shape, rule)[0]
+
+    def segment(image: np.ndarray, boxes: list[Any]) -> np.ndarray:
+        return segment_prompts(segmenter, image, boxes, settings, crop_rule=rule).labels
+
+    return (
+        yield from propagation_steps(lambda index: axes.image(data, index), axes.slices, start, box, segment)
+    )

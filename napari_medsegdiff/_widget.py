@@ -42,8 +42,10 @@ from ._corrections_panel import CorrectionsPanel
 from ._layer_axes import INTERPRETATIONS, LayerAxes, UnsupportedLayerError, interpret
 from ._models import UNTRAINED, device_choices, fill_device_box, forget_models, model_choices
 from ._placement import placement_of
+from ._prompt_results import add_prompted_objects, add_propagated_object, pending_prompts_for
+from ._prompts_panel import PromptsPanel
 from ._result_layers import SegmentationRun, add_result_layers
-from ._sampling_glue import Frame, segment_layer
+from ._sampling_glue import Frame, propagate_in_layer, segment_layer, segment_prompts_in_layer
 
 if TYPE_CHECKING:
     import napari
@@ -136,9 +138,13 @@ class SegmentWidget(QWidget):
         self.scope_box = QComboBox()
         self.scope_box.addItems(["current slice", "all slices"])
         self.show_x0 = QCheckBox("animate the predicted x₀ instead of x_t")
+        self.prompts = PromptsPanel(self.viewer, on_propagate=self.propagate)
+        self.prompts_box, self.same_label = self.prompts.prompts_box, self.prompts.same_label
+        self.prompts.draw_button.clicked.connect(self.draw_boxes)
         form.addRow("Image layer", self.image_box)
         form.addRow("Read as", self.axes_box)
         form.addRow("", self.axes_label)
+        form.addRow("Prompts", self.prompts)
         form.addRow("Model", self.model_box)
         form.addRow("Device", self.device_box)
         form.addRow("Sampler", self.sampler_box)
@@ -186,6 +192,22 @@ class SegmentWidget(QWidget):
             self.image_box.setCurrentText(current)
         self.image_box.blockSignals(False)
         self._describe_layer()
+        self.prompts.refresh()
+
+    def draw_boxes(self) -> Any | None:
+        """Select (or add) the Shapes layer ``<image> prompts`` in rectangle mode and pick it."""
+        from napari.utils.notifications import show_error
+
+        layer = self.image_layer()
+        try:
+            if layer is None:
+                raise UnsupportedLayerError("there is no image layer to draw boxes on; open an image first.")
+            shapes = self.prompts.draw_boxes(layer, self.layer_axes(layer))
+        except UnsupportedLayerError as error:
+            show_error(f"MedSegDiff: {error}")
+            return None
+        self.status.setText(f"Drag boxes around the objects in '{shapes.name}', then press Segment.")
+        return shapes
 
     def image_layer(self) -> Any | None:
         name = self.image_box.currentText()
@@ -273,10 +295,8 @@ class SegmentWidget(QWidget):
             threshold=self.threshold.value(),
         )
 
-    def run(self) -> Any:
-        """Start segmenting the chosen layer; returns the worker (None when refused)."""
-        from napari.qt.threading import create_worker
-        from napari.utils import progress
+    def _checked_layer(self) -> tuple[Any, LayerAxes] | None:
+        """The chosen image layer and how it reads, or None after saying why not."""
         from napari.utils.notifications import show_error
 
         layer = self.image_layer()
@@ -293,29 +313,96 @@ class SegmentWidget(QWidget):
         if self.worker is not None:
             show_error("MedSegDiff is already segmenting; wait for it or press Cancel.")
             return None
+        return layer, axes
+
+    def run(self) -> Any:
+        """Segment the chosen layer, or its prompted objects; returns the worker (None when refused)."""
+        from napari.utils.notifications import show_error
+
+        checked = self._checked_layer()
+        if checked is None:
+            return None
+        layer, axes = checked
         slices = [self._current_slice(layer, axes)]
-        if axes.kind == "volume" and self.scope_box.currentText() == "all slices":
+        chosen = self.prompts.chosen(layer, axes, slices[0])
+        if chosen is False:
+            return None
+        if chosen is None and axes.kind == "volume" and self.scope_box.currentText() == "all slices":
             slices = list(range(axes.slices))
+        prompts, last_size = [], None
+        if chosen:
+            prompts, last_size = pending_prompts_for(self.viewer, layer, axes, chosen[1], slices[0])
+            if not prompts:
+                show_error(
+                    f"MedSegDiff: every prompt in '{chosen[0].name}' is segmented already; draw another "
+                    "box, or remove the segmentation layer to segment them again."
+                )
+                return None
+        data = layer.data  # read in the worker, one slice at a time (it may be a lazy array)
+
+        def work(segmenter, settings):  # runs in the worker thread
+            if prompts:
+                return (
+                    yield from segment_prompts_in_layer(
+                        segmenter, data, axes, settings, slices[0], prompts, last_size
+                    )
+                )
+            return (yield from segment_layer(segmenter, data, axes, settings, slices))
+
+        self._mode, self._prompts = ("prompts" if prompts else "whole"), prompts
+        return self._start(work, layer, axes, slices, steps_per_slice=True)
+
+    def propagate(self) -> Any:
+        """Follow the first prompt on this volume slice through the volume; returns the worker."""
+        from napari.utils.notifications import show_error
+
+        checked = self._checked_layer()
+        if checked is None:
+            return None
+        layer, axes = checked
+        if axes.kind != "volume":
+            show_error(
+                f"MedSegDiff: Propagate follows a box through a volume's slices; '{layer.name}' is 2D."
+            )
+            return None
+        start = self._current_slice(layer, axes)
+        chosen = self.prompts.chosen(layer, axes, start)
+        if not chosen:
+            if chosen is None:
+                show_error(f"MedSegDiff: draw a box around the object on slice {start} first (Draw boxes).")
+            return None
+        data, prompt = layer.data, chosen[1][0]
+
+        def work(segmenter, settings):  # runs in the worker thread
+            return (yield from propagate_in_layer(segmenter, data, axes, settings, start, prompt))
+
+        self._mode, self._prompts = "propagate", [prompt]
+        return self._start(work, layer, axes, [start], steps_per_slice=False)
+
+    def _start(self, work: Any, layer: Any, axes: LayerAxes, slices: list[int], steps_per_slice: bool) -> Any:
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+        from napari.utils.notifications import show_error
+
         try:
             settings, version = self.settings(), self.model_version()
         except Exception as error:  # e.g. an unreadable registry.json: say so, raise nothing
             show_error(f"MedSegDiff could not read the model registry: {user_message(error)}")
             return None
         device = str(self.device_box.currentData())
-        data = layer.data  # read in the worker, one slice at a time (it may be a lazy array)
 
-        def work():  # runs in the worker thread
+        def load_and_work():
             from ._models import get_segmenter
 
-            segmenter = get_segmenter(version, device)
-            return (yield from segment_layer(segmenter, data, axes, settings, slices))
+            return (yield from work(get_segmenter(version, device), settings))
 
         placement = placement_of(layer, axes)
         self.current_run = SegmentationRun(layer, axes, placement, version, device, settings, slices)
         self._animation = StepAnimation(self.viewer, layer, axes, placement, self.show_x0.isChecked())
         self._stopping = False
-        self.worker = create_worker(work, _ignore_errors=True)  # errors go to _on_error, not re-raised
-        self._progress = progress(total=settings.resolved_steps() * len(slices), desc="MedSegDiff sampling")
+        self.worker = create_worker(load_and_work, _ignore_errors=True)  # errors go to _on_error
+        total = settings.resolved_steps() * len(slices) if steps_per_slice else axes.slices
+        self._progress = progress(total=total, desc="MedSegDiff sampling")
         self.worker.yielded.connect(self._on_frame)
         self.worker.returned.connect(self._on_results)
         self.worker.errored.connect(self._on_error)
@@ -340,8 +427,12 @@ class SegmentWidget(QWidget):
         position = layer.world_to_data(self.viewer.dims.point)
         return int(np.clip(round(float(position[axes.slice_axis])), 0, axes.slices - 1))
 
-    def _on_frame(self, frame: Frame) -> None:
+    def _on_frame(self, frame: Frame | int) -> None:
         if self._stopping:
+            return
+        if isinstance(frame, int):  # propagation: a slice is done
+            self.status.setText(f"Propagating: slice {frame} segmented")
+            self._progress.update(1)
             return
         self._animation.show(frame)
         where = f"slice {frame.slice_index}: " if self.current_run.axes.kind == "volume" else ""
@@ -349,13 +440,23 @@ class SegmentWidget(QWidget):
         # Last: napari's progress bar processes pending events, so the run may end in this call.
         self._progress.update(1)
 
-    def _on_results(self, results: list[Any]) -> None:
-        labels_layer = add_result_layers(self.viewer, self.current_run, results)
+    def _on_results(self, results: Any) -> None:
+        done = "is ready to correct with the label tools; then Export correction."
+        if self._mode == "propagate":
+            labels_layer, slices = add_propagated_object(
+                self.viewer, self.current_run, results, self.same_label.isChecked()
+            )
+            done = f"holds the object on {slices} slice(s); it " + done
+        elif self._mode == "prompts":
+            labels_layer, added = add_prompted_objects(
+                self.viewer, self.current_run, results, self._prompts, self.same_label.isChecked()
+            )
+            done = f"holds {added} new object(s) of {len(self._prompts)} prompt(s); it " + done
+        else:
+            labels_layer = add_result_layers(self.viewer, self.current_run, results)
         self.viewer.layers.selection.active = labels_layer
         self.last_run = self.current_run
-        self.status.setText(
-            f"Done: '{labels_layer.name}' is ready to correct with the label tools; then Export correction."
-        )
+        self.status.setText(f"Done: '{labels_layer.name}' {done}")
 
     def _on_error(self, error: BaseException) -> None:
         from napari.utils.notifications import show_error

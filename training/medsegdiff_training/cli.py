@@ -263,6 +263,14 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
         "--uncertainty", action="store_true", help="also write <stem>_uncertainty.tif (ensemble >= 2)"
     )
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument(
+        "--boxes",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="segment the objects in these boxes: a CSV image,x0,y0,x1,y1 (pixels, x = column, "
+        "x1/y1 exclusive); label ids 1..n in file order",
+    )
     _sampling(parser, batch_size=8)
     _common(parser)
     parser.set_defaults(command_name="predict")
@@ -277,6 +285,15 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--per-image", action="store_true", help="with --json: every image's scores too")
+    prompts = parser.add_mutually_exclusive_group()
+    prompts.add_argument(
+        "--boxes", type=Path, default=None, metavar="FILE", help="box prompts: a CSV image,x0,y0,x1,y1"
+    )
+    prompts.add_argument(
+        "--boxes-from-masks",
+        action="store_true",
+        help="box prompts: one box per connected component of each expert mask",
+    )
     _sampling(parser, batch_size=8)
     _common(parser)
     parser.set_defaults(command_name="evaluate")

@@ -296,6 +296,10 @@ def command_finetune(args: argparse.Namespace) -> int:
 def command_predict(args: argparse.Namespace) -> int:
     from .prediction import list_inputs, predict_files
 
+    if args.boxes is not None:
+        from .cli_prompts import command_predict_boxes
+
+        return command_predict_boxes(args)
     files = list_inputs(args.inputs)
     settings = sampling_settings(args)
     checkpoint, name = load_model(args.model, registry_of(args), "cpu")
@@ -349,6 +353,10 @@ def command_evaluate(args: argparse.Namespace) -> int:
     pairs = find_pairs(args.images, args.masks, args.split_csv, args.split)
     if args.limit:
         pairs = pairs[: args.limit]
+    if args.boxes is not None or args.boxes_from_masks:
+        from .cli_prompts import command_evaluate_boxes
+
+        return command_evaluate_boxes(args, pairs)
     settings = sampling_settings(args)
     checkpoint, name = load_model(args.model, registry_of(args), "cpu")
     segmenter = Segmenter(checkpoint, device=args.device, amp=not args.no_amp)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .prompts import DEFAULT_CROP_RULE, CropRule
 
 # ResNet34 residual-block counts of its first three stages; deeper levels take 3 each,
 # like ResNet34's last stage.
@@ -205,17 +206,30 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """How images become network input: intensity normalisation and resizing."""
+    """How images become network input: intensity normalisation, resizing, and the crop rule.
+
+    ``crop_rule`` says how the training crops were cut around the object, so that box and
+    point prompts cut the same (:mod:`medsegdiff_training.prompts`); ``None`` = not recorded
+    (prompts then use :data:`~medsegdiff_training.prompts.DEFAULT_CROP_RULE`).
+    """
 
     normalisation: str = "percentile"  # "percentile" (1-99 %), "minmax" or "zscore"
     resize: str = "bilinear"
+    crop_rule: CropRule | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PreprocessConfig:
+        values = dict(values)
+        if values.get("crop_rule") is not None:
+            values["crop_rule"] = CropRule.from_dict(values["crop_rule"])
         return cls(**values)
+
+    def prompt_crop_rule(self) -> CropRule:
+        """The recorded crop rule, or the documented default for models that record none."""
+        return self.crop_rule if self.crop_rule is not None else DEFAULT_CROP_RULE
 
 
 def _paper(name: str, downsamplings: int, base: int, mults: tuple[int, ...]) -> ModelConfig:

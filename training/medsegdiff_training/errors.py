@@ -49,3 +49,7 @@ class DeviceError(MedSegDiffError):
 
 class Cancelled(MedSegDiffError):
     """Long work stopped because the caller cancelled it."""
+
+
+class PromptError(MedSegDiffError, ValueError):
+    """A box or point prompt, or a file of them, is unusable (bad CSV, box outside the image...)."""

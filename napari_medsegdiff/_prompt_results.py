@@ -1,0 +1,162 @@
+"""Prompted objects into the image's one segmentation layer, without losing corrections.
+
+The first prompted run on an image makes ``<image> segmentation`` (ids 1..n in prompt
+order, or one label for all). Later runs add to the newest Labels layer made for the same
+image: prompts segmented before are skipped, new objects take the next free ids (or the
+layer's selected label) and only claim pixels that are still background, so painted
+corrections and earlier objects are never overwritten. The run record on the layer
+(``metadata["medsegdiff"]``) lists every prompt segmented so far, for the corrections
+manifest.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._export import RUN_KEY, run_record
+from ._layer_axes import LayerAxes
+from ._result_layers import SegmentationRun, add_result_layers
+
+if TYPE_CHECKING:
+    import napari
+
+    from medsegdiff_training.prompted import PromptedSegmentation
+
+
+def existing_segmentation(viewer: napari.Viewer, image_layer: Any, axes: LayerAxes) -> Any | None:
+    """The newest Labels layer the widget made for ``image_layer`` that still fits it."""
+    from napari.layers import Labels
+
+    for layer in reversed(list(viewer.layers)):
+        if (
+            isinstance(layer, Labels)
+            and run_record(layer).get("image_layer") == image_layer.name
+            and tuple(np.shape(layer.data)) == tuple(axes.labels_shape)
+        ):
+            return layer
+    return None
+
+
+def prompt_key(prompt: Any, slice_index: int) -> dict[str, Any]:
+    """A prompt as plain values: ``{"slice": i, "box": [x0, y0, x1, y1]}`` or ``{..., "point": [x, y]}``."""
+    from medsegdiff_training.prompts import Point
+
+    if isinstance(prompt, Point):
+        return {"slice": slice_index, "point": [round(prompt.x, 2), round(prompt.y, 2)]}
+    return {"slice": slice_index, "box": [round(v, 2) for v in prompt.to_list()]}
+
+
+def pending_prompts(labels_layer: Any | None, prompts: list[Any], slice_index: int) -> list[Any]:
+    """The prompts ``labels_layer`` does not hold an object for yet (all of them without a layer)."""
+    if labels_layer is None:
+        return list(prompts)
+    done = run_record(labels_layer).get("prompts", [])
+    return [p for p in prompts if prompt_key(p, slice_index) not in done]
+
+
+def pending_prompts_for(
+    viewer: napari.Viewer, image_layer: Any, axes: LayerAxes, prompts: list[Any], slice_index: int
+) -> tuple[list[Any], tuple[float, float] | None]:
+    """(prompts not yet segmented into the image's segmentation layer, the last box size there)."""
+    layer = existing_segmentation(viewer, image_layer, axes)
+    return pending_prompts(layer, prompts, slice_index), last_box_size(layer)
+
+
+def last_box_size(labels_layer: Any | None) -> tuple[float, float] | None:
+    """(height, width) of the last box segmented into ``labels_layer``, for point prompts."""
+    boxes = run_record(labels_layer).get("boxes", []) if labels_layer is not None else []
+    if not boxes:
+        return None
+    x0, y0, x1, y1 = boxes[-1]["box"]
+    return (y1 - y0, x1 - x0)
+
+
+def add_prompted_objects(
+    viewer: napari.Viewer,
+    run: SegmentationRun,
+    result: PromptedSegmentation,
+    prompts: list[Any],
+    same_label: bool = False,
+) -> tuple[Any, int]:
+    """Put a prompted run's objects into the image's segmentation layer: (layer, objects added)."""
+    slice_index = run.slices[0]
+    layer = existing_segmentation(viewer, run.image_layer, run.axes)
+    new_objects = result.labels
+    found = len(np.unique(new_objects[new_objects > 0]))
+    keys = [prompt_key(p, slice_index) for p in prompts]
+    boxes = [{"slice": slice_index, "box": box.to_list()} for box in result.boxes]
+    if layer is None:
+        if same_label:
+            new_objects = (new_objects > 0).astype(np.int32)
+        result.labels = new_objects
+        layer = add_result_layers(viewer, run, [result])
+        record = layer.metadata[RUN_KEY]
+        record.update(prompts=keys, boxes=boxes, crop_rule=result.crop_rule.to_dict())
+        return layer, found
+    data = np.asarray(layer.data)
+    target = run.axes.slice_position(slice_index)
+    first_id = int(layer.selected_label) if same_label else int(data.max()) + 1
+    shifted = np.where(new_objects > 0, first_id if same_label else new_objects + first_id - 1, 0)
+    data = _widen(data, int(shifted.max()))
+    plane = data[target]
+    free = (plane == 0) & (shifted > 0)
+    plane[free] = shifted[free]
+    layer.data = data
+    record = dict(run_record(layer))
+    prediction = record.get("prediction")
+    if prediction is not None and np.shape(prediction) == data.shape:
+        prediction = _widen(np.asarray(prediction), int(shifted.max()))
+        prediction[target][free] = shifted[free]
+        record["prediction"] = prediction
+    record["prompts"] = [*record.get("prompts", []), *keys]
+    record["boxes"] = [*record.get("boxes", []), *boxes]
+    record["crop_rule"] = result.crop_rule.to_dict()
+    layer.metadata = {**layer.metadata, RUN_KEY: record}
+    return layer, len(np.unique(new_objects[free]))
+
+
+def add_propagated_object(
+    viewer: napari.Viewer, run: SegmentationRun, masks: dict[int, np.ndarray], same_label: bool = False
+) -> tuple[Any, int]:
+    """Put a propagated object (slice -> mask) into the volume's segmentation layer: (layer, slices)."""
+    axes = run.axes
+    volume = np.zeros(axes.labels_shape, dtype=np.int32)
+    for index, mask in masks.items():
+        volume[axes.slice_position(index)] = mask
+    layer = existing_segmentation(viewer, run.image_layer, axes)
+    if layer is None:
+        layer = viewer.add_labels(
+            np.zeros(axes.labels_shape, np.uint8),
+            name=f"{run.image_layer.name} segmentation",
+            opacity=0.5,
+            metadata={RUN_KEY: run.record()},
+            **run.placement.layer_kwargs(),
+        )
+    data = np.asarray(layer.data)
+    new_id = int(layer.selected_label) if same_label else int(data.max()) + 1
+    data = _widen(data, new_id)
+    free = (data == 0) & (volume > 0)
+    data[free] = new_id
+    layer.data = data
+    record = dict(run_record(layer))
+    prediction = record.get("prediction")
+    if prediction is None or np.shape(prediction) != data.shape:
+        prediction = np.zeros_like(data)
+    prediction = _widen(np.asarray(prediction), new_id)
+    prediction[free] = new_id
+    record["prediction"] = prediction
+    record["propagated"] = [
+        *record.get("propagated", []),
+        sorted(int(i) for i, m in masks.items() if m.any()),
+    ]
+    layer.metadata = {**layer.metadata, RUN_KEY: record}
+    return layer, sum(1 for m in masks.values() if m.any())
+
+
+def _widen(labels: np.ndarray, top: int) -> np.ndarray:
+    """A copy of ``labels`` in a type that holds ``top``."""
+    if np.issubdtype(labels.dtype, np.integer) and top <= np.iinfo(labels.dtype).max:
+        return labels.copy()
+    return labels.astype(np.uint16 if top < 2**16 else np.uint32)

@@ -1,0 +1,313 @@
+"""Box and point prompts: where the model looks on a full-size image, and where its answer goes.
+
+Every shipped model was trained on crops around the object, so a prompt is turned into
+such a crop by the model's :class:`CropRule` (recorded in its checkpoint), the crop is
+segmented, and the probabilities are put back into the crop's footprint in the full image.
+This module holds that geometry in numpy; :mod:`medsegdiff_training.prompted` runs it
+through a :class:`~medsegdiff_training.inference.Segmenter`.
+
+Conventions
+-----------
+- A box is ``(x0, y0, x1, y1)`` in image pixels: x is the column, y the row, ``x1`` and
+  ``y1`` exclusive (pixel ``i`` covers ``[i, i + 1)``), as in ``predict --boxes`` files.
+- Crops at the image border are padded (with the image's minimum), never shifted, so the
+  object keeps its place relative to the crop, as in training.
+- Objects get label ids 1..n in prompt order; where crops overlap, the more probable
+  object wins (ties go to the earlier prompt).
+- A point means a box of the last box size (or the rule's default size) centred on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, InvalidImageError
+
+CROP_SHAPES = ("box", "square")
+
+
+@dataclass(frozen=True)
+class CropRule:
+    """How a model's training crops were cut around the object, so prompts cut the same.
+
+    The box is grown by ``margin_px + margin_fraction * size`` on each side (``size`` =
+    the box's own height for rows, width for columns). ``shape="box"`` keeps that
+    rectangle and resizes it non-uniformly to the model's input; ``shape="square"`` takes a
+    square centred on the box, of side ``side_px`` when given, else the grown box's longer
+    side. A point prompt without an earlier box becomes a square box of
+    ``point_box_fraction`` of the image's shorter side.
+
+    Examples
+    --------
+    >>> CropRule(margin_px=30, margin_fraction=0.0).window(Box(100, 50, 200, 90))
+    CropWindow(top=20, left=70, bottom=120, right=230)
+    """
+
+    shape: str = "box"
+    margin_fraction: float = 0.1
+    margin_px: float = 0.0
+    side_px: float | None = None
+    point_box_fraction: float = 0.25
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.shape not in CROP_SHAPES:
+            raise ConfigError(f"A crop rule's shape is 'box' or 'square', got {self.shape!r}.")
+        if self.margin_fraction < 0 or self.margin_px < 0:
+            raise ConfigError("A crop rule's margins must be zero or positive.")
+        if self.side_px is not None and self.side_px < 2:
+            raise ConfigError(f"A crop rule's side_px must be at least 2, got {self.side_px}.")
+        if not 0 < self.point_box_fraction <= 1:
+            raise ConfigError("point_box_fraction is a fraction of the image's shorter side, in (0, 1].")
+
+    def window(self, box: Box) -> CropWindow:
+        """The crop (whole pixels, possibly beyond the image) this rule cuts around ``box``."""
+        grow_y = self.margin_px + self.margin_fraction * box.height
+        grow_x = self.margin_px + self.margin_fraction * box.width
+        y0, y1 = box.y0 - grow_y, box.y1 + grow_y
+        x0, x1 = box.x0 - grow_x, box.x1 + grow_x
+        if self.shape == "square":
+            side = self.side_px if self.side_px is not None else max(y1 - y0, x1 - x0)
+            cy, cx = (box.y0 + box.y1) / 2, (box.x0 + box.x1) / 2
+            y0, y1, x0, x1 = cy - side / 2, cy + side / 2, cx - side / 2, cx + side / 2
+        top, left = math.floor(y0 + 1e-6), math.floor(x0 + 1e-6)
+        bottom, right = math.ceil(y1 - 1e-6), math.ceil(x1 - 1e-6)
+        return CropWindow(top, left, max(bottom, top + 2), max(right, left + 2))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> CropRule:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"Unknown crop rule keys: {sorted(unknown)}.")
+        return cls(**values)
+
+
+#: For models whose checkpoint records no crop rule: the box plus 10 % of its size on
+#: each side (the margin of MedSAM-style box-prompt evaluations), resized non-uniformly.
+DEFAULT_CROP_RULE = CropRule(
+    description="box + 10 % of its size on each side (default for models without a rule)"
+)
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box in image pixels: x = column, y = row, ``x1``/``y1`` exclusive."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def __post_init__(self) -> None:
+        values = (self.x0, self.y0, self.x1, self.y1)
+        if not all(math.isfinite(float(v)) for v in values):
+            raise InvalidImageError(f"A box needs finite coordinates, got {values}.")
+        if self.x1 <= self.x0 or self.y1 <= self.y0:
+            raise InvalidImageError(
+                f"A box needs x1 > x0 and y1 > y0 (x1, y1 exclusive), got x0={self.x0:g}, "
+                f"y0={self.y0:g}, x1={self.x1:g}, y1={self.y1:g}."
+            )
+
+    @property
+    def height(self) -> float:
+        return float(self.y1 - self.y0)
+
+    @property
+    def width(self) -> float:
+        return float(self.x1 - self.x0)
+
+    def overlaps(self, image_shape: tuple[int, int]) -> bool:
+        """Whether any part of the box lies over an image of ``(height, width)``."""
+        return self.x1 > 0 and self.y1 > 0 and self.x0 < image_shape[1] and self.y0 < image_shape[0]
+
+    def to_list(self) -> list[float]:
+        return [float(self.x0), float(self.y0), float(self.x1), float(self.y1)]
+
+
+@dataclass(frozen=True)
+class Point:
+    """A click at column ``x``, row ``y`` (pixel centres are at ``i + 0.5``)."""
+
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class CropWindow:
+    """Rows ``top:bottom`` and columns ``left:right`` of the full image (may reach beyond it)."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.bottom - self.top, self.right - self.left
+
+    def overlap(self, image_shape: tuple[int, int]) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+        """(image slices, crop slices) of the part of the window inside the image."""
+        height, width = image_shape
+        top, left = max(self.top, 0), max(self.left, 0)
+        bottom, right = min(self.bottom, height), min(self.right, width)
+        if bottom <= top or right <= left:
+            raise InvalidImageError(
+                f"The crop rows {self.top}:{self.bottom}, columns {self.left}:{self.right} lie "
+                f"outside the {height}x{width} image; draw the box over the image."
+            )
+        image_slices = (slice(top, bottom), slice(left, right))
+        crop_slices = (slice(top - self.top, bottom - self.top), slice(left - self.left, right - self.left))
+        return image_slices, crop_slices
+
+
+def resolve_prompts(
+    prompts: Sequence[Box | Point],
+    image_shape: tuple[int, int],
+    rule: CropRule = DEFAULT_CROP_RULE,
+    last_box_size: tuple[float, float] | None = None,
+) -> list[Box]:
+    """Turn boxes and points into boxes, in order; points take the last box's (height, width).
+
+    Raises :class:`InvalidImageError` for a prompt that lies wholly outside the image.
+
+    Examples
+    --------
+    >>> resolve_prompts([Box(0, 0, 40, 20), Point(100, 100)], (200, 200))[1]
+    Box(x0=80.0, y0=90.0, x1=120.0, y1=110.0)
+    """
+    boxes: list[Box] = []
+    size = last_box_size
+    for index, prompt in enumerate(prompts, start=1):
+        if isinstance(prompt, Point):
+            height, width = size or (rule.point_box_fraction * min(image_shape),) * 2
+            box = Box(
+                prompt.x - width / 2, prompt.y - height / 2, prompt.x + width / 2, prompt.y + height / 2
+            )
+        else:
+            box = prompt
+            size = (box.height, box.width)
+        if not box.overlaps(image_shape):
+            raise InvalidImageError(
+                f"Prompt {index} ({box.to_list()}) lies outside the {image_shape[0]}x{image_shape[1]} image."
+            )
+        boxes.append(box)
+    return boxes
+
+
+def extract_crop(image: np.ndarray, window: CropWindow) -> np.ndarray:
+    """The (C, h, w) crop of a (C, H, W) image under ``window``, padded with the image's minimum."""
+    image_slices, crop_slices = window.overlap(image.shape[-2:])
+    crop = np.full((image.shape[0], *window.shape), image.min(), dtype=image.dtype)
+    crop[(slice(None), *crop_slices)] = image[(slice(None), *image_slices)]
+    return crop
+
+
+def resize_bilinear(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of the last two axes (half-pixel centres, like torch's ``align_corners=False``)."""
+    rows = _interpolation_matrix(array.shape[-2], size[0])
+    columns = _interpolation_matrix(array.shape[-1], size[1])
+    # two matrix products (a three-operand einsum would loop over all four indices at once)
+    return (rows @ array.astype(np.float32) @ columns.T).astype(np.float32)
+
+
+def _interpolation_matrix(source: int, target: int) -> np.ndarray:
+    position = np.clip((np.arange(target) + 0.5) * source / target - 0.5, 0, source - 1)
+    lower = np.floor(position).astype(int)
+    upper = np.minimum(lower + 1, source - 1)
+    weight = (position - lower).astype(np.float32)
+    matrix = np.zeros((target, source), dtype=np.float32)
+    np.add.at(matrix, (np.arange(target), lower), 1 - weight)
+    np.add.at(matrix, (np.arange(target), upper), weight)
+    return matrix
+
+
+@dataclass
+class PromptedLabels:
+    """Objects pasted into the full image.
+
+    ``labels`` (H, W) int32: 0 background, object ``i`` (1-based prompt order) where it won;
+    ``probability`` (H, W): the winning object's foreground probability (0 elsewhere);
+    ``uncertainty`` (H, W) or ``None``: the largest member spread of any crop covering a pixel.
+    """
+
+    labels: np.ndarray
+    probability: np.ndarray
+    uncertainty: np.ndarray | None
+
+
+def paste_objects(
+    foreground: Sequence[np.ndarray],
+    windows: Sequence[CropWindow],
+    image_shape: tuple[int, int],
+    threshold: float = 0.5,
+    uncertainty: Sequence[np.ndarray] | None = None,
+    object_labels: Sequence[np.ndarray] | None = None,
+) -> PromptedLabels:
+    """Paste each object's foreground probability (any size; resized to its window) into the image.
+
+    Object ``i`` claims the pixels where its probability exceeds ``threshold`` and beats every
+    earlier claim. ``object_labels`` (per object, window-sized) replaces the object id by a
+    per-pixel label (multi-class models: the class).
+    """
+    labels = np.zeros(image_shape, dtype=np.int32)
+    best = np.zeros(image_shape, dtype=np.float32)
+    spread = np.zeros(image_shape, dtype=np.float32) if uncertainty is not None else None
+    for index, (probability, window) in enumerate(zip(foreground, windows, strict=True)):
+        image_slices, crop_slices = window.overlap(image_shape)
+        probability = _fit(probability, window)[crop_slices]
+        wins = (probability > threshold) & (probability > best[image_slices])
+        best[image_slices][wins] = probability[wins]
+        value = index + 1 if object_labels is None else object_labels[index][crop_slices][wins]
+        labels[image_slices][wins] = value
+        if spread is not None and uncertainty is not None:
+            np.maximum(
+                spread[image_slices], _fit(uncertainty[index], window)[crop_slices], out=spread[image_slices]
+            )
+    return PromptedLabels(labels, best, spread)
+
+
+def _fit(array: np.ndarray, window: CropWindow) -> np.ndarray:
+    return array if array.shape == window.shape else resize_bilinear(array, window.shape)
+
+
+def mask_box(mask: np.ndarray) -> Box | None:
+    """The bounding box of a 2D mask's non-zero pixels, or ``None`` for an empty mask."""
+    rows, columns = np.nonzero(mask)
+    if rows.size == 0:
+        return None
+    return Box(int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1)
+
+
+def boxes_from_mask(mask: np.ndarray) -> list[Box]:
+    """One box per 8-connected component of a 2D mask's foreground, in raster order of their first pixel."""
+    from scipy import ndimage
+
+    components, _ = ndimage.label(np.asarray(mask) > 0, structure=np.ones((3, 3), dtype=bool))
+    boxes = []
+    for found in ndimage.find_objects(components):
+        if found is not None:
+            rows, columns = found
+            boxes.append(Box(columns.start, rows.start, columns.stop, rows.stop))
+    return boxes
+
+
+def inscribed_ellipse(boxes: Sequence[Box], image_shape: tuple[int, int]) -> np.ndarray:
+    """The no-model baseline: the ellipse inscribed in each box, ids 1..n (later boxes on top)."""
+    rows = np.arange(image_shape[0])[:, None] + 0.5
+    columns = np.arange(image_shape[1])[None, :] + 0.5
+    labels = np.zeros(image_shape, dtype=np.int32)
+    for index, box in enumerate(boxes, start=1):
+        cy, cx = (box.y0 + box.y1) / 2, (box.x0 + box.x1) / 2
+        inside = ((rows - cy) / (box.height / 2)) ** 2 + ((columns - cx) / (box.width / 2)) ** 2 <= 1
+        labels[inside] = index
+    return labels
