@@ -130,7 +130,9 @@ def export_correction(
     if prediction is not None and np.shape(prediction) != labels.shape:
         prediction = None  # the layer's data was replaced by something else: no fair comparison
     source = getattr(getattr(image_layer, "source", None), "path", None)
-    prompts = {"prompts": {key: run[key] for key in ("prompts", "boxes", "crop_rule")}} if run.get("boxes") else {}
+    prompts = {}
+    if run.get("boxes"):  # a prompted run: the boxes and the crop rule go with the correction
+        prompts = {"prompts": {key: run[key] for key in ("prompts", "boxes", "crop_rule")}}
     return store.add(
         image,
         labels,
