@@ -113,13 +113,15 @@ def export_correction(
     labels_layer: napari.layers.Labels,
     *,
     allow_empty: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> CorrectionEntry:
     """Append the image, the corrected labels and the model's first prediction as one entry.
 
     The manifest line gets the image's source file (when it was opened from one), both
     layer names, the Labels layer's scale, translate and affine, and the model version
     and sampler settings of the run that made the labels; the store computes the fraction
-    of pixels changed. A volume is exported whole (see the module docstring).
+    of pixels changed. A volume is exported whole (see the module docstring). ``extra``
+    goes into the manifest line as it is (the queue widget's provenance).
     """
     run = run_record(labels_layer)
     image = _image_for(image_layer, labels_layer)
@@ -128,6 +130,9 @@ def export_correction(
     if prediction is not None and np.shape(prediction) != labels.shape:
         prediction = None  # the layer's data was replaced by something else: no fair comparison
     source = getattr(getattr(image_layer, "source", None), "path", None)
+    prompts = {}
+    if run.get("boxes"):  # a prompted run: the boxes and the crop rule go with the correction
+        prompts = {"prompts": {key: run[key] for key in ("prompts", "boxes", "crop_rule")}}
     return store.add(
         image,
         labels,
@@ -141,7 +146,5 @@ def export_correction(
         model_version=run.get("model_version"),
         sampler_settings=run.get("sampler_settings"),
         allow_empty=allow_empty,
-        extra={"prompts": {key: run[key] for key in ("prompts", "boxes", "crop_rule")}}
-        if run.get("boxes")
-        else None,
+        extra={**prompts, **(extra or {})} or None,
     )

@@ -1,4 +1,5 @@
-"""The ``medsegdiff`` command line: train, finetune, predict, evaluate, models, info.
+"""The ``medsegdiff`` command line: train, finetune, predict, evaluate, models, info,
+simulate-annotation.
 
 Also runs as ``python -m medsegdiff_training`` and under ``torchrun`` (``train`` and
 ``finetune`` then use every process). A mistake the user can make ends in one line on
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # Only torch-free modules here: --help and argument errors must not wait for torch.
+from .cli_annotation import add_simulate_annotation
 from .cli_corrections import add_corrections_parser
 from .cli_output import command_output
 from .cli_progress import emit_json
@@ -385,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_corrections_parser,
     ):
         add(subparsers)
+    add_simulate_annotation(subparsers, _common, _sampling)
     return parser
 
 

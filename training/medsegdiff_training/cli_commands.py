@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .checkpoint import PICKLE_SUFFIXES, Checkpoint, load_checkpoint
+from .cli_annotation import command_simulate_annotation  # the CLI dispatches by name
 from .cli_progress import CountReporter, TrainingReporter, cancel_on_signals, emit_json, json_safe
 from .config import (
     DiffusionConfig,
@@ -42,7 +43,12 @@ from .train_config import TrainConfig, train_config_from
 from .trainer import train
 from .training_state import STATE_DIR
 
-__all__ = ["EXIT_CANCELLED", "EXIT_OK", "EXIT_USER_ERROR"]  # re-exported for callers of the commands
+__all__ = [  # re-exported for callers of the commands
+    "EXIT_CANCELLED",
+    "EXIT_OK",
+    "EXIT_USER_ERROR",
+    "command_simulate_annotation",
+]
 PROG_NAME = "medsegdiff"
 
 

@@ -1,0 +1,572 @@
+"""The "MedSegDiff queue" dock widget: annotate a whole dataset, image after image.
+
+A dock widget of its own rather than a section of the segmentation widget: working
+through a folder is a different task from segmenting the image in front of you, it needs
+its own keys and layers, and the segmentation widget stays as short as it is. Both write
+to the same corrections store by default.
+
+Open a folder (or files, or the slices of an opened volume); every image is already
+segmented when you reach it (a background worker keeps the next ones ready), you correct
+the Labels layer, and **Accept and next** exports it to the corrections store with the
+queue's provenance. The queue's state is :class:`medsegdiff_training.annotation_queue.
+AnnotationQueue` (in the core, shared with ``medsegdiff simulate-annotation``), kept
+beside the store, so reopening the same folder resumes where you stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._export import RUN_KEY, corrections_store, export_correction
+from ._finetune_process import FinetuneProcess, FinetuneRequest
+from ._queue_presegment import Presegmentation, Presegmenter
+from ._trend_plot import TrendPlot
+
+if TYPE_CHECKING:
+    import napari
+
+    from medsegdiff_training.annotation_queue import AnnotationQueue
+
+KEYS = {"accept": "Shift-Enter", "skip": "Shift-Right", "previous": "Shift-Left"}
+ORDERS = (("file order", "file"), ("most uncertain first", "uncertain"))
+AHEAD = 3  # the current image and the next two are kept segmented in file order
+
+
+def _read_model_choices() -> tuple[list[tuple[str, str]], str]:
+    from medsegdiff_training.registry import ModelRegistry
+
+    from ._models import model_choices
+
+    return model_choices(), ModelRegistry().selected()
+
+
+class QueueWidget(QWidget):
+    """Work through a folder of images: pre-segmented, corrected, accepted, fine-tuned on."""
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.queue: AnnotationQueue | None = None
+        self.image_layer: Any = None
+        self.labels_layer: Any = None
+        self.finetune: FinetuneProcess | None = None
+        self._volumes: dict[str, Any] = {}  # volume name -> its layer, for "name[z]" items
+        self._shown_at = time.perf_counter()
+        self._store_root: Path | None = None
+        self.presegmenter = Presegmenter(self._read_item, self)
+        self.presegmenter.ready.connect(self._on_presegmented)
+        self.presegmenter.failed.connect(self._on_presegment_failed)
+        self._build()
+        self._bind_keys()
+        self.destroyed.connect(self._closing(self.viewer, self.presegmenter))
+        self.viewer.layers.events.inserted.connect(self._refresh_volumes)
+        self.viewer.layers.events.removed.connect(self._refresh_volumes)
+        self._refresh_volumes()
+        self._read_models()
+
+    # -- the form ----------------------------------------------------------------------------
+    def _build(self) -> None:
+        from medsegdiff_training.paths import default_corrections_root  # no torch
+
+        layout = QVBoxLayout(self)
+        source = QGroupBox("Images")
+        form = QFormLayout(source)
+        self.folder_button = QPushButton("Open folder…")
+        self.folder_button.setToolTip("Queue every image of a folder (PNG, JPEG, GIF, BMP, TIFF, NIfTI)")
+        self.folder_button.clicked.connect(self._choose_folder)
+        self.files_button = QPushButton("Open files…")
+        self.files_button.clicked.connect(self._choose_files)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.folder_button)
+        buttons.addWidget(self.files_button)
+        form.addRow(buttons)
+        self.volume_box = QComboBox()
+        self.volume_button = QPushButton("Queue its slices")
+        self.volume_button.clicked.connect(lambda: self.open_volume(self.volume_box.currentText()))
+        row = QHBoxLayout()
+        row.addWidget(self.volume_box, 1)
+        row.addWidget(self.volume_button)
+        form.addRow("Volume", row)
+        self.order_box = QComboBox()
+        for label, name in ORDERS:
+            self.order_box.addItem(label, name)
+        self.order_box.setToolTip(
+            "Most uncertain first: the images whose ensemble members disagree most about the object, "
+            "per unit of object area, come first (scores appear as the images are pre-segmented)."
+        )
+        self.order_box.currentIndexChanged.connect(self._order_changed)
+        form.addRow("Order", self.order_box)
+        self.model_box = QComboBox()
+        self.model_box.addItem("reading the model registry…", None)
+        self.model_box.currentIndexChanged.connect(self._model_chosen)
+        form.addRow("Model", self.model_box)
+        self.store_label = QLabel(str(default_corrections_root()))
+        self.store_label.setWordWrap(True)
+        store_button = QPushButton("Change…")
+        store_button.clicked.connect(self._choose_store)
+        store_row = QHBoxLayout()
+        store_row.addWidget(self.store_label, 1)
+        store_row.addWidget(store_button)
+        form.addRow("Store", store_row)
+        layout.addWidget(source)
+
+        self.where_label = QLabel("Open a folder to start.")
+        self.where_label.setWordWrap(True)
+        self.counts_label = QLabel()
+        layout.addWidget(self.where_label)
+        layout.addWidget(self.counts_label)
+        navigation = QHBoxLayout()
+        self.previous_button = QPushButton("◀ Previous")
+        self.previous_button.setToolTip(f"Back to the image finished before this one ({KEYS['previous']})")
+        self.previous_button.clicked.connect(self.previous)
+        self.skip_button = QPushButton("Skip")
+        self.skip_button.setToolTip(f"Leave this image without a correction ({KEYS['skip']})")
+        self.skip_button.clicked.connect(self.skip)
+        self.accept_button = QPushButton("Accept and next ▶")
+        self.accept_button.setToolTip(
+            f"Export the Labels layer as it is to the corrections store and go on ({KEYS['accept']}); "
+            "an empty layer is accepted as a true negative"
+        )
+        self.accept_button.clicked.connect(self.accept)
+        for button in (self.previous_button, self.skip_button, self.accept_button):
+            navigation.addWidget(button)
+        layout.addLayout(navigation)
+
+        tuning = QGroupBox("Fine-tuning that keeps up")
+        tuning_form = QFormLayout(tuning)
+        self.finetune_check = QCheckBox("fine-tune every")
+        self.finetune_check.setToolTip(
+            "In the background, fine-tune the queue's model on the store every N accepted images; "
+            "switch to the new version when its held-out Dice beats its parent's"
+        )
+        self.finetune_every = QSpinBox()
+        self.finetune_every.setRange(1, 10_000)
+        self.finetune_every.setValue(10)
+        self.finetune_every.setSuffix(" accepted")
+        self.finetune_minutes = QDoubleSpinBox()
+        self.finetune_minutes.setRange(0.1, 24 * 60)
+        self.finetune_minutes.setValue(3.0)
+        self.finetune_minutes.setSuffix(" min each")
+        every_row = QHBoxLayout()
+        every_row.addWidget(self.finetune_check)
+        every_row.addWidget(self.finetune_every)
+        every_row.addWidget(self.finetune_minutes)
+        tuning_form.addRow(every_row)
+        self.finetune_label = QLabel("")
+        self.finetune_label.setWordWrap(True)
+        tuning_form.addRow(self.finetune_label)
+        self.plot = TrendPlot()
+        tuning_form.addRow(self.plot)
+        layout.addWidget(tuning)
+        layout.addStretch(1)
+        self._update_labels()
+
+    def _bind_keys(self) -> None:
+        for action, key in KEYS.items():
+            self.viewer.bind_key(key, self._key_handler(action), overwrite=True)
+
+    def _key_handler(self, action: str):
+        def handle(_viewer: object) -> None:
+            getattr(self, action)()
+
+        return handle
+
+    @staticmethod
+    def _closing(viewer: Any, presegmenter: Presegmenter):
+        """A slot for ``destroyed``: unbind the keys and stop the background work (no self then)."""
+
+        def close(*_: object) -> None:
+            for key in KEYS.values():
+                try:
+                    viewer.bind_key(key, None)
+                except (KeyError, RuntimeError, AttributeError):  # the viewer went first
+                    pass
+            presegmenter.stop()
+
+        return close
+
+    # -- models --------------------------------------------------------------------------------
+    def _read_models(self) -> None:
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(_read_model_choices)  # imports torch: never on the GUI thread
+        worker.returned.connect(self._fill_models)
+        worker.start()
+
+    def _fill_models(self, found: tuple[list[tuple[str, str]], str]) -> None:
+        choices, selected = found
+        current = self.model_box.currentData() or selected
+        self.model_box.blockSignals(True)
+        self.model_box.clear()
+        for label, name in choices:
+            self.model_box.addItem(label, name)
+        index = self.model_box.findData(current)
+        self.model_box.setCurrentIndex(max(index, 0))
+        self.model_box.blockSignals(False)
+        self._use_model(self.model_box.currentData(), "chosen")
+
+    @property
+    def model_version(self) -> str | None:
+        return self.model_box.currentData()
+
+    def _model_chosen(self) -> None:
+        if self.model_version is not None:
+            self._use_model(self.model_version, "chosen in the queue widget")
+
+    def _use_model(self, version: str | None, reason: str) -> None:
+        if not version:
+            return
+        self.presegmenter.configure(version, "auto")
+        if self.queue is not None and self.queue.model_version != version:
+            self.queue.set_model(version, reason)
+        self._request_ahead()
+
+    def switch_model(self, version: str, reason: str) -> None:
+        """Pre-segment with ``version`` from now on; the image on screen is left as it is."""
+        if self.model_box.findData(version) < 0:
+            self.model_box.blockSignals(True)
+            self.model_box.addItem(version, version)
+            self.model_box.blockSignals(False)
+        self.model_box.blockSignals(True)
+        self.model_box.setCurrentIndex(self.model_box.findData(version))
+        self.model_box.blockSignals(False)
+        self._use_model(version, reason)
+
+    # -- opening a queue -----------------------------------------------------------------------
+    @property
+    def store(self):
+        return corrections_store(self._store_root)
+
+    def _choose_store(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Corrections store", self.store_label.text())
+        if folder:
+            self._store_root = Path(folder)
+            self.store_label.setText(folder)
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "A folder of images to annotate")
+        if folder:
+            self.open_folder(folder)
+
+    def _choose_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Images to annotate")
+        if files:
+            self.open_files(files)
+
+    def open_folder(self, folder: str | Path) -> None:
+        """Queue the images of ``folder`` (resuming it if it was opened before)."""
+        from medsegdiff_training.annotation_queue import AnnotationQueue
+
+        self._open(lambda root, order: AnnotationQueue.for_folder(folder, root, order))
+
+    def open_files(self, files: list[str]) -> None:
+        """Queue a list of image files."""
+        from medsegdiff_training.annotation_queue import AnnotationQueue
+
+        self._open(lambda root, order: AnnotationQueue.for_files(files, root, order))
+
+    def open_volume(self, name: str) -> None:
+        """Queue the slices (axis 0) of the opened volume layer ``name``."""
+        from medsegdiff_training.annotation_queue import AnnotationQueue
+
+        if name not in self._volumes:
+            self._notify_error(f"There is no volume layer '{name}' to queue: open a 3D image first.")
+            return
+        slices = int(np.shape(self._volumes[name].data)[0])
+        self._open(lambda root, order: AnnotationQueue.for_volume(name, slices, root, order))
+
+    def _open(self, make) -> None:
+        from medsegdiff_training.errors import MedSegDiffError
+
+        root = self.store.root
+        try:
+            self.queue = make(root, self.order_box.currentData())
+        except MedSegDiffError as error:
+            self._notify_error(str(error))
+            return
+        if self.model_version and self.queue.model_version != self.model_version:
+            self.queue.set_model(self.model_version, "queue opened")
+        for item, state in self.queue.states.items():
+            if state.status == "accepted":
+                self.plot.add_changed(len(self.plot.changed) + 1, self._accepted_fraction(item))
+        self._show(self.queue.current)
+
+    # -- showing an image -------------------------------------------------------------------------
+    def _read_item(self, item: str) -> np.ndarray:
+        """An item's image: a file read by the core, or a slice of an opened volume."""
+        name, _, index = item.rpartition("[")
+        if item.endswith("]") and name in self._volumes:
+            return np.asarray(self._volumes[name].data[int(index[:-1])])
+        from medsegdiff_training.data.io import read_array
+
+        return read_array(item)
+
+    def _show(self, item: str | None) -> None:
+        if item is None:
+            self._update_labels()
+            self.where_label.setText("Every image of the queue is done. 🎉")
+            return
+        try:
+            image = self._read_item(item)
+        except Exception as error:  # noqa: BLE001 - a damaged file costs itself only: skip it
+            self._notify_error(f"Cannot show {item}: {error}. Skipping it.")
+            self._show(self.queue.skip(item) if self.queue is not None else None)
+            return
+        if image.ndim != 2 and not (image.ndim == 3 and image.shape[-1] in (3, 4)):
+            self._notify_error(
+                f"{Path(item).name} is not a 2D image (shape {image.shape}): open it in napari and queue "
+                "its slices instead. Skipping it."
+            )
+            self._show(self.queue.skip(item) if self.queue is not None else None)
+            return
+        self._put_layers(item, image)
+        self._shown_at = time.perf_counter()
+        ready = self.presegmenter.result(item)
+        entry = self._accepted_entry(item)
+        if entry is not None:  # back to an accepted image: show what was accepted
+            _, labels, prediction = self.store.read(entry)
+            self._set_labels(labels, prediction, entry.manifest.get("model_version"), None)
+        elif ready is not None:
+            self._apply(ready)
+        self._update_labels()
+        self._request_ahead()
+
+    def _put_layers(self, item: str, image: np.ndarray) -> None:
+        title = Path(item).name if not item.endswith("]") else item
+        rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
+        spatial = image.shape[:2]
+        layers = self.viewer.layers
+        if self.image_layer is None or self.image_layer not in layers or self.image_layer.rgb != rgb:
+            if self.image_layer is not None and self.image_layer in layers:
+                layers.remove(self.image_layer)
+            self.image_layer = self.viewer.add_image(image, name="queue image", rgb=rgb)
+        else:
+            self.image_layer.data = image
+            self.image_layer.reset_contrast_limits()
+        self.image_layer.metadata["queue_item"] = item
+        zeros = np.zeros(spatial, dtype=np.int32)
+        if (
+            self.labels_layer is None
+            or self.labels_layer not in layers
+            or self.labels_layer.data.shape != spatial
+        ):
+            if self.labels_layer is not None and self.labels_layer in layers:
+                layers.remove(self.labels_layer)
+            self.labels_layer = self.viewer.add_labels(zeros, name="queue segmentation")
+        else:
+            self.labels_layer.data = zeros
+        self.labels_layer.metadata[RUN_KEY] = {"image_layer": self.image_layer.name, "queue_item": item}
+        self.viewer.layers.selection.active = self.labels_layer
+        self.viewer.reset_view()
+        self.viewer.status = f"MedSegDiff queue: {title}"
+
+    def _set_labels(self, labels, prediction, model_version, settings) -> None:
+        self.labels_layer.data = np.asarray(labels).astype(np.int32)
+        record = self.labels_layer.metadata.get(RUN_KEY, {})
+        record.update(
+            prediction=None if prediction is None else np.asarray(prediction).copy(),
+            model_version=model_version,
+            sampler_settings=settings,
+        )
+        self.labels_layer.metadata[RUN_KEY] = record
+
+    def _apply(self, ready: Presegmentation) -> None:
+        result = ready.result
+        self._set_labels(result.labels, result.labels, ready.model_version, result.settings)
+
+    def _on_presegmented(self, item: str) -> None:
+        ready = self.presegmenter.results[item]
+        if self.queue is None or item not in self.queue.states:
+            return
+        self.queue.record_score(item, ready.score, ready.model_version)
+        on_screen = self.queue.current == item and self.labels_layer is not None
+        if on_screen and not np.asarray(self.labels_layer.data).any() and self._accepted_entry(item) is None:
+            self._apply(ready)  # only while nothing is painted: a correction is never overwritten
+        self._update_labels()
+
+    def _on_presegment_failed(self, item: str, message: str) -> None:
+        self._notify_error(f"MedSegDiff could not pre-segment {Path(item).name}: {message}")
+
+    def _request_ahead(self) -> None:
+        if self.queue is None:
+            return
+        if self.queue.order == "uncertain":  # the order needs every pending image's score
+            wanted = self.queue.upcoming(len(self.queue.items))
+        else:
+            wanted = self.queue.upcoming(AHEAD)
+        self.presegmenter.request(wanted)
+
+    # -- what the annotator does --------------------------------------------------------------
+    def accept(self) -> None:
+        """Export the Labels layer with the queue's provenance, then show the next image."""
+        from medsegdiff_training.errors import MedSegDiffError
+
+        if self.queue is None or self.queue.current is None or self.labels_layer is None:
+            self._notify_error("There is no queue image to accept: open a folder first.")
+            return
+        item = self.queue.current
+        record = self.labels_layer.metadata.get(RUN_KEY, {})
+        labels, prediction = np.asarray(self.labels_layer.data), record.get("prediction")
+        changed = None if prediction is None else float(np.mean(np.asarray(prediction) != labels))
+        seconds = time.perf_counter() - self._shown_at
+        try:
+            entry = export_correction(
+                self.store,
+                self.image_layer,
+                self.labels_layer,
+                allow_empty=True,
+                extra={"queue": self.queue.provenance(item, seconds, changed)},
+            )
+        except (MedSegDiffError, OSError) as error:
+            self._notify_error(f"MedSegDiff could not accept {Path(item).name}: {error}")
+            return  # nothing lost: the image stays on screen with its labels
+        following = self.queue.accept(
+            item,
+            entry_id=entry.id,
+            seconds=round(seconds, 3),
+            fraction_changed=changed,
+            model_version=record.get("model_version"),
+        )
+        if changed is not None:
+            self.plot.add_changed(self.queue.counts()["accepted"], changed)
+        self._maybe_finetune()
+        self._show(following)
+
+    def skip(self) -> None:
+        """Leave the current image without a correction and show the next one."""
+        if self.queue is not None and self.queue.current is not None:
+            self._show(self.queue.skip(self.queue.current))
+
+    def previous(self) -> None:
+        """Show the image finished before this one (what was accepted, if it was)."""
+        if self.queue is None:
+            return
+        item = self.queue.previous()
+        if item is None:
+            self.viewer.status = "MedSegDiff queue: no earlier image"
+            return
+        self._show(item)
+
+    def _order_changed(self) -> None:
+        if self.queue is not None:
+            self.queue.set_order(self.order_box.currentData())
+            self._request_ahead()
+            self._update_labels()
+
+    # -- fine-tuning that keeps up ------------------------------------------------------------
+    def _maybe_finetune(self) -> None:
+        if not self.finetune_check.isChecked() or self.queue is None or not self.model_version:
+            return
+        accepted = self.queue.counts()["accepted"]
+        if accepted % self.finetune_every.value() or (
+            self.finetune is not None and self.finetune.is_running()
+        ):
+            return
+        request = FinetuneRequest(
+            parent=self.model_version,
+            store=str(self.store.root),
+            steps=None,
+            minutes=self.finetune_minutes.value(),
+        )
+        self.finetune = FinetuneProcess(request, self)
+        self.finetune.progress.connect(
+            lambda event: self.finetune_label.setText(
+                f"Fine-tuning {request.parent} on {accepted} corrections: step {event.get('step')}"
+            )
+        )
+        self.finetune.done.connect(lambda event, accepted=accepted: self.on_finetuned(event, accepted))
+        self.finetune.failed.connect(lambda message: self._notify_error(f"Fine-tuning failed: {message}"))
+        self.finetune.cancelled.connect(lambda: self.finetune_label.setText("Fine-tuning cancelled."))
+        self.finetune.start()
+        self.finetune_label.setText(f"Fine-tuning {request.parent} on {accepted} corrections…")
+
+    def on_finetuned(self, event: dict, accepted: int) -> None:
+        """A fine-tune ended: switch to its version when it beats its parent on held-out corrections."""
+        from medsegdiff_training.annotation_queue import switch_to_child
+
+        version = str(event.get("version"))
+        before, after = event.get("validation_dice_before"), event.get("validation_dice_after")
+        self.plot.add_finetune(accepted, before, after)
+        scores = (
+            "no held-out corrections yet"
+            if before is None or after is None
+            else f"{before:.3f} → {after:.3f}"
+        )
+        if switch_to_child(before, after):
+            self.switch_model(version, f"fine-tuned on {accepted} corrections, held-out Dice {scores}")
+            self.finetune_label.setText(f"Now using {version} (held-out Dice {scores}).")
+        else:
+            self.finetune_label.setText(
+                f"Made {version} but kept {self.model_version} (held-out Dice {scores})."
+            )
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _accepted_entry(self, item: str):
+        if self.queue is None or self.queue.states[item].status != "accepted":
+            return None
+        entry_id = self.queue.states[item].entry_id
+        return next((e for e in self.store.entries() if e.id == entry_id), None)
+
+    def _accepted_fraction(self, item: str) -> float:
+        entry = self._accepted_entry(item)
+        value = None if entry is None else entry.manifest.get("fraction_changed")
+        return float(value) if isinstance(value, (int, float)) else 0.0
+
+    def _refresh_volumes(self, *_: object) -> None:
+        from napari.layers import Image
+
+        self._volumes = {
+            layer.name: layer
+            for layer in self.viewer.layers
+            if isinstance(layer, Image)
+            and not layer.rgb
+            and layer.ndim == 3
+            and layer is not self.image_layer
+        }
+        current = self.volume_box.currentText()
+        self.volume_box.clear()
+        self.volume_box.addItems(list(self._volumes))
+        if current in self._volumes:
+            self.volume_box.setCurrentText(current)
+
+    def _update_labels(self) -> None:
+        if self.queue is None:
+            self.counts_label.setText("")
+            return
+        counts = self.queue.counts()
+        self.counts_label.setText(
+            f"accepted {counts['accepted']} · skipped {counts['skipped']} · remaining {counts['remaining']}"
+        )
+        item = self.queue.current
+        if item is None:
+            return
+        score = self.queue.score(item)
+        ready = self.presegmenter.result(item) is not None or self._accepted_entry(item) is not None
+        self.where_label.setText(
+            f"Image {self.queue.position(item)} of {len(self.queue.items)}: {Path(item).name}"
+            + ("" if score is None else f" · uncertainty {score:.3f}")
+            + ("" if ready else " · pre-segmenting…")
+        )
+
+    def _notify_error(self, message: str) -> None:
+        from napari.utils.notifications import show_error
+
+        show_error(message)
