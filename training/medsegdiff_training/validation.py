@@ -28,6 +28,9 @@ MAX_ACTIVATION_BYTES = 32 * 2**30
 MAX_IMAGE_SIDE = 8192
 MAX_TIMESTEPS = 100_000
 NORMALISATIONS = ("percentile", "minmax", "zscore")
+# an adapted RGB child of a grey parent normalises the luminance and keeps colour beside it
+# (preprocess.LUMINANCE_ANCHORED; written out here, since this module imports nothing of torch)
+NORMALISATIONS += tuple(f"luminance-{method}" for method in NORMALISATIONS)
 RESIZE_MODES = ("bilinear",)
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("epsilon", "v")
