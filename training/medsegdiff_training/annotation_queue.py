@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import append_line
 from .data.io import IMAGE_SUFFIXES, file_suffix
 from .errors import CorrectionsError, DatasetError
 
@@ -402,15 +403,7 @@ class AnnotationQueue:
         line = json.dumps(event, sort_keys=True, default=str).encode() + b"\n"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a+b") as log:
-                log.seek(0, os.SEEK_END)
-                if log.tell() > 0:  # a writer killed mid-line left no newline: start a fresh one
-                    log.seek(-1, os.SEEK_END)
-                    if log.read(1) != b"\n":
-                        line = b"\n" + line
-                log.write(line)
-                log.flush()
-                os.fsync(log.fileno())
+            append_line(self.path, line)
         except OSError as error:
             raise CorrectionsError(
                 f"Could not record the queue's state in {self.path} ({error.strerror or error}); "

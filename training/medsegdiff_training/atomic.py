@@ -72,3 +72,21 @@ def stale_partials(folder: Path, name: str | None = None) -> list[Path]:
         if gone:
             stale.append(path)
     return sorted(stale)
+
+
+def append_line(path: Path, line: bytes) -> None:
+    """Append one line to an append-only log (a store's manifest, a queue's events), durably.
+
+    A writer killed mid-line left no newline: the new line then starts on a line of its own,
+    so the torn one costs only itself. Flushed and fsynced before returning; OSError passes up.
+    """
+    with open(path, "a+b") as log:
+        log.seek(0, os.SEEK_END)
+        prefix = b""
+        if log.tell() > 0:
+            log.seek(-1, os.SEEK_END)
+            if log.read(1) != b"\n":
+                prefix = b"\n"
+        log.write(prefix + line.rstrip(b"\n") + b"\n")
+        log.flush()
+        os.fsync(log.fileno())

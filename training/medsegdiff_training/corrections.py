@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .atomic import stale_partials
+from .atomic import append_line, stale_partials
 from .config import ModelConfig, PreprocessConfig
 from .corrections_check import (
     ENTRIES,
@@ -244,17 +244,7 @@ class CorrectionsStore:
 
     def _append(self, line: str) -> None:
         try:
-            with open(self.manifest_path, "a+b") as manifest:
-                manifest.seek(0, os.SEEK_END)
-                # a writer that crashed mid-line left no newline: start a fresh line after it
-                prefix = b""
-                if manifest.tell() > 0:
-                    manifest.seek(-1, os.SEEK_END)
-                    if manifest.read(1) != b"\n":
-                        prefix = b"\n"
-                manifest.write(prefix + line.encode() + b"\n")
-                manifest.flush()
-                os.fsync(manifest.fileno())
+            append_line(self.manifest_path, line.encode())
         except OSError as error:
             raise CorrectionsError(
                 f"Could not record the correction in {self.manifest_path} ({error.strerror or error}); "

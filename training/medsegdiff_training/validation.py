@@ -27,10 +27,10 @@ MAX_PARAMETER_BYTES = 8 * 2**30
 MAX_ACTIVATION_BYTES = 32 * 2**30
 MAX_IMAGE_SIDE = 8192
 MAX_TIMESTEPS = 100_000
-NORMALISATIONS = ("percentile", "minmax", "zscore")
+_METHODS = ("percentile", "minmax", "zscore")
 # an adapted RGB child of a grey parent normalises the luminance and keeps colour beside it
 # (preprocess.LUMINANCE_ANCHORED; written out here, since this module imports nothing of torch)
-NORMALISATIONS += tuple(f"luminance-{method}" for method in NORMALISATIONS)
+NORMALISATIONS: tuple[str, ...] = _METHODS + tuple(f"luminance-{method}" for method in _METHODS)
 RESIZE_MODES = ("bilinear",)
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("epsilon", "v")
