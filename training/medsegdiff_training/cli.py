@@ -402,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with command_output():
             # imported only now: parsing (and --help) never loads torch or the trainer
             module = getattr(args, "command_module", ".cli_commands")
+            if getattr(args, "boxes", None) is not None or getattr(args, "boxes_from_masks", False):
+                module, args.command_name = ".cli_prompts", f"{args.command_name}_boxes"
             commands = importlib.import_module(module, __package__)
             return int(getattr(commands, f"command_{args.command_name}")(args))
     except MedSegDiffError as error:

@@ -1,7 +1,7 @@
 """``medsegdiff simulate-annotation``: replay an annotation queue with expert masks.
 
 The parser part is torch-free (``medsegdiff --help`` stays fast); the command imports the
-core when it runs (``cli_commands`` re-exports it for the CLI's dispatch).
+core when it runs (the CLI imports this module's ``command_simulate_annotation`` by name).
 
 Every image of a dataset is pre-segmented by the queue's model, the expert mask is
 accepted as the annotator's correction into a corrections store, and (with
@@ -56,7 +56,7 @@ def add_simulate_annotation(subparsers: argparse._SubParsersAction, common, samp
     parser.add_argument("--out", required=True, type=Path, metavar="FILE.json")
     sampling(parser, batch_size=1)
     common(parser)
-    parser.set_defaults(command_name="simulate_annotation")
+    parser.set_defaults(command_name="simulate_annotation", command_module=".cli_annotation")
 
 
 def command_simulate_annotation(args: argparse.Namespace) -> int:

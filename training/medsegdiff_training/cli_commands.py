@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from .checkpoint import PICKLE_SUFFIXES, Checkpoint, load_checkpoint
-from .cli_annotation import command_simulate_annotation  # the CLI dispatches by name
 from .cli_progress import CountReporter, TrainingReporter, cancel_on_signals, emit_json, json_safe
 from .config import (
     DiffusionConfig,
@@ -43,12 +42,7 @@ from .train_config import TrainConfig, train_config_from
 from .trainer import train
 from .training_state import STATE_DIR
 
-__all__ = [  # re-exported for callers of the commands
-    "EXIT_CANCELLED",
-    "EXIT_OK",
-    "EXIT_USER_ERROR",
-    "command_simulate_annotation",
-]
+__all__ = ["EXIT_CANCELLED", "EXIT_OK", "EXIT_USER_ERROR"]  # re-exported for callers of the commands
 PROG_NAME = "medsegdiff"
 
 
@@ -327,10 +321,6 @@ def command_finetune(args: argparse.Namespace) -> int:
 def command_predict(args: argparse.Namespace) -> int:
     from .prediction import list_inputs, predict_files
 
-    if args.boxes is not None:
-        from .cli_prompts import command_predict_boxes
-
-        return command_predict_boxes(args)
     files = list_inputs(args.inputs)
     settings = sampling_settings(args)
     checkpoint, name = load_model(args.model, registry_of(args), "cpu")
@@ -394,18 +384,18 @@ def evaluation_document(
     return json_safe(document)
 
 
-def command_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_pairs
-
+def evaluation_pairs(args: argparse.Namespace) -> list[Pair]:
+    """The image/mask pairs ``evaluate`` scores (its split and ``--limit``)."""
     if args.split and not args.split_csv:
         raise ConfigError("--split needs --split-csv (a name,split CSV).")
     pairs = find_pairs(args.images, args.masks, args.split_csv, args.split)
-    if args.limit:
-        pairs = pairs[: args.limit]
-    if args.boxes is not None or args.boxes_from_masks:
-        from .cli_prompts import command_evaluate_boxes
+    return pairs[: args.limit] if args.limit else pairs
 
-        return command_evaluate_boxes(args, pairs)
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_pairs
+
+    pairs = evaluation_pairs(args)
     settings = sampling_settings(args)
     checkpoint, name = load_model(args.model, registry_of(args), "cpu")
     structures = evaluation_structures(args.structures, checkpoint.model_config.num_classes)

@@ -1,4 +1,9 @@
-"""``medsegdiff predict --boxes`` and ``medsegdiff evaluate --boxes / --boxes-from-masks``."""
+"""``medsegdiff predict --boxes`` and ``medsegdiff evaluate --boxes / --boxes-from-masks``.
+
+The CLI sends ``predict`` and ``evaluate`` here (``command_predict_boxes``,
+``command_evaluate_boxes``) when boxes are given; this module uses the plain commands'
+helpers, never the other way round.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from .cli_commands import (
     EXIT_CANCELLED,
     EXIT_OK,
     evaluation_document,
+    evaluation_pairs,
     load_model,
     note,
     out,
@@ -18,7 +24,6 @@ from .cli_commands import (
     sampling_settings,
 )
 from .cli_progress import CountReporter, cancel_on_signals
-from .data.pairs import Pair
 from .inference import Segmenter
 from .prompt_files import check_box_names, evaluate_pairs_with_boxes, predict_files_with_boxes, read_boxes_csv
 
@@ -56,8 +61,9 @@ def command_predict_boxes(args: argparse.Namespace) -> int:
     return EXIT_CANCELLED if len(written) < len(files) - len(skipped) else EXIT_OK
 
 
-def command_evaluate_boxes(args: argparse.Namespace, pairs: list[Pair]) -> int:
+def command_evaluate_boxes(args: argparse.Namespace) -> int:
     """Score box-prompted segmentation beside the inscribed-ellipse baseline."""
+    pairs = evaluation_pairs(args)
     boxes = None if args.boxes_from_masks else read_boxes_csv(args.boxes)
     settings = sampling_settings(args)
     checkpoint, name = load_model(args.model, registry_of(args), "cpu")
