@@ -48,14 +48,13 @@ def test_the_readme_has_the_commands_this_test_reads():
 
 @pytest.mark.parametrize("line", CLI_LINES)
 def test_every_medsegdiff_command_parses(line: str) -> None:
-    from medsegdiff_training import cli_commands
-    from medsegdiff_training.cli import build_parser
+    from medsegdiff_training.cli import build_parser, command_of
 
     words = shlex.split(line)
     if words[0] == "torchrun":
         words = words[words.index("medsegdiff_training") :]
     args = build_parser().parse_args(words[1:])  # argparse exits (SystemExit) on an unknown option
-    assert callable(getattr(cli_commands, f"command_{args.command_name}"))
+    assert callable(command_of(args))
 
 
 @pytest.mark.slow  # each imports torch in a fresh interpreter

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # Only torch-free modules here: --help and argument errors must not wait for torch.
@@ -391,6 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_of(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
+    """The function that runs the parsed command (its module is imported only now)."""
+    module, name = getattr(args, "command_module", ".cli_commands"), args.command_name
+    if getattr(args, "boxes", None) is not None or getattr(args, "boxes_from_masks", False):
+        module, name = ".cli_prompts", f"{name}_boxes"  # predict / evaluate with box prompts
+    return getattr(importlib.import_module(module, __package__), f"command_{name}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 done, 1 user error, 130 cancelled)."""
     args = build_parser().parse_args(argv)
@@ -401,11 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with command_output():
             # imported only now: parsing (and --help) never loads torch or the trainer
-            module = getattr(args, "command_module", ".cli_commands")
-            if getattr(args, "boxes", None) is not None or getattr(args, "boxes_from_masks", False):
-                module, args.command_name = ".cli_prompts", f"{args.command_name}_boxes"
-            commands = importlib.import_module(module, __package__)
-            return int(getattr(commands, f"command_{args.command_name}")(args))
+            return int(command_of(args)(args))
     except MedSegDiffError as error:
         return _fail(args, str(error))
     except FloatingPointError as error:  # the loss diverged: the user's learning rate
