@@ -68,21 +68,28 @@ def segment_layer(
     for slice_index in slice_indices:
         image = axes.image(data, slice_index)
         steps = segmenter.steps(image, settings, channel_axis=axes.channel_axis)
-        while True:
-            try:
-                step = next(steps)
-            except StopIteration as stop:
-                results.append(stop.value)
-                break
-            yield Frame(
-                slice_index,
-                step.index,
-                step.total,
-                step.t,
-                _foreground(step.x_t),
-                _foreground(step.predicted_x0),
-            )
+        results.append((yield from _frames(steps, slice_index)))
     return results
+
+
+def _frames(
+    steps: Generator[Any, None, Any], slice_index: int, window: Any = None
+) -> Generator[Frame, None, Any]:
+    """A sampler's steps as display frames; returns what the steps return."""
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield Frame(
+            slice_index,
+            step.index,
+            step.total,
+            step.t,
+            _foreground(step.x_t),
+            _foreground(step.predicted_x0),
+            window,
+        )
 
 
 def segment_prompts_in_layer(
@@ -107,20 +114,7 @@ def segment_prompts_in_layer(
     first = rule.window(boxes[0])
     window = (first.top, first.left, first.bottom, first.right)
     steps = prompted_steps(segmenter, image, boxes, settings, channel_axis=axes.channel_axis, crop_rule=rule)
-    while True:
-        try:
-            step = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        yield Frame(
-            slice_index,
-            step.index,
-            step.total,
-            step.t,
-            _foreground(step.x_t),
-            _foreground(step.predicted_x0),
-            window,
-        )
+    return (yield from _frames(steps, slice_index, window))
 
 
 def propagate_in_layer(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +56,7 @@ def main() -> None:
     from napari._qt import qt_main_window
 
     qt_main_window.SHOW_QT_WARNING = False  # napari 0.9's PyQt5 deprecation toast
-    from qtpy.QtWidgets import QApplication
+    from screenshot import segment_and_save  # scripts/ is on the path when run as a script
 
     folder = Path(tempfile.mkdtemp())
     write_cine(folder / "thyroid-cine.dcm")
@@ -67,16 +66,7 @@ def main() -> None:
     viewer.dims.set_point(0, 1)  # the second frame
     _, widget = viewer.window.add_plugin_dock_widget("napari-medsegdiff", "MedSegDiff")
     widget.image_box.setCurrentText(image.name)
-    widget.run()
-    while widget.worker is not None:
-        QApplication.processEvents()
-        time.sleep(0.02)
-    for _ in range(20):
-        QApplication.processEvents()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(path=str(args.out), canvas_only=False)
-    print(f"saved {args.out}")
-    viewer.close()
+    segment_and_save(viewer, widget, args.out)  # the same last steps as the README's other picture
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ def main() -> None:
 
     # napari 0.9 shows a PyQt5 deprecation toast over the canvas; keep it out of the picture.
     qt_main_window.SHOW_QT_WARNING = False
-    from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(title="napari — MedSegDiff")
     viewer.window.resize(1400, 900)
@@ -34,15 +33,22 @@ def main() -> None:
     _, widget = viewer.window.add_plugin_dock_widget("napari-medsegdiff", "MedSegDiff")
     if args.model:
         widget.refresh_models(select=args.model)
+    segment_and_save(viewer, widget, args.out)
+
+
+def segment_and_save(viewer, widget, out: Path) -> None:
+    """Run the widget, wait for the run to end (and the layers to draw), save the window, close."""
+    from qtpy.QtWidgets import QApplication
+
     widget.run()
     while widget.worker is not None:
         QApplication.processEvents()
         time.sleep(0.02)
     for _ in range(20):
         QApplication.processEvents()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(path=str(args.out), canvas_only=False)
-    print(f"saved {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(path=str(out), canvas_only=False)
+    print(f"saved {out}")
     viewer.close()
 
 
