@@ -240,6 +240,59 @@ def prompts_table(results: list[dict]) -> list[str]:
     return lines
 
 
+ABLATION_ROWS = [
+    ("vanilla", "", ""),
+    ("dycond", "✓", ""),
+    ("dycond+ffparser", "✓", "✓"),
+]
+
+
+def _mean_spread(entry: dict | None) -> str:
+    if entry is None:
+        return "–"
+    return f"{entry['mean']:.3f} ± {entry['spread']:.3f}"
+
+
+def ablation_table(result: dict) -> list[str]:
+    """Table II's layout: one row per variant, Dice (mean ± half the seed range) per dataset."""
+    steps, n = result["steps"], result["ddpm_images"]
+    ddti, drishti = result["datasets"]["ddti"], result["datasets"]["drishti"]
+    lines = [
+        f"**Ablation, Table II's layout** (`bench_ablation.py`: trained from scratch, {result['seeds']} seeds, "
+        f"equal budgets of {steps['ddti']} steps on DDTI and {steps['drishti']} on Drishti-GS1, batch 8; "
+        f"mean ± half the range over seeds; DDIM 3 x 5 on the whole test split, DDPM-100 on its first {n} "
+        f"images) — {_env(result)}",
+        "",
+        "| Dy-Cond | FF-Parser | DDTI Dice, DDIM 3x5 | DDTI Dice, DDPM-100 | Drishti disc, DDIM 3x5 "
+        "| Drishti cup, DDIM 3x5 | Drishti disc, DDPM-100 | Drishti cup, DDPM-100 |",
+        "|:-:|:-:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for variant, dycond, ffparser in ABLATION_ROWS:
+        a = ddti["variants"].get(variant, {}).get("summary", {})
+        b = drishti["variants"].get(variant, {}).get("summary", {})
+        cells = [
+            a.get("default_dice"),
+            a.get("paper_dice"),
+            b.get("default_disc_dice"),
+            b.get("default_cup_dice"),
+            b.get("paper_disc_dice"),
+            b.get("paper_cup_dice"),
+        ]
+        lines.append(f"| {dycond} | {ffparser} | " + " | ".join(_mean_spread(c) for c in cells) + " |")
+    blob, subset_blob = (
+        ddti["baselines"]["test"]["fixed_blob"],
+        ddti["baselines"]["ddpm_subset"]["fixed_blob"],
+    )
+    major = drishti["baselines"]["test"]["majority_map"]
+    subset_major = drishti["baselines"]["ddpm_subset"]["majority_map"]
+    lines.append(
+        f"| no model | (trivial) | {blob['dice']:.3f} (fixed blob) | {subset_blob['dice']:.3f} (fixed blob) "
+        f"| {major['disc_dice']:.3f} (majority map) | {major['cup_dice']:.3f} | {subset_major['disc_dice']:.3f} "
+        f"| {subset_major['cup_dice']:.3f} |"
+    )
+    return lines
+
+
 def render() -> str:
     blocks = []
     for name, renderer in [
@@ -253,6 +306,7 @@ def render() -> str:
         ("compile_cuda", fast_paths_table),
         ("training_cuda", training_table),
         ("vs_lucidrains_cuda", peer_table),
+        ("ablation", ablation_table),
     ]:
         result = _load(name)
         if result is not None:
