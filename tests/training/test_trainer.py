@@ -118,6 +118,29 @@ def test_a_minutes_budget_ends_the_run(tmp_path, monkeypatch):
     assert both.step == 3
 
 
+def test_a_budget_spent_before_the_first_step_saves_no_model(tmp_path, monkeypatch):
+    import medsegdiff_training.trainer as trainer_module
+
+    class _Spent(_StepClock):
+        def monotonic(self) -> float:
+            self.now += 120.0  # every reading is two minutes later: the budget is gone at once
+            return self.now
+
+    monkeypatch.setattr(trainer_module, "time", _Spent())
+    with pytest.raises(ConfigError, match="before the first training step"):
+        train(TINY, squares(4), tmp_path / "run", config=quick(steps=None, minutes=1.0))
+    assert not (tmp_path / "run" / "final").exists()
+
+
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [({"steps": 0}, "steps must be at least 1"), ({"steps": None, "minutes": 0.0}, "minutes must be")],
+)
+def test_an_empty_budget_is_a_clear_error(budget, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**budget)
+
+
 def test_validation_is_logged_and_recorded_with_the_final_model(tmp_path):
     config = quick(
         steps=4,

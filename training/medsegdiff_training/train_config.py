@@ -71,6 +71,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
             raise ConfigError("Give a training budget: steps, minutes or both.")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {self.steps}.")
+        if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
+            raise ConfigError(f"minutes must be a finite number above 0, got {self.minutes}.")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1.")
         if self.clock not in ("wall", "cpu"):

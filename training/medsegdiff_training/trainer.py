@@ -30,7 +30,7 @@ from .data.augment import augment_batch
 from .data.dataset import SegmentationDataset
 from .device import resolve_device
 from .distributed import barrier, gather_objects, max_over_ranks, process_rank, world_size
-from .errors import Cancelled, DatasetError
+from .errors import Cancelled, ConfigError, DatasetError
 from .fast_paths import compiled, resolve_fast_paths, to_memory_format
 from .inference import SamplingSettings, Segmenter
 from .metrics import mean_dice
@@ -513,6 +513,13 @@ def train(
             run.save_state()
         if progress is not None and run.rank == 0:
             progress(run.progress(loss_value))
+    if not cancelled and run.step == 0:
+        run.batches.close()
+        # an untrained copy must not pass for a trained (or fine-tuned) model
+        raise ConfigError(
+            "The time budget ended before the first training step; give more minutes (or steps). "
+            "No model was saved."
+        )
     validated_last = bool(run.history) and run.history[-1]["step"] == run.step
     if not cancelled and run.validation_data is not None and run.step and not validated_last:
         run.validate(loss_value)
