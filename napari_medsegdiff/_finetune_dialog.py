@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._finetune_process import FinetuneProcess, FinetuneRequest
-from ._models import device_choices, fill_device_box, model_choices
+from ._models import fill_device_box, known_device_choices, model_choices
 
 
 def _stop_when_closed(process: FinetuneProcess, progress_bar: Any) -> Callable[..., None]:
@@ -100,7 +100,9 @@ class FinetuneDialog(QDialog):
         self.minutes.setSpecialValueText("no limit")
         self.minutes.setSuffix(" min")
         self.device = QComboBox()
-        fill_device_box(self.device, device_choices())
+        # offered unchecked until torch is loaded (opening a dialog must not load it on the GUI
+        # thread); the fine-tune's own process refuses an unusable device with a clear message
+        fill_device_box(self.device, known_device_choices())
         self.mix_original = QCheckBox("mix in the parent's original training data")
         self.mix_original.setToolTip(
             "Half of every batch from the parent's own training images, so it does not forget them. "
@@ -145,8 +147,8 @@ class FinetuneDialog(QDialog):
 
     def _show_plan(self) -> None:
         """Say what the child will become ("3 classes, RGB ...") for this parent and store."""
+        from medsegdiff_training.adaptation import plan_finetune
         from medsegdiff_training.errors import MedSegDiffError
-        from medsegdiff_training.finetune import plan_finetune
 
         from ._export import corrections_store
 

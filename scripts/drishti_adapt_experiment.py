@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _common import environment, write_result  # noqa: E402
 from bench_quality_drishti import majority_map, structure_scores  # noqa: E402
 
+from medsegdiff_training.adaptation import plan_finetune  # noqa: E402
 from medsegdiff_training.corrections import CorrectionsStore  # noqa: E402
 from medsegdiff_training.data import find_pairs, read_array, read_mask  # noqa: E402
-from medsegdiff_training.finetune import finetune, plan_finetune  # noqa: E402
+from medsegdiff_training.finetune import finetune  # noqa: E402
 from medsegdiff_training.inference import SamplingSettings, Segmenter  # noqa: E402
 from medsegdiff_training.metrics import summarise_scores  # noqa: E402
 from medsegdiff_training.preprocess import resize  # noqa: E402

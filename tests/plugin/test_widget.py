@@ -264,6 +264,10 @@ def test_opening_the_widget_fills_the_pickers_without_loading_torch(medsegdiff_h
         "        'entries': widget.count_label.text(),\n"
         "    }\n"
         "opened = pickers()\n"
+        "dialog = widget.open_finetune_dialog()\n"
+        "QApplication.processEvents()\n"
+        "opened['torch_after_finetune_dialog'] = 'torch' in sys.modules\n"
+        "dialog.close()\n"
         "viewer.add_image(np.random.rand(40, 40), name='scan')\n"
         "widget.steps.setValue(1)\n"
         "widget.ensemble.setValue(1)\n"
@@ -281,6 +285,7 @@ def test_opening_the_widget_fills_the_pickers_without_loading_torch(medsegdiff_h
     report = json.loads(done.stdout.strip().splitlines()[-1])
     opened, segmented = report["opened"], report["segmented"]
     assert opened["torch"] is False
+    assert opened["torch_after_finetune_dialog"] is False
     assert opened["models"][:2] == ["default", "drishti-disc-cup"] and opened["model"] == "default"
     assert opened["devices"] == ["auto", "cuda", "mps", "cpu"] and all(opened["enabled"])
     assert not opened["checked"] and set(opened["tooltips"]) == {DEVICES_UNCHECKED}

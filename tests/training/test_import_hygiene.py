@@ -37,10 +37,11 @@ def test_importing_every_training_module_imports_no_gui_module() -> None:
 
 
 def test_listing_models_devices_and_corrections_imports_no_torch(tmp_path) -> None:
-    """What a GUI shows on opening (versions, the selection, devices, the store's count) needs no torch."""
+    """What a GUI shows on opening (versions, selection, devices, store count, fine-tune plan) needs no torch."""
     probe = textwrap.dedent(
         f"""
         import json, sys
+        from medsegdiff_training.adaptation import plan_finetune
         from medsegdiff_training.corrections import CorrectionsStore
         from medsegdiff_training.device import DEVICE_CHOICES
         from medsegdiff_training.registry import ModelRegistry
@@ -51,6 +52,7 @@ def test_listing_models_devices_and_corrections_imports_no_torch(tmp_path) -> No
             "selected": registry.selected(),
             "devices": list(DEVICE_CHOICES),
             "corrections": len(CorrectionsStore({str(tmp_path / "store")!r})),
+            "plan": plan_finetune("default", {str(tmp_path / "store")!r}, registry=registry).describe(),
             "torch": "torch" in sys.modules,
         }}
         print(json.dumps(report))
@@ -61,4 +63,5 @@ def test_listing_models_devices_and_corrections_imports_no_torch(tmp_path) -> No
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["versions"][:2] == ["default", "drishti-disc-cup"] and report["selected"] == "default"
     assert report["devices"] == ["auto", "cuda", "mps", "cpu"] and report["corrections"] == 0
+    assert report["plan"] == "binary, grey, as the parent"  # the fine-tune dialog's line
     assert report["torch"] is False

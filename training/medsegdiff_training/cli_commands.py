@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .adaptation import plan_finetune
 from .checkpoint import PICKLE_SUFFIXES, Checkpoint, load_checkpoint
 from .cli_progress import CountReporter, TrainingReporter, cancel_on_signals, emit_json, json_safe
 from .config import (
@@ -34,7 +35,7 @@ from .data.pairs import Pair, find_pairs
 from .device import resolve_device
 from .distributed import distributed_session
 from .errors import EXIT_CANCELLED, EXIT_OK, EXIT_USER_ERROR, ConfigError
-from .finetune import DEFAULT_FINETUNE_CONFIG, finetune, plan_finetune
+from .finetune import DEFAULT_FINETUNE_CONFIG, finetune
 from .inference import SamplingSettings, Segmenter
 from .registry import ModelRegistry
 from .summary import describe

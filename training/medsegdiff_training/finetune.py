@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .adaptation import Adaptation, corrections_profile, plan_adaptation, plan_finetune  # noqa: F401 - plan_finetune: callers' old import
 from .config import ModelConfig, PreprocessConfig
 from .corrections import CorrectionEntry, CorrectionsStore
 from .data.dataset import SegmentationDataset
@@ -29,9 +30,9 @@ from .device import resolve_device
 from .distributed import barrier, process_rank
 from .errors import ConfigError, DatasetError
 from .paths import default_runs_root
-from .registry import UNTRAINED_VERSION, ModelRegistry, ModelVersion
+from .registry import ModelRegistry, ModelVersion
 from .schedule import NoiseSchedule
-from .surgery import Adaptation, adapt_model, adapted_preprocess, corrections_profile, plan_adaptation
+from .surgery import adapt_model, adapted_preprocess
 from .train_config import DEFAULT_FINETUNE_CONFIG
 from .trainer import (
     CancelToken,
@@ -56,29 +57,6 @@ class FinetuneResult:
     validation_dice_after: float | None
     run_dir: Path
     adaptation: Adaptation | None = None
-
-
-def plan_finetune(
-    parent: str,
-    store: CorrectionsStore | str | Path,
-    *,
-    registry: ModelRegistry | None = None,
-    channels: int | None = None,
-    num_classes: int | None = None,
-) -> Adaptation:
-    """What fine-tuning ``parent`` on ``store`` will make: channels and classes of the child.
-
-    Read from the corrections' manifest (cheap) unless ``channels`` / ``num_classes``
-    force it; see :mod:`~medsegdiff_training.surgery`.
-    """
-    registry = registry or ModelRegistry()
-    store = store if isinstance(store, CorrectionsStore) else CorrectionsStore(Path(store))
-    if parent == UNTRAINED_VERSION:
-        config = registry.load(parent).model_config
-    else:
-        version = registry.get(parent)
-        config = ModelConfig.from_dict(version.model) if version.model else registry.load(parent).model_config
-    return plan_adaptation(config, *corrections_profile(store.entries()), channels, num_classes)
 
 
 def split_entries(
