@@ -139,7 +139,9 @@ def test_speed_options_become_train_config_fields():
 
 
 @pytest.mark.parametrize("precision", ["auto", "bf16"])
-def test_no_amp_beside_another_precision_is_a_one_line_user_error(capsys, tmp_path, dataset, model, precision):
+def test_no_amp_beside_another_precision_is_a_one_line_user_error(
+    capsys, tmp_path, dataset, model, precision
+):
     train = ["train", "--images", dataset / "images", "--masks", dataset / "masks", "--config", "tiny"]
     evaluate = ["evaluate", "--images", dataset / "images", "--masks", dataset / "masks", "--model", model]
     predict = ["predict", dataset / "images", "--out", tmp_path / "predicted", "--model", model]
@@ -234,7 +236,9 @@ def test_channels_last_from_the_cli_samples_the_eager_probabilities(model):
     assert relative_error(fast.segment(image, settings).probabilities, expected) < FLOAT32_TOLERANCE
 
 
-def test_predict_and_evaluate_with_channels_last_match_the_float32_eager_run(capsys, tmp_path, dataset, model):
+def test_predict_and_evaluate_with_channels_last_match_the_float32_eager_run(
+    capsys, tmp_path, dataset, model
+):
     sampling = ["--model", model, "--steps", "3", "--ensemble", "2", "--device", "cpu"]
     outputs = {}
     for name, options in (("eager", ["--no-amp"]), ("fast", ["--precision", "fp32", "--channels-last"])):

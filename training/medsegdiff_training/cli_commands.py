@@ -79,7 +79,8 @@ def precision_of(args: argparse.Namespace) -> str | None:
     if getattr(args, "no_amp", False):
         if precision not in (None, "fp32"):
             raise ConfigError(
-                f"--no-amp means --precision fp32, which contradicts --precision {precision}: give one of them."
+                f"--no-amp means --precision fp32, which contradicts --precision {precision}: "
+                "give one of them."
             )
         return "fp32"
     return precision

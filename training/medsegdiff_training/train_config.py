@@ -87,7 +87,9 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         if self.compile is not None and self.compile not in COMPILE_MODES:
-            raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)} or None, got {self.compile!r}.")
+            raise ConfigError(
+                f"compile must be one of {', '.join(COMPILE_MODES)} or None, got {self.compile!r}."
+            )
         if self.num_workers is not None and self.num_workers < 0:
             raise ConfigError("num_workers must be 0 (load in the main process) or more.")
 
