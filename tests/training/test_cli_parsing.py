@@ -22,7 +22,14 @@ print("torch loaded:", "torch" in sys.modules)
 """
 
 
-ARGVS = [["--help"], ["train", "--help"], ["train"], ["predict", "--sampler", "euler"]]
+ARGVS = [
+    ["--help"],
+    ["train", "--help"],
+    ["evaluate", "--help"],  # with the speed options, whose choices come from torch-free modules
+    ["train"],
+    ["predict", "--sampler", "euler"],
+    ["train", "--precision", "half"],
+]
 
 
 @pytest.mark.parametrize("argv", ARGVS)

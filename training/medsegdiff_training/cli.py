@@ -39,7 +39,7 @@ from .sampling_defaults import (
     RECOMMENDED_ENSEMBLE,
     SAMPLERS,
 )
-from .train_config import DEFAULT_FINETUNE_CONFIG, TrainConfig
+from .train_config import COMPILE_MODES, DEFAULT_FINETUNE_CONFIG, PRECISIONS, TrainConfig
 
 PROG = "medsegdiff"
 TRAIN = TrainConfig()  # the defaults the train options show
@@ -92,8 +92,62 @@ def _sampling(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument(
         "--no-amp",
         action="store_true",
-        help="float32 throughout: no bf16 autocast (used on CUDA and on CPUs with AMX/AVX512-BF16)",
+        help="float32 throughout, as --precision fp32 (bf16 autocast is used only on CUDA and on "
+        "CPUs with AMX/AVX512-BF16)",
     )
+
+
+def _speed(parser: argparse.ArgumentParser, training: bool) -> None:
+    """The speed options (precision, memory format, CUDA graphs, compile; loader workers when
+    training). Each defaults to None: the device's choice (precision.py, fast_paths.py); the
+    eager float32 network is the reference every fast path is tested against."""
+    group = parser.add_argument_group(
+        "speed",
+        "how the network computes: the fast paths give the eager float32 result within rounding",
+    )
+    group.add_argument(
+        "--precision",
+        default=None,
+        choices=PRECISIONS,
+        help="auto (default): per device from measurement: bf16 on CPUs with AMX or AVX512-BF16, "
+        "on CUDA the faster of bf16 and float32 as last measured (README, On a GPU), float32 "
+        "elsewhere; bf16: bfloat16 autocast (float32 on devices without native bfloat16); "
+        "fp32: float32 throughout, TF32 matrix units on CUDA (what --no-amp means)",
+    )
+    group.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="NHWC memory layout, which CUDA tensor-core convolutions read without transposing "
+        "(matters on CUDA; default: the device's)",
+    )
+    if not training:
+        group.add_argument(
+            "--cuda-graphs",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="replay each sampling step as a CUDA graph captured once per input shape (CUDA "
+            "only: cuts kernel-launch time at small batches; default: the device's; off with "
+            "--compile reduce-overhead, which captures its own)",
+        )
+    group.add_argument(
+        "--compile",
+        default=None,
+        choices=COMPILE_MODES,
+        metavar="MODE",
+        help=f"torch.compile the network with MODE, one of {', '.join(COMPILE_MODES)} (without "
+        "it: eager): fuses GroupNorm + SiLU and elementwise kernels, but compiles for about a minute "
+        "per input shape on a GPU, so it pays only over long runs; slow to compile on a CPU",
+    )
+    if training:
+        group.add_argument(
+            "--num-workers",
+            type=int,
+            default=None,
+            metavar="N",
+            help="DataLoader worker processes (default: 4 with pinned memory on CUDA, 0 elsewhere: "
+            "batches made in the training process)",
+        )
 
 
 def _architecture(parser: argparse.ArgumentParser, auto: bool) -> None:
@@ -173,8 +227,10 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-amp",
         action="store_true",
-        help="float32 throughout: no bf16 mixed precision (used on CUDA and on CPUs with AMX/AVX512-BF16)",
+        help="float32 throughout, as --precision fp32 (bf16 mixed precision is used only on CUDA "
+        "and on CPUs with AMX/AVX512-BF16)",
     )
+    _speed(parser, training=True)
     parser.add_argument("--no-augment", action="store_true", help="no flips, affine or intensity jitter")
     parser.add_argument("--seed", type=int, default=TRAIN.seed)
     parser.add_argument("--validate-every", type=int, default=TRAIN.validate_every, metavar="STEPS")
@@ -265,6 +321,7 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--run-dir", type=Path, default=None, help="run folder (default: under the data folder)"
     )
+    _speed(parser, training=True)
     _long_run(parser, "finetune", "JSON lines on stdout (for the napari plugin)")
 
 
@@ -295,6 +352,7 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
         "x1/y1 exclusive); label ids 1..n in file order",
     )
     _sampling(parser, batch_size=8)
+    _speed(parser, training=False)
     _common(parser)
     parser.set_defaults(command_name="predict")
 
@@ -325,6 +383,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
         help="box prompts: one box per connected component of each expert mask",
     )
     _sampling(parser, batch_size=8)
+    _speed(parser, training=False)
     _common(parser)
     parser.set_defaults(command_name="evaluate")
 

@@ -71,6 +71,38 @@ def load_model(spec: str | None, registry: ModelRegistry, device: str = "cpu") -
     return registry.load(name, device), name
 
 
+def precision_of(args: argparse.Namespace) -> str | None:
+    """``--precision``, with ``--no-amp`` meaning ``fp32``; None when neither is given.
+
+    ``--no-amp`` beside ``--precision auto`` or ``bf16`` asks for two things: a user error.
+    """
+    precision = getattr(args, "precision", None)
+    if getattr(args, "no_amp", False):
+        if precision not in (None, "fp32"):
+            raise ConfigError(
+                f"--no-amp means --precision fp32, which contradicts --precision {precision}: "
+                "give one of them."
+            )
+        return "fp32"
+    return precision
+
+
+def segmenter_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`Segmenter` keywords of ``predict`` / ``evaluate``'s speed options
+    (None keeps the device's default)."""
+    return {
+        "precision": precision_of(args) or "auto",
+        "channels_last": args.channels_last,
+        "cuda_graphs": args.cuda_graphs,
+        "compile": args.compile,
+    }
+
+
+def segmenter_of(args: argparse.Namespace, checkpoint: Checkpoint) -> Segmenter:
+    """The Segmenter that ``predict`` and ``evaluate`` (plain or with boxes) sample with."""
+    return Segmenter(checkpoint, device=args.device, **segmenter_options(args))
+
+
 def sampling_settings(args: argparse.Namespace) -> SamplingSettings:
     if args.ensemble < 1:
         raise ConfigError("--ensemble must be at least 1.")
@@ -136,6 +168,9 @@ def split_training_pairs(args: argparse.Namespace) -> tuple[list[Pair], list[Pai
 def train_config_of(args: argparse.Namespace, device: str) -> TrainConfig:
     """``medsegdiff train``'s options as a :class:`TrainConfig` (options carry the field names)."""
     overrides: dict[str, Any] = {"augment": None} if args.no_augment else {}
+    precision = precision_of(args)
+    if precision is not None:
+        overrides["precision"] = precision
     return train_config_from(
         args,
         steps=args.steps,  # None with --minutes alone: no step budget
@@ -148,6 +183,7 @@ def train_config_of(args: argparse.Namespace, device: str) -> TrainConfig:
 def command_train(args: argparse.Namespace) -> int:
     if args.steps is None and args.minutes is None:
         raise ConfigError("Give a training budget: --steps N, --minutes M or both.")
+    precision_of(args)  # a contradiction now, not after the data is read
     if args.register:
         registry_of(args).check_new_name(args.register)  # now, not after hours of training
     with distributed_session(args.device) as context, cancel_on_signals() as cancel:
@@ -325,7 +361,7 @@ def command_predict(args: argparse.Namespace) -> int:
     files = list_inputs(args.inputs)
     settings = sampling_settings(args)
     checkpoint, name = load_model(args.model, registry_of(args), "cpu")
-    segmenter = Segmenter(checkpoint, device=args.device, amp=not args.no_amp)
+    segmenter = segmenter_of(args, checkpoint)
     note(
         f"Segmenting {len(files)} file(s) with {name} ({settings.sampler}, {settings.resolved_steps()} steps)"
     )
@@ -400,7 +436,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     settings = sampling_settings(args)
     checkpoint, name = load_model(args.model, registry_of(args), "cpu")
     structures = evaluation_structures(args.structures, checkpoint.model_config.num_classes)
-    segmenter = Segmenter(checkpoint, device=args.device, amp=not args.no_amp)
+    segmenter = segmenter_of(args, checkpoint)
     note(
         f"Evaluating {name} on {len(pairs)} images ({settings.sampler}, {settings.resolved_steps()} steps, "
         f"ensemble {settings.ensemble})"

@@ -22,9 +22,9 @@ from .cli_commands import (
     print_evaluation,
     registry_of,
     sampling_settings,
+    segmenter_of,
 )
 from .cli_progress import CountReporter, cancel_on_signals
-from .inference import Segmenter
 from .prompt_files import check_box_names, evaluate_pairs_with_boxes, predict_files_with_boxes, read_boxes_csv
 
 
@@ -37,7 +37,7 @@ def command_predict_boxes(args: argparse.Namespace) -> int:
     check_box_names(boxes, files)
     settings = sampling_settings(args)
     checkpoint, name = load_model(args.model, registry_of(args), "cpu")
-    segmenter = Segmenter(checkpoint, device=args.device, amp=not args.no_amp)
+    segmenter = segmenter_of(args, checkpoint)
     count = sum(len(found) for found in boxes.values())
     note(f"Segmenting {count} boxed object(s) in {len(boxes)} image(s) with {name}")
     with cancel_on_signals() as cancel:
@@ -67,7 +67,7 @@ def command_evaluate_boxes(args: argparse.Namespace) -> int:
     boxes = None if args.boxes_from_masks else read_boxes_csv(args.boxes)
     settings = sampling_settings(args)
     checkpoint, name = load_model(args.model, registry_of(args), "cpu")
-    segmenter = Segmenter(checkpoint, device=args.device, amp=not args.no_amp)
+    segmenter = segmenter_of(args, checkpoint)
     source = "one box per mask component" if boxes is None else str(args.boxes)
     note(f"Evaluating {name} on {len(pairs)} images with box prompts ({source})")
     with cancel_on_signals() as cancel:

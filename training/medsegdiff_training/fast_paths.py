@@ -28,8 +28,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
+from .train_config import COMPILE_MODES  # torch-free, for the CLI
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ import contextlib
 import torch
 
 from .errors import ConfigError
+from .train_config import PRECISIONS
 
-PRECISIONS = ("auto", "bf16", "fp32")
 TASKS = ("sampling", "training")
 # What "auto" means on CUDA, per task: bf16 only where it measured faster than fp32 / TF32.
 # fp32 until gpu_check.sh shows the fixed bf16 path faster (recommend_defaults.py reads it).

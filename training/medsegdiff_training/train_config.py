@@ -20,6 +20,11 @@ from typing import Any
 from .errors import ConfigError
 from .sampling_defaults import SamplingSettings
 
+# The choices of the speed options, here (no torch) so that the CLI can offer them:
+# precision.py and fast_paths.py hold what they mean.
+PRECISIONS = ("auto", "bf16", "fp32")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -83,6 +88,14 @@ class TrainConfig:
             raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}.")
         if not (self.mask_loss_weight >= 0 and math.isfinite(self.mask_loss_weight)):
             raise ConfigError("mask_loss_weight must be a finite number, 0 or more.")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+        if self.compile is not None and self.compile not in COMPILE_MODES:
+            raise ConfigError(
+                f"compile must be one of {', '.join(COMPILE_MODES)} or None, got {self.compile!r}."
+            )
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ConfigError("num_workers must be 0 (load in the main process) or more.")
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
