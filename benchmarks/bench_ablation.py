@@ -114,7 +114,7 @@ def train_one(args: argparse.Namespace) -> None:
         seed=args.seed,
         validate_every=10**9,
         checkpoint_every=args.steps,
-        device="cpu",
+        device=args.device,
     )
     started = time.process_time()
     result = train(
@@ -142,7 +142,7 @@ def score_one(args: argparse.Namespace) -> None:
     """Score one finished run with both samplings; writes ``scores.json`` into its folder."""
     torch.set_num_threads(args.threads)
     folder = run_dir(args.runs, args.dataset, args.variant, args.seed)
-    segmenter = Segmenter(load_checkpoint(folder / "final"), device="cpu")
+    segmenter = Segmenter(load_checkpoint(folder / "final"), device=args.device)
     test = pairs_of(args.dataset, DATASETS[args.dataset]["test"], args.data)
     structures = DATASETS[args.dataset]["structures"]
     scores = {}
@@ -199,12 +199,13 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     document: dict[str, Any] = {
         "benchmark": "Table II ablation: vanilla / Dy-Cond / Dy-Cond + FF-Parser, trained from scratch",
         "recipe": "cpu config 96x96, v-prediction, MSE + soft Dice (weight 1), AdamW lr 1e-3 constant, "
-        "batch 8, EMA 0.999, default augmentation, float32, 1 thread per run",
+        "batch 8, EMA 0.999, default augmentation, the device's default precision (float32 on this CPU), "
+        "1 thread per run",
         "steps": {"ddti": args.steps_ddti, "drishti": args.steps_drishti},
         "seeds": args.seeds,
         "sampling": {"default": DEFAULT_SAMPLING.to_dict(), "paper": PAPER_SAMPLING.to_dict()},
         "ddpm_images": args.ddpm_images,
-        "environment": environment("cpu"),
+        "environment": environment(args.device),
         "datasets": {},
     }
     for dataset in DATASETS:
@@ -247,6 +248,7 @@ def jobs(args: argparse.Namespace) -> list[tuple[str, str]]:
                     f"--seed={seed}",
                     f"--runs={args.runs}",
                     f"--data={args.data}",
+                    f"--device={args.device}",
                 ]
                 command = [sys.executable, __file__]
                 train_part = shlex.join([*command, "train", *common, f"--steps={steps}"])
@@ -295,6 +297,9 @@ def main() -> None:
     parser.add_argument("--ddpm-images", type=int, default=12, help="test images scored with DDPM-100")
     parser.add_argument("--jobs", type=int, default=2, help="all: runs at a time (one thread each)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--device", default="cpu", help="cpu, or cuda: a GPU affords budgets near the shipped default's"
+    )
     args = parser.parse_args()
     if not (args.data / "ddti").is_dir():
         parser.error(
