@@ -16,6 +16,7 @@ beside the store, so reopening the same folder resumes where you stopped.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,18 @@ if TYPE_CHECKING:
 KEYS = {"accept": "Shift-Enter", "skip": "Shift-Right", "previous": "Shift-Left"}
 ORDERS = (("file order", "file"), ("most uncertain first", "uncertain"))
 AHEAD = 3  # the current image and the next two are kept segmented in file order
+
+
+class _RereadingComboBox(QComboBox):
+    """A picker that re-reads its choices each time it opens (JSON files only: no torch)."""
+
+    def __init__(self, reread: Callable[[], None]) -> None:
+        super().__init__()
+        self._reread = reread
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt's name
+        self._reread()
+        super().showPopup()
 
 
 def _read_model_choices() -> tuple[list[tuple[str, str]], str]:
@@ -114,7 +127,7 @@ class QueueWidget(QWidget):
         )
         self.order_box.currentIndexChanged.connect(self._order_changed)
         form.addRow("Order", self.order_box)
-        self.model_box = QComboBox()
+        self.model_box = _RereadingComboBox(self._reread_models)
         self.model_box.addItem("reading the model registry…", None)
         self.model_box.currentIndexChanged.connect(self._model_chosen)
         form.addRow("Model", self.model_box)
@@ -207,9 +220,24 @@ class QueueWidget(QWidget):
     def _read_models(self) -> None:
         from napari.qt.threading import create_worker
 
-        worker = create_worker(_read_model_choices)  # imports torch: never on the GUI thread
+        worker = create_worker(_read_model_choices)  # the first reading, off the GUI thread
         worker.returned.connect(self._fill_models)
         worker.start()
+
+    def _reread_models(self) -> None:
+        """The registry's versions again (a fine-tune elsewhere may have added one); keeps the choice."""
+        if self.model_box.currentData() is None:
+            return  # the first reading is still under way
+        choices, _ = _read_model_choices()
+        current = self.model_box.currentData()
+        self.model_box.blockSignals(True)
+        self.model_box.clear()
+        for label, name in choices:
+            self.model_box.addItem(label, name)
+        if self.model_box.findData(current) < 0:  # deleted meanwhile: keep showing what is in use
+            self.model_box.addItem(current, current)
+        self.model_box.setCurrentIndex(self.model_box.findData(current))
+        self.model_box.blockSignals(False)
 
     def _fill_models(self, found: tuple[list[tuple[str, str]], str]) -> None:
         choices, selected = found

@@ -200,3 +200,19 @@ def test_mistakes_are_notifications(make_napari_viewer, qtbot, tiny_model, tmp_p
     assert any("open a folder first" in m for m in messages)
     assert any("does not exist" in m for m in messages)
     assert any("no volume layer" in m for m in messages)
+
+
+def test_the_model_picker_rereads_the_registry_when_opened(
+    make_napari_viewer, qtbot, tiny_model, medsegdiff_home
+):
+    """A version made elsewhere (the main widget's fine-tune, the CLI) is offered without re-docking."""
+    from medsegdiff_training.registry import ModelRegistry
+
+    _, widget = dock_queue(make_napari_viewer, qtbot)
+    listed = [widget.model_box.itemData(i) for i in range(widget.model_box.count())]
+    assert "tiny-2" not in listed
+    ModelRegistry().add(medsegdiff_home / "tiny-checkpoint", name="tiny-2")
+    widget.model_box.showPopup()
+    widget.model_box.hidePopup()
+    listed = [widget.model_box.itemData(i) for i in range(widget.model_box.count())]
+    assert "tiny-2" in listed and widget.model_version == "tiny"  # offered, the choice kept
