@@ -192,6 +192,19 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     _architecture(parser, auto=True)
     parser.add_argument("--normalisation", default="percentile", choices=("percentile", "minmax", "zscore"))
+    parser.add_argument(
+        "--roi-crops",
+        action="store_true",
+        help="train on crops around each mask's bounding box (edges jittered by up to 10%%), cut by the "
+        "crop rule that box prompts will use; the rule is recorded in the checkpoint",
+    )
+    parser.add_argument(
+        "--crop-margin",
+        default=None,
+        metavar="MARGIN",
+        help="with --roi-crops: the box grows by this on each side, in pixels ('30px') or per cent of "
+        "the box's size ('10%%', the default)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="training steps")
     parser.add_argument(
         "--minutes", type=float, default=None, help="wall-clock budget; with --steps, first reached wins"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -32,11 +33,13 @@ from .corrections import CorrectionsStore
 from .data.dataset import SegmentationDataset
 from .data.io import read_array, read_mask
 from .data.pairs import Pair, find_pairs
+from .data.roi_crops import DEFAULT_JITTER, RoiCropDataset
 from .device import resolve_device
 from .distributed import distributed_session
 from .errors import EXIT_CANCELLED, EXIT_OK, EXIT_USER_ERROR, ConfigError
 from .finetune import DEFAULT_FINETUNE_CONFIG, finetune
 from .inference import SamplingSettings, Segmenter
+from .prompts import DEFAULT_CROP_RULE, CropRule
 from .registry import ModelRegistry
 from .summary import describe
 from .train_config import TrainConfig, train_config_from
@@ -180,6 +183,36 @@ def train_config_of(args: argparse.Namespace, device: str) -> TrainConfig:
     )
 
 
+def roi_crop_rule(args: argparse.Namespace) -> CropRule | None:
+    """The crop rule of ``train --roi-crops`` (``None`` without it), from ``--crop-margin``."""
+    if not args.roi_crops:
+        if args.crop_margin is not None:
+            raise ConfigError("--crop-margin needs --roi-crops.")
+        return None
+    text = (args.crop_margin or f"{DEFAULT_CROP_RULE.margin_fraction * 100:g}%").strip().lower()
+    try:
+        if text.endswith("px"):
+            margin_px, fraction, shown = float(text[:-2]), 0.0, f"{float(text[:-2]):g} px"
+        elif text.endswith("%"):
+            margin_px, fraction, shown = 0.0, float(text[:-1]) / 100, f"{float(text[:-1]):g} % of its size"
+        else:
+            raise ValueError(text)
+    except ValueError:
+        raise ConfigError(
+            f"--crop-margin takes pixels or per cent, e.g. 30px or 10%; got {args.crop_margin!r}."
+        ) from None
+    if not (math.isfinite(margin_px) and math.isfinite(fraction)) or margin_px < 0 or fraction < 0:
+        raise ConfigError(f"--crop-margin must be zero or positive, got {args.crop_margin!r}.")
+    return CropRule(
+        margin_px=margin_px,
+        margin_fraction=fraction,
+        description=(
+            f"training crops (medsegdiff train --roi-crops): the mask's bounding box + {shown} on each "
+            f"side, edges jittered by up to {DEFAULT_JITTER * 100:g} %, resized non-uniformly to the input"
+        ),
+    )
+
+
 def command_train(args: argparse.Namespace) -> int:
     if args.steps is None and args.minutes is None:
         raise ConfigError("Give a training budget: --steps N, --minutes M or both.")
@@ -190,7 +223,8 @@ def command_train(args: argparse.Namespace) -> int:
         main_process = context.is_main
         train_pairs, validation_pairs = split_training_pairs(args)
         model_config = model_config_for(args, train_pairs)
-        preprocess = PreprocessConfig(normalisation=args.normalisation)
+        crop_rule = roi_crop_rule(args)
+        preprocess = PreprocessConfig(normalisation=args.normalisation, crop_rule=crop_rule)
         if main_process:
             note(
                 f"{len(train_pairs)} training and {len(validation_pairs)} validation images; model "
@@ -198,9 +232,15 @@ def command_train(args: argparse.Namespace) -> int:
                 f"{model_config.image_channels} channel(s), {model_config.num_classes} classes; "
                 f"{context.world_size} process(es) on {context.device}"
             )
-        train_data = SegmentationDataset.from_pairs(train_pairs, model_config, preprocess)
+        dataset: type[SegmentationDataset] = SegmentationDataset
+        options: dict[str, Any] = {}
+        if crop_rule is not None:
+            dataset, options = RoiCropDataset, {"seed": args.seed}
+            if main_process:
+                note(f"Training on crops around each mask's box: {crop_rule.description}")
+        train_data = dataset.from_pairs(train_pairs, model_config, preprocess, **options)
         validation_data = (
-            SegmentationDataset.from_pairs(validation_pairs, model_config, preprocess)
+            dataset.from_pairs(validation_pairs, model_config, preprocess, **options)
             if validation_pairs
             else None
         )
@@ -218,6 +258,8 @@ def command_train(args: argparse.Namespace) -> int:
             "description": args.description or f"trained on {Path(args.images).resolve().parent.name}",
             "training": {"source": source, "validation_images": sorted(p.name for p in validation_pairs)},
         }
+        if isinstance(train_data, RoiCropDataset):
+            metadata["training"]["roi_crops"] = train_data.recipe()
         reporter = TrainingReporter(json_lines=args.progress_json) if main_process else None
         result = train(
             model_config,

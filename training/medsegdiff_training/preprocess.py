@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .config import ModelConfig, PreprocessConfig
 from .errors import InvalidImageError, InvalidMaskError
+from .prompts import CropWindow, extract_crop
 
 # ITU-R 601 luma weights: how an RGB image becomes the grey image a 1-channel model sees.
 LUMINANCE_WEIGHTS = (0.299, 0.587, 0.114)
@@ -173,6 +174,18 @@ def prepare_image(
     )
     tensor = torch.from_numpy(array)[None]
     return resize(tensor, model_config.image_size)
+
+
+def prepare_crop(
+    image: np.ndarray, window: CropWindow, image_size: tuple[int, int], normalisation: str = "percentile"
+) -> torch.Tensor:
+    """The (1, C, h, w) network input for the part of a (C, H, W) image under ``window``.
+
+    Cut (padded with the image's minimum beyond its border), normalised on its own, resized
+    to ``image_size``: how box-prompt crops and ``--roi-crops`` training crops are both made.
+    """
+    crop = normalise_intensity(extract_crop(image, window), normalisation)
+    return resize(torch.from_numpy(crop)[None], image_size)
 
 
 def resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -20,8 +20,8 @@ import torch
 
 from .errors import InvalidImageError
 from .inference import SamplingSettings, SegmentationResult, Segmenter
-from .preprocess import as_channels_first, normalise_intensity, resize
-from .prompts import Box, CropRule, CropWindow, Point, extract_crop, paste_objects, resolve_prompts
+from .preprocess import as_channels_first, prepare_crop
+from .prompts import Box, CropRule, CropWindow, Point, paste_objects, resolve_prompts
 from .samplers import SamplerStep, run_to_end
 
 
@@ -60,13 +60,7 @@ def prepare_crops(
     """
     windows = [rule.window(box) for box in boxes]
     normalisation = segmenter.checkpoint.preprocess.normalisation
-    crops = [
-        resize(
-            torch.from_numpy(normalise_intensity(extract_crop(image, window), normalisation))[None],
-            segmenter.config.image_size,
-        )
-        for window in windows
-    ]
+    crops = [prepare_crop(image, window, segmenter.config.image_size, normalisation) for window in windows]
     return torch.cat(crops).to(segmenter.device), windows
 
 

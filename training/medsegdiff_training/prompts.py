@@ -204,12 +204,43 @@ def resolve_prompts(
     return boxes
 
 
-def extract_crop(image: np.ndarray, window: CropWindow) -> np.ndarray:
-    """The (C, h, w) crop of a (C, H, W) image under ``window``, padded with the image's minimum."""
+def extract_crop(image: np.ndarray, window: CropWindow, fill: float | None = None) -> np.ndarray:
+    """The (C, h, w) crop of a (C, H, W) image under ``window``, padded with ``fill``.
+
+    ``fill`` defaults to the image's minimum (label maps pass 0).
+    """
     image_slices, crop_slices = window.overlap(image.shape[-2:])
-    crop = np.full((image.shape[0], *window.shape), image.min(), dtype=image.dtype)
+    crop = np.full((image.shape[0], *window.shape), image.min() if fill is None else fill, dtype=image.dtype)
     crop[(slice(None),) + tuple(crop_slices)] = image[(slice(None),) + tuple(image_slices)]
     return crop
+
+
+def jitter_box(box: Box, fraction: float, rng: np.random.Generator) -> Box:
+    """``box`` with each edge moved by up to ``fraction`` of the box's size (uniform, independently).
+
+    Edges move by at most ``fraction`` of the width (x0, x1) or height (y0, y1), so for
+    ``fraction < 0.5`` the box stays a box. Training crops are jittered so that a model
+    learns boxes drawn a little loose or tight, as annotators draw them.
+
+    Examples
+    --------
+    >>> box = jitter_box(Box(100, 100, 200, 150), 0.1, np.random.default_rng(0))
+    >>> 90 <= box.x0 <= 110 and 140 <= box.y1 <= 155
+    True
+    """
+    if not 0 <= fraction < 0.5:
+        raise ConfigError(f"The box jitter is a fraction of the box's size in [0, 0.5), got {fraction}.")
+    dx0, dy0, dx1, dy1 = rng.uniform(-fraction, fraction, size=4)
+    width, height = box.width, box.height
+    return Box(box.x0 + dx0 * width, box.y0 + dy0 * height, box.x1 + dx1 * width, box.y1 + dy1 * height)
+
+
+def random_box(size: tuple[float, float], image_shape: tuple[int, int], rng: np.random.Generator) -> Box:
+    """A box of ``size`` (height, width), at most the image's, placed uniformly inside the image."""
+    height, width = min(size[0], image_shape[0]), min(size[1], image_shape[1])
+    y0 = rng.uniform(0, image_shape[0] - height)
+    x0 = rng.uniform(0, image_shape[1] - width)
+    return Box(x0, y0, x0 + width, y0 + height)
 
 
 def resize_bilinear(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -94,15 +94,19 @@ class _Order:
         sampler.set_epoch(epoch)
         return list(sampler)
 
-    def take(self, count: int) -> list[int]:
-        indices: list[int] = []
-        while len(indices) < count:
+    def take(self, count: int) -> list[Any]:
+        """The next ``count`` item keys: indices, or (index, epoch) for a data set with ``epoch_keys``
+        (whose items change every epoch, e.g. jittered crops, the same in a resumed run)."""
+        epoch_keys = bool(getattr(self.dataset, "epoch_keys", False))
+        keys: list[Any] = []
+        while len(keys) < count:
             if self.position >= len(self.order):
                 self.epoch, self.position = self.epoch + 1, 0
                 self.order = self._order(self.epoch)
-            indices.append(self.order[self.position])
+            index = self.order[self.position]
+            keys.append((index, self.epoch) if epoch_keys else index)
             self.position += 1
-        return indices
+        return keys
 
 
 class _IndexBatches:
