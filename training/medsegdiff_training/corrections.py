@@ -49,6 +49,7 @@ from .data.io import read_array
 from .data.writers import label_dtype
 from .errors import CorrectionsError, DatasetError, InvalidImageError, InvalidMaskError
 from .paths import default_corrections_root
+from .prompts import Box, CropRule
 
 if TYPE_CHECKING:  # the dataset (and torch) only when training from the store
     from .data.dataset import SegmentationDataset
@@ -326,15 +327,54 @@ class CorrectionsStore:
         model_config: ModelConfig,
         preprocess: PreprocessConfig | None = None,
         entries: list[CorrectionEntry] | None = None,
+        crop_rule: CropRule | None = None,
     ) -> SegmentationDataset:
-        """The store (or some of its ``entries``) as a training dataset at the model's size."""
-        from .data.dataset import SegmentationDataset
+        """The store (or some of its ``entries``) as a training dataset at the model's size.
 
-        pairs = self.training_pairs(entries)
-        return SegmentationDataset.from_arrays(
-            [image for _, image, _ in pairs],
-            [labels for _, _, labels in pairs],
-            model_config,
-            preprocess,
-            names=[name for name, _, _ in pairs],
-        )
+        With ``crop_rule``, a correction whose manifest line records the prompts it was
+        segmented from (``extra.prompts.boxes``) gives one sample per recorded box: the
+        crop that rule cuts around it, as a box prompt is cut (a volume's boxes go to their
+        slice). Corrections without prompts are used whole.
+        """
+        from .data.dataset import SegmentationDataset, whole_sample
+        from .data.roi_crops import crop_sample
+        from .preprocess import as_channels_first, check_label_map
+
+        preprocess = preprocess or PreprocessConfig()
+        chosen = self.entries() if entries is None else entries
+        boxes = prompt_boxes(chosen) if crop_rule is not None else {}
+        samples = []
+        for name, image, labels in self.training_pairs(chosen):
+            if crop_rule is None or not boxes.get(name):
+                samples.append(whole_sample(name, image, labels, model_config, preprocess))
+                continue
+            array = as_channels_first(image, model_config.image_channels)
+            label_map = check_label_map(labels, model_config.num_classes, image_shape=array.shape[-2:])
+            for number, box in enumerate(boxes[name], start=1):
+                window = crop_rule.window(box)
+                samples.append(
+                    crop_sample(f"{name}:box{number}", array, label_map, window, model_config, preprocess)
+                )
+        return SegmentationDataset(samples)
+
+
+def prompt_boxes(entries: list[CorrectionEntry]) -> dict[str, list[Box]]:
+    """The prompt boxes each correction records, by training-pair name (``id``, or ``id[z]`` per slice).
+
+    Boxes are ``extra.prompts.boxes`` of the manifest line: ``{"slice", "box": [x0, y0, x1, y1]}``
+    in image pixels; a 2D entry takes all of its boxes, a volume's go to their slice.
+    """
+    found: dict[str, list[Box]] = {}
+    for entry in entries:
+        record = ((entry.manifest.get("extra") or {}).get("prompts") or {}).get("boxes") or []
+        volume = entry.manifest.get("layout", "2d") == "volume"
+        for item in record:
+            try:
+                box = Box(*(float(v) for v in item["box"]))
+                name = f"{entry.id}[{int(item['slice'])}]" if volume else entry.id
+            except (KeyError, TypeError, ValueError, InvalidImageError) as error:
+                raise CorrectionsError(
+                    f"The correction {entry.id} records a prompt box that cannot be read ({item!r}): {error}"
+                ) from None
+            found.setdefault(name, []).append(box)
+    return found

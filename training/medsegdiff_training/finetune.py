@@ -142,6 +142,10 @@ def finetune(
     ``torchrun`` only rank 0 scores and registers. The loss continues the parent's recipe:
     its soft-Dice weight unless ``mask_loss_weight`` is given (``config``'s is not used).
 
+    A correction exported from a box- or point-prompted run records its boxes; it trains
+    as one crop per box, cut by the parent's crop rule as a prompt is (the held-out ones
+    are scored on those crops too); corrections without prompts are used whole.
+
     The child adapts to the corrections (:func:`plan_finetune`): RGB corrections give a
     grey parent an RGB child, label values the parent lacks give it more classes, by
     weight surgery that starts the child where the parent was
@@ -192,10 +196,15 @@ def finetune(
         mask_loss_weight = parent_mask_loss_weight(checkpoint.metadata)
     config = dataclasses.replace(config, mask_loss_weight=mask_loss_weight)
     train_entries, validation_entries = split_entries(entries, validation_fraction, config.seed)
-    train_data = store.as_dataset(model_config, preprocess, train_entries)
+    # corrections segmented from box prompts train on the crops those prompts cut, by the parent's rule
+    crop_rule = preprocess.prompt_crop_rule()
+    train_data = store.as_dataset(model_config, preprocess, train_entries, crop_rule=crop_rule)
     validation_data = (
-        store.as_dataset(model_config, preprocess, validation_entries) if validation_entries else None
+        store.as_dataset(model_config, preprocess, validation_entries, crop_rule=crop_rule)
+        if validation_entries
+        else None
     )
+    prompt_crops = sum(1 for name in train_data.names if ":box" in name)
     if len(train_data) == 0:
         raise DatasetError(f"The corrections in {store.root} hold no labelled image to train on.")
     if mix_original:
@@ -236,6 +245,9 @@ def finetune(
             "mix_original": mix_original,
             "validation_dice_before": before,
             "adaptation": adaptation.to_dict(),
+            # training samples cut around recorded prompt boxes (the rest are whole corrections)
+            "prompt_crops": prompt_crops,
+            "crop_rule": crop_rule.to_dict(),
         },
         "training": {"source": (checkpoint.metadata.get("training") or {}).get("source")},
     }

@@ -52,6 +52,8 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from .adaptation import Adaptation, corrections_profile, plan_adaptation
@@ -77,7 +79,7 @@ def adapted_preprocess(preprocess: PreprocessConfig, adaptation: Adaptation) -> 
     if adaptation.parent_channels == 1 and adaptation.channels == 3:
         method = preprocess.normalisation
         if not method.startswith(LUMINANCE_ANCHORED):
-            return PreprocessConfig(normalisation=LUMINANCE_ANCHORED + method, resize=preprocess.resize)
+            return dataclasses.replace(preprocess, normalisation=LUMINANCE_ANCHORED + method)
     return preprocess
 
 

@@ -15,7 +15,7 @@ from ..preprocess import check_label_map, prepare_image, resize_labels
 from .pairs import Pair
 from .slices import NIFTI_SLICE_AXIS, read_pair_slices
 
-__all__ = ["NIFTI_SLICE_AXIS", "Sample", "SegmentationDataset"]
+__all__ = ["NIFTI_SLICE_AXIS", "Sample", "SegmentationDataset", "whole_sample"]
 
 
 @dataclass
@@ -79,7 +79,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
             )
         samples = []
         for name, image, labels in zip(names, images, label_maps, strict=True):
-            samples.append(_sample(name, image, labels, model_config, preprocess))
+            samples.append(whole_sample(name, image, labels, model_config, preprocess))
         return cls(samples)
 
     @classmethod
@@ -96,17 +96,18 @@ class SegmentationDataset(torch.utils.data.Dataset):
             slices = read_pair_slices(pair.image, pair.mask)
             for z, (image, labels) in enumerate(slices):
                 name = pair.name if len(slices) == 1 else f"{pair.name}[{z}]"
-                samples.append(_sample(name, image, labels, model_config, preprocess))
+                samples.append(whole_sample(name, image, labels, model_config, preprocess))
         return cls(samples)
 
 
-def _sample(
+def whole_sample(
     name: str,
     image: np.ndarray,
     labels: np.ndarray,
     model_config: ModelConfig,
     preprocess: PreprocessConfig | None,
 ) -> Sample:
+    """One training sample: the whole 2D image resized to the model's input."""
     tensor = prepare_image(image, model_config, preprocess)[0]
     label_map = check_label_map(labels, model_config.num_classes, image_shape=np.asarray(image).shape[:2])
     return Sample(name, tensor, resize_labels(label_map, model_config.image_size))

@@ -1,0 +1,143 @@
+"""Fine-tuning on corrections exported from box prompts: one training crop per recorded box.
+
+A real corrections store on disk (TIFF files and a manifest), a real tiny parent in a
+real registry, a real 2-step fine-tune.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medsegdiff_training.checkpoint import load_checkpoint, save_checkpoint
+from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
+from medsegdiff_training.corrections import CorrectionsStore, prompt_boxes
+from medsegdiff_training.errors import CorrectionsError
+from medsegdiff_training.finetune import finetune
+from medsegdiff_training.inference import SamplingSettings, Segmenter
+from medsegdiff_training.model import MedSegDiffUNet
+from medsegdiff_training.prompted import prepare_crops
+from medsegdiff_training.prompts import Box, CropRule
+from medsegdiff_training.registry import ModelRegistry
+from medsegdiff_training.surgery import Adaptation, adapted_preprocess
+from medsegdiff_training.trainer import TrainConfig
+
+TINY = named_config("tiny", image_size=(64, 64))
+RULE = CropRule(margin_px=30, margin_fraction=0.0, description="box + 30 px")
+HEIGHT, WIDTH = 600, 900
+BOXES = [Box(100, 80, 200, 180), Box(600, 350, 720, 470)]  # two discs, in prompt order
+
+
+def disc(centre_row, centre_column, radius) -> np.ndarray:
+    rows = np.arange(HEIGHT)[:, None] + 0.5
+    columns = np.arange(WIDTH)[None, :] + 0.5
+    return (rows - centre_row) ** 2 + (columns - centre_column) ** 2 <= radius**2
+
+
+def prompted_correction() -> tuple[np.ndarray, np.ndarray, dict]:
+    """A full-size frame with two discs, labelled 1 and 2 (prompt order), and its manifest extra."""
+    first, second = disc(130, 150, 50), disc(410, 660, 60)
+    labels = first.astype(np.uint8) + 2 * second.astype(np.uint8)
+    image = np.random.default_rng(0).normal(40, 5, (HEIGHT, WIDTH)) + 150 * (labels > 0)
+    extra = {
+        "prompts": {
+            "prompts": [{"slice": 0, "box": b.to_list()} for b in BOXES],
+            "boxes": [{"slice": 0, "box": b.to_list()} for b in BOXES],
+            "crop_rule": RULE.to_dict(),
+        }
+    }
+    return image.astype(np.float32), labels, extra
+
+
+@pytest.fixture
+def store(tmp_path) -> CorrectionsStore:
+    store = CorrectionsStore(tmp_path / "corrections")
+    image, labels, extra = prompted_correction()
+    store.add(image, labels, extra=extra)
+    whole = np.zeros((200, 300), np.uint8)
+    whole[50:120, 100:200] = 1
+    store.add(np.random.default_rng(1).random((200, 300)) + whole, whole)  # no prompts: used whole
+    return store
+
+
+def test_a_prompted_correction_trains_as_one_crop_per_box_at_the_prompt_crops_places(tmp_path, store):
+    reopened = CorrectionsStore(store.root)  # read back from disk
+    prompted, plain = sorted(
+        reopened.entries(), key=lambda e: "prompts" not in (e.manifest.get("extra") or {})
+    )
+    assert prompt_boxes([prompted]) == {prompted.id: BOXES}
+    data = reopened.as_dataset(TINY, PreprocessConfig(), crop_rule=RULE)
+    assert sorted(data.names) == sorted([f"{prompted.id}:box1", f"{prompted.id}:box2", plain.id])
+    by_name = dict(zip(data.names, data.samples, strict=True))
+    image, _, _ = reopened.read(prompted)
+    # the training crops are exactly the crops the box prompts cut from the same image
+    segmenter = Segmenter(
+        load_checkpoint(
+            save_checkpoint(tmp_path / "m", MedSegDiffUNet(TINY), DiffusionConfig(), PreprocessConfig())
+        ),
+        device="cpu",
+    )
+    crops, windows = prepare_crops(segmenter, image[None].astype(np.float32), BOXES, RULE)
+    for number, (crop, window, box) in enumerate(zip(crops, windows, BOXES, strict=True), start=1):
+        sample = by_name[f"{prompted.id}:box{number}"]
+        assert window == RULE.window(box)
+        assert torch.allclose(sample.image, crop, atol=1e-6)
+        # the crop's object is its own disc, centred, with 30 px of context on each side
+        rows, columns = np.nonzero(sample.labels.numpy())
+        height, width = window.shape
+        assert (
+            abs(rows.min() - 30 / height * 64) <= 1.5 and abs(64 - rows.max() - 1 - 30 / height * 64) <= 1.5
+        )
+        assert abs(columns.min() - 30 / width * 64) <= 1.5
+        assert set(np.unique(sample.labels.numpy())) == {0, 1}  # object ids are one foreground
+    assert tuple(by_name[plain.id].labels.shape) == (64, 64)  # the plain one, whole
+    # without a crop rule (as before): every correction whole
+    assert sorted(reopened.as_dataset(TINY, PreprocessConfig()).names) == sorted([prompted.id, plain.id])
+
+
+def test_finetune_crops_around_the_recorded_boxes_by_the_parents_rule(tmp_path, store):
+    registry = ModelRegistry(tmp_path / "models", default_model=None, shipped_models=None)
+    torch.manual_seed(0)
+    parent = save_checkpoint(
+        tmp_path / "parent", MedSegDiffUNet(TINY), DiffusionConfig(), PreprocessConfig(crop_rule=RULE)
+    )
+    registry.add(parent, name="parent")
+    config = TrainConfig(
+        steps=2,
+        batch_size=2,
+        device="cpu",
+        checkpoint_every=10**6,
+        validate_every=10**6,
+        validation_sampling=SamplingSettings(sampler="ddim", steps=2),
+    )
+    # the object ids 1, 2 of a binary model's prompted run are one class: keep the parent's 2
+    result = finetune(
+        "parent",
+        store,
+        registry=registry,
+        config=config,
+        validation_fraction=0,
+        num_classes=2,
+        run_dir=tmp_path / "run",
+    )
+    assert result.version is not None and result.steps == 2
+    child = registry.load(result.version.name)
+    assert child.metadata["finetune"]["prompt_crops"] == 2
+    assert child.metadata["finetune"]["crop_rule"] == RULE.to_dict()
+    assert child.preprocess.crop_rule == RULE  # the child cuts prompts as its parent did
+    assert child.metadata["training"]["images"] == 3  # two crops and one whole correction
+
+
+def test_an_unreadable_recorded_box_is_a_one_line_error(tmp_path):
+    store = CorrectionsStore(tmp_path / "corrections")
+    image, labels, extra = prompted_correction()
+    extra["prompts"]["boxes"] = [{"slice": 0, "box": [10, 10, 5, 40]}]  # x1 < x0
+    store.add(image, labels, extra=extra)
+    with pytest.raises(CorrectionsError, match="records a prompt box that cannot be read"):
+        store.as_dataset(TINY, PreprocessConfig(), crop_rule=RULE)
+
+
+def test_a_grey_parent_made_rgb_keeps_its_crop_rule():
+    child = adapted_preprocess(PreprocessConfig(crop_rule=RULE), Adaptation(1, 2, 3, 2))
+    assert child.normalisation == "luminance-percentile" and child.crop_rule == RULE
