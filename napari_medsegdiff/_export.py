@@ -132,7 +132,8 @@ def export_correction(
     source = getattr(getattr(image_layer, "source", None), "path", None)
     prompts = {}
     if run.get("boxes"):  # a prompted run: the boxes and the crop rule go with the correction
-        prompts = {"prompts": {key: run[key] for key in ("prompts", "boxes", "crop_rule")}}
+        keys = ("prompts", "boxes", "crop_rule", "labels")  # labels: "objects" (ids 1..n) or "classes"
+        prompts = {"prompts": {key: run[key] for key in keys if key in run}}
     return store.add(
         image,
         labels,

@@ -1,9 +1,10 @@
 """Prompted objects into the image's one segmentation layer, without losing corrections.
 
 The first prompted run on an image makes ``<image> segmentation`` (ids 1..n in prompt
-order, or one label for all). Later runs add to the newest Labels layer made for the same
-image: prompts segmented before are skipped, new objects take the next free ids (or the
-layer's selected label) and only claim pixels that are still background, so painted
+order, or one label for all; a multi-class model's classes). Later runs add to the newest
+Labels layer made for the same image: prompts segmented before are skipped, new objects
+take the next free ids (or the layer's selected label; a multi-class model's keep their
+classes) and only claim pixels that are still background, so painted
 corrections and earlier objects are never overwritten. The run record on the layer
 (``metadata["medsegdiff"]``) lists every prompt segmented so far, for the corrections
 manifest.
@@ -93,12 +94,18 @@ def add_prompted_objects(
         result.labels = new_objects
         layer = add_result_layers(viewer, run, [result])
         record = layer.metadata[RUN_KEY]
-        record.update(prompts=keys, boxes=boxes, crop_rule=result.crop_rule.to_dict())
+        record.update(
+            prompts=keys, boxes=boxes, crop_rule=result.crop_rule.to_dict(), labels=result.label_meaning
+        )
         return layer, found
     data = np.asarray(layer.data)
     target = run.axes.slice_position(slice_index)
-    first_id = int(layer.selected_label) if same_label else int(data.max()) + 1
-    shifted = np.where(new_objects > 0, first_id if same_label else new_objects + first_id - 1, 0)
+    if same_label:
+        shifted = np.where(new_objects > 0, int(layer.selected_label), 0)
+    elif result.label_meaning == "classes":  # a multi-class model's labels are classes: kept as they are
+        shifted = new_objects
+    else:  # object ids: the next free ones
+        shifted = np.where(new_objects > 0, new_objects + int(data.max()), 0)
     data = _widen(data, int(shifted.max()))
     plane = data[target]
     free = (plane == 0) & (shifted > 0)
@@ -113,6 +120,7 @@ def add_prompted_objects(
     record["prompts"] = [*record.get("prompts", []), *keys]
     record["boxes"] = [*record.get("boxes", []), *boxes]
     record["crop_rule"] = result.crop_rule.to_dict()
+    record["labels"] = result.label_meaning
     layer.metadata = {**layer.metadata, RUN_KEY: record}
     return layer, len(np.unique(new_objects[free]))
 

@@ -14,13 +14,13 @@ from medsegdiff_training.checkpoint import load_checkpoint, save_checkpoint
 from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
 from medsegdiff_training.corrections import CorrectionsStore, prompt_boxes
 from medsegdiff_training.errors import CorrectionsError
-from medsegdiff_training.finetune import finetune
+from medsegdiff_training.finetune import finetune, plan_finetune
 from medsegdiff_training.inference import SamplingSettings, Segmenter
 from medsegdiff_training.model import MedSegDiffUNet
 from medsegdiff_training.prompted import prepare_crops
 from medsegdiff_training.prompts import Box, CropRule
 from medsegdiff_training.registry import ModelRegistry
-from medsegdiff_training.surgery import Adaptation, adapted_preprocess
+from medsegdiff_training.surgery import Adaptation, adapted_preprocess, corrections_profile
 from medsegdiff_training.trainer import TrainConfig
 
 TINY = named_config("tiny", image_size=(64, 64))
@@ -45,6 +45,7 @@ def prompted_correction() -> tuple[np.ndarray, np.ndarray, dict]:
             "prompts": [{"slice": 0, "box": b.to_list()} for b in BOXES],
             "boxes": [{"slice": 0, "box": b.to_list()} for b in BOXES],
             "crop_rule": RULE.to_dict(),
+            "labels": "objects",  # a binary model's run: ids 1, 2 are objects, not classes
         }
     }
     return image.astype(np.float32), labels, extra
@@ -111,14 +112,14 @@ def test_finetune_crops_around_the_recorded_boxes_by_the_parents_rule(tmp_path, 
         validate_every=10**6,
         validation_sampling=SamplingSettings(sampler="ddim", steps=2),
     )
-    # the object ids 1, 2 of a binary model's prompted run are one class: keep the parent's 2
+    # the object ids 1, 2 of a binary model's prompted run are one class: the child keeps 2 classes
+    assert plan_finetune("parent", store, registry=registry).classes == 2
     result = finetune(
         "parent",
         store,
         registry=registry,
         config=config,
         validation_fraction=0,
-        num_classes=2,
         run_dir=tmp_path / "run",
     )
     assert result.version is not None and result.steps == 2
@@ -141,3 +142,14 @@ def test_an_unreadable_recorded_box_is_a_one_line_error(tmp_path):
 def test_a_grey_parent_made_rgb_keeps_its_crop_rule():
     child = adapted_preprocess(PreprocessConfig(crop_rule=RULE), Adaptation(1, 2, 3, 2))
     assert child.normalisation == "luminance-percentile" and child.crop_rule == RULE
+
+
+def test_labels_of_a_multi_class_prompted_run_still_count_as_classes(tmp_path):
+    store = CorrectionsStore(tmp_path / "corrections")
+    image, labels, extra = prompted_correction()
+    extra["prompts"]["labels"] = "classes"
+    store.add(image, labels, extra=extra)
+    assert corrections_profile(store.entries()) == (1, 3)
+    extra["prompts"]["labels"] = "objects"
+    store.add(image, labels, extra=extra)
+    assert corrections_profile(store.entries()[1:]) == (1, 2)

@@ -98,8 +98,9 @@ def corrections_profile(entries: list[Any]) -> tuple[int, int]:
     """(channels, classes) that corrections need, from their manifest records alone.
 
     Channels: 3 when any entry is a 2D image with 3 or 4 channels (RGB, RGBA), else 1.
-    Classes: 2 for masks holding only 1 (or 255), else the largest label + 1. Cheap: no
-    image is read, so the fine-tune dialog can show it at once.
+    Classes: 2 for masks holding only 1 (or 255), else the largest label + 1; the object ids
+    1..n of a binary model's prompted run (``extra.prompts.labels == "objects"``) count as
+    one foreground class. Cheap: no image is read, so the fine-tune dialog can show it at once.
     """
     channels, top = 1, 1
     for entry in entries:
@@ -108,6 +109,8 @@ def corrections_profile(entries: list[Any]) -> tuple[int, int]:
         if manifest.get("layout", "2d") == "2d" and axis is not None and len(shape) == 3:
             channels = max(channels, 3 if shape[axis] in (3, 4) else int(shape[axis]))
         labels = [int(v) for v in manifest.get("labels_present") or [] if int(v) != 255]
+        if ((manifest.get("extra") or {}).get("prompts") or {}).get("labels") == "objects":
+            labels = [1] if labels else []  # a binary model's prompted objects 1..n: one foreground class
         top = max([top, *labels])
     return channels, max(2, top + 1)
 

@@ -43,11 +43,18 @@ class PromptedSegmentation:
     crop_rule: CropRule
     settings: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def label_meaning(self) -> str:
+        """``"objects"`` (a binary model: label i = the i-th prompt's object) or ``"classes"``
+        (a multi-class model: each pixel labelled with its class, object ids not kept)."""
+        return "classes" if self.objects and np.ndim(self.objects[0].probabilities) == 3 else "objects"
+
     def prompts_record(self) -> dict[str, Any]:
         """What a corrections manifest line records about the prompts (JSON-ready)."""
         return {
             "boxes": [box.to_list() for box in self.boxes],
             "crop_rule": self.crop_rule.to_dict(),
+            "labels": self.label_meaning,
         }
 
 
