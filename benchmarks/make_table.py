@@ -312,6 +312,7 @@ def render() -> str:
         if result is not None:
             blocks.append("\n".join(renderer(result)))
     prompts = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("prompts_ddti*.json"))]
+    prompts.sort(key=lambda r: not r.get("native"))  # full-size frames first, crop-scale mosaics second
     if prompts:
         blocks.append("\n".join(prompts_table(prompts)))
     for path in sorted(RESULTS.glob("quality_*.json")):

@@ -112,7 +112,7 @@ class RoiCropDataset(SegmentationDataset):
         """The crop window of item ``index`` in ``epoch`` (``None``: not jittered)."""
         return self.rule.window(self.box(index, epoch))
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), None)
         sample = self.samples[index]
         cut = crop_sample(
@@ -137,7 +137,7 @@ class RoiCropDataset(SegmentationDataset):
         return {"crop_rule": self.rule.to_dict(), "jitter": self.jitter, "seed": self.seed}
 
     @classmethod
-    def from_arrays(  # type: ignore[override]
+    def from_arrays(
         cls,
         images: Sequence[np.ndarray],
         label_maps: Sequence[np.ndarray],
@@ -163,7 +163,7 @@ class RoiCropDataset(SegmentationDataset):
         return cls(samples, model_config, preprocess, jitter=jitter, seed=seed)
 
     @classmethod
-    def from_pairs(  # type: ignore[override]
+    def from_pairs(
         cls,
         pairs: Sequence[Pair],
         model_config: ModelConfig,
