@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from medsegdiff_training.adaptation import Adaptation, corrections_profile
 from medsegdiff_training.checkpoint import load_checkpoint, save_checkpoint
 from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
 from medsegdiff_training.corrections import CorrectionsStore, prompt_boxes
@@ -20,7 +21,7 @@ from medsegdiff_training.model import MedSegDiffUNet
 from medsegdiff_training.prompted import prepare_crops
 from medsegdiff_training.prompts import Box, CropRule
 from medsegdiff_training.registry import ModelRegistry
-from medsegdiff_training.surgery import Adaptation, adapted_preprocess, corrections_profile
+from medsegdiff_training.surgery import adapted_preprocess
 from medsegdiff_training.trainer import TrainConfig
 
 TINY = named_config("tiny", image_size=(64, 64))
