@@ -156,6 +156,8 @@ def test_the_configs_and_metadata_come_back_as_saved(tmp_path):
     assert loaded.diffusion == diffusion and loaded.preprocess == preprocess
     assert not loaded.model.training
     assert {p.device.type for p in loaded.model.parameters()} == {"cpu"}
+    # the device asked for is where the network goes ("meta": a device every machine has)
+    assert {p.device.type for p in load_checkpoint(folder, device="meta").model.parameters()} == {"meta"}
     # metadata: what was said about the model, and the format; never the three configs again
     assert sorted(loaded.metadata) == ["created", "format", "format_version", "parent", "version"]
     assert (loaded.version, loaded.metadata["parent"]) == ("7", "6")
@@ -184,11 +186,16 @@ def test_a_config_without_diffusion_or_preprocess_loads_their_defaults(tmp_path)
 def test_an_invalid_config_names_its_file(tmp_path):
     folder = _checkpoint(tmp_path)
     document = json.loads((folder / "config.json").read_text())
-    document["diffusion"] = {**document["diffusion"], "timesteps": "many", "colour": 1}
-    (folder / "config.json").write_text(json.dumps(document))
-    with pytest.raises(CheckpointError) as caught:
-        load_checkpoint(folder)
-    assert str(caught.value).startswith(f"{folder / 'config.json'} has an invalid configuration: ")
+    for section in ("diffusion", "preprocess"):
+        # a value of the wrong type (caught when the file is read), or a key no version knows
+        for edit in ({"timesteps": "many"} if section == "diffusion" else {"resize": 3}, {"colour": 1}):
+            (folder / "config.json").write_text(
+                json.dumps({**document, section: {**document[section], **edit}})
+            )
+            with pytest.raises(CheckpointError) as caught:
+                load_checkpoint(folder)
+            assert str(caught.value).startswith(f"{folder / 'config.json'} has an invalid configuration: ")
+    assert str(caught.value).endswith("unexpected keyword argument 'colour'")
 
 
 def test_a_mismatch_names_one_missing_one_unexpected_and_one_reshaped_weight(tmp_path):
