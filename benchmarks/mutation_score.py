@@ -154,9 +154,12 @@ def readme_table(merged: dict) -> str:
             lines.append(f"| `{module}.py` | {', '.join(MODULES[module])} | not run yet | | | | |")
             continue
         tests = ", ".join(Path(t).name for t in result["tests"])
-        survived = result["mutants"] - result["killed"]
+        unchecked = result["counts"].get("not checked", 0)
+        survived = result["mutants"] - result["killed"] - unchecked - result["counts"].get("skipped", 0)
         mark = "" if result["score"] is not None and result["score"] >= GOAL else " (below goal)"
         score = "no result" if result["score"] is None else f"{result['score']:.1%}"
+        if unchecked:  # a run stopped early: the score is of the mutants that were checked
+            mark += f" (partial: {unchecked} not checked)"
         lines.append(
             f"| `{module}.py` | {tests} | {result['mutants']} | {result['killed']} | {survived} | "
             f"{score}{mark} | {result['environment']['date']} |"
