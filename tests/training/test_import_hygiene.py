@@ -37,7 +37,7 @@ def test_importing_every_training_module_imports_no_gui_module() -> None:
 
 
 def test_listing_models_devices_and_corrections_imports_no_torch(tmp_path) -> None:
-    """What a GUI shows on opening (versions, selection, devices, store count, fine-tune plan) needs no torch."""
+    """What a GUI shows on opening (versions, selection, devices, store count, fine-tune plan): no torch."""
     probe = textwrap.dedent(
         f"""
         import json, sys
