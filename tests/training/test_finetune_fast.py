@@ -156,6 +156,8 @@ def test_a_child_starts_at_its_parents_weights_and_records_where_it_came_from(se
         "mix_original": False,
         "validation_dice_before": result.validation_dice_before,
         "adaptation": {"parent_channels": 1, "parent_classes": 2, "channels": 1, "classes": 2},
+        "prompt_crops": 0,  # no correction recorded prompts: each trains whole
+        "crop_rule": PreprocessConfig().prompt_crop_rule().to_dict(),  # the parent's (its default)
     }
     assert document["parent_version"] == "parent"
     # the parent's data source is carried on, so a grandchild can mix it in too

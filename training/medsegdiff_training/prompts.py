@@ -225,7 +225,7 @@ def jitter_box(box: Box, fraction: float, rng: np.random.Generator) -> Box:
     Examples
     --------
     >>> box = jitter_box(Box(100, 100, 200, 150), 0.1, np.random.default_rng(0))
-    >>> 90 <= box.x0 <= 110 and 140 <= box.y1 <= 155
+    >>> bool(90 <= box.x0 <= 110 and 140 <= box.y1 <= 155)
     True
     """
     if not 0 <= fraction < 0.5:
