@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shlex
 import statistics
 import subprocess
@@ -40,6 +39,7 @@ from typing import Any
 import torch
 from _common import environment, fixed_blob_baseline, write_result
 from bench_quality_drishti import majority_map
+from unet_baseline import train_split
 
 from medsegdiff_training.checkpoint import load_checkpoint
 from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
@@ -80,16 +80,7 @@ def training_pairs(dataset: str, data: Path) -> list:
     pairs = pairs_of(dataset, DATASETS[dataset]["train"], data)
     if dataset != "ddti":
         return pairs
-    # the same hold-out rule as scripts/train_default_model.py
-    case_of = lambda name: name.split("_")[0]  # noqa: E731
-    cases = sorted({case_of(p.name) for p in pairs})
-    random.Random(0).shuffle(cases)
-    held_out: set[str] = set()
-    for case in cases:
-        if sum(case_of(p.name) in held_out for p in pairs) >= 30:
-            break
-        held_out.add(case)
-    return [p for p in pairs if case_of(p.name) not in held_out]
+    return train_split(data / DATASETS[dataset]["folder"])  # the default's hold-out rule, one home
 
 
 def run_dir(runs: Path, dataset: str, variant: str, seed: int) -> Path:
