@@ -27,6 +27,19 @@ class Sample:
     labels: torch.Tensor  # (H, W) long
 
 
+def array_names(
+    images: Sequence[object], label_maps: Sequence[object], names: Sequence[str] | None
+) -> list[str]:
+    """The samples' names (``item0``, ``item1``... when not given); one per image and label map."""
+    names = list(names) if names is not None else [f"item{i}" for i in range(len(images))]
+    if not len(names) == len(images) == len(label_maps):
+        raise DatasetError(
+            f"Got {len(images)} images, {len(label_maps)} label maps and {len(names)} names: "
+            "give one label map and one name per image."
+        )
+    return names
+
+
 class SegmentationDataset(torch.utils.data.Dataset):
     """Images and label maps preprocessed once and kept in memory.
 
@@ -71,12 +84,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         names: Sequence[str] | None = None,
     ) -> SegmentationDataset:
         """Build from 2D arrays (each image 2D or RGB, each label map 2D)."""
-        names = list(names) if names is not None else [f"item{i}" for i in range(len(images))]
-        if not len(names) == len(images) == len(label_maps):
-            raise DatasetError(
-                f"Got {len(images)} images, {len(label_maps)} label maps and {len(names)} names: "
-                "give one label map and one name per image."
-            )
+        names = array_names(images, label_maps, names)
         samples = []
         for name, image, labels in zip(names, images, label_maps, strict=True):
             samples.append(whole_sample(name, image, labels, model_config, preprocess))

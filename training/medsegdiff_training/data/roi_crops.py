@@ -25,10 +25,9 @@ import numpy as np
 import torch
 
 from ..config import ModelConfig, PreprocessConfig
-from ..errors import DatasetError
 from ..preprocess import as_channels_first, check_label_map, prepare_crop, resize_labels
 from ..prompts import Box, CropRule, CropWindow, extract_crop, jitter_box, mask_box, random_box
-from .dataset import Sample, SegmentationDataset
+from .dataset import Sample, SegmentationDataset, array_names
 from .pairs import Pair
 from .slices import read_pair_slices
 
@@ -149,12 +148,7 @@ class RoiCropDataset(SegmentationDataset):
         seed: int = 0,
     ) -> RoiCropDataset:
         """Build from full-size 2D arrays (each image 2D or RGB, each label map 2D)."""
-        names = list(names) if names is not None else [f"item{i}" for i in range(len(images))]
-        if not len(names) == len(images) == len(label_maps):
-            raise DatasetError(
-                f"Got {len(images)} images, {len(label_maps)} label maps and {len(names)} names: "
-                "give one label map and one name per image."
-            )
+        names = array_names(images, label_maps, names)
         preprocess = preprocess or PreprocessConfig()
         samples = [
             _full_sample(name, image, labels, model_config)
