@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         if result["seconds"] is None and module in merged["modules"]:
             result["seconds"] = merged["modules"][module].get("seconds")
         result["environment"] = environment(args.jobs)
+        # re-read: another module's run may have finished since (one process per module is fine)
+        merged = json.loads(output.read_text()) if output.is_file() else {"goal": GOAL, "modules": {}}
         merged["modules"][module] = result
         merged["goal"] = GOAL
         output.write_text(json.dumps(merged, indent=2) + "\n")

@@ -1,18 +1,21 @@
-"""An adapting fine-tune: the grey binary ultrasound default -> a 3-class RGB disc/cup model.
+"""Adapting fine-tunes on Drishti-GS1: the grey binary ultrasound default -> a colour disc/cup model.
 
-    python scripts/drishti_adapt_experiment.py prepare --corrections 8
-    python scripts/drishti_adapt_experiment.py train cosine-1e-3 --minutes 10   # one process per recipe
-    python scripts/drishti_adapt_experiment.py choose
+    python scripts/drishti_adapt_experiment.py run --task disc-cup --corrections 8 --recipe cosine-1e-3
+    python scripts/drishti_adapt_experiment.py choose          # the recipe, on Training images only
+    python scripts/drishti_adapt_experiment.py run --task disc --corrections 2 --recipe cosine-1e-3 --score test
+    python scripts/drishti_adapt_experiment.py report          # benchmarks/results/finetune_drishti_adapt.json
 
-Writes ``--corrections`` images of Drishti-GS1's *Training* split with their expert label
-maps (0 background, 1 disc rim, 2 cup) and the parent's own prediction into a fresh
-corrections store, through the writer the plugin uses. Fine-tuning sees RGB images and
-labels 0/1/2, so the child becomes a 3-class RGB model by weight surgery. Each candidate
-recipe trains for ``--minutes`` of this process's CPU time (1 thread: the budget holds on a
-machine shared with other work, and the recipes can train side by side) on all the
-corrections, and is scored on ``--selection`` *other* Training images (never Test); the
-best (disc + cup Dice) is then scored once on the 51 Test images, DDIM 3 steps x
-ensemble 5. Results go to ``benchmarks/results/finetune_drishti_adapt.json``.
+One ``run`` writes the first ``--corrections`` images of Drishti-GS1's *Training* split with
+their expert label maps into a fresh corrections store through the writer the plugin uses
+(task ``disc-cup``: labels 0 background, 1 disc rim, 2 cup, so the child becomes a 3-class RGB
+model by weight surgery; task ``disc``: disc vs background, a binary RGB child), fine-tunes the
+default for ``--minutes`` of this process's CPU time (1 thread: the budget holds on a machine
+shared with other work, so runs can train side by side) and scores the child, DDIM 3 steps x
+ensemble 5, on the *selection* images (Training images 16-31, never among any run's
+corrections) and/or the 51 Test images. ``choose`` picks the recipe with the best disc + cup
+Dice on the selection images of the 8-correction disc-cup runs: Test never chooses anything.
+``report`` gathers every run beside the trivial baselines (the majority label map of the same
+corrections, and of all 50 Training images).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -40,54 +44,73 @@ from medsegdiff_training.metrics import summarise_scores  # noqa: E402
 from medsegdiff_training.preprocess import resize  # noqa: E402
 from medsegdiff_training.registry import ModelRegistry  # noqa: E402
 from medsegdiff_training.samplers import run_to_end  # noqa: E402
-from medsegdiff_training.trainer import TrainConfig  # noqa: E402
+from medsegdiff_training.train_config import AugmentConfig, TrainConfig  # noqa: E402
 
 SETTINGS = SamplingSettings(sampler="ddim", steps=3, ensemble=5, seed=0)
+SELECTION = slice(16, 32)  # Training images that no run corrects: the recipe is chosen on them
+STRONG_AUGMENT = AugmentConfig(
+    horizontal_flip=0.5, rotate_degrees=20.0, scale=0.2, shift=0.1, gamma=0.3, contrast=0.25, brightness=0.15
+)
 RECIPES = {
-    # the earlier binary experiment's recipe: constant 2e-4, EMA 0.995
-    "constant-2e-4": dict(learning_rate=2e-4, lr_schedule="constant", warmup_steps=0, ema_decay=0.995),
+    # the fine-tune defaults before this experiment: the paper's constant 1e-4, EMA 0.995
+    "constant-1e-4": dict(learning_rate=1e-4, lr_schedule="constant", warmup_steps=0, ema_decay=0.995),
     # the shipped models' learning rate, warmed up and decayed to the budget
-    "cosine-1e-3": dict(learning_rate=1e-3, lr_schedule="cosine", warmup_steps=50, ema_decay=0.995),
-    # the same with a slower EMA
-    "cosine-1e-3-ema0.999": dict(learning_rate=1e-3, lr_schedule="cosine", warmup_steps=50, ema_decay=0.999),
+    "cosine-1e-3": dict(learning_rate=1e-3, lr_schedule="cosine", warmup_steps=30, ema_decay=0.995),
+    # the same with stronger augmentation for few images
+    "cosine-1e-3-strong": dict(
+        learning_rate=1e-3, lr_schedule="cosine", warmup_steps=30, ema_decay=0.995, augment=STRONG_AUGMENT
+    ),
 }
+TASKS = ("disc-cup", "disc")
 
 
-def score(segmenter: Segmenter, pairs: list, batch: int = 3) -> dict[str, float]:
+def task_labels(labels: np.ndarray, task: str) -> np.ndarray:
+    """The expert label map as the task's annotator would paint it."""
+    return (labels >= 1).astype(np.uint8) if task == "disc" else labels.astype(np.uint8)
+
+
+def score(segmenter: Segmenter, pairs: list, task: str, batch: int = 3) -> dict[str, float]:
     scores = []
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
         prepared = torch.cat([segmenter.prepare(read_array(p.image)) for p in chunk])
         final = run_to_end(segmenter.denoise(prepared, SETTINGS))
         for index, pair in enumerate(chunk):
-            truth = read_mask(pair.mask)
+            truth = task_labels(read_mask(pair.mask), task)
             members = final[index * SETTINGS.ensemble : (index + 1) * SETTINGS.ensemble]
             labels = segmenter.summarise(members, SETTINGS, truth.shape)[0].labels
             scores.append(structure_scores(labels, truth))
-    return summarise_scores(scores)
+    summary = summarise_scores(scores)
+    if task == "disc":  # a binary task has no cup
+        summary = {k: v for k, v in summary.items() if not k.startswith("cup") and k != "cdr_area_error"}
+    return summary
 
 
-def splits(args: argparse.Namespace) -> tuple[list, list, list, list]:
-    data = args.data
+def splits(data: Path) -> tuple[list, list]:
     training = find_pairs(data / "images", data / "masks", data / "split.csv", "Training")
-    corrections = training[: args.corrections]
-    selection = training[args.corrections : args.corrections + args.selection]
-    test = find_pairs(data / "images", data / "masks", data / "split.csv", "Test")[: args.test_limit]
-    return training, corrections, selection, test
+    test = find_pairs(data / "images", data / "masks", data / "split.csv", "Test")
+    return training, test
 
 
-def prepare(args: argparse.Namespace) -> None:
-    """A fresh registry and a corrections store holding the corrections."""
-    shutil.rmtree(args.work, ignore_errors=True)
-    registry = ModelRegistry(args.work / "registry")
-    _, corrections, _, _ = splits(args)
+def run_name(task: str, corrections: int, recipe: str, holdout: float) -> str:
+    return f"{task}-{corrections}-{recipe}" + (f"-holdout{holdout:g}" if holdout else "")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Correct, fine-tune for the CPU budget, score; one record per run."""
+    training, test = splits(args.data)
+    name = run_name(args.task, args.corrections, args.recipe, args.holdout)
+    work = args.work / name
+    shutil.rmtree(work, ignore_errors=True)
+    registry = ModelRegistry(work / "registry")
     parent = Segmenter(registry.load("default"), device="cpu")
-    store = CorrectionsStore(args.work / "corrections")
+    store = CorrectionsStore(work / "corrections")
+    corrections = training[: args.corrections]
     for pair in corrections:
-        image, labels = read_array(pair.image), read_mask(pair.mask)
+        image = read_array(pair.image)
         store.add(
             image,
-            labels.astype("uint8"),
+            task_labels(read_mask(pair.mask), args.task),
             parent.segment(image, SETTINGS).labels,
             source_path=str(pair.image),
             image_layer=pair.name,
@@ -96,20 +119,14 @@ def prepare(args: argparse.Namespace) -> None:
             sampler_settings=SETTINGS.to_dict(),
         )
     plan = plan_finetune("default", store, registry=registry)
-    print(f"{len(store)} corrections; the child will be: {plan.describe()}", flush=True)
-
-
-def train_recipe(args: argparse.Namespace) -> None:
-    """Fine-tune one recipe on every correction, score it on the selection images."""
-    registry = ModelRegistry(args.work / "registry")
-    _, _, selection, _ = splits(args)
-    started = time.monotonic()
+    print(f"{name}: {len(store)} corrections; the child will be: {plan.describe()}", flush=True)
+    started, cpu_started = time.monotonic(), time.process_time()
     result = finetune(
         "default",
-        CorrectionsStore(args.work / "corrections"),
+        store,
         registry=registry,
-        name=args.recipe,
-        validation_fraction=0,  # few corrections: all of them train; choose on other Training images
+        name="child",
+        validation_fraction=args.holdout,
         config=TrainConfig(
             steps=None,
             minutes=args.minutes,
@@ -120,83 +137,124 @@ def train_recipe(args: argparse.Namespace) -> None:
             device="cpu",
             **RECIPES[args.recipe],
         ),
-        run_dir=args.work / f"run-{args.recipe}",
+        run_dir=work / "run",
     )
-    wall = (time.monotonic() - started) / 60
-    chosen_on = score(Segmenter(registry.load(args.recipe), device="cpu"), selection)
     record = {
-        "recipe": RECIPES[args.recipe],
+        "task": args.task,
+        "corrections": [p.name for p in corrections],
+        "recipe": args.recipe,
+        "holdout": args.holdout,
         "steps": result.steps,
         "cpu_minutes_budget": args.minutes,
-        "wall_minutes": round(wall, 1),
+        "cpu_minutes_training": round((time.process_time() - cpu_started) / 60, 2),
+        "wall_minutes_training": round((time.monotonic() - started) / 60, 1),
         "adaptation": result.adaptation.to_dict() if result.adaptation else None,
-        "selection_scores": chosen_on,
+        "validation_dice_before": result.validation_dice_before,
+        "validation_dice_after": result.validation_dice_after,
     }
-    (args.work / f"candidate-{args.recipe}.json").write_text(json.dumps(record, indent=2))
-    print(
-        f"{args.recipe}: {result.steps} steps ({wall:.1f} wall min); Training selection images: "
-        f"disc {chosen_on['disc_dice']:.4f}, cup {chosen_on['cup_dice']:.4f}",
-        flush=True,
-    )
+    child = Segmenter(registry.load("child"), device="cpu")
+    if args.score in ("selection", "both"):
+        record["selection_images"] = [p.name for p in training[SELECTION]]
+        record["selection"] = score(child, training[SELECTION], args.task)
+    if args.score in ("test", "both"):
+        record["test"] = score(child, test, args.task)
+    (work / "record.json").write_text(json.dumps(record, indent=2))
+    shown = {
+        f"{part} {k}": round(v, 4)
+        for part in ("selection", "test")
+        for k, v in record.get(part, {}).items()
+        if "dice" in k
+    }
+    print(f"{name}: {result.steps} steps; {shown}", flush=True)
+
+
+def records(work: Path) -> dict[str, dict]:
+    return {path.parent.name: json.loads(path.read_text()) for path in sorted(work.glob("*/record.json"))}
 
 
 def choose(args: argparse.Namespace) -> None:
-    """The best candidate on the selection images, scored once on Test, beside the baseline."""
-    registry = ModelRegistry(args.work / "registry")
-    training, corrections, selection, test = splits(args)
+    """The recipe with the best disc + cup Dice on the selection images (8 corrections, disc-cup)."""
     candidates = {
-        path.stem.removeprefix("candidate-"): json.loads(path.read_text())
-        for path in sorted(args.work.glob("candidate-*.json"))
+        r["recipe"]: r["selection"]
+        for r in records(args.work).values()
+        if r["task"] == "disc-cup" and len(r["corrections"]) == 8 and not r["holdout"] and "selection" in r
     }
-    best = max(
-        candidates,
-        key=lambda r: (
-            candidates[r]["selection_scores"]["disc_dice"] + candidates[r]["selection_scores"]["cup_dice"]
-        ),
+    for recipe, s in candidates.items():
+        print(f"{recipe}: selection disc {s['disc_dice']:.4f}, cup {s['cup_dice']:.4f}")
+    best = max(candidates, key=lambda r: candidates[r]["disc_dice"] + candidates[r]["cup_dice"])
+    print(f"chosen: {best}")
+    (args.work / "chosen.txt").write_text(best + "\n")
+
+
+def baseline(train_masks: list[np.ndarray], truths: list[np.ndarray], task: str) -> dict[str, float]:
+    frequencies = majority_map([task_labels(m, "disc-cup") for m in train_masks])
+    maps = [task_labels(resize(frequencies[None], t.shape)[0].argmax(0).numpy(), task) for t in truths]
+    summary = summarise_scores(
+        [structure_scores(m, task_labels(t, task)) for m, t in zip(maps, truths, strict=True)]
     )
-    test_scores = score(Segmenter(registry.load(best), device="cpu"), test)
+    return {
+        k: v for k, v in summary.items() if "dice" in k and (task == "disc-cup" or not k.startswith("cup"))
+    }
+
+
+def report(args: argparse.Namespace) -> None:
+    """Every run beside the majority maps, into the results JSON."""
+    training, test = splits(args.data)
     truths = [read_mask(p.mask) for p in test]
-    frequencies = majority_map([read_mask(p.mask) for p in training])
-    blob = [resize(frequencies[None], t.shape)[0].argmax(0).numpy() for t in truths]
-    baseline = summarise_scores([structure_scores(b, t) for b, t in zip(blob, truths, strict=True)])
-    print(
-        f"chosen {best}; Test: disc {test_scores['disc_dice']:.4f}, cup {test_scores['cup_dice']:.4f} "
-        f"(majority map {baseline['disc_dice']:.4f} / {baseline['cup_dice']:.4f})",
-        flush=True,
-    )
+    masks = {p.name: read_mask(p.mask) for p in training}
+    runs = records(args.work)
+    for record in runs.values():
+        if "test" in record:
+            own = [masks[name] for name in record["corrections"]]
+            record["test_majority_map_of_these_corrections"] = baseline(own, truths, record["task"])
+    chosen = (args.work / "chosen.txt").read_text().strip()
     write_result(
         "finetune_drishti_adapt",
         {
             "environment": environment("cpu"),
-            "task": "optic disc rim and cup (3 classes, RGB) from the grey binary ultrasound default",
-            "corrections": [p.name for p in corrections],
-            "selection_images": [p.name for p in selection],
+            "parent": "default (grey, binary, thyroid ultrasound, 96x96)",
             "sampling": SETTINGS.to_dict(),
-            "candidates": candidates,
-            "chosen": best,
-            "test": test_scores,
-            "test_majority_map": baseline,
+            "recipes": {
+                k: {kk: (vv.__dict__ if isinstance(vv, AugmentConfig) else vv) for kk, vv in v.items()}
+                for k, v in RECIPES.items()
+            },
+            "chosen_recipe": chosen,
+            "chosen_on": "disc + cup Dice on Training images 16-31 of the 8-correction disc-cup runs",
             "test_images": len(test),
+            "test_majority_map_of_all_50_training": {
+                t: baseline(list(masks.values()), truths, t) for t in TASKS
+            },
+            "runs": runs,
         },
     )
+    for name, record in runs.items():
+        if "test" in record:
+            t, b = record["test"], record["test_majority_map_of_these_corrections"]
+            cup = f", cup {t['cup_dice']:.4f} (map {b['cup_dice']:.4f})" if "cup_dice" in t else ""
+            print(
+                f"{name}: {record['steps']} steps; Test disc {t['disc_dice']:.4f} (map {b['disc_dice']:.4f}){cup}"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("phase", choices=["prepare", "train", "choose"])
-    parser.add_argument("recipe", nargs="?", choices=list(RECIPES))
+    parser.add_argument("phase", choices=["run", "choose", "report"])
+    parser.add_argument("--task", choices=TASKS, default="disc-cup")
+    parser.add_argument("--recipe", choices=list(RECIPES), default="cosine-1e-3")
+    parser.add_argument("--corrections", type=int, default=8)
+    parser.add_argument("--holdout", type=float, default=0.0, help="fraction held out for validation")
+    parser.add_argument("--score", choices=["selection", "test", "both"], default="selection")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/drishti_roi"))
     parser.add_argument("--work", type=Path, default=Path("runs/drishti_adapt"))
-    parser.add_argument("--corrections", type=int, default=8)
-    parser.add_argument("--selection", type=int, default=16, help="other Training images to choose on")
-    parser.add_argument("--minutes", type=float, default=10, help="CPU minutes per recipe")
+    parser.add_argument("--minutes", type=float, default=10, help="CPU minutes of training per run")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--test-limit", type=int, default=None, help="fewer Test images (smoke runs only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.phase == "train" and args.recipe is None:
-        parser.error("train needs a recipe: " + ", ".join(RECIPES))
-    {"prepare": prepare, "train": train_recipe, "choose": choose}[args.phase](args)
+    if args.phase == "run" and not 1 <= args.corrections <= SELECTION.start:
+        parser.error(
+            f"--corrections must be 1..{SELECTION.start} (Training images from {SELECTION.start} on choose)"
+        )
+    {"run": run, "choose": choose, "report": report}[args.phase](args)
 
 
 if __name__ == "__main__":

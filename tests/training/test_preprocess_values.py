@@ -69,6 +69,10 @@ def test_resize_is_bilinear_with_antialiasing_and_a_no_op_at_size():
     assert torch.allclose(resize(row, (1, 4)), torch.tensor([[[[0.0, 0.25, 0.75, 1.0]]]]))
     checkerboard = torch.from_numpy((np.indices((64, 64)).sum(0) % 2).astype(np.float32))[None, None]
     assert torch.allclose(resize(checkerboard, (8, 8)), torch.full((1, 1, 8, 8), 0.5), atol=0.02)
+    # an odd factor (63 -> 9, x7): without antialiasing each output pixel would sample one
+    # input pixel (0 or 1); averaged over 7 x 7 it is 24/49 or 25/49
+    odd = torch.from_numpy((np.indices((63, 63)).sum(0) % 2).astype(np.float32))[None, None]
+    assert torch.allclose(resize(odd, (9, 9)), torch.full((1, 1, 9, 9), 0.5), atol=0.05)
     same = torch.rand(1, 1, 8, 8)
     assert resize(same, (8, 8)) is same
 

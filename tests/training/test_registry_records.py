@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from datetime import datetime, timedelta
 
 import pytest
@@ -372,3 +373,42 @@ def test_a_versions_dice_and_one_line_summary():
 
 def test_repr():
     assert repr(ModelRegistry("/some/where")) == "ModelRegistry('/some/where')"
+
+
+def test_records_that_omit_optional_fields_read_as_documented(registry, tmp_path):
+    """A version.json / shipped config.json without created or description (older writers)."""
+    version = registry.add(checkpoint(tmp_path / "a"), name="old", description="gone")
+    (version.path / "version.json").write_text(json.dumps({"parent": None}))
+    shipped = checkpoint(registry.shipped_models / "bare")
+    config = json.loads((shipped / "config.json").read_text())
+    config.pop("created", None), config.pop("description", None)
+    (shipped / "config.json").write_text(json.dumps(config))
+    bare, old = registry.versions()
+    assert (old.name, old.created, old.description, old.broken) == ("old", "", "", None)
+    assert (bare.name, bare.created, bare.description) == ("bare", "", "a model shipped with the package")
+    assert old.read_only is False and bare.read_only is True
+    assert old.to_dict()["read_only"] is False and registry.get("old").read_only is False
+
+
+def test_a_hidden_folder_is_never_a_version_even_with_a_record(registry, tmp_path):
+    version = registry.add(checkpoint(tmp_path / "a"), name="seen")
+    shutil.copytree(version.path, registry.root / ".hidden")
+    assert registry.names() == ["seen"]
+    assert "Unknown model version '.hidden'" in _error(lambda: registry.get(".hidden"))
+
+
+def test_selecting_creates_a_registry_whose_parent_folders_do_not_exist_yet(tmp_path):
+    registry = ModelRegistry(tmp_path / "not" / "yet" / "models", default_model=None, shipped_models=None)
+    registry.select(UNTRAINED_VERSION)
+    assert registry.selected() == UNTRAINED_VERSION
+    assert json.loads((registry.root / "registry.json").read_text())["selected"] == UNTRAINED_VERSION
+
+
+def test_the_untrained_model_holds_the_seed_0_weights_of_the_cpu_network():
+    torch.manual_seed(0)
+    expected = MedSegDiffUNet(named_config("cpu")).state_dict()
+    torch.manual_seed(1)
+    other = MedSegDiffUNet(named_config("cpu")).state_dict()
+    untrained = untrained_model_checkpoint().model.state_dict()
+    assert all(torch.equal(untrained[name], tensor) for name, tensor in expected.items())
+    assert not all(torch.equal(untrained[name], tensor) for name, tensor in other.items())
