@@ -293,6 +293,75 @@ def ablation_table(result: dict) -> list[str]:
     return lines
 
 
+def fewshot_table(result: dict) -> list[str]:
+    """Adapting fine-tunes on Drishti-GS1: Test Dice per number of corrections, beside the majority maps."""
+    runs = [r for r in result["runs"].values() if "test" in r]
+    chosen = result["chosen_recipe"]
+    lines = [
+        f"**Few-shot adapting fine-tunes** (`scripts/drishti_adapt_experiment.py`: the grey binary "
+        f"ultrasound default fine-tuned on the first N Drishti-GS1 *Training* images as corrections, "
+        f"recipe `{chosen}` (chosen on 16 other Training images), "
+        f"{runs[0]['cpu_minutes_budget'] if runs else '?'} CPU-minutes each, 1 thread; Test split, "
+        f"{result['test_images']} images, DDIM 3 x 5; in brackets the majority label map of the same N "
+        f"corrections, no model) — {_env(result)}",
+        "",
+        "| corrections (trained + held out) | steps | (a) disc, binary RGB | steps | (b) disc, 3-class RGB "
+        "| (b) cup, 3-class RGB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+
+    def key(r: dict) -> tuple[int, float]:
+        return (len(r["corrections"]), r["holdout"])
+
+    rows = sorted({key(r) for r in runs if r["recipe"] == chosen})
+    for count, holdout in rows:
+        cells = {}
+        for r in runs:
+            if key(r) == (count, holdout) and r["recipe"] == chosen:
+                cells[r["task"]] = r
+        held = round(count * holdout) if holdout else 0
+        label = f"{count - held} + {held}" if held else f"{count}"
+        row = [label]
+        disc = cells.get("disc")
+        if disc:
+            m = disc["test_majority_map_of_these_corrections"]
+            row += [str(disc["steps"]), f"{disc['test']['disc_dice']:.3f} ({m['disc_dice']:.3f})"]
+        else:
+            row += ["–", "–"]
+        both = cells.get("disc-cup")
+        if both:
+            m = both["test_majority_map_of_these_corrections"]
+            row += [
+                str(both["steps"]),
+                f"{both['test']['disc_dice']:.3f} ({m['disc_dice']:.3f})",
+                f"{both['test']['cup_dice']:.3f} ({m['cup_dice']:.3f})",
+            ]
+        else:
+            row += ["–", "–", "–"]
+        lines.append("| " + " | ".join(row) + " |")
+    everything = result["test_majority_map_of_all_50_training"]
+    lines.append(
+        f"| no model: majority map of all 50 Training images | | {everything['disc']['disc_dice']:.3f} | "
+        f"| {everything['disc-cup']['disc_dice']:.3f} | {everything['disc-cup']['cup_dice']:.3f} |"
+    )
+    choices = [r for r in result["runs"].values() if "selection" in r]
+    if choices:
+        lines += [
+            "",
+            "Choosing the recipe (8 corrections, 3 classes; Dice on Training images 16-31, never Test):",
+            "",
+            "| recipe | steps | disc | cup |",
+            "|---|---:|---:|---:|",
+        ]
+        for r in sorted(choices, key=lambda r: r["recipe"]):
+            mark = " (chosen)" if r["recipe"] == chosen else ""
+            lines.append(
+                f"| `{r['recipe']}`{mark} | {r['steps']} | {r['selection']['disc_dice']:.3f} "
+                f"| {r['selection']['cup_dice']:.3f} |"
+            )
+    return lines
+
+
 def render() -> str:
     blocks = []
     for name, renderer in [
@@ -307,6 +376,7 @@ def render() -> str:
         ("training_cuda", training_table),
         ("vs_lucidrains_cuda", peer_table),
         ("ablation", ablation_table),
+        ("finetune_drishti_adapt", fewshot_table),
     ]:
         result = _load(name)
         if result is not None:

@@ -33,16 +33,21 @@ PACKAGE = ROOT / "training" / "medsegdiff_training"
 RESULTS = ROOT / "benchmarks" / "results"
 GOAL = 0.80
 
-# module -> the test files (under tests/training) that are its targeted subset
+# module -> the test files (paths under tests/) that are its targeted subset
 MODULES: dict[str, list[str]] = {
-    "samplers": ["test_samplers.py", "test_sampler_formulas.py"],
-    "schedule": ["test_schedule.py", "test_samplers.py", "test_sampler_formulas.py", "test_mask_loss.py"],
-    "corrections": ["test_corrections.py"],
-    "registry": ["test_registry.py", "test_registry_records.py"],
-    "checkpoint": ["test_checkpoint.py"],
-    "finetune": ["test_finetune_fast.py"],
-    "preprocess": ["test_preprocess.py", "test_preprocess_values.py"],
-    "metrics": ["test_metrics.py"],
+    "samplers": ["training/test_samplers.py", "training/test_sampler_formulas.py"],
+    "schedule": [
+        "training/test_schedule.py",
+        "training/test_samplers.py",
+        "training/test_sampler_formulas.py",
+        "training/test_mask_loss.py",
+    ],
+    "corrections": ["training/test_corrections.py", "faults/test_corrections_store.py"],
+    "registry": ["training/test_registry.py", "training/test_registry_records.py"],
+    "checkpoint": ["training/test_checkpoint.py"],
+    "finetune": ["training/test_finetune_fast.py"],
+    "preprocess": ["training/test_preprocess.py", "training/test_preprocess_values.py"],
+    "metrics": ["training/test_metrics.py"],
 }
 
 PYPROJECT = """\
@@ -66,13 +71,17 @@ def stage(module: str, work: Path) -> Path:
     """A folder laid out as mutmut expects (src/ + tests/ + pyproject.toml) for one module."""
     folder = work / module
     shutil.rmtree(folder, ignore_errors=True)
-    (folder / "tests" / "training").mkdir(parents=True)
     shutil.copytree(
         PACKAGE, folder / "src" / "medsegdiff_training", ignore=shutil.ignore_patterns("__pycache__")
     )
+    (folder / "tests").mkdir(parents=True)
     shutil.copy2(ROOT / "tests" / "conftest.py", folder / "tests" / "conftest.py")
     for name in MODULES[module]:
-        shutil.copy2(ROOT / "tests" / "training" / name, folder / "tests" / "training" / name)
+        target = folder / "tests" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / "tests" / name, target)
+        if (ROOT / "tests" / name).with_name("conftest.py").is_file():  # the folder's fixtures
+            shutil.copy2((ROOT / "tests" / name).with_name("conftest.py"), target.with_name("conftest.py"))
     (folder / "pyproject.toml").write_text(PYPROJECT.format(module=module))
     return folder
 
@@ -129,7 +138,7 @@ def run_module(module: str, work: Path, jobs: int, rerun: bool = True) -> dict:
     scored = sum(n for key, n in counts.items() if key not in ("skipped", "not checked"))
     return {
         "module": f"medsegdiff_training/{module}.py",
-        "tests": [f"tests/training/{name}" for name in MODULES[module]],
+        "tests": [f"tests/{name}" for name in MODULES[module]],
         "mutants": len(status),
         "counts": counts,
         "killed": killed,

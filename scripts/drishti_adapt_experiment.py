@@ -2,6 +2,7 @@
 
     python scripts/drishti_adapt_experiment.py run --task disc-cup --corrections 8 --recipe cosine-1e-3
     python scripts/drishti_adapt_experiment.py choose          # the recipe, on Training images only
+    python scripts/drishti_adapt_experiment.py test --task disc-cup --corrections 8 --recipe CHOSEN
     python scripts/drishti_adapt_experiment.py run --task disc --corrections 2 --recipe cosine-1e-3 --score test
     python scripts/drishti_adapt_experiment.py report          # benchmarks/results/finetune_drishti_adapt.json
 
@@ -168,6 +169,20 @@ def run(args: argparse.Namespace) -> None:
     print(f"{name}: {result.steps} steps; {shown}", flush=True)
 
 
+def test_scores(args: argparse.Namespace) -> None:
+    """Score an earlier run's child on Test (the chosen recipe's own 8-correction run)."""
+    _, test = splits(args.data)
+    work = args.work / run_name(args.task, args.corrections, args.recipe, args.holdout)
+    record = json.loads((work / "record.json").read_text())
+    child = Segmenter(ModelRegistry(work / "registry").load("child"), device="cpu")
+    record["test"] = score(child, test, args.task)
+    (work / "record.json").write_text(json.dumps(record, indent=2))
+    print(
+        f"{work.name}: Test { ({k: round(v, 4) for k, v in record['test'].items() if 'dice' in k}) }",
+        flush=True,
+    )
+
+
 def records(work: Path) -> dict[str, dict]:
     return {path.parent.name: json.loads(path.read_text()) for path in sorted(work.glob("*/record.json"))}
 
@@ -238,7 +253,7 @@ def report(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("phase", choices=["run", "choose", "report"])
+    parser.add_argument("phase", choices=["run", "test", "choose", "report"])
     parser.add_argument("--task", choices=TASKS, default="disc-cup")
     parser.add_argument("--recipe", choices=list(RECIPES), default="cosine-1e-3")
     parser.add_argument("--corrections", type=int, default=8)
@@ -254,7 +269,7 @@ def main() -> None:
         parser.error(
             f"--corrections must be 1..{SELECTION.start} (Training images from {SELECTION.start} on choose)"
         )
-    {"run": run, "choose": choose, "report": report}[args.phase](args)
+    {"run": run, "test": test_scores, "choose": choose, "report": report}[args.phase](args)
 
 
 if __name__ == "__main__":

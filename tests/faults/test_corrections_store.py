@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -159,9 +161,6 @@ def test_check_of_a_missing_store_is_one_line(tmp_path, run_cli):
 
 
 def test_partial_folders_of_killed_writers_are_removed_by_the_next_writer(store, tmp_path):
-    import subprocess
-    import sys
-
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
@@ -177,10 +176,15 @@ def test_partial_folders_of_killed_writers_are_removed_by_the_next_writer(store,
     assert len(store.entries()) == 4
 
 
-def test_a_writer_killed_mid_export_leaves_nothing_visible_and_is_cleaned_up(store):
-    import subprocess
-    import sys
+def _python(script: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """``script`` in its own process, importing the package this test imported."""
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, sys.path))}
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, env=environment, check=False, timeout=120
+    )
 
+
+def test_a_writer_killed_mid_export_leaves_nothing_visible_and_is_cleaned_up(store):
     script = (
         "import os, signal, sys, numpy as np\n"
         "import medsegdiff_training.corrections as c\n"
@@ -192,9 +196,37 @@ def test_a_writer_killed_mid_export_leaves_nothing_visible_and_is_cleaned_up(sto
         "labels = np.zeros((40, 50), np.uint8); labels[5:9, 5:9] = 1\n"
         "c.CorrectionsStore(sys.argv[1]).add(np.ones((40, 50)), labels)\n"
     )
-    child = subprocess.run([sys.executable, "-c", script, str(store.root)], capture_output=True, check=False)
+    child = _python(script, str(store.root))
     assert child.returncode == -9
-    assert list((store.root / "entries").glob(".*partial*"))  # what the kill left
+    # what the kill left: one hidden partial folder, in entries/ (the same file system)
+    (left,) = (store.root / "entries").glob(".*.partial-*")
+    assert left.name.startswith(".") and left.is_dir()
     assert len(store.entries()) == 3
     store.add(np.ones((40, 50)), _labels())
     assert not list((store.root / "entries").glob(".*partial*")) and len(store.entries()) == 4
+
+
+def test_a_full_disk_mid_export_leaves_no_trace_and_says_so(store):
+    """A real write error (a file-size limit: EFBIG, as a full disk gives ENOSPC) mid-entry."""
+    before = store.manifest_path.read_bytes()
+    script = (
+        "import resource, signal, sys, numpy as np\n"
+        "from medsegdiff_training.corrections import CorrectionsStore\n"
+        "from medsegdiff_training.errors import CorrectionsError\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of killing\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+        "image = np.random.default_rng(0).random((200, 200)).astype(np.float32)\n"
+        "labels = np.zeros((200, 200), np.uint8); labels[50:90, 50:90] = 1\n"
+        "try:\n"
+        "    CorrectionsStore(sys.argv[1]).add(image, labels)\n"
+        "except CorrectionsError as error:\n"
+        "    print(error); sys.exit(3)\n"
+    )
+    child = _python(script, str(store.root))
+    message = child.stdout.decode().strip()
+    assert child.returncode == 3, child.stderr.decode()
+    assert "Could not write the correction into" in message and "Earlier corrections are unharmed" in message
+    assert "\n" not in message
+    # nothing of the failed entry is left, not even a hidden partial folder; nothing lost
+    assert sorted(p.name for p in (store.root / "entries").iterdir()) == sorted(e.id for e in store.entries())
+    assert len(store.entries()) == 3 and store.manifest_path.read_bytes() == before

@@ -167,6 +167,10 @@ def test_train_config_checks_the_speed_fields():
     with pytest.raises(ConfigError, match="num_workers must be 0"):
         TrainConfig(num_workers=-1)
     assert set(PRECISIONS) == {"auto", "bf16", "fp32"}
+    with pytest.raises(ConfigError, match="lr_schedule must be 'constant' or 'cosine', got 'linear'"):
+        TrainConfig(lr_schedule="linear")
+    with pytest.raises(ConfigError, match="warmup_steps must be 0 or more, got -1"):
+        TrainConfig(warmup_steps=-1)
 
 
 # --- train and finetune record what they ran with -----------------------------------------------
@@ -179,6 +183,7 @@ def test_train_and_finetune_options_reach_the_recorded_training_config(capsys, t
         "--config", "tiny", "--steps", "2", "--batch-size", "2", "--val-fraction", "0",
         "--precision", "fp32", "--channels-last", "--num-workers", "1", "--no-augment",
         "--out", tmp_path / "run", "--registry", models, "--register", "fast", "--device", "cpu",
+        "--lr-schedule", "cosine", "--warmup-steps", "1",
     )  # fmt: skip
     assert code == 0, err
     training = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["training"]
@@ -186,6 +191,11 @@ def test_train_and_finetune_options_reach_the_recorded_training_config(capsys, t
     recorded = training["config"]
     assert (recorded["precision"], recorded["channels_last"], recorded["num_workers"]) == ("fp32", True, 1)
     assert recorded["amp"] is True and recorded["compile"] is None
+    assert (recorded["lr_schedule"], recorded["warmup_steps"], recorded["learning_rate"]) == (
+        "cosine",
+        1,
+        1e-4,
+    )
 
     CorrectionsStore(home / "corrections").add(*blob_pair(np.random.default_rng(5)))
     code, out, err = run(
@@ -199,6 +209,25 @@ def test_train_and_finetune_options_reach_the_recorded_training_config(capsys, t
     assert tuned["precision"] == "float32"
     recorded = tuned["config"]
     assert (recorded["precision"], recorded["channels_last"], recorded["num_workers"]) == ("fp32", False, 0)
+    # the measured fine-tune recipe by default (train_config.DEFAULT_FINETUNE_CONFIG) ...
+    assert (recorded["learning_rate"], recorded["lr_schedule"], recorded["warmup_steps"]) == (
+        1e-3,
+        "cosine",
+        30,
+    )
+    # ... and the paper's constant 1e-4 when asked
+    code, _, err = run(
+        capsys, "finetune", "--parent", "fast", "--steps", "1", "--registry", models, "--device", "cpu",
+        "--name", "paper", "--lr", "1e-4", "--lr-schedule", "constant", "--warmup-steps", "0",
+    )  # fmt: skip
+    assert code == 0, err
+    paper = json.loads((Path(ModelRegistry(models).describe("paper")["path"]) / "config.json").read_text())
+    recorded = paper["training"]["config"]
+    assert (recorded["learning_rate"], recorded["lr_schedule"], recorded["warmup_steps"]) == (
+        1e-4,
+        "constant",
+        0,
+    )
 
 
 # --- predict and evaluate: the Segmenter the options build, and what it gives -------------------

@@ -39,7 +39,7 @@ from .sampling_defaults import (
     RECOMMENDED_ENSEMBLE,
     SAMPLERS,
 )
-from .train_config import COMPILE_MODES, DEFAULT_FINETUNE_CONFIG, PRECISIONS, TrainConfig
+from .train_config import COMPILE_MODES, DEFAULT_FINETUNE_CONFIG, LR_SCHEDULES, PRECISIONS, TrainConfig
 
 PROG = "medsegdiff"
 TRAIN = TrainConfig()  # the defaults the train options show
@@ -94,6 +94,24 @@ def _sampling(parser: argparse.ArgumentParser, batch_size: int) -> None:
         action="store_true",
         help="float32 throughout, as --precision fp32 (bf16 autocast is used only on CUDA and on "
         "CPUs with AMX/AVX512-BF16)",
+    )
+
+
+def _lr_schedule(parser: argparse.ArgumentParser, base: TrainConfig) -> None:
+    """--lr-schedule and --warmup-steps, defaulting to ``base``'s (train's or finetune's)."""
+    parser.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=base.lr_schedule,
+        help=f"constant (the paper's) or cosine: warm up, then decay to 0 at the end of the budget "
+        f"(default: {base.lr_schedule})",
+    )
+    parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=base.warmup_steps,
+        metavar="STEPS",
+        help=f"with --lr-schedule cosine: steps of linear warm-up (default: {base.warmup_steps})",
     )
 
 
@@ -222,6 +240,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         default=TRAIN.learning_rate,
         help=f"AdamW learning rate (default: {TRAIN.learning_rate:g}, the paper's)",
     )
+    _lr_schedule(parser, TRAIN)
     parser.add_argument("--ema-decay", type=float, default=TRAIN.ema_decay)
     parser.add_argument("--grad-clip", type=float, default=TRAIN.grad_clip)
     parser.add_argument(
@@ -291,8 +310,14 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_FINETUNE_CONFIG.batch_size)
     parser.add_argument(
-        "--lr", dest="learning_rate", type=float, default=DEFAULT_FINETUNE_CONFIG.learning_rate
+        "--lr",
+        dest="learning_rate",
+        type=float,
+        default=DEFAULT_FINETUNE_CONFIG.learning_rate,
+        help=f"AdamW learning rate (default: {DEFAULT_FINETUNE_CONFIG.learning_rate:g}; the paper's: 1e-4 "
+        "with --lr-schedule constant)",
     )
+    _lr_schedule(parser, DEFAULT_FINETUNE_CONFIG)
     parser.add_argument("--seed", type=int, default=DEFAULT_FINETUNE_CONFIG.seed)
     parser.add_argument(
         "--validation-fraction",
