@@ -57,6 +57,9 @@ RECIPES = {
     "constant-1e-4": dict(learning_rate=1e-4, lr_schedule="constant", warmup_steps=0, ema_decay=0.995),
     # the shipped models' learning rate, warmed up and decayed to the budget
     "cosine-1e-3": dict(learning_rate=1e-3, lr_schedule="cosine", warmup_steps=30, ema_decay=0.995),
+    # the same with a faster EMA (a short run's weights improve to the end) or none
+    "cosine-1e-3-ema0.99": dict(learning_rate=1e-3, lr_schedule="cosine", warmup_steps=30, ema_decay=0.99),
+    "cosine-1e-3-noema": dict(learning_rate=1e-3, lr_schedule="cosine", warmup_steps=30, ema_decay=0.0),
     # the same with stronger augmentation for few images
     "cosine-1e-3-strong": dict(
         learning_rate=1e-3, lr_schedule="cosine", warmup_steps=30, ema_decay=0.995, augment=STRONG_AUGMENT
