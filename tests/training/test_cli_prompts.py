@@ -120,3 +120,10 @@ def test_evaluate_with_boxes_from_masks_reports_the_ellipse_baseline(capsys, tmp
     code, out, err = run(capsys, "evaluate", *common, "--boxes", boxes)
     assert code == 0, err
     assert "the ellipse inscribed in each box (no model) scores Dice" in out
+    # --structures would be ignored with boxes: refused in one line instead
+    code, out, err = run(capsys, "evaluate", *common, "--boxes", boxes, "--structures", "disc=1,2")
+    assert code == 1 and out == ""
+    assert (
+        err.startswith("medsegdiff: error: --structures does not apply with box prompts")
+        and err.count("\n") == 1
+    )

@@ -25,6 +25,7 @@ from .cli_commands import (
     segmenter_of,
 )
 from .cli_progress import CountReporter, cancel_on_signals
+from .errors import ConfigError
 from .prompt_files import check_box_names, evaluate_pairs_with_boxes, predict_files_with_boxes, read_boxes_csv
 
 
@@ -63,6 +64,11 @@ def command_predict_boxes(args: argparse.Namespace) -> int:
 
 def command_evaluate_boxes(args: argparse.Namespace) -> int:
     """Score box-prompted segmentation beside the inscribed-ellipse baseline."""
+    if args.structures:  # said, not silently ignored
+        raise ConfigError(
+            "--structures does not apply with box prompts: each box's object is scored as foreground "
+            "against the mask (evaluate without --boxes/--boxes-from-masks to score structures)."
+        )
     pairs = evaluation_pairs(args)
     boxes = None if args.boxes_from_masks else read_boxes_csv(args.boxes)
     settings = sampling_settings(args)
