@@ -167,6 +167,20 @@ def test_several_images_per_position_are_refused(tmp_path, dicom_factory):
         read_dicom(tmp_path / "a")
 
 
+def test_a_file_declaring_more_pixels_than_the_limit_is_refused_before_decoding(
+    tmp_path, dicom_factory, monkeypatch
+):
+    frames = np.random.default_rng(1).integers(0, 255, (7, 30, 40)).astype(np.uint8)
+    dicom_factory.ultrasound_cine(tmp_path / "cine.dcm", frames)
+    monkeypatch.setenv("MEDSEGDIFF_MAX_PIXELS", str(7 * 30 * 40 - 1))
+    with pytest.raises(
+        DicomError, match=r"declares 7 x 30 x 40 x 1 = 8,400 pixels, more than the limit of 8,399"
+    ):
+        read_dicom(tmp_path / "cine.dcm")
+    monkeypatch.setenv("MEDSEGDIFF_MAX_PIXELS", str(7 * 30 * 40))
+    assert np.array_equal(read_dicom(tmp_path / "cine.dcm")[0].image, frames)
+
+
 def test_no_dicom_and_missing_paths_are_clear_errors(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(DicomError, match="No DICOM images"):

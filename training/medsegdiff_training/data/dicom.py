@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DicomError
+from ..errors import DatasetError, DicomError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 # Stored Segmentations, structured reports, presentation states... are not images to show.
@@ -340,6 +340,22 @@ def _pixels(dataset: Any) -> np.ndarray:
 def _decode(dataset: Any) -> np.ndarray:
     from pydicom.pixels import get_decoder
 
+    from .io import check_pixels
+
+    try:  # the declared size, checked before anything is decoded (a decompression bomb costs nothing)
+        frames, samples = (
+            int(dataset.get("NumberOfFrames", 1) or 1),
+            int(dataset.get("SamplesPerPixel", 1) or 1),
+        )
+        declared = (frames, int(dataset.Rows), int(dataset.Columns), samples)
+    except (AttributeError, TypeError, ValueError):
+        raise DicomError(
+            f"{dataset.filename}: its Rows, Columns or NumberOfFrames are missing or not numbers."
+        ) from None
+    try:
+        check_pixels(Path(dataset.filename), declared)
+    except DatasetError as error:
+        raise DicomError(str(error)) from None
     syntax = dataset.file_meta.TransferSyntaxUID
     try:
         decoder = get_decoder(syntax)
