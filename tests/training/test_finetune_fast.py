@@ -375,6 +375,15 @@ def test_the_held_out_count(count, fraction, held):
     assert (len(train), len(validation)) == (count - held, held)
 
 
+@pytest.mark.parametrize(
+    ("count", "held"), [(2, 0), (3, 1), (8, 1), (9, 1), (10, 2), (12, 2), (13, 3), (20, 4), (40, 8)]
+)
+def test_the_default_rule_holds_out_one_below_ten_corrections_then_a_fifth(count, held):
+    train, validation = split_entries(_entries(count))
+    assert (len(train), len(validation)) == (count - held, held)
+    assert split_entries(_entries(count), None) == (train, validation)
+
+
 def test_the_split_rules():
     entries = _entries(8)
     train, validation = split_entries(entries, 0.25)

@@ -322,8 +322,9 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--validation-fraction",
         type=float,
-        default=0.2,
-        help="corrections held out to score before/after (with 3 or more; default: 0.2)",
+        default=None,
+        help="share of the corrections held out to score before/after, with 3 or more (default: "
+        "one below 10 corrections, 0.2 from 10 on; 0: none)",
     )
     parser.add_argument(
         "--mix-original", action="store_true", help="also train on the parent's original data"

@@ -44,6 +44,10 @@ from .trainer import (
 )
 
 MIN_ENTRIES_FOR_VALIDATION = 3
+# Below this many corrections one is held out (each one is worth more to train on than to
+# score; README "Few-shot adapting fine-tunes" measures the cost), from it on a fraction.
+FEW_CORRECTIONS = 10
+DEFAULT_VALIDATION_FRACTION = 0.2
 
 
 @dataclass
@@ -60,20 +64,25 @@ class FinetuneResult:
 
 
 def split_entries(
-    entries: list[CorrectionEntry], validation_fraction: float, seed: int = 0
+    entries: list[CorrectionEntry], validation_fraction: float | None = None, seed: int = 0
 ) -> tuple[list[CorrectionEntry], list[CorrectionEntry]]:
     """(train, validation) entries; validation only when there are at least 3 entries.
 
-    The split depends on the entry ids alone, so re-running a fine-tune on the same store
-    holds out the same entries.
+    ``validation_fraction`` ``None`` is the default rule: one entry held out below
+    :data:`FEW_CORRECTIONS` entries, :data:`DEFAULT_VALIDATION_FRACTION` of them from there
+    on; a number holds out that fraction (at least one; 0: none). The split depends on the
+    entry ids alone, so re-running a fine-tune on the same store holds out the same entries.
     """
-    if not 0 <= validation_fraction < 1:
+    if validation_fraction is not None and not 0 <= validation_fraction < 1:
         raise ConfigError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
     if len(entries) < MIN_ENTRIES_FOR_VALIDATION or validation_fraction == 0:
         return list(entries), []
     ordered = sorted(entries, key=lambda entry: entry.id)
     order = np.random.default_rng(seed).permutation(len(ordered))
-    count = min(len(ordered) - 1, max(1, round(len(ordered) * validation_fraction)))
+    if validation_fraction is None:
+        count = 1 if len(ordered) < FEW_CORRECTIONS else round(len(ordered) * DEFAULT_VALIDATION_FRACTION)
+    else:
+        count = min(len(ordered) - 1, max(1, round(len(ordered) * validation_fraction)))
     held_out = set(order[:count].tolist())
     return (
         [e for i, e in enumerate(ordered) if i not in held_out],
@@ -124,7 +133,7 @@ def finetune(
     mix_original: bool = False,
     original_images: Path | None = None,
     original_masks: Path | None = None,
-    validation_fraction: float = 0.2,
+    validation_fraction: float | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
     cancel: CancelToken = None,
     run_dir: Path | None = None,
@@ -136,8 +145,9 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune version ``parent`` on the corrections in ``store``; register the result.
 
-    With 3 or more corrections, ``validation_fraction`` of them (at least one) are held
-    out and scored before and after (foreground Dice of the EMA weights). ``progress``
+    With 3 or more corrections some are held out and scored before and after (foreground
+    Dice of the EMA weights): one below 10 corrections, 20 % from 10 on, or
+    ``validation_fraction`` of them (at least one; 0: none) when given. ``progress``
     and ``cancel`` work as in :func:`~medsegdiff_training.trainer.train`. Under
     ``torchrun`` only rank 0 scores and registers. The loss continues the parent's recipe:
     its soft-Dice weight unless ``mask_loss_weight`` is given (``config``'s is not used).
