@@ -47,6 +47,7 @@ class CorrectionsPanel(QGroupBox):
         self._image_layer, self._model_version = image_layer, model_version
         self._on_new_version, self.confirm = on_new_version, confirm
         self.finetune_dialog: FinetuneDialog | None = None
+        self._damage_shown: str | None = None  # the store damage last notified (once per state)
         form = QFormLayout(self)
         self.store_label = QLabel()
         self.store_label.setWordWrap(True)
@@ -91,16 +92,23 @@ class CorrectionsPanel(QGroupBox):
         return self._store
 
     def refresh_count(self) -> None:
-        """Show how many complete entries the store holds (another process may have added some)."""
-        from napari.utils.notifications import show_error
+        """Show how many complete entries the store holds (another process may have added some);
+        damage (a broken manifest line, a half-written entry) is a warning, once per state."""
+        from napari.utils.notifications import show_error, show_warning
 
         from medsegdiff_training.errors import MedSegDiffError
 
         try:
-            self.count_label.setText(str(len(self.store)))
+            report = self.store.check()
+            damage = self.store.damage_message(report)
+            self.count_label.setText(str(len(report.records)))
         except (MedSegDiffError, OSError) as error:
             self.count_label.setText("unreadable")
             show_error(f"MedSegDiff cannot read the corrections store: {error}")
+            return
+        if damage is not None and damage != self._damage_shown:
+            show_warning(damage)
+        self._damage_shown = damage
 
     def choose_store(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Corrections store", str(self._store_root))

@@ -202,6 +202,26 @@ def test_an_unwritable_store_is_a_notification_and_loses_nothing(qtbot, widget, 
     assert widget.count_label.text() == "1" and len(widget.store.entries()) == 1
 
 
+def test_a_damaged_store_is_a_warning_once_and_its_entries_still_count(qtbot, widget, notifications):
+    labels = _segment(qtbot, widget)
+    labels.data = np.pad(np.ones((20, 20), np.uint8), 14)
+    widget.viewer.layers.selection.active = labels
+    assert widget.export_correction() is not None
+    manifest = widget.store.manifest_path
+    manifest.write_bytes(manifest.read_bytes() + b"{not json\n")  # a damaged line after a good one
+    for _ in range(2):  # refreshed twice: warned once
+        widget.corrections.refresh_count()
+    warnings = [m for severity, m in notifications() if severity == "warning" and "is damaged" in m]
+    assert len(warnings) == 1 and "line 2" in warnings[0] and "medsegdiff corrections repair" in warnings[0]
+    assert widget.count_label.text() == "1"  # the good entry still counts
+    widget.store.repair()
+    widget.corrections.refresh_count()
+    manifest.write_bytes(manifest.read_bytes() + b"{again\n")  # damaged anew: warned again
+    widget.corrections.refresh_count()
+    warnings = [m for severity, m in notifications() if severity == "warning" and "is damaged" in m]
+    assert len(warnings) == 2 and widget.count_label.text() == "1"
+
+
 def test_finetuning_an_empty_store_is_refused_at_once(qtbot, widget, notifications, tmp_path):
     widget.corrections.set_store(tmp_path / "empty store")
     dialog = widget.open_finetune_dialog()

@@ -265,18 +265,27 @@ class CorrectionsStore:
             key = (len(report.problems), report.problems[0])
             if key != self._warned:  # once per state of the damage, not on every read
                 self._warned = key
-                shown = report.problems[:10]
-                more = len(report.problems) - len(shown)
-                _log.warning(
-                    "The corrections store %s is damaged (run 'medsegdiff corrections repair'): %s%s",
-                    self.root,
-                    "; ".join(shown),
-                    f"; and {more} more" if more else "",
-                )
+                _log.warning("%s", self.damage_message(report))
+        return self._entries_of(report)
+
+    def _entries_of(self, report: StoreReport) -> list[CorrectionEntry]:
         return [
             CorrectionEntry(record["id"], self.root / ENTRIES / record["id"], record)
             for record in report.records
         ]
+
+    def damage_message(self, report: StoreReport | None = None) -> str | None:
+        """One line naming the store's damage and what to run; ``None`` when it is sound."""
+        report = report if report is not None else self.check()
+        if not report.problems:
+            return None
+        shown = report.problems[:10]
+        more = len(report.problems) - len(shown)
+        return (
+            f"The corrections store {self.root} is damaged (run 'medsegdiff corrections repair'): "
+            + "; ".join(shown)
+            + (f"; and {more} more" if more else "")
+        )
 
     def check(self) -> StoreReport:
         """Every usable entry and every problem of the store, without changing anything."""
