@@ -67,6 +67,17 @@ filterwarnings = ["error"]
 """
 
 
+def copy_tests(module: str, folder: Path) -> None:
+    """The module's test files (and their folders' conftest.py) into a staged ``folder``."""
+    shutil.copy2(ROOT / "tests" / "conftest.py", folder / "tests" / "conftest.py")
+    for name in MODULES[module]:
+        target = folder / "tests" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / "tests" / name, target)
+        if (ROOT / "tests" / name).with_name("conftest.py").is_file():  # the folder's fixtures
+            shutil.copy2((ROOT / "tests" / name).with_name("conftest.py"), target.with_name("conftest.py"))
+
+
 def stage(module: str, work: Path) -> Path:
     """A folder laid out as mutmut expects (src/ + tests/ + pyproject.toml) for one module."""
     folder = work / module
@@ -75,13 +86,7 @@ def stage(module: str, work: Path) -> Path:
         PACKAGE, folder / "src" / "medsegdiff_training", ignore=shutil.ignore_patterns("__pycache__")
     )
     (folder / "tests").mkdir(parents=True)
-    shutil.copy2(ROOT / "tests" / "conftest.py", folder / "tests" / "conftest.py")
-    for name in MODULES[module]:
-        target = folder / "tests" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / "tests" / name, target)
-        if (ROOT / "tests" / name).with_name("conftest.py").is_file():  # the folder's fixtures
-            shutil.copy2((ROOT / "tests" / name).with_name("conftest.py"), target.with_name("conftest.py"))
+    copy_tests(module, folder)
     (folder / "pyproject.toml").write_text(PYPROJECT.format(module=module))
     return folder
 
@@ -103,26 +108,50 @@ def _mutmut(folder: Path, *args: str, timeout: float | None = None) -> subproces
 STATUS = re.compile(r"^\s*(\S+): (\w[\w ]*)$")
 
 
-def run_module(module: str, work: Path, jobs: int, rerun: bool = True) -> dict:
-    """Mutate one module (``rerun=False``: only read the results of an earlier run in ``work``)."""
-    folder = work / module
-    seconds = None
-    if rerun:
-        folder = stage(module, work)
-        started = datetime.datetime.now(datetime.timezone.utc)
-        run = _mutmut(folder, "run", "--max-children", str(jobs))
-        seconds = round((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1)
+def _status(folder: Path) -> tuple[dict[str, str], subprocess.CompletedProcess]:
     listing = _mutmut(folder, "results", "--all", "true")
     status: dict[str, str] = {}
     for line in listing.stdout.splitlines():
         match = STATUS.match(line)
         if match and "__mutmut_" in match.group(1):
             status[match.group(1)] = match.group(2).strip()
+    return status, listing
+
+
+def rerun_survivors(module: str, work: Path, jobs: int) -> subprocess.CompletedProcess:
+    """Test an earlier run's survivors again against the current tests (the module unchanged)."""
+    folder = work / module
+    staged = folder / "src" / "medsegdiff_training" / f"{module}.py"
+    if not staged.is_file():
+        raise SystemExit(f"no earlier run of {module} in {work}: run it whole first")
+    if staged.read_bytes() != (PACKAGE / f"{module}.py").read_bytes():
+        raise SystemExit(f"{module}.py changed since its run in {work}: run it whole again")
+    copy_tests(module, folder)
+    status, _ = _status(folder)
+    names = sorted(n for n, v in status.items() if v in ("survived", "no tests", "not checked"))
+    return _mutmut(folder, "run", "--max-children", str(jobs), *names)
+
+
+def run_module(module: str, work: Path, jobs: int, rerun: bool = True, survivors: bool = False) -> dict:
+    """Mutate one module (``rerun=False``: only read the results of an earlier run in ``work``;
+    ``survivors``: test the earlier run's survivors and unchecked mutants again, against the
+    current tests)."""
+    folder = work / module
+    seconds = None
+    run = None
+    if survivors:
+        run = rerun_survivors(module, work, jobs)
+    elif rerun:
+        folder = stage(module, work)
+        started = datetime.datetime.now(datetime.timezone.utc)
+        run = _mutmut(folder, "run", "--max-children", str(jobs))
+        seconds = round((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1)
+    status, listing = _status(folder)
     if not status:
         raise RuntimeError(
-            f"mutmut gave no results for {module}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+            f"mutmut gave no results for {module}:\n{listing.stdout[-3000:]}\n{listing.stderr[-3000:]}"
         )
-    if set(status.values()) == {"not checked"} and rerun:  # e.g. a test failed before any mutant ran
+    if set(status.values()) == {"not checked"} and run is not None:  # e.g. a test failed before any ran
         raise RuntimeError(
             f"mutmut checked no mutant of {module}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
         )
@@ -205,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--collect-only", action="store_true", help="read the results of an earlier run in --work"
     )
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="test the survivors (and unchecked mutants) of the earlier run in --work again, "
+        "against the current tests (the module must not have changed)",
+    )
     parser.add_argument("--readme", action="store_true", help="only rewrite the README table")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(MODULES))
@@ -217,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for module in args.modules or list(MODULES):
         print(f"mutating {module} ...", flush=True)
-        result = run_module(module, args.work, args.jobs, rerun=not args.collect_only)
+        result = run_module(
+            module, args.work, args.jobs, rerun=not args.collect_only, survivors=args.survivors
+        )
         if result["seconds"] is None and module in merged["modules"]:
             result["seconds"] = merged["modules"][module].get("seconds")
         result["environment"] = environment(args.jobs)
