@@ -350,14 +350,14 @@ def fewshot_table(result: dict) -> list[str]:
             "",
             "Choosing the recipe (8 corrections, 3 classes; Dice on Training images 16-31, never Test):",
             "",
-            "| recipe | steps | disc | cup |",
-            "|---|---:|---:|---:|",
+            "| recipe | steps | disc | cup | disc + cup |",
+            "|---|---:|---:|---:|---:|",
         ]
         for r in sorted(choices, key=lambda r: r["recipe"]):
             mark = " (chosen)" if r["recipe"] == chosen else ""
+            disc, cup = r["selection"]["disc_dice"], r["selection"]["cup_dice"]
             lines.append(
-                f"| `{r['recipe']}`{mark} | {r['steps']} | {r['selection']['disc_dice']:.3f} "
-                f"| {r['selection']['cup_dice']:.3f} |"
+                f"| `{r['recipe']}`{mark} | {r['steps']} | {disc:.4f} | {cup:.4f} | {disc + cup:.4f} |"
             )
     return lines
 
