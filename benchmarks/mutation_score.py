@@ -42,7 +42,11 @@ MODULES: dict[str, list[str]] = {
         "training/test_sampler_formulas.py",
         "training/test_mask_loss.py",
     ],
-    "corrections": ["training/test_corrections.py", "faults/test_corrections_store.py"],
+    "corrections": [
+        "training/test_corrections.py",
+        "faults/test_corrections_store.py",
+        "training/test_prompt_finetune.py",
+    ],
     "registry": ["training/test_registry.py", "training/test_registry_records.py"],
     "checkpoint": ["training/test_checkpoint.py"],
     "finetune": ["training/test_finetune_fast.py"],

@@ -304,6 +304,7 @@ def test_write_failures_name_the_cause_and_the_store(tmp_path):
 def test_damage_is_warned_once_per_state_with_at_most_ten_problems(tmp_path, caplog):
     store = CorrectionsStore(tmp_path)
     kept = store.add(np.ones((40, 50)), square())
+    assert store.damage_message() is None  # sound: nothing to say
     with (tmp_path / "manifest.jsonl").open("a") as stream:
         stream.write("not json\n")
     assert [e.id for e in store.entries()] == [kept.id]
@@ -315,6 +316,8 @@ def test_damage_is_warned_once_per_state_with_at_most_ten_problems(tmp_path, cap
         "manifest.jsonl line 2 is not valid JSON (torn or damaged)"
     )
     assert "; and" not in record.getMessage()
+    # the same line for the plugin's notification, with or without a report in hand
+    assert store.damage_message() == store.damage_message(store.check()) == record.getMessage()
     caplog.clear()
     with (tmp_path / "manifest.jsonl").open("a") as stream:
         stream.write("not json\n" * 11)

@@ -138,6 +138,20 @@ def test_an_unreadable_recorded_box_is_a_one_line_error(tmp_path):
     store.add(image, labels, extra=extra)
     with pytest.raises(CorrectionsError, match="records a prompt box that cannot be read"):
         store.as_dataset(TINY, PreprocessConfig(), crop_rule=RULE)
+    # without a crop rule the prompts are never read: the correction trains whole
+    assert store.as_dataset(TINY, PreprocessConfig()).names == [store.entries()[0].id]
+
+
+def test_a_volumes_prompt_boxes_go_to_their_slices(tmp_path):
+    store = CorrectionsStore(tmp_path / "corrections")
+    image, labels, _ = prompted_correction()
+    volume = np.stack([np.zeros_like(labels), labels, np.zeros_like(labels), labels])
+    boxes = [{"slice": 1, "box": BOXES[0].to_list()}, {"slice": 3, "box": BOXES[1].to_list()}]
+    entry = store.add(np.stack([image] * 4), volume, extra={"prompts": {"boxes": boxes, "labels": "objects"}})
+    assert entry.manifest["layout"] == "volume"
+    assert prompt_boxes(store.entries()) == {f"{entry.id}[1]": [BOXES[0]], f"{entry.id}[3]": [BOXES[1]]}
+    names = store.as_dataset(TINY, PreprocessConfig(), crop_rule=RULE).names
+    assert sorted(names) == [f"{entry.id}[1]:box1", f"{entry.id}[3]:box1"]
 
 
 def test_a_grey_parent_made_rgb_keeps_its_crop_rule():
