@@ -49,7 +49,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "registry": ["training/test_registry.py", "training/test_registry_records.py"],
     "checkpoint": ["training/test_checkpoint.py"],
-    "finetune": ["training/test_finetune_fast.py"],
+    "finetune": ["training/test_finetune_fast.py", "training/test_prompt_finetune.py"],
     "preprocess": ["training/test_preprocess.py", "training/test_preprocess_values.py"],
     "metrics": ["training/test_metrics.py"],
 }

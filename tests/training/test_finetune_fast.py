@@ -240,6 +240,16 @@ def test_one_or_two_corrections_train_on_all_of_them_and_score_nothing(setup):
     assert record["validation_entries"] == [] and len(record["train_entries"]) == 1
 
 
+def test_a_fraction_of_zero_trains_on_every_correction(setup):
+    registry, store, tmp_path = setup  # five corrections: the default rule would hold one out
+    result = finetune(
+        "parent", store, registry=registry, config=ONE_STEP, run_dir=tmp_path / "all", validation_fraction=0
+    )
+    assert (result.validation_dice_before, result.validation_dice_after) == (None, None)
+    record = read_checkpoint_config(result.version.path)["finetune"]
+    assert record["validation_entries"] == [] and len(record["train_entries"]) == len(store) == 5
+
+
 def test_colour_corrections_with_a_new_label_make_an_rgb_three_class_child(setup):
     registry, _, tmp_path = setup
     store = CorrectionsStore(tmp_path / "colour")
