@@ -10,7 +10,9 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 import torch
@@ -412,3 +414,38 @@ def test_the_untrained_model_holds_the_seed_0_weights_of_the_cpu_network():
     untrained = untrained_model_checkpoint().model.state_dict()
     assert all(torch.equal(untrained[name], tensor) for name, tensor in expected.items())
     assert not all(torch.equal(untrained[name], tensor) for name, tensor in other.items())
+
+
+def _other_file_system(tmp_path):
+    """A folder on another file system than ``tmp_path`` (the RAM disk), or None."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != tmp_path.stat().st_dev:
+        return shm
+    return None
+
+
+def test_moving_a_checkpoint_from_another_file_system_copies_then_removes_it(tmp_path):
+    other = _other_file_system(tmp_path)
+    if other is None:
+        pytest.skip("needs a writable /dev/shm on another file system than the temporary folder")
+    registry = ModelRegistry(tmp_path / "a" / "b" / "models", default_model=None, shipped_models=None)
+    source = checkpoint(Path(tempfile.mkdtemp(dir=other)) / "run", training={"data_digest": "d"})
+    expected = {name: (source / name).read_bytes() for name in ("config.json", "model.safetensors")}
+    try:
+        version = registry.add(source, name="moved", move=True)  # a root whose parents are new too
+        assert not source.exists()  # copied across file systems, then the source removed
+        assert {name: (version.path / name).read_bytes() for name in expected} == expected
+        assert (version.description, version.data_digest) == ("", "d")
+        assert sorted(p.name for p in registry.root.iterdir()) == ["moved"]  # no staging left
+    finally:
+        shutil.rmtree(source.parent, ignore_errors=True)
+
+
+def test_a_failed_move_puts_the_checkpoint_back_where_it_was(registry, tmp_path):
+    source = checkpoint(tmp_path / "run")
+    registry.add(checkpoint(tmp_path / "first"), name="taken")
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    with pytest.raises(RegistryError, match="exists already"):
+        registry.add(source, name="taken", move=True)
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before
+    assert sorted(p.name for p in registry.root.iterdir()) == ["taken"]
