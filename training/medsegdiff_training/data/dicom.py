@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError, DicomError
+from .limits import check_pixels
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 # Stored Segmentations, structured reports, presentation states... are not images to show.
@@ -339,8 +340,6 @@ def _pixels(dataset: Any) -> np.ndarray:
 
 def _decode(dataset: Any) -> np.ndarray:
     from pydicom.pixels import get_decoder
-
-    from .io import check_pixels
 
     try:  # the declared size, checked before anything is decoded (a decompression bomb costs nothing)
         frames, samples = (

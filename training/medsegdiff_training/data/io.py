@@ -2,23 +2,20 @@
 
 Every reader checks the pixel count a file declares before decoding it, so a small file
 that declares a huge image (a decompression bomb) is refused instead of filling memory.
-The limit is :data:`DEFAULT_MAX_PIXELS` (Pillow's own decompression-bomb limit), raised
+The limit (:mod:`.limits`) is ``DEFAULT_MAX_PIXELS`` (Pillow's own decompression-bomb limit), raised
 or lowered with the environment variable ``MEDSEGDIFF_MAX_PIXELS``; it counts every
 pixel of every channel-less plane, so a volume counts all its voxels.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DatasetError
-
-ENV_MAX_PIXELS = "MEDSEGDIFF_MAX_PIXELS"
-DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's DecompressionBombError threshold (2 x MAX_IMAGE_PIXELS)
+from .limits import check_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz", ".dcm")
 
@@ -49,34 +46,6 @@ def read_mask(path: str | Path) -> np.ndarray:
     whose colours are not grey (a colour-coded label map) gives its palette indices,
     which are the class numbers."""
     return _read(Path(path), palette_indices=True)
-
-
-def max_pixels() -> int:
-    """The largest pixel (voxel) count a reader decodes: ``$MEDSEGDIFF_MAX_PIXELS`` or the default."""
-    value = os.environ.get(ENV_MAX_PIXELS, "").strip()
-    if not value:
-        return DEFAULT_MAX_PIXELS
-    try:
-        limit = int(float(value))
-    except ValueError:
-        limit = 0
-    if limit < 1:
-        raise DatasetError(f"{ENV_MAX_PIXELS}={value!r} is not a positive number of pixels.")
-    return limit
-
-
-def check_pixels(path: Path, shape: tuple[int, ...]) -> None:
-    """Refuse a file whose declared shape holds more pixels than :func:`max_pixels`."""
-    count = 1
-    for size in shape:
-        count *= max(int(size), 0)
-    limit = max_pixels()
-    if count > limit:
-        raise DatasetError(
-            f"{path} declares {' x '.join(str(int(s)) for s in shape)} = {count:,} pixels, more than "
-            f"the limit of {limit:,} (a protection against decompression bombs); if you trust the file, "
-            f"raise the limit, e.g. export {ENV_MAX_PIXELS}={count}."
-        )
 
 
 def _reason(error: BaseException) -> str:
