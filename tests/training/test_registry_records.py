@@ -213,22 +213,43 @@ def test_what_a_killed_writer_left_is_put_back_or_removed(registry, tmp_path):
     # a copy whose writer was killed (no source.json): removed
     copied = root / f".staging-{GONE_PID}-def"
     checkpoint(copied / "version")
-    # a move whose source place is taken again: left alone there, the staging removed
+    # a move whose source place is taken again: put back beside it, the newcomer untouched
     taken = tmp_path / "taken"
     taken.mkdir()
     clash = root / f".staging-{GONE_PID}-ghi"
     checkpoint(clash / "version")
     (clash / "source.json").write_text(json.dumps({"source": str(taken)}))
+    # a move whose source's folders were deleted since: they are made again
+    gone = tmp_path / "deleted" / "run" / "final"
+    vanished = root / f".staging-{GONE_PID}-mno"
+    checkpoint(vanished / "version")
+    (vanished / "source.json").write_text(json.dumps({"source": str(gone)}))
+    # a copy to another file system (its source is still there): removed
+    other = root / f".staging-{GONE_PID}-pqr"
+    checkpoint(other / "version")
+    (other / "source.json").write_text(json.dumps({"source": str(tmp_path / "a"), "copied": True}))
     # a deletion that was interrupted, and a writer that is still running
     (root / ".deleting-old-12345678").mkdir()
     running = root / f".staging-{os.getpid()}-jkl"
     running.mkdir()
     restored = registry.recover_staging()
-    assert restored == [moved_from]
-    assert sorted(p.name for p in moved_from.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(restored) == sorted([moved_from, tmp_path / "taken-recovered", gone])
+    for path in restored:
+        assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
     assert list(taken.iterdir()) == []
     assert sorted(p.name for p in root.iterdir()) == sorted(["kept", running.name])
     assert registry.names() == ["kept"] and registry.get("kept") == kept
+
+
+def test_a_moved_checkpoint_that_cannot_be_put_back_stays_in_staging(registry, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # the source's parent is a file now: no way back
+    moved = registry.root / f".staging-{GONE_PID}-abc"
+    checkpoint(moved / "version")
+    (moved / "source.json").write_text(json.dumps({"source": str(blocker / "final")}))
+    assert registry.recover_staging() == []
+    assert sorted(p.name for p in (moved / "version").iterdir()) == ["config.json", "model.safetensors"]
+    assert registry.names() == []  # still listed nowhere, but never deleted
 
 
 def test_listing_recovers_staging_too(registry, tmp_path):

@@ -205,6 +205,16 @@ def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
+def _free_path(path: Path) -> Path:
+    """``path`` when nothing is there, else the first free ``NAME-recovered[-N]`` beside it."""
+    candidates = [path, path.with_name(f"{path.name}-recovered")]
+    candidates += [path.with_name(f"{path.name}-recovered-{n}") for n in range(2, 1000)]
+    for candidate in candidates:
+        if not candidate.exists() and not candidate.is_symlink():
+            return candidate
+    raise FileExistsError(f"No free place beside {path} to put a recovered checkpoint.")
+
+
 class ModelRegistry:
     """Model versions in a folder; see the module docstring and ``docs/registry.md``.
 
@@ -429,6 +439,9 @@ class ModelRegistry:
                     os.replace(source, assembled)
                     moved = True
                 except OSError:  # another file system: copy, delete the source at the end
+                    (staging / STAGING_SOURCE).write_text(
+                        json.dumps({"source": str(source.resolve()), "copied": True})
+                    )
                     shutil.copytree(source, assembled)
             else:
                 assembled.mkdir()
@@ -471,8 +484,11 @@ class ModelRegistry:
 
         ``add(move=True)`` first moves the checkpoint into a hidden ``.staging-PID-*``
         folder; if that process was killed, the checkpoint would sit there, listed nowhere.
-        Folders of processes that are gone (and ``.deleting-*`` leftovers) are cleaned up;
-        returns the checkpoints put back.
+        It goes back to its source path (whose missing parent folders are made again), or,
+        when something else has taken that path since, beside it as ``NAME-recovered``
+        (``-recovered-2`` ...). A staging folder that holds only a copy, or nothing, is
+        removed, as are ``.deleting-*`` leftovers; one whose checkpoint cannot be put back
+        stays where it is. Returns the paths the checkpoints were put back to.
         """
         restored: list[Path] = []
         try:
@@ -486,13 +502,20 @@ class ModelRegistry:
             if match is None or not process_gone(int(match.group(1))):
                 continue
             try:
-                source = Path(json.loads((folder / STAGING_SOURCE).read_text())["source"])
-                if (folder / "version").is_dir() and not source.exists():
+                record = json.loads((folder / STAGING_SOURCE).read_text())
+                moved = (folder / "version").is_dir() and not record.get("copied", False)
+                source = Path(record["source"])
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                moved = False  # no source record: a copy, not a move; nothing of the user's is in it
+            if moved:
+                try:
+                    target = _free_path(source)
+                    target.parent.mkdir(parents=True, exist_ok=True)
                     (folder / "version" / VERSION_FILE).unlink(missing_ok=True)
-                    os.replace(folder / "version", source)
-                    restored.append(source)
-            except (OSError, ValueError, KeyError, TypeError):
-                pass  # a copy, not a move: nothing of the user's is in it
+                    os.replace(folder / "version", target)
+                    restored.append(target)
+                except OSError:
+                    continue  # the user's checkpoint stays in the staging folder, never deleted
             shutil.rmtree(folder, ignore_errors=True)
         return restored
 
