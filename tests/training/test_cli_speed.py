@@ -171,6 +171,9 @@ def test_train_config_checks_the_speed_fields():
         TrainConfig(lr_schedule="linear")
     with pytest.raises(ConfigError, match="warmup_steps must be 0 or more, got -1"):
         TrainConfig(warmup_steps=-1)
+    for floor in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ConfigError, match="timestep_floor must be at least 0 and below 1"):
+            TrainConfig(timestep_floor=floor)
 
 
 # --- train and finetune record what they ran with -----------------------------------------------
@@ -183,7 +186,7 @@ def test_train_and_finetune_options_reach_the_recorded_training_config(capsys, t
         "--config", "tiny", "--steps", "2", "--batch-size", "2", "--val-fraction", "0",
         "--precision", "fp32", "--channels-last", "--num-workers", "1", "--no-augment",
         "--out", tmp_path / "run", "--registry", models, "--register", "fast", "--device", "cpu",
-        "--lr-schedule", "cosine", "--warmup-steps", "1",
+        "--lr-schedule", "cosine", "--warmup-steps", "1", "--timestep-floor", "0.5",
     )  # fmt: skip
     assert code == 0, err
     training = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["training"]
@@ -196,6 +199,7 @@ def test_train_and_finetune_options_reach_the_recorded_training_config(capsys, t
         1,
         1e-4,
     )
+    assert recorded["timestep_floor"] == 0.5
 
     CorrectionsStore(home / "corrections").add(*blob_pair(np.random.default_rng(5)))
     code, out, err = run(

@@ -68,6 +68,27 @@ def test_timesteps_cover_0_to_t_minus_1_and_repeat_with_a_seed():
     assert torch.equal(draws, again)
 
 
+@pytest.mark.parametrize(("floor", "low"), [(0.5, 500), (0.4996, 500), (0.9999, 999)])
+def test_a_timestep_floor_draws_the_noisy_end_only(floor, low):
+    schedule = NoiseSchedule(DiffusionConfig())
+    draws = schedule.sample_timesteps(
+        20_000, torch.device("cpu"), torch.Generator().manual_seed(0), floor=floor
+    )
+    assert draws.min() == low and draws.max() == 999
+    assert torch.bincount(draws - low).min() > 0  # every timestep from the floor up is drawn
+
+
+def test_the_loss_draws_its_timesteps_above_the_floor():
+    schedule, model = NoiseSchedule(DiffusionConfig()), _Recording()
+    x0 = mask_to_model_space((torch.rand(64, 4, 4) > 0.5).long(), 2)
+    diffusion_loss(
+        model, schedule, torch.randn(64, 1, 4, 4), x0, torch.Generator().manual_seed(0), timestep_floor=0.75
+    )
+    assert model.t.min() >= 750
+    diffusion_loss(model, schedule, torch.randn(64, 1, 4, 4), x0, torch.Generator().manual_seed(0))
+    assert model.t.min() < 750  # the paper's draw: all of T
+
+
 class _Recording(nn.Module):
     """A stand-in network: a fixed function of x_t that remembers what it was given."""
 

@@ -97,8 +97,9 @@ def _sampling(parser: argparse.ArgumentParser, batch_size: int) -> None:
     )
 
 
-def _lr_schedule(parser: argparse.ArgumentParser, base: TrainConfig) -> None:
-    """--lr-schedule and --warmup-steps, defaulting to ``base``'s (train's or finetune's)."""
+def _recipe(parser: argparse.ArgumentParser, base: TrainConfig) -> None:
+    """--lr-schedule, --warmup-steps and --timestep-floor, defaulting to ``base``'s (train's or
+    finetune's)."""
     parser.add_argument(
         "--lr-schedule",
         choices=LR_SCHEDULES,
@@ -112,6 +113,14 @@ def _lr_schedule(parser: argparse.ArgumentParser, base: TrainConfig) -> None:
         default=base.warmup_steps,
         metavar="STEPS",
         help=f"with --lr-schedule cosine: steps of linear warm-up (default: {base.warmup_steps})",
+    )
+    parser.add_argument(
+        "--timestep-floor",
+        type=float,
+        default=base.timestep_floor,
+        metavar="FRACTION",
+        help="train on timesteps from this fraction of T up, the noise levels few-step samplers "
+        f"visit (0: all of them, the paper's; default: {base.timestep_floor:g})",
     )
 
 
@@ -240,7 +249,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         default=TRAIN.learning_rate,
         help=f"AdamW learning rate (default: {TRAIN.learning_rate:g}, the paper's)",
     )
-    _lr_schedule(parser, TRAIN)
+    _recipe(parser, TRAIN)
     parser.add_argument("--ema-decay", type=float, default=TRAIN.ema_decay)
     parser.add_argument("--grad-clip", type=float, default=TRAIN.grad_clip)
     parser.add_argument(
@@ -317,7 +326,7 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
         help=f"AdamW learning rate (default: {DEFAULT_FINETUNE_CONFIG.learning_rate:g}; the paper's: 1e-4 "
         "with --lr-schedule constant)",
     )
-    _lr_schedule(parser, DEFAULT_FINETUNE_CONFIG)
+    _recipe(parser, DEFAULT_FINETUNE_CONFIG)
     parser.add_argument("--seed", type=int, default=DEFAULT_FINETUNE_CONFIG.seed)
     parser.add_argument(
         "--validation-fraction",

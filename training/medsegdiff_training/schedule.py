@@ -81,8 +81,16 @@ class NoiseSchedule:
         abar = self.abar(t, x_t)
         return (1 - abar).sqrt() * x_t + abar.sqrt() * output
 
-    def sample_timesteps(self, batch: int, device: torch.device, generator: torch.Generator | None = None):
-        return torch.randint(0, len(self), (batch,), device=device, generator=generator)
+    def sample_timesteps(
+        self,
+        batch: int,
+        device: torch.device,
+        generator: torch.Generator | None = None,
+        floor: float = 0.0,
+    ) -> torch.Tensor:
+        """``batch`` timesteps drawn uniformly from ``floor * T`` to ``T - 1`` (all of them at 0)."""
+        low = min(int(math.ceil(floor * len(self))), len(self) - 1)
+        return torch.randint(low, len(self), (batch,), device=device, generator=generator)
 
 
 def mask_to_model_space(mask: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -119,13 +127,16 @@ def diffusion_loss(
     x0: torch.Tensor,
     generator: torch.Generator | None = None,
     mask_loss_weight: float = 0.0,
+    timestep_floor: float = 0.0,
 ) -> torch.Tensor:
     """The simple MSE of paper eq. 7 for one batch (on v instead of eps when so configured).
 
     ``mask_loss_weight`` > 0 adds that weight times a soft-Dice loss on the x_0 the output
     implies (our addition, off by default: the paper trains on the MSE alone).
+    ``timestep_floor`` > 0 draws t from the noisier end only (see
+    :class:`~.train_config.TrainConfig`; the paper draws from all T).
     """
-    t = schedule.sample_timesteps(x0.shape[0], x0.device, generator)
+    t = schedule.sample_timesteps(x0.shape[0], x0.device, generator, floor=timestep_floor)
     noise = torch.randn(x0.shape, device=x0.device, generator=generator, dtype=x0.dtype)
     x_t = schedule.q_sample(x0, t, noise)
     output = model(x_t, t, image).float()

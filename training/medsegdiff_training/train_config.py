@@ -60,6 +60,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     mask_loss_weight: float = 0.0  # > 0 adds a soft-Dice loss on the implied x_0 (not the paper's)
+    # train on timesteps t >= timestep_floor * T only (the paper's 0: uniform over all T); the
+    # few-step samplers visit only the noisy end (DDIM 3: t = 999, 500 and 0 of 1000)
+    timestep_floor: float = 0.0
     amp: bool = True  # False forces float32; True lets ``precision`` decide
     precision: str = "auto"  # "auto" (per device, see precision.py), "bf16" or "fp32"
     channels_last: bool | None = None  # None: the device's default (fast_paths.py)
@@ -91,6 +94,8 @@ class TrainConfig:
             raise ConfigError(f"warmup_steps must be 0 or more, got {self.warmup_steps}.")
         if not (self.mask_loss_weight >= 0 and math.isfinite(self.mask_loss_weight)):
             raise ConfigError("mask_loss_weight must be a finite number, 0 or more.")
+        if not 0 <= self.timestep_floor < 1:
+            raise ConfigError(f"timestep_floor must be at least 0 and below 1, got {self.timestep_floor}.")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         if self.compile is not None and self.compile not in COMPILE_MODES:

@@ -346,7 +346,12 @@ class _Run:
         images, x0 = to_memory_format(images, self.fast), to_memory_format(x0, self.fast)
         with self.autocast:
             loss = diffusion_loss(
-                self.network, self.schedule, images, x0, mask_loss_weight=self.config.mask_loss_weight
+                self.network,
+                self.schedule,
+                images,
+                x0,
+                mask_loss_weight=self.config.mask_loss_weight,
+                timestep_floor=self.config.timestep_floor,
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
