@@ -300,28 +300,25 @@ def fewshot_table(result: dict) -> list[str]:
     lines = [
         f"**Few-shot adapting fine-tunes** (`scripts/drishti_adapt_experiment.py`: the grey binary "
         f"ultrasound default fine-tuned on the first N Drishti-GS1 *Training* images as corrections, "
-        f"recipe `{chosen}` (chosen on 16 other Training images), "
+        f"each recipe's Test figures measured once; the chosen recipe `{chosen}` was chosen on 16 other "
+        f"Training images, "
         f"{runs[0]['cpu_minutes_budget'] if runs else '?'} CPU-minutes each, 1 thread; Test split, "
         f"{result['test_images']} images, DDIM 3 x 5; in brackets the majority label map of the same N "
         f"corrections, no model) — {_env(result)}",
         "",
-        "| corrections (trained + held out) | steps | (a) disc, binary RGB | steps | (b) disc, 3-class RGB "
-        "| (b) cup, 3-class RGB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| recipe | corrections (trained + held out) | steps | (a) disc, binary RGB | steps "
+        "| (b) disc, 3-class RGB | (b) cup, 3-class RGB |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
 
-    def key(r: dict) -> tuple[int, float]:
-        return (len(r["corrections"]), r["holdout"])
+    def key(r: dict) -> tuple[bool, str, int, float]:  # the chosen recipe's rows first
+        return (r["recipe"] != chosen, r["recipe"], len(r["corrections"]), r["holdout"])
 
-    rows = sorted({key(r) for r in runs if r["recipe"] == chosen})
-    for count, holdout in rows:
-        cells = {}
-        for r in runs:
-            if key(r) == (count, holdout) and r["recipe"] == chosen:
-                cells[r["task"]] = r
+    for first, recipe, count, holdout in sorted({key(r) for r in runs}):
+        cells = {r["task"]: r for r in runs if key(r) == (first, recipe, count, holdout)}
         held = round(count * holdout) if holdout else 0
         label = f"{count - held} + {held}" if held else f"{count}"
-        row = [label]
+        row = [f"`{recipe}`" + ("" if first else " (chosen)"), label]
         disc = cells.get("disc")
         if disc:
             m = disc["test_majority_map_of_these_corrections"]
@@ -341,7 +338,7 @@ def fewshot_table(result: dict) -> list[str]:
         lines.append("| " + " | ".join(row) + " |")
     everything = result["test_majority_map_of_all_50_training"]
     lines.append(
-        f"| no model: majority map of all 50 Training images | | {everything['disc']['disc_dice']:.3f} | "
+        f"| no model | majority map of all 50 Training images | | {everything['disc']['disc_dice']:.3f} | "
         f"| {everything['disc-cup']['disc_dice']:.3f} | {everything['disc-cup']['cup_dice']:.3f} |"
     )
     choices = [r for r in result["runs"].values() if "selection" in r]

@@ -3,6 +3,7 @@
     python scripts/drishti_adapt_experiment.py run --task disc-cup --corrections 8 --recipe cosine-1e-3
     python scripts/drishti_adapt_experiment.py choose          # the recipe, on Training images only
     python scripts/drishti_adapt_experiment.py test --task disc-cup --corrections 8 --recipe CHOSEN
+    python scripts/drishti_adapt_experiment.py samplers --recipe CHOSEN   # DDIM 10, DPM++ 5, DDPM 100
     python scripts/drishti_adapt_experiment.py run --task disc --corrections 2 --recipe cosine-1e-3 --score test
     python scripts/drishti_adapt_experiment.py report          # benchmarks/results/finetune_drishti_adapt.json
 
@@ -64,6 +65,28 @@ RECIPES = {
     "cosine-1e-3-strong": dict(
         learning_rate=1e-3, lr_schedule="cosine", warmup_steps=30, ema_decay=0.995, augment=STRONG_AUGMENT
     ),
+    # added in a later session, to learn more in the same CPU budget: a higher peak learning
+    # rate, and twice the steps of half the batch (the same images seen, twice the updates)
+    "cosine-2e-3": dict(learning_rate=2e-3, lr_schedule="cosine", warmup_steps=30, ema_decay=0.995),
+    "cosine-1e-3-batch2": dict(
+        learning_rate=1e-3, lr_schedule="cosine", warmup_steps=60, ema_decay=0.995, batch_size=2
+    ),
+    # every step at the noise levels DDIM 3 visits (t = 999 and 500; t = 0 returns its input)
+    "cosine-1e-3-floor0.5": dict(
+        learning_rate=1e-3, lr_schedule="cosine", warmup_steps=30, ema_decay=0.995, timestep_floor=0.5
+    ),
+    # the two that helped most on the selection images (the three above: first round), together
+    "cosine-2e-3-floor0.5": dict(
+        learning_rate=2e-3, lr_schedule="cosine", warmup_steps=30, ema_decay=0.995, timestep_floor=0.5
+    ),
+    "cosine-3e-3-floor0.5": dict(
+        learning_rate=3e-3, lr_schedule="cosine", warmup_steps=30, ema_decay=0.995, timestep_floor=0.5
+    ),
+    # third round: does the floor still add at 3e-3, and does a higher rate still help?
+    "cosine-3e-3": dict(learning_rate=3e-3, lr_schedule="cosine", warmup_steps=30, ema_decay=0.995),
+    "cosine-5e-3-floor0.5": dict(
+        learning_rate=5e-3, lr_schedule="cosine", warmup_steps=30, ema_decay=0.995, timestep_floor=0.5
+    ),
 }
 TASKS = ("disc-cup", "disc")
 
@@ -73,16 +96,18 @@ def task_labels(labels: np.ndarray, task: str) -> np.ndarray:
     return (labels >= 1).astype(np.uint8) if task == "disc" else labels.astype(np.uint8)
 
 
-def score(segmenter: Segmenter, pairs: list, task: str, batch: int = 3) -> dict[str, float]:
+def score(
+    segmenter: Segmenter, pairs: list, task: str, batch: int = 3, settings: SamplingSettings = SETTINGS
+) -> dict[str, float]:
     scores = []
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
         prepared = torch.cat([segmenter.prepare(read_array(p.image)) for p in chunk])
-        final = run_to_end(segmenter.denoise(prepared, SETTINGS))
+        final = run_to_end(segmenter.denoise(prepared, settings))
         for index, pair in enumerate(chunk):
             truth = task_labels(read_mask(pair.mask), task)
-            members = final[index * SETTINGS.ensemble : (index + 1) * SETTINGS.ensemble]
-            labels = segmenter.summarise(members, SETTINGS, truth.shape)[0].labels
+            members = final[index * settings.ensemble : (index + 1) * settings.ensemble]
+            labels = segmenter.summarise(members, settings, truth.shape)[0].labels
             scores.append(structure_scores(labels, truth))
     summary = summarise_scores(scores)
     if task == "disc":  # a binary task has no cup
@@ -135,11 +160,10 @@ def run(args: argparse.Namespace) -> None:
             steps=None,
             minutes=args.minutes,
             clock="cpu",
-            batch_size=4,
             validate_every=10**9,
             checkpoint_every=10**9,
             device="cpu",
-            **RECIPES[args.recipe],
+            **{"batch_size": 4, **RECIPES[args.recipe]},
         ),
         run_dir=work / "run",
     )
@@ -184,6 +208,28 @@ def test_scores(args: argparse.Namespace) -> None:
         f"{work.name}: Test { ({k: round(v, 4) for k, v in record['test'].items() if 'dice' in k}) }",
         flush=True,
     )
+
+
+OTHER_SAMPLERS = {  # a child trained at the noisy end only must still sample with the others
+    "ddim-10x5": SamplingSettings(sampler="ddim", steps=10, ensemble=5, seed=0),
+    "dpm++-5x5": SamplingSettings(sampler="dpm++", steps=5, ensemble=5, seed=0),
+    "ddpm-100x1": SamplingSettings(sampler="ddpm", steps=100, ensemble=1, seed=0),
+}
+
+
+def other_samplers(args: argparse.Namespace) -> None:
+    """Score an earlier run's child on the selection images with the other samplers."""
+    training, _ = splits(args.data)
+    work = args.work / run_name(args.task, args.corrections, args.recipe, args.holdout)
+    record = json.loads((work / "record.json").read_text())
+    child = Segmenter(ModelRegistry(work / "registry").load("child"), device="cpu")
+    record["selection_other_samplers"] = {
+        name: score(child, training[SELECTION], args.task, settings=settings)
+        for name, settings in OTHER_SAMPLERS.items()
+    }
+    (work / "record.json").write_text(json.dumps(record, indent=2))
+    for name, summary in record["selection_other_samplers"].items():
+        print(f"{work.name} {name}: { ({k: round(v, 4) for k, v in summary.items() if 'dice' in k}) }")
 
 
 def records(work: Path) -> dict[str, dict]:
@@ -267,7 +313,7 @@ def report(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("phase", choices=["run", "test", "choose", "report"])
+    parser.add_argument("phase", choices=["run", "test", "samplers", "choose", "report"])
     parser.add_argument("--task", choices=TASKS, default="disc-cup")
     parser.add_argument("--recipe", choices=list(RECIPES), default="cosine-1e-3")
     parser.add_argument("--corrections", type=int, default=8)
@@ -283,7 +329,8 @@ def main() -> None:
         parser.error(
             f"--corrections must be 1..{SELECTION.start} (Training images from {SELECTION.start} on choose)"
         )
-    {"run": run, "test": test_scores, "choose": choose, "report": report}[args.phase](args)
+    phases = {"run": run, "test": test_scores, "samplers": other_samplers, "choose": choose, "report": report}
+    phases[args.phase](args)
 
 
 if __name__ == "__main__":

@@ -215,14 +215,16 @@ def test_train_and_finetune_options_reach_the_recorded_training_config(capsys, t
     assert (recorded["precision"], recorded["channels_last"], recorded["num_workers"]) == ("fp32", False, 0)
     # the measured fine-tune recipe by default (train_config.DEFAULT_FINETUNE_CONFIG) ...
     assert (recorded["learning_rate"], recorded["lr_schedule"], recorded["warmup_steps"]) == (
-        1e-3,
+        3e-3,
         "cosine",
         30,
     )
-    # ... and the paper's constant 1e-4 when asked
+    assert recorded["timestep_floor"] == 0.5
+    # ... and the paper's constant 1e-4 over all timesteps when asked
     code, _, err = run(
         capsys, "finetune", "--parent", "fast", "--steps", "1", "--registry", models, "--device", "cpu",
         "--name", "paper", "--lr", "1e-4", "--lr-schedule", "constant", "--warmup-steps", "0",
+        "--timestep-floor", "0",
     )  # fmt: skip
     assert code == 0, err
     paper = json.loads((Path(ModelRegistry(models).describe("paper")["path"]) / "config.json").read_text())
@@ -232,6 +234,7 @@ def test_train_and_finetune_options_reach_the_recorded_training_config(capsys, t
         "constant",
         0,
     )
+    assert recorded["timestep_floor"] == 0.0
 
 
 # --- predict and evaluate: the Segmenter the options build, and what it gives -------------------

@@ -324,7 +324,7 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=DEFAULT_FINETUNE_CONFIG.learning_rate,
         help=f"AdamW learning rate (default: {DEFAULT_FINETUNE_CONFIG.learning_rate:g}; the paper's: 1e-4 "
-        "with --lr-schedule constant)",
+        "with --lr-schedule constant --timestep-floor 0)",
     )
     _recipe(parser, DEFAULT_FINETUNE_CONFIG)
     parser.add_argument("--seed", type=int, default=DEFAULT_FINETUNE_CONFIG.seed)
