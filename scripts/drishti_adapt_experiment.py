@@ -196,14 +196,24 @@ def run(args: argparse.Namespace) -> None:
     print(f"{name}: {result.steps} steps; {shown}", flush=True)
 
 
+def update_record(work: Path, key: str, value: dict) -> dict:
+    """Add one key to a run's record, read just before writing: phases that score the same
+    run side by side (``test``, ``samplers``) must not overwrite each other's keys."""
+    path = work / "record.json"
+    record = json.loads(path.read_text())
+    record[key] = value
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(record, indent=2))
+    partial.replace(path)
+    return record
+
+
 def test_scores(args: argparse.Namespace) -> None:
     """Score an earlier run's child on Test (the chosen recipe's own 8-correction run)."""
     _, test = splits(args.data)
     work = args.work / run_name(args.task, args.corrections, args.recipe, args.holdout)
-    record = json.loads((work / "record.json").read_text())
     child = Segmenter(ModelRegistry(work / "registry").load("child"), device="cpu")
-    record["test"] = score(child, test, args.task)
-    (work / "record.json").write_text(json.dumps(record, indent=2))
+    record = update_record(work, "test", score(child, test, args.task))
     print(
         f"{work.name}: Test { ({k: round(v, 4) for k, v in record['test'].items() if 'dice' in k}) }",
         flush=True,
@@ -221,13 +231,12 @@ def other_samplers(args: argparse.Namespace) -> None:
     """Score an earlier run's child on the selection images with the other samplers."""
     training, _ = splits(args.data)
     work = args.work / run_name(args.task, args.corrections, args.recipe, args.holdout)
-    record = json.loads((work / "record.json").read_text())
     child = Segmenter(ModelRegistry(work / "registry").load("child"), device="cpu")
-    record["selection_other_samplers"] = {
+    scores = {
         name: score(child, training[SELECTION], args.task, settings=settings)
         for name, settings in OTHER_SAMPLERS.items()
     }
-    (work / "record.json").write_text(json.dumps(record, indent=2))
+    record = update_record(work, "selection_other_samplers", scores)
     for name, summary in record["selection_other_samplers"].items():
         print(f"{work.name} {name}: { ({k: round(v, 4) for k, v in summary.items() if 'dice' in k}) }")
 
