@@ -223,8 +223,10 @@ def test_a_hidden_staging_folder_is_never_listed(registry, tmp_path):
 def test_a_concurrent_reader_never_sees_a_half_written_version(registry, tmp_path):
     sources = [checkpoint(tmp_path / f"source{i}", seed=i) for i in range(6)]
     problems: list[str] = []
-    passes: list[int] = []  # versions each full reading pass saw
-    pass_done = threading.Semaphore(0)
+    # for each full reading pass: how many additions had finished when it began, and what it saw
+    passes: list[tuple[int, int]] = []
+    added = 0
+    changed = threading.Condition()
     done = threading.Event()
 
     def reader() -> None:
@@ -232,28 +234,42 @@ def test_a_concurrent_reader_never_sees_a_half_written_version(registry, tmp_pat
             registry.root, default_model=registry.default_model, shipped_models=registry.shipped_models
         )
         while not done.is_set():
+            with changed:
+                began_after = added
             versions = reading.versions()
             for version in versions:
                 try:
                     reading.load(version.name)
                 except Exception as error:  # noqa: BLE001 - any failure is what we look for
                     problems.append(f"{version.name}: {error}")
-            passes.append(len(versions))
-            pass_done.release()
+            with changed:
+                passes.append((began_after, len(versions)))
+                changed.notify_all()
+
+    def a_pass_began_after(count: int):
+        return lambda: any(began_after >= count for began_after, _ in passes)
 
     thread = threading.Thread(target=reader)
     thread.start()
     try:
         for index, source in enumerate(sources):
             # a whole reading pass between two additions (it keeps reading during them too)
-            assert pass_done.acquire(timeout=60)
+            with changed:
+                assert changed.wait_for(a_pass_began_after(index), timeout=60)
             registry.add(source, name=f"n{index}")
-        assert pass_done.acquire(timeout=60)
+            with changed:
+                added = index + 1
+        with changed:
+            assert changed.wait_for(a_pass_began_after(len(sources)), timeout=60)
     finally:
         done.set()
         thread.join()
     assert problems == []
-    assert len(passes) >= len(sources) + 1 and passes[-1] == 7  # the reader saw every version arrive
+    # every pass that began after k additions saw the default and those k versions, all loadable
+    for began_after, seen in passes:
+        assert seen >= 1 + began_after
+    assert {began_after for began_after, _ in passes} >= set(range(len(sources) + 1))
+    assert max(seen for _, seen in passes) == 7
     assert len(registry.versions()) == 7
 
 
