@@ -118,6 +118,21 @@ def test_a_minutes_budget_ends_the_run(tmp_path, monkeypatch):
     assert both.step == 3
 
 
+def test_a_minutes_budget_is_not_overrun_by_a_step(tmp_path, monkeypatch):
+    import medsegdiff_training.trainer as trainer_module
+
+    clock = _StepClock()
+    monkeypatch.setattr(trainer_module, "time", clock)
+
+    def tick(report) -> None:
+        clock.now += 25.0
+
+    # 2 x 25 s leave 10 s of the minute: a third 25 s step would end past it, so none starts
+    result = train(TINY, squares(4), tmp_path / "run", config=quick(steps=None, minutes=1.0), progress=tick)
+    assert result.step == 2
+    assert read_checkpoint_config(result.final_checkpoint)["training"]["wall_time_s"] == pytest.approx(50.0)
+
+
 def test_a_budget_spent_before_the_first_step_saves_no_model(tmp_path, monkeypatch):
     import medsegdiff_training.trainer as trainer_module
 

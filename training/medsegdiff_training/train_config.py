@@ -43,7 +43,11 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. Give a budget in ``steps``, in ``minutes``, or both (first reached wins)."""
+    """How to train. Give a budget in ``steps``, in ``minutes``, or both (first reached wins).
+
+    A ``minutes`` budget is kept, not overrun: the run stops before a step that would, at
+    the last step's pace, end past it.
+    """
 
     steps: int | None = 1000
     minutes: float | None = None

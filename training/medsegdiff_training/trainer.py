@@ -300,15 +300,27 @@ class _Run:
         self.autocast = autocast(self.device, self.precision)
         self.clock = time.process_time if config.clock == "cpu" else time.monotonic
         self.started = self.clock()
+        self.checked_at: float | None = None  # elapsed() at the last budget check
         self.last_validation: float | None = self.history[-1]["validation_dice"] if self.history else None
 
     def elapsed(self) -> float:
         return self.elapsed_before + self.clock() - self.started
 
     def budget_spent(self) -> bool:
+        """Whether to stop before the next step; called once per step.
+
+        A minutes budget also ends when one more step at the last step's pace (training,
+        validation and saving between two calls) would finish past it, so a run keeps
+        within its minutes rather than overrunning them by a step.
+        """
         if self.config.steps is not None and self.step >= self.config.steps:
             return True
-        return self.config.minutes is not None and self.elapsed() >= self.config.minutes * 60
+        if self.config.minutes is None:
+            return False
+        now = self.elapsed()
+        pace = now - self.checked_at if self.checked_at is not None else 0.0
+        self.checked_at = now
+        return now + pace > self.config.minutes * 60 or now >= self.config.minutes * 60
 
     def remaining_s(self) -> float | None:
         spent, estimates = self.elapsed(), []
