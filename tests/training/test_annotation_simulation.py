@@ -153,3 +153,40 @@ def test_the_cli_writes_per_image_and_per_block_records(dataset, registry, tmp_p
     assert cli.main(["simulate-annotation", "--images", str(images), "--masks", str(masks),
                      "--model", "tiny", "--out", str(out)]) == 1  # fmt: skip
     assert "is not empty" in capsys.readouterr().err
+
+
+def test_the_cli_speed_options_reach_the_segmenter_and_the_finetunes(dataset, registry, tmp_path, capsys):
+    images, masks = dataset
+    out = tmp_path / "fast" / "loop.json"
+    code = cli.main(
+        [
+            "simulate-annotation",
+            "--images", str(images),
+            "--masks", str(masks),
+            "--model", "tiny",
+            "--steps", "2",
+            "--ensemble", "1",
+            "--finetune-every", "3",
+            "--steps-per-finetune", "2",
+            "--precision", "fp32",
+            "--no-channels-last",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    document = json.loads(out.read_text())
+    speed = {"precision": "fp32", "channels_last": False, "cuda_graphs": None, "compile": None}
+    assert document["speed"] == speed
+    children = [v for v in ModelRegistry().versions() if v.parent == "tiny"]
+    assert len(children) == 1  # after 3 accepted images (after the 6th there is nothing left to gain)
+    for child in children:
+        training = ModelRegistry().load(child.name, device="cpu").metadata["training"]
+        assert training["config"]["precision"] == "fp32" and training["config"]["channels_last"] is False
+        assert training["precision"] == "float32"
+    # asking for two contradicting precisions is one line, before any image is read
+    capsys.readouterr()
+    contradiction = ["--no-amp", "--precision", "bf16", "--out", str(tmp_path / "x.json")]
+    assert cli.main(["simulate-annotation", "--images", str(images), "--masks", str(masks),
+                     "--model", "tiny", *contradiction]) == 1  # fmt: skip
+    assert "contradicts --precision bf16" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,7 @@ def simulate_annotation(
     order: str = "file",
     device: str = "auto",
     amp: bool = True,
+    speed: Mapping[str, Any] | None = None,
     on_image: Callable[[dict[str, Any]], None] | None = None,
     on_finetune: Callable[[dict[str, Any]], None] | None = None,
     cancel: CancelToken = None,
@@ -101,14 +102,20 @@ def simulate_annotation(
     fraction of pixels the annotator had to change, the uncertainty score and the model
     version in use; and a record per fine-tune (``finetune_every`` accepted images apart,
     0 = never). ``on_image`` / ``on_finetune`` see each record as it is made; ``cancel``
-    stops between images.
+    stops between images. ``speed`` holds :class:`Segmenter` keywords for pre-segmenting
+    (``precision``, ``channels_last``, ``cuda_graphs``, ``compile``); the fine-tunes take
+    theirs from ``finetune_config``.
     """
     if finetune_every < 0:
         raise DatasetError(f"--finetune-every must be 0 (never) or more, got {finetune_every}.")
     names = {str(Path(pair.image).resolve()): pair for pair in pairs}
     queue = AnnotationQueue.for_files(list(names), store.root, order=order)
     version = model
-    segmenter = Segmenter(registry.load(version, device="cpu"), device=device, amp=amp)
+
+    def segmenter_for(name: str) -> Segmenter:
+        return Segmenter(registry.load(name, device="cpu"), device=device, amp=amp, **dict(speed or {}))
+
+    segmenter = segmenter_for(version)
     queue.set_model(version, "start")
     cache: dict[str, tuple[SegmentationResult, str]] = {}
 
@@ -173,7 +180,7 @@ def simulate_annotation(
                 on_finetune(tuned)
             if tuned["switched"]:
                 version = tuned["version"]
-                segmenter = Segmenter(registry.load(version, device="cpu"), device=device, amp=amp)
+                segmenter = segmenter_for(version)
                 queue.set_model(version, f"fine-tuned on {accepted} corrections")
                 if order == "uncertain":
                     for pending in queue.pending():

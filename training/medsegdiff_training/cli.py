@@ -494,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_corrections_parser,
     ):
         add(subparsers)
-    add_simulate_annotation(subparsers, _common, _sampling)
+    add_simulate_annotation(subparsers, _common, _sampling, _speed)
     return parser
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 from .errors import ConfigError
 
 
-def add_simulate_annotation(subparsers: argparse._SubParsersAction, common, sampling) -> None:
-    """The ``simulate-annotation`` sub-command's arguments (``common``/``sampling`` add the shared ones)."""
+def add_simulate_annotation(subparsers: argparse._SubParsersAction, common, sampling, speed) -> None:
+    """The ``simulate-annotation`` sub-command's arguments (``common``/``sampling``/``speed``
+    add the shared ones; the speed options apply to pre-segmenting and to the fine-tunes)."""
     parser = subparsers.add_parser(
         "simulate-annotation",
         help="replay an annotation queue, expert masks standing in for the annotator's corrections",
@@ -55,6 +56,7 @@ def add_simulate_annotation(subparsers: argparse._SubParsersAction, common, samp
     )
     parser.add_argument("--out", required=True, type=Path, metavar="FILE.json")
     sampling(parser, batch_size=1)
+    speed(parser, training=False)
     common(parser)
     parser.set_defaults(command_name="simulate_annotation", command_module=".cli_annotation")
 
@@ -78,12 +80,17 @@ def command_simulate_annotation(args: argparse.Namespace) -> int:
     registry = commands.registry_of(args)
     model = args.model or registry.selected()
     settings = commands.sampling_settings(args)
+    speed = commands.segmenter_options(args)  # a --no-amp / --precision contradiction stops here
     config = dataclasses.replace(
         DEFAULT_FINETUNE_CONFIG,
         steps=args.steps_per_finetune,
         minutes=args.minutes_per_finetune,
         device=args.device,
         amp=not args.no_amp,
+        # the same speed choices train the fine-tunes (CUDA graphs are a sampling path only)
+        precision=speed["precision"],
+        channels_last=speed["channels_last"],
+        compile=speed["compile"],
     )
     commands.note(
         f"Simulating a {args.order}-order queue of {len(pairs)} images with {model}"
@@ -118,6 +125,7 @@ def command_simulate_annotation(args: argparse.Namespace) -> int:
             order=args.order,
             device=args.device,
             amp=not args.no_amp,
+            speed=speed,
             on_image=on_image,
             on_finetune=on_finetune,
             cancel=cancel,
@@ -129,6 +137,7 @@ def command_simulate_annotation(args: argparse.Namespace) -> int:
         "finetune_every": args.finetune_every,
         "minutes_per_finetune": args.minutes_per_finetune,
         "settings": settings.to_dict(),
+        "speed": speed,
         "store": str(store_root),
         **result.to_dict(),
     }
