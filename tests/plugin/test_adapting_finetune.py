@@ -16,6 +16,7 @@ def _colour_image(size: int = 48) -> np.ndarray:
     return (image + rng.normal(0, 10, image.shape)).clip(0, 255).astype(np.uint8)
 
 
+@pytest.mark.slow
 def test_colour_corrections_with_a_new_label_make_a_three_class_rgb_child(qtbot, widget):
     widget.viewer.add_image(_colour_image(), name="fundus", rgb=True)
     widget._refresh_layers()

@@ -139,6 +139,7 @@ def test_most_uncertain_first_follows_the_scores(make_napari_viewer, qtbot, tiny
     assert widget.queue.pending() == expected
 
 
+@pytest.mark.slow
 def test_finetuning_every_n_accepted_makes_a_version_and_switching_resegments_the_rest(
     make_napari_viewer, qtbot, tiny_model, folder
 ):
