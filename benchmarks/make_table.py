@@ -300,7 +300,7 @@ def fewshot_table(result: dict) -> list[str]:
     lines = [
         f"**Few-shot adapting fine-tunes** (`scripts/drishti_adapt_experiment.py`: the grey binary "
         f"ultrasound default fine-tuned on the first N Drishti-GS1 *Training* images as corrections, "
-        f"each recipe's Test figures measured once; the chosen recipe `{chosen}` was chosen on 16 other "
+        f"each recipe's Test figures measured once, except the rows run again; the chosen recipe `{chosen}` was chosen on 16 other "
         f"Training images, "
         f"{runs[0]['cpu_minutes_budget'] if runs else '?'} CPU-minutes each, 1 thread; Test split, "
         f"{result['test_images']} images, DDIM 3 x 5; in brackets the majority label map of the same N "
@@ -311,14 +311,16 @@ def fewshot_table(result: dict) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|",
     ]
 
-    def key(r: dict) -> tuple[bool, str, int, float]:  # the chosen recipe's rows first
-        return (r["recipe"] != chosen, r["recipe"], len(r["corrections"]), r["holdout"])
+    def key(r: dict) -> tuple[bool, str, int, float, int]:  # the chosen recipe's rows first
+        return (r["recipe"] != chosen, r["recipe"], len(r["corrections"]), r["holdout"], r.get("repeat", 0))
 
-    for first, recipe, count, holdout in sorted({key(r) for r in runs}):
-        cells = {r["task"]: r for r in runs if key(r) == (first, recipe, count, holdout)}
+    for other, recipe, count, holdout, repeat in sorted({key(r) for r in runs}):
+        cells = {r["task"]: r for r in runs if key(r) == (other, recipe, count, holdout, repeat)}
         held = round(count * holdout) if holdout else 0
-        label = f"{count - held} + {held}" if held else f"{count}"
-        row = [f"`{recipe}`" + ("" if first else " (chosen)"), label]
+        label = (f"{count - held} + {held}" if held else f"{count}") + (
+            f", run again ({repeat})" if repeat else ""
+        )
+        row = [f"`{recipe}`" + ("" if other else " (chosen)"), label]
         disc = cells.get("disc")
         if disc:
             m = disc["test_majority_map_of_these_corrections"]
@@ -350,8 +352,10 @@ def fewshot_table(result: dict) -> list[str]:
             "| recipe | steps | disc | cup | disc + cup |",
             "|---|---:|---:|---:|---:|",
         ]
-        for r in sorted(choices, key=lambda r: r["recipe"]):
+        for r in sorted(choices, key=lambda r: (r["recipe"], r.get("repeat", 0))):
             mark = " (chosen)" if r["recipe"] == chosen else ""
+            if r.get("repeat"):
+                mark += f", run again ({r['repeat']}; not a candidate)"
             disc, cup = r["selection"]["disc_dice"], r["selection"]["cup_dice"]
             lines.append(
                 f"| `{r['recipe']}`{mark} | {r['steps']} | {disc:.4f} | {cup:.4f} | {disc + cup:.4f} |"
