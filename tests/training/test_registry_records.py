@@ -219,6 +219,13 @@ def test_what_a_killed_writer_left_is_put_back_or_removed(registry, tmp_path):
     clash = root / f".staging-{GONE_PID}-ghi"
     checkpoint(clash / "version")
     (clash / "source.json").write_text(json.dumps({"source": str(taken)}))
+    # ... and when that is taken too, as -recovered-2
+    twice = tmp_path / "twice"
+    for path in (twice, tmp_path / "twice-recovered"):
+        path.mkdir()
+    clash_again = root / f".staging-{GONE_PID}-stu"
+    checkpoint(clash_again / "version")
+    (clash_again / "source.json").write_text(json.dumps({"source": str(twice)}))
     # a move whose source's folders were deleted since: they are made again
     gone = tmp_path / "deleted" / "run" / "final"
     vanished = root / f".staging-{GONE_PID}-mno"
@@ -233,7 +240,8 @@ def test_what_a_killed_writer_left_is_put_back_or_removed(registry, tmp_path):
     running = root / f".staging-{os.getpid()}-jkl"
     running.mkdir()
     restored = registry.recover_staging()
-    assert sorted(restored) == sorted([moved_from, tmp_path / "taken-recovered", gone])
+    expected = [moved_from, tmp_path / "taken-recovered", tmp_path / "twice-recovered-2", gone]
+    assert sorted(restored) == sorted(expected)
     for path in restored:
         assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
     assert list(taken.iterdir()) == []
@@ -247,7 +255,13 @@ def test_a_moved_checkpoint_that_cannot_be_put_back_stays_in_staging(registry, t
     moved = registry.root / f".staging-{GONE_PID}-abc"
     checkpoint(moved / "version")
     (moved / "source.json").write_text(json.dumps({"source": str(blocker / "final")}))
-    assert registry.recover_staging() == []
+    # a later staging folder (in the order recovery reads them) is still recovered
+    later_from = tmp_path / "run" / "final"
+    later_from.parent.mkdir()
+    later = registry.root / f".staging-{GONE_PID}-xyz"
+    checkpoint(later / "version")
+    (later / "source.json").write_text(json.dumps({"source": str(later_from)}))
+    assert registry.recover_staging() == [later_from]
     assert sorted(p.name for p in (moved / "version").iterdir()) == ["config.json", "model.safetensors"]
     assert registry.names() == []  # still listed nowhere, but never deleted
 
@@ -284,6 +298,8 @@ def test_messages_for_unknown_versions_and_refused_changes(registry, tmp_path):
     registry.add(checkpoint(tmp_path / "a"), name="first")
     registry.add(checkpoint(tmp_path / "b"), name="second", parent="first")
     assert _error(lambda: registry.get("../first")).startswith("Unknown model version '../first'")
+    # a path through a version's folder is not a name, even where it leads to one
+    assert _error(lambda: registry.get("second/../first")).startswith("Unknown model version 'second/")
     assert _error(lambda: registry.get("v9")).endswith("(known: first, second).")
     registry.select("first")
     assert _error(lambda: registry.rollback()) == "'first' has no parent version to roll back to."

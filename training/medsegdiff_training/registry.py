@@ -492,7 +492,7 @@ class ModelRegistry:
         """
         restored: list[Path] = []
         try:
-            children = list(self.root.iterdir())
+            children = sorted(self.root.iterdir())  # a fixed order: the same recovery every time
         except OSError:
             return restored
         for folder in children:
