@@ -128,21 +128,18 @@ def test_most_uncertain_first_visits_images_by_falling_score(dataset, registry, 
     assert sorted(name for _, name in visited) == [f"case{i}" for i in range(6)]
 
 
-def test_the_cli_writes_per_image_and_per_block_records(dataset, registry, tmp_path, capsys):
+def simulate(dataset: tuple[Path, Path], out: Path, *options: str) -> int:
+    """``medsegdiff simulate-annotation`` on the dataset with the tiny model; its exit code."""
     images, masks = dataset
-    out = tmp_path / "sim" / "loop.json"
-    code = cli.main(
-        [
-            "simulate-annotation",
-            "--images", str(images),
-            "--masks", str(masks),
-            "--model", "tiny",
-            "--steps", "2",
-            "--ensemble", "2",
-            "--finetune-every", "0",
-            "--out", str(out),
-        ]
+    return cli.main(
+        ["simulate-annotation", "--images", str(images), "--masks", str(masks), "--model", "tiny",
+         "--out", str(out), *options]
     )  # fmt: skip
+
+
+def test_the_cli_writes_per_image_and_per_block_records(dataset, registry, tmp_path, capsys):
+    out = tmp_path / "sim" / "loop.json"
+    code = simulate(dataset, out, "--steps", "2", "--ensemble", "2", "--finetune-every", "0")
     assert code == 0
     document = json.loads(out.read_text())
     assert len(document["images"]) == 6 and document["finetune_every"] == 0
@@ -150,28 +147,21 @@ def test_the_cli_writes_per_image_and_per_block_records(dataset, registry, tmp_p
     assert len(CorrectionsStore(document["store"])) == 6
     assert "mean Dice" in capsys.readouterr().out
     # the same store again is refused in one line: a simulation starts from an empty store
-    assert cli.main(["simulate-annotation", "--images", str(images), "--masks", str(masks),
-                     "--model", "tiny", "--out", str(out)]) == 1  # fmt: skip
+    assert simulate(dataset, out) == 1
     assert "is not empty" in capsys.readouterr().err
 
 
-def test_the_cli_speed_options_reach_the_segmenter_and_the_finetunes(dataset, registry, tmp_path, capsys):
-    images, masks = dataset
+def test_the_cli_speed_options_are_recorded_and_train_the_finetunes(dataset, registry, tmp_path, capsys):
     out = tmp_path / "fast" / "loop.json"
-    code = cli.main(
-        [
-            "simulate-annotation",
-            "--images", str(images),
-            "--masks", str(masks),
-            "--model", "tiny",
-            "--steps", "2",
-            "--ensemble", "1",
-            "--finetune-every", "3",
-            "--steps-per-finetune", "2",
-            "--precision", "fp32",
-            "--no-channels-last",
-            "--out", str(out),
-        ]
+    code = simulate(
+        dataset,
+        out,
+        "--steps", "2",
+        "--ensemble", "1",
+        "--finetune-every", "3",
+        "--steps-per-finetune", "2",
+        "--precision", "fp32",
+        "--no-channels-last",
     )  # fmt: skip
     assert code == 0
     document = json.loads(out.read_text())
@@ -185,8 +175,6 @@ def test_the_cli_speed_options_reach_the_segmenter_and_the_finetunes(dataset, re
         assert training["precision"] == "float32"
     # asking for two contradicting precisions is one line, before any image is read
     capsys.readouterr()
-    contradiction = ["--no-amp", "--precision", "bf16", "--out", str(tmp_path / "x.json")]
-    assert cli.main(["simulate-annotation", "--images", str(images), "--masks", str(masks),
-                     "--model", "tiny", *contradiction]) == 1  # fmt: skip
+    assert simulate(dataset, tmp_path / "x.json", "--no-amp", "--precision", "bf16") == 1
     assert "contradicts --precision bf16" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()

@@ -88,7 +88,7 @@ def test_a_callable_cancel_token_works_too(tmp_path):
 
 
 class _StepClock:
-    """``time`` for the trainer, whose clock moves 30 s at each progress report (one a step)."""
+    """``time`` for the trainer, with a clock that moves only when a test moves it."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -100,15 +100,21 @@ class _StepClock:
         return getattr(time, name)
 
 
-def test_a_minutes_budget_ends_the_run(tmp_path, monkeypatch):
+def _steps_taking(seconds: float, monkeypatch):
+    """A progress callback that moves the trainer's clock ``seconds`` at every step."""
     import medsegdiff_training.trainer as trainer_module
 
     clock = _StepClock()
     monkeypatch.setattr(trainer_module, "time", clock)
 
     def tick(report) -> None:
-        clock.now += 30.0
+        clock.now += seconds
 
+    return tick
+
+
+def test_a_minutes_budget_ends_the_run(tmp_path, monkeypatch):
+    tick = _steps_taking(30.0, monkeypatch)
     result = train(TINY, squares(4), tmp_path / "run", config=quick(steps=None, minutes=1.0), progress=tick)
     assert not result.cancelled and result.step == 2  # 2 x 30 s spend the minute
     training = read_checkpoint_config(result.final_checkpoint)["training"]
@@ -119,14 +125,7 @@ def test_a_minutes_budget_ends_the_run(tmp_path, monkeypatch):
 
 
 def test_a_minutes_budget_is_not_overrun_by_a_step(tmp_path, monkeypatch):
-    import medsegdiff_training.trainer as trainer_module
-
-    clock = _StepClock()
-    monkeypatch.setattr(trainer_module, "time", clock)
-
-    def tick(report) -> None:
-        clock.now += 25.0
-
+    tick = _steps_taking(25.0, monkeypatch)
     # 2 x 25 s leave 10 s of the minute: a third 25 s step would end past it, so none starts
     result = train(TINY, squares(4), tmp_path / "run", config=quick(steps=None, minutes=1.0), progress=tick)
     assert result.step == 2
