@@ -300,8 +300,8 @@ def fewshot_table(result: dict) -> list[str]:
     lines = [
         f"**Few-shot adapting fine-tunes** (`scripts/drishti_adapt_experiment.py`: the grey binary "
         f"ultrasound default fine-tuned on the first N Drishti-GS1 *Training* images as corrections, "
-        f"each recipe's Test figures measured once, except the rows run again; the chosen recipe `{chosen}` was chosen on 16 other "
-        f"Training images, "
+        f"each recipe's Test figures measured once, except the rows run again; the chosen recipe "
+        f"`{chosen}` was chosen on 16 other Training images, "
         f"{runs[0]['cpu_minutes_budget'] if runs else '?'} CPU-minutes each, 1 thread; Test split, "
         f"{result['test_images']} images, DDIM 3 x 5; in brackets the majority label map of the same N "
         f"corrections, no model) — {_env(result)}",

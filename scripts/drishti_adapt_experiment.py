@@ -218,11 +218,16 @@ def update_record(work: Path, key: str, value: dict) -> dict:
     return record
 
 
+def earlier_child(args: argparse.Namespace) -> tuple[Path, Segmenter]:
+    """The folder of the run the arguments name, and its registered child to score."""
+    work = args.work / run_name(args.task, args.corrections, args.recipe, args.holdout, args.repeat)
+    return work, Segmenter(ModelRegistry(work / "registry").load("child"), device="cpu")
+
+
 def test_scores(args: argparse.Namespace) -> None:
     """Score an earlier run's child on Test (the chosen recipe's own 8-correction run)."""
     _, test = splits(args.data)
-    work = args.work / run_name(args.task, args.corrections, args.recipe, args.holdout, args.repeat)
-    child = Segmenter(ModelRegistry(work / "registry").load("child"), device="cpu")
+    work, child = earlier_child(args)
     record = update_record(work, "test", score(child, test, args.task))
     print(
         f"{work.name}: Test { ({k: round(v, 4) for k, v in record['test'].items() if 'dice' in k}) }",
@@ -240,8 +245,7 @@ OTHER_SAMPLERS = {  # a child trained at the noisy end only must still sample wi
 def other_samplers(args: argparse.Namespace) -> None:
     """Score an earlier run's child on the selection images with the other samplers."""
     training, _ = splits(args.data)
-    work = args.work / run_name(args.task, args.corrections, args.recipe, args.holdout, args.repeat)
-    child = Segmenter(ModelRegistry(work / "registry").load("child"), device="cpu")
+    work, child = earlier_child(args)
     scores = {
         name: score(child, training[SELECTION], args.task, settings=settings)
         for name, settings in OTHER_SAMPLERS.items()
