@@ -14,7 +14,7 @@ from medsegdiff_training.checkpoint import load_checkpoint
 from medsegdiff_training.cli import main
 from medsegdiff_training.config import PreprocessConfig, named_config
 from medsegdiff_training.data.pairs import find_pairs
-from medsegdiff_training.data.roi_crops import RoiCropDataset
+from medsegdiff_training.data.roi_crops import CropRecipe, RoiCropDataset
 from medsegdiff_training.errors import ConfigError
 from medsegdiff_training.prompts import Box, CropRule, CropWindow, jitter_box, mask_box
 
@@ -56,7 +56,9 @@ def frames(tmp_path):
 
 def read(frames, jitter=0.1, seed=0) -> RoiCropDataset:
     pairs = find_pairs(frames / "images", frames / "masks")
-    return RoiCropDataset.from_pairs(pairs, TINY, PreprocessConfig(crop_rule=RULE), jitter=jitter, seed=seed)
+    return RoiCropDataset.from_pairs(
+        pairs, TINY, PreprocessConfig(crop_rule=RULE), recipe=CropRecipe(jitter=jitter), seed=seed
+    )
 
 
 def test_an_unjittered_crop_is_the_rule_around_the_mask_box_and_holds_the_disc_with_context(frames):

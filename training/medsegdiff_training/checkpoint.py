@@ -34,7 +34,7 @@ from .checkpoint_files import (  # noqa: F401  (re-exported: the checkpoint API'
     _checkpoint_folder,
     read_checkpoint_config,
 )
-from .config import DiffusionConfig, ModelConfig, PreprocessConfig
+from .config import DiffusionConfig, ModelConfig, PreprocessConfig, check_prompt_encoding
 from .errors import CheckpointError
 from .model import MedSegDiffUNet
 
@@ -102,6 +102,7 @@ def save_checkpoint(
     if destination.exists() and not overwrite:
         raise CheckpointError(f"{destination} exists already; checkpoints are never overwritten.")
     config: ModelConfig = model.config  # type: ignore[assignment]
+    check_prompt_encoding(config, preprocess)
     document = checkpoint_config(config, diffusion, preprocess, **metadata)
     staging = _atomic_folder(destination)
     try:
@@ -123,6 +124,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         model_config = ModelConfig.from_dict(document["model"])
         diffusion = DiffusionConfig.from_dict(document.get("diffusion", {}))
         preprocess = PreprocessConfig.from_dict(document.get("preprocess", {}))
+        check_prompt_encoding(model_config, preprocess)
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{folder / CONFIG_FILE} has an invalid configuration: {error}") from None
     try:

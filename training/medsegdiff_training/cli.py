@@ -31,6 +31,7 @@ from .cli_output import command_output
 from .cli_progress import emit_json
 from .config import NAMED_CONFIGS
 from .errors import EXIT_CANCELLED, EXIT_USER_ERROR, MedSegDiffError
+from .prompts import DEFAULT_JITTER
 from .sampling_defaults import (
     DEFAULT_SAMPLER,
     DEFAULT_SEED,
@@ -40,6 +41,7 @@ from .sampling_defaults import (
     SAMPLERS,
 )
 from .train_config import COMPILE_MODES, DEFAULT_FINETUNE_CONFIG, LR_SCHEDULES, PRECISIONS, TrainConfig
+from .validation import NORMALISATIONS
 
 PROG = "medsegdiff"
 TRAIN = TrainConfig()  # the defaults the train options show
@@ -122,6 +124,13 @@ def _recipe(parser: argparse.ArgumentParser, base: TrainConfig) -> None:
         help="train on timesteps from this fraction of T up, the noise levels few-step samplers "
         f"visit (0: all of them, the paper's; default: {base.timestep_floor:g})",
     )
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default=base.clock,
+        help="what --minutes counts: wall time, or this process's CPU time (a budget that holds on a "
+        f"machine shared with other work; default: {base.clock})",
+    )
 
 
 def _speed(parser: argparse.ArgumentParser, training: bool) -> None:
@@ -199,42 +208,117 @@ def _architecture(parser: argparse.ArgumentParser, auto: bool) -> None:
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a model on folders of images and masks")
-    parser.add_argument("--images", required=True, type=Path, help="folder of images")
-    parser.add_argument(
-        "--masks", required=True, type=Path, help="folder of masks (matched to images by file stem)"
+    parser = subparsers.add_parser(
+        "train", help="train a model on folders of images and masks (one dataset or several)"
     )
-    parser.add_argument("--split-csv", type=Path, default=None, help="CSV of name,split (header optional)")
-    parser.add_argument("--split", default=None, help="train on this split of --split-csv only")
-    held_out = parser.add_mutually_exclusive_group()
-    held_out.add_argument("--val-split", default=None, help="validate on this split of --split-csv")
+    data = parser.add_argument_group("data (give --images and --masks, or --dataset / --datasets)")
+    data.add_argument("--images", type=Path, default=None, help="folder of images")
+    data.add_argument(
+        "--masks", type=Path, default=None, help="folder of masks (matched to images by file stem)"
+    )
+    data.add_argument("--split-csv", type=Path, default=None, help="CSV of name,split (header optional)")
+    data.add_argument(
+        "--dataset",
+        type=Path,
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="a dataset folder with images/, masks/ and (for --split) split.csv; give it once per "
+        "dataset to train one model on several (each an equal share of the samples)",
+    )
+    data.add_argument(
+        "--datasets",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a CSV naming the datasets: name,images,masks,split_csv,split,weight (paths relative to "
+        "the file; weight = the dataset's share of the samples)",
+    )
+    data.add_argument("--split", default=None, help="train on this split (of --split-csv or each dataset's)")
+    held_out = data.add_mutually_exclusive_group()
+    held_out.add_argument("--val-split", default=None, help="validate on this split (of each dataset)")
     held_out.add_argument(
         "--val-fraction",
         type=float,
         default=0.1,
-        help="hold out this fraction of the training images for validation (default: 0.1)",
+        help="hold out this fraction of each dataset's training images for validation (default: 0.1)",
     )
     parser.add_argument(
         "--config", default="cpu", choices=list(NAMED_CONFIGS), help="model variant (default: cpu)"
     )
     _architecture(parser, auto=True)
-    parser.add_argument("--normalisation", default="percentile", choices=("percentile", "minmax", "zscore"))
     parser.add_argument(
-        "--roi-crops",
-        action="store_true",
-        help="train on crops around each mask's bounding box (edges jittered by up to 10%%), cut by the "
-        "crop rule that box prompts will use; the rule is recorded in the checkpoint",
+        "--init-from",
+        default=None,
+        metavar="VERSION",
+        help="start from this registry version's (or checkpoint folder's) weights instead of a fresh "
+        "network: its architecture and diffusion are kept, widened to RGB and/or the box channel "
+        "where asked (starting exactly where it was)",
     )
     parser.add_argument(
+        "--normalisation",
+        default="percentile",
+        choices=NORMALISATIONS,
+        help="intensity normalisation (default: percentile); luminance-percentile for a colour model "
+        "that also meets grey images (a grey image is then exactly its grey normalisation in every channel)",
+    )
+    crops = parser.add_argument_group("crops around the objects: training for box prompts")
+    crops.add_argument(
+        "--roi-crops",
+        action="store_true",
+        help="train on crops around each mask's bounding box (edges jittered), cut by the crop rule "
+        "that box prompts will use; the rule is recorded in the checkpoint",
+    )
+    crops.add_argument(
         "--crop-margin",
         default=None,
         metavar="MARGIN",
-        help="with --roi-crops: the box grows by this on each side, in pixels ('30px') or per cent of "
-        "the box's size ('10%%', the default)",
+        help="with --roi-crops: the box grows by this on each side, in per cent of the box's size "
+        "('10%%', the default; the same object at any size in pixels gives the same crop) or in "
+        "pixels ('30px')",
+    )
+    crops.add_argument(
+        "--per-object",
+        action="store_true",
+        help="with --roi-crops: one box per connected component of the mask (the target is that object "
+        "alone), as box prompts are drawn; default: one box around all foreground",
+    )
+    crops.add_argument(
+        "--jitter",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="with --roi-crops: each box edge moves by up to this fraction of the box's side, outward and "
+        f"inward (default: {DEFAULT_JITTER:g})",
+    )
+    crops.add_argument(
+        "--box-channel",
+        action="store_true",
+        help="with --roi-crops: tell the network where the box is (one more input channel)",
+    )
+    crops.add_argument(
+        "--crop-context",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="with --box-channel: the margin is drawn per sample between these fractions of the box "
+        "(the crop rule's margin is used for prompts)",
+    )
+    crops.add_argument(
+        "--scale-augment",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="with --roi-crops: each crop is first resized to between SHARE and 1 of its size in pixels, "
+        "as if the image had fewer pixels (objects at many sizes)",
     )
     parser.add_argument("--steps", type=int, default=None, help="training steps")
     parser.add_argument(
-        "--minutes", type=float, default=None, help="wall-clock budget; with --steps, first reached wins"
+        "--minutes",
+        type=float,
+        default=None,
+        help="time budget (see --clock); with --steps, first reached wins",
     )
     parser.add_argument(
         "--batch-size",
@@ -260,9 +344,10 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--prediction",
-        default="epsilon",
+        default=None,
         choices=("epsilon", "v"),
-        help="what the network predicts: the noise (default, the paper's) or v (better few-step samples)",
+        help="what the network predicts: the noise (default, the paper's) or v (better few-step samples); "
+        "with --init-from: the model's",
     )
     parser.add_argument("--schedule", default="linear", choices=("linear", "cosine"), help="beta schedule")
     parser.add_argument(
@@ -299,6 +384,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--select", action="store_true", help="with --register: select the new version")
     parser.add_argument("--description", default=None)
     _long_run(parser, "train", "JSON lines on stdout instead of text progress")
+    parser.set_defaults(command_module=".cli_train")
 
 
 def _add_finetune(subparsers: argparse._SubParsersAction) -> None:

@@ -9,41 +9,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .adaptation import plan_finetune
 from .checkpoint import PICKLE_SUFFIXES, Checkpoint, load_checkpoint
 from .cli_progress import CountReporter, TrainingReporter, cancel_on_signals, emit_json, json_safe
 from .config import (
-    DiffusionConfig,
     ModelConfig,
-    PreprocessConfig,
-    default_batch_size,
     image_size_of,
     named_config,
 )
 from .corrections import CorrectionsStore
-from .data.dataset import SegmentationDataset
-from .data.io import read_array, read_mask
 from .data.pairs import Pair, find_pairs
-from .data.roi_crops import DEFAULT_JITTER, RoiCropDataset
-from .device import resolve_device
 from .distributed import distributed_session
 from .errors import EXIT_CANCELLED, EXIT_OK, EXIT_USER_ERROR, ConfigError
 from .finetune import DEFAULT_FINETUNE_CONFIG, finetune
 from .inference import SamplingSettings, Segmenter
-from .prompts import DEFAULT_CROP_RULE, CropRule
 from .registry import ModelRegistry
 from .summary import describe
-from .train_config import TrainConfig, train_config_from
-from .trainer import train
+from .train_config import train_config_from
 from .training_state import STATE_DIR
 
 __all__ = ["EXIT_CANCELLED", "EXIT_OK", "EXIT_USER_ERROR"]  # re-exported for callers of the commands
@@ -116,200 +104,6 @@ def sampling_settings(args: argparse.Namespace) -> SamplingSettings:
         seed=args.seed,
         threshold=args.threshold,
     )
-
-
-# -- train ------------------------------------------------------------------------------
-
-
-def detect_num_classes(pairs: list[Pair]) -> int:
-    """2 for 0/1 or 0/255 masks, else the largest label + 1 (label maps such as 0/1/2)."""
-    top = 0
-    for pair in pairs:
-        mask = read_mask(pair.mask)
-        values = np.unique(mask[..., 0] if mask.ndim == 3 else mask)
-        if set(values.tolist()) <= {0, 255}:
-            continue
-        top = max(top, int(values.max()))
-    return max(2, top + 1)
-
-
-def detect_channels(pair: Pair) -> int:
-    image = read_array(pair.image)
-    return 3 if image.ndim == 3 and image.shape[-1] in (3, 4) else 1
-
-
-def model_config_for(args: argparse.Namespace, pairs: list[Pair]) -> ModelConfig:
-    changes: dict[str, Any] = {}
-    if args.image_size:
-        changes["image_size"] = image_size_of(args.image_size)
-    changes["num_classes"] = (
-        detect_num_classes(pairs) if args.num_classes == "auto" else int(args.num_classes)
-    )
-    changes["image_channels"] = detect_channels(pairs[0]) if args.channels == "auto" else int(args.channels)
-    return named_config(args.config, **changes)
-
-
-def split_training_pairs(args: argparse.Namespace) -> tuple[list[Pair], list[Pair]]:
-    """(train, validation) pairs from --split / --val-split / --val-fraction."""
-    if (args.split or args.val_split) and not args.split_csv:
-        raise ConfigError("--split and --val-split need --split-csv (a name,split CSV).")
-    pairs = find_pairs(args.images, args.masks, args.split_csv, args.split)
-    if args.val_split:
-        validation = find_pairs(args.images, args.masks, args.split_csv, args.val_split)
-        held_out = {pair.name for pair in validation}
-        return [p for p in pairs if p.name not in held_out], validation
-    if not 0 <= args.val_fraction < 1:
-        raise ConfigError(f"--val-fraction must be in [0, 1), got {args.val_fraction}.")
-    count = round(len(pairs) * args.val_fraction)
-    if count == 0 or len(pairs) - count < 1:
-        return pairs, []
-    order = np.random.default_rng(args.seed).permutation(len(pairs))
-    held = set(order[:count].tolist())
-    return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
-
-
-def train_config_of(args: argparse.Namespace, device: str) -> TrainConfig:
-    """``medsegdiff train``'s options as a :class:`TrainConfig` (options carry the field names)."""
-    overrides: dict[str, Any] = {"augment": None} if args.no_augment else {}
-    precision = precision_of(args)
-    if precision is not None:
-        overrides["precision"] = precision
-    return train_config_from(
-        args,
-        steps=args.steps,  # None with --minutes alone: no step budget
-        amp=not args.no_amp,
-        device=device,
-        **overrides,
-    )
-
-
-def roi_crop_rule(args: argparse.Namespace) -> CropRule | None:
-    """The crop rule of ``train --roi-crops`` (``None`` without it), from ``--crop-margin``."""
-    if not args.roi_crops:
-        if args.crop_margin is not None:
-            raise ConfigError("--crop-margin needs --roi-crops.")
-        return None
-    text = (args.crop_margin or f"{DEFAULT_CROP_RULE.margin_fraction * 100:g}%").strip().lower()
-    try:
-        if text.endswith("px"):
-            margin_px, fraction, shown = float(text[:-2]), 0.0, f"{float(text[:-2]):g} px"
-        elif text.endswith("%"):
-            margin_px, fraction, shown = 0.0, float(text[:-1]) / 100, f"{float(text[:-1]):g} % of its size"
-        else:
-            raise ValueError(text)
-    except ValueError:
-        raise ConfigError(
-            f"--crop-margin takes pixels or per cent, e.g. 30px or 10%; got {args.crop_margin!r}."
-        ) from None
-    if not (math.isfinite(margin_px) and math.isfinite(fraction)) or margin_px < 0 or fraction < 0:
-        raise ConfigError(f"--crop-margin must be zero or positive, got {args.crop_margin!r}.")
-    return CropRule(
-        margin_px=margin_px,
-        margin_fraction=fraction,
-        description=(
-            f"training crops (medsegdiff train --roi-crops): the mask's bounding box + {shown} on each "
-            f"side, edges jittered by up to {DEFAULT_JITTER * 100:g} %, resized non-uniformly to the input"
-        ),
-    )
-
-
-def command_train(args: argparse.Namespace) -> int:
-    if args.steps is None and args.minutes is None:
-        raise ConfigError("Give a training budget: --steps N, --minutes M or both.")
-    precision_of(args)  # a contradiction now, not after the data is read
-    if args.register:
-        registry_of(args).check_new_name(args.register)  # now, not after hours of training
-    with distributed_session(args.device) as context, cancel_on_signals() as cancel:
-        main_process = context.is_main
-        train_pairs, validation_pairs = split_training_pairs(args)
-        model_config = model_config_for(args, train_pairs)
-        crop_rule = roi_crop_rule(args)
-        preprocess = PreprocessConfig(normalisation=args.normalisation, crop_rule=crop_rule)
-        if main_process:
-            note(
-                f"{len(train_pairs)} training and {len(validation_pairs)} validation images; model "
-                f"{model_config.name} {model_config.image_size[0]}x{model_config.image_size[1]}, "
-                f"{model_config.image_channels} channel(s), {model_config.num_classes} classes; "
-                f"{context.world_size} process(es) on {context.device}"
-            )
-        dataset: type[SegmentationDataset] = SegmentationDataset
-        options: dict[str, Any] = {}
-        if crop_rule is not None:
-            dataset, options = RoiCropDataset, {"seed": args.seed}
-            if main_process:
-                note(f"Training on crops around each mask's box: {crop_rule.description}")
-        train_data = dataset.from_pairs(train_pairs, model_config, preprocess, **options)
-        validation_data = (
-            dataset.from_pairs(validation_pairs, model_config, preprocess, **options)
-            if validation_pairs
-            else None
-        )
-        config = train_config_of(args, context.device)
-        if args.batch_size is None:  # per configuration on CUDA, else TrainConfig's
-            device_type = resolve_device(context.device).type
-            config = replace(config, batch_size=default_batch_size(model_config.name, device_type))
-        source = {
-            "images": str(Path(args.images).resolve()),
-            "masks": str(Path(args.masks).resolve()),
-            "split_csv": str(Path(args.split_csv).resolve()) if args.split_csv else None,
-            "split": args.split,
-        }
-        metadata: dict[str, Any] = {
-            "description": args.description or f"trained on {Path(args.images).resolve().parent.name}",
-            "training": {"source": source, "validation_images": sorted(p.name for p in validation_pairs)},
-        }
-        if isinstance(train_data, RoiCropDataset):
-            metadata["training"]["roi_crops"] = train_data.recipe()
-        reporter = TrainingReporter(json_lines=args.progress_json) if main_process else None
-        result = train(
-            model_config,
-            train_data,
-            args.out,
-            config=config,
-            validation_data=validation_data,
-            diffusion=DiffusionConfig(prediction=args.prediction, schedule=args.schedule),
-            preprocess=preprocess,
-            metadata=metadata,
-            progress=reporter,
-            cancel=cancel,
-            resume=not args.fresh,
-        )
-        if reporter is not None:
-            reporter.close()
-        if not main_process:
-            return EXIT_CANCELLED if result.cancelled else EXIT_OK
-        if result.cancelled:
-            report_cancelled(args, result.step, result.run_dir)
-            return EXIT_CANCELLED
-        version_name = None
-        if args.register is not None:
-            registry = registry_of(args)
-            assert result.final_checkpoint is not None
-            version = registry.add(
-                result.final_checkpoint, name=args.register or None, description=metadata["description"]
-            )
-            version_name = version.name
-            if args.select:
-                registry.select(version.name)
-        validation = result.history[-1]["validation_dice"] if result.history else None
-        if args.progress_json:
-            emit_json(
-                {
-                    "event": "done",
-                    "run_dir": str(result.run_dir),
-                    "final": str(result.final_checkpoint),
-                    "steps": result.step,
-                    "validation_dice": validation,
-                    "version": version_name,
-                }
-            )
-        else:
-            out(
-                f"Trained {result.step} steps; checkpoint in {result.final_checkpoint}"
-                + ("" if validation is None else f"; validation Dice {validation:.3f}")
-                + ("" if version_name is None else f"; registered as {version_name}")
-            )
-        return EXIT_OK
 
 
 def report_cancelled(args: argparse.Namespace, step: int, run_dir: Path) -> None:

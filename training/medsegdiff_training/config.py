@@ -14,6 +14,7 @@ from typing import Any
 from .errors import ConfigError
 from .prompts import DEFAULT_CROP_RULE, CropRule
 from .validation import (
+    PROMPT_ENCODINGS,
     check_diffusion_fields,
     check_model_fields,
     check_model_size,
@@ -63,6 +64,10 @@ class ModelConfig:
         Levels that get dynamic conditional encoding; ``None`` = the middle two.
     dropout
         Dropout inside residual blocks.
+    prompt_channels
+        Extra input channels after the image's that carry the prompt (0: none; 1: the box
+        channel, see :data:`PROMPT_ENCODINGS`). E^I's stem reads ``image_channels +
+        prompt_channels`` channels.
     """
 
     name: str = "cpu"
@@ -78,6 +83,7 @@ class ModelConfig:
     ff_parser: bool = True
     conditioning_levels: tuple[int, ...] | None = None
     dropout: float = 0.0
+    prompt_channels: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
@@ -94,6 +100,10 @@ class ModelConfig:
             raise ConfigError(f"image_size must be (height, width) >= 8, got {self.image_size}.")
         if not 1 <= self.image_channels <= 4:
             raise ConfigError(f"image_channels must be 1 to 4, got {self.image_channels}.")
+        if self.prompt_channels not in (0, 1):
+            raise ConfigError(
+                f"prompt_channels must be 0 or 1 (the box channel), got {self.prompt_channels}."
+            )
         if self.num_classes < 2:
             raise ConfigError(f"num_classes counts background too: >= 2, got {self.num_classes}.")
         if len(self.channel_mults) < 2:
@@ -132,6 +142,11 @@ class ModelConfig:
         downsampling has its two encoders; the last (coarsest) level is shared.
         """
         return self.downsamplings
+
+    @property
+    def input_channels(self) -> int:
+        """Channels E^I's stem reads: the image's, then the prompt's."""
+        return self.image_channels + self.prompt_channels
 
     @property
     def mask_channels(self) -> int:
@@ -222,14 +237,24 @@ class PreprocessConfig:
     ``crop_rule`` says how the training crops were cut around the object, so that box and
     point prompts cut the same (:mod:`medsegdiff_training.prompts`); ``None`` = not recorded
     (prompts then use :data:`~medsegdiff_training.prompts.DEFAULT_CROP_RULE`).
+    ``prompt_encoding`` says whether the network is told where the box is: ``"none"`` (the
+    paper's network: the crop alone) or ``"box-channel"`` (one more input channel, +1
+    inside the box and -1 outside, at the network's input size; a whole-image run marks
+    the whole image). It must agree with the model's ``prompt_channels``.
     """
 
     normalisation: str = "percentile"  # "percentile" (1-99 %), "minmax" or "zscore"
     resize: str = "bilinear"
     crop_rule: CropRule | None = None
+    prompt_encoding: str = "none"
 
     def __post_init__(self) -> None:
         check_preprocess_fields(self.to_dict())
+
+    @property
+    def prompt_channels(self) -> int:
+        """Input channels the prompt encoding adds after the image's."""
+        return PROMPT_ENCODINGS[self.prompt_encoding]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -245,6 +270,16 @@ class PreprocessConfig:
     def prompt_crop_rule(self) -> CropRule:
         """The recorded crop rule, or the documented default for models that record none."""
         return self.crop_rule if self.crop_rule is not None else DEFAULT_CROP_RULE
+
+
+def check_prompt_encoding(model: ModelConfig, preprocess: PreprocessConfig) -> None:
+    """Refuse a model whose input channels disagree with its preprocessing's prompt encoding."""
+    if model.prompt_channels != preprocess.prompt_channels:
+        raise ConfigError(
+            f"The model reads {model.prompt_channels} prompt channel(s) but its preprocessing's prompt "
+            f"encoding {preprocess.prompt_encoding!r} makes {preprocess.prompt_channels}: the checkpoint's "
+            "config.json is inconsistent."
+        )
 
 
 def _paper(name: str, downsamplings: int, base: int, mults: tuple[int, ...]) -> ModelConfig:

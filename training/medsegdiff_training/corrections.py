@@ -362,7 +362,9 @@ class CorrectionsStore:
             for number, box in enumerate(boxes[name], start=1):
                 window = crop_rule.window(box)
                 samples.append(
-                    crop_sample(f"{name}:box{number}", array, label_map, window, model_config, preprocess)
+                    crop_sample(
+                        f"{name}:box{number}", array, label_map, window, model_config, preprocess, box=box
+                    )
                 )
         return SegmentationDataset(samples)
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .config import ModelConfig, PreprocessConfig
 from .errors import InvalidImageError, InvalidMaskError
-from .prompts import CropWindow, extract_crop
+from .prompts import Box, CropWindow, box_channel, extract_crop
 
 # ITU-R 601 luma weights: how an RGB image becomes the grey image a 1-channel model sees.
 LUMINANCE_WEIGHTS = (0.299, 0.587, 0.114)
@@ -172,20 +172,41 @@ def prepare_image(
     array = normalise_intensity(
         as_channels_first(image, model_config.image_channels, channel_axis), preprocess.normalisation
     )
-    tensor = torch.from_numpy(array)[None]
-    return resize(tensor, model_config.image_size)
+    tensor = resize(torch.from_numpy(array)[None], model_config.image_size)
+    if model_config.prompt_channels:  # a whole-image run: the box is the whole image
+        whole = CropWindow(0, 0, array.shape[-2], array.shape[-1])
+        tensor = with_box_channel(tensor, Box(0, 0, whole.right, whole.bottom), whole)
+    return tensor
 
 
 def prepare_crop(
-    image: np.ndarray, window: CropWindow, image_size: tuple[int, int], normalisation: str = "percentile"
+    image: np.ndarray,
+    window: CropWindow,
+    image_size: tuple[int, int],
+    normalisation: str = "percentile",
+    *,
+    box: Box | None = None,
+    source_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """The (1, C, h, w) network input for the part of a (C, H, W) image under ``window``.
 
     Cut (padded with the image's minimum beyond its border), normalised on its own, resized
     to ``image_size``: how box-prompt crops and ``--roi-crops`` training crops are both made.
+    ``box`` (for a model with the box channel) appends the box as one more channel.
+    ``source_size`` (training only) first resizes the crop to that size, as if the image had
+    had fewer or more pixels (scale augmentation).
     """
-    crop = normalise_intensity(extract_crop(image, window), normalisation)
-    return resize(torch.from_numpy(crop)[None], image_size)
+    tensor = torch.from_numpy(normalise_intensity(extract_crop(image, window), normalisation))[None]
+    if source_size is not None:
+        tensor = resize(tensor, source_size)
+    tensor = resize(tensor, image_size)
+    return tensor if box is None else with_box_channel(tensor, box, window)
+
+
+def with_box_channel(tensor: torch.Tensor, box: Box, window: CropWindow) -> torch.Tensor:
+    """(1, C, h, w) network input with the box channel (:func:`~.prompts.box_channel`) appended."""
+    channel = torch.from_numpy(box_channel(box, window, (tensor.shape[-2], tensor.shape[-1])))
+    return torch.cat([tensor, channel[None, None].to(tensor.dtype)], dim=1)
 
 
 def resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

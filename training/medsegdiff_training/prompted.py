@@ -66,8 +66,17 @@ def prepare_crops(
     Each crop is normalised on its own, as each training crop was.
     """
     windows = [rule.window(box) for box in boxes]
-    normalisation = segmenter.checkpoint.preprocess.normalisation
-    crops = [prepare_crop(image, window, segmenter.config.image_size, normalisation) for window in windows]
+    preprocess = segmenter.checkpoint.preprocess
+    crops = [
+        prepare_crop(
+            image,
+            window,
+            segmenter.config.image_size,
+            preprocess.normalisation,
+            box=box if preprocess.prompt_channels else None,
+        )
+        for box, window in zip(boxes, windows, strict=True)
+    ]
     return torch.cat(crops).to(segmenter.device), windows
 
 

@@ -215,6 +215,11 @@ def extract_crop(image: np.ndarray, window: CropWindow, fill: float | None = Non
     return crop
 
 
+#: Training crops: each box edge moves by up to this fraction of the box's size (uniform,
+#: per sample per epoch; ``medsegdiff train --jitter``).
+DEFAULT_JITTER = 0.1
+
+
 def jitter_box(box: Box, fraction: float, rng: np.random.Generator) -> Box:
     """``box`` with each edge moved by up to ``fraction`` of the box's size (uniform, independently).
 
@@ -241,6 +246,26 @@ def random_box(size: tuple[float, float], image_shape: tuple[int, int], rng: np.
     y0 = rng.uniform(0, image_shape[0] - height)
     x0 = rng.uniform(0, image_shape[1] - width)
     return Box(x0, y0, x0 + width, y0 + height)
+
+
+def box_channel(box: Box, window: CropWindow, size: tuple[int, int]) -> np.ndarray:
+    """The box as the network sees it: (h, w) float32, +1 inside ``box`` and -1 outside.
+
+    ``window`` is the crop resized to ``size`` (h, w); a pixel is inside when its centre is.
+    A whole-image run passes the image as both box and window (all +1).
+
+    Examples
+    --------
+    >>> box_channel(Box(2, 0, 4, 2), CropWindow(0, 0, 4, 8), (2, 4))
+    array([[-1.,  1., -1., -1.],
+           [-1., -1., -1., -1.]], dtype=float32)
+    """
+    height, width = size
+    rows = window.top + (np.arange(height) + 0.5) * window.shape[0] / height
+    columns = window.left + (np.arange(width) + 0.5) * window.shape[1] / width
+    inside_rows = (rows >= box.y0) & (rows < box.y1)
+    inside_columns = (columns >= box.x0) & (columns < box.x1)
+    return np.where(inside_rows[:, None] & inside_columns[None, :], 1.0, -1.0).astype(np.float32)
 
 
 def resize_bilinear(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -58,12 +58,14 @@ import torch
 
 from .adaptation import Adaptation, corrections_profile, plan_adaptation
 from .config import ModelConfig, PreprocessConfig
+from .errors import ConfigError
 from .model import MedSegDiffUNet
 from .preprocess import LUMINANCE_ANCHORED, LUMINANCE_WEIGHTS
 
 __all__ = [
     "Adaptation",
     "adapt_model",
+    "add_box_channel",
     "adapted_preprocess",
     "corrections_profile",
     "plan_adaptation",
@@ -97,11 +99,28 @@ def adapt_model(
     child = MedSegDiffUNet(child_config)
     weights = {name: tensor.clone() for name, tensor in parent.state_dict().items()}
     if plan.channels != plan.parent_channels:
-        stem = weights[f"{IMAGE_STEM}.weight"]  # (out, 1, 3, 3)
+        stem = weights[f"{IMAGE_STEM}.weight"]  # (out, 1 + prompt channels, 3, 3)
         luma = torch.tensor(LUMINANCE_WEIGHTS, dtype=stem.dtype).view(1, 3, 1, 1)
-        weights[f"{IMAGE_STEM}.weight"] = stem * luma
+        weights[f"{IMAGE_STEM}.weight"] = torch.cat([stem[:, :1] * luma, stem[:, 1:]], dim=1)
     if plan.classes != plan.parent_classes:
         _widen_mask_path(weights, child.state_dict(), config, child_config)
+    child.load_state_dict(weights)
+    return child.train(parent.training)
+
+
+@torch.no_grad()
+def add_box_channel(parent: MedSegDiffUNet) -> MedSegDiffUNet:
+    """A new network: ``parent`` reading one more input channel, the box, with zero weights.
+
+    At step 0 the child ignores the box and computes exactly what the parent computes on
+    the image; training then learns what the box tells. The parent is left untouched.
+    """
+    if parent.config.prompt_channels:
+        raise ConfigError("The model reads the box channel already.")
+    child = MedSegDiffUNet(parent.config.replace(prompt_channels=1))
+    weights = {name: tensor.clone() for name, tensor in parent.state_dict().items()}
+    stem = weights[f"{IMAGE_STEM}.weight"]  # (out, C, 3, 3)
+    weights[f"{IMAGE_STEM}.weight"] = torch.cat([stem, torch.zeros_like(stem[:, :1])], dim=1)
     child.load_state_dict(weights)
     return child.train(parent.training)
 

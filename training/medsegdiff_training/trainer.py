@@ -354,7 +354,13 @@ class _Run:
         labels = labels.to(self.device, non_blocking=True)
         x0 = mask_to_model_space(labels, self.model.config.num_classes)
         if self.config.augment is not None:
-            images, x0 = augment_batch(images, x0, self.config.augment, generator=None)
+            images, x0 = augment_batch(
+                images,
+                x0,
+                self.config.augment,
+                generator=None,
+                prompt_channels=self.model.config.prompt_channels,
+            )
         images, x0 = to_memory_format(images, self.fast), to_memory_format(x0, self.fast)
         with self.autocast:
             loss = diffusion_loss(

@@ -32,6 +32,8 @@ _METHODS = ("percentile", "minmax", "zscore")
 # (preprocess.LUMINANCE_ANCHORED; written out here, since this module imports nothing of torch)
 NORMALISATIONS: tuple[str, ...] = _METHODS + tuple(f"luminance-{method}" for method in _METHODS)
 RESIZE_MODES = ("bilinear",)
+#: Prompt encodings and the input channels each adds (config.PreprocessConfig.prompt_encoding).
+PROMPT_ENCODINGS = {"none": 0, "box-channel": 1}
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("epsilon", "v")
 
@@ -89,6 +91,7 @@ def check_model_fields(values: Any) -> None:
         "decoder_blocks": lambda v: _int(section, "decoder_blocks", v, 1, 32),
         "groups": lambda v: _int(section, "groups", v, 1, 4096),
         "dropout": lambda v: _number(section, "dropout", v, 0.0, 0.99),
+        "prompt_channels": lambda v: _int(section, "prompt_channels", v, 0, 1),
     }
     for key, value in values.items():
         if key in checks:
@@ -124,6 +127,8 @@ def check_preprocess_fields(values: Any) -> None:
         _choice("preprocess", "normalisation", values["normalisation"], NORMALISATIONS)
     if "resize" in values:
         _choice("preprocess", "resize", values["resize"], RESIZE_MODES)
+    if "prompt_encoding" in values:
+        _choice("preprocess", "prompt_encoding", values["prompt_encoding"], tuple(PROMPT_ENCODINGS))
 
 
 def estimated_memory(config: Any) -> tuple[int, int]:

@@ -23,8 +23,13 @@ def augment_batch(
     x0: torch.Tensor,
     config: AugmentConfig = AugmentConfig(),
     generator: torch.Generator | None = None,
+    prompt_channels: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augment (B, C, H, W) images in [-1, 1] and their masks x0 (B, K, H, W) in [-1, 1]."""
+    """Augment (B, C, H, W) images in [-1, 1] and their masks x0 (B, K, H, W) in [-1, 1].
+
+    The last ``prompt_channels`` of the image (the box channel) move with the image and
+    stay a clean ±1 map; intensity changes touch only the image's own channels.
+    """
     batch, device = image.shape[0], image.device
 
     def uniform(low: float, high: float) -> torch.Tensor:
@@ -51,6 +56,9 @@ def augment_batch(
     else:
         x0 = F.one_hot(x0.argmax(1), x0.shape[1]).permute(0, 3, 1, 2).float() * 2 - 1
 
+    prompt = None
+    if prompt_channels:
+        image, prompt = image[:, :-prompt_channels], torch.where(image[:, -prompt_channels:] > 0, 1.0, -1.0)
     # intensity, in [0, 1]: gamma, then contrast around the mean, then brightness
     unit = (image + 1) / 2
     gamma = torch.exp(uniform(-1, 1) * config.gamma).view(-1, 1, 1, 1)
@@ -58,4 +66,7 @@ def augment_batch(
     mean = unit.mean(dim=(1, 2, 3), keepdim=True)
     unit = (unit - mean) * (1 + uniform(-1, 1) * config.contrast).view(-1, 1, 1, 1) + mean
     unit = unit + (uniform(-1, 1) * config.brightness).view(-1, 1, 1, 1)
-    return unit.clamp(0, 1) * 2 - 1, x0
+    image = unit.clamp(0, 1) * 2 - 1
+    if prompt is not None:
+        image = torch.cat([image, prompt.to(image.dtype)], dim=1)
+    return image, x0

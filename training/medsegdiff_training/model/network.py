@@ -86,7 +86,7 @@ class MedSegDiffUNet(nn.Module):
         channels = config.level_channels
         time_dim = 4 * config.base_channels
         self.time_embedding = TimeEmbedding(config.base_channels, time_dim)
-        self.image_encoder = Encoder(config, config.image_channels, time_dim)
+        self.image_encoder = Encoder(config, config.input_channels, time_dim)
         self.mask_encoder = Encoder(config, config.mask_channels, time_dim)
         self.fusions = nn.ModuleDict(
             {str(level): DynamicConditionalEncoding(channels[level]) for level in config.fused_levels}
@@ -115,7 +115,7 @@ class MedSegDiffUNet(nn.Module):
 
     def encode_condition(self, image: torch.Tensor) -> torch.Tensor:
         """The part of E^I that does not depend on t or x_t: computed once per sampling run."""
-        expected = (self.config.image_channels, *self.config.image_size)
+        expected = (self.config.input_channels, *self.config.image_size)
         if tuple(image.shape[1:]) != expected:
             raise ValueError(
                 f"The model expects images of shape (batch, {expected[0]}, {expected[1]}, {expected[2]}), "
