@@ -1,9 +1,10 @@
-"""Render benchmarks/results/*.json as Markdown and put it into README.md.
+"""Render benchmarks/results/*.json as Markdown and put it into docs/benchmarks.md.
 
     .venv/bin/python benchmarks/make_table.py           # rewrites the block between the markers
     .venv/bin/python benchmarks/make_table.py --check   # exit 1 when the block is out of date
 
-The README block sits between ``<!-- benchmarks:start -->`` and ``<!-- benchmarks:end -->``.
+The block sits between ``<!-- benchmarks:start -->`` and ``<!-- benchmarks:end -->`` in
+docs/benchmarks.md (``--page`` names another file).
 """
 
 from __future__ import annotations
@@ -395,10 +396,12 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="make_table.py",
-        description="Render the latest benchmarks/results/*.json into README.md's benchmark block "
+        description="Render the latest benchmarks/results/*.json into docs/benchmarks.md's benchmark block "
         f"(between {START} and {END}).",
     )
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md", help="the file to update")
+    parser.add_argument(
+        "--page", type=Path, default=ROOT / "docs" / "benchmarks.md", help="the file to update"
+    )
     parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 when the block differs from the results"
     )
@@ -409,12 +412,12 @@ def main(argv: list[str] | None = None) -> int:
         print(block)
         return 0
     try:
-        text = args.readme.read_text()
+        text = args.page.read_text()
     except OSError as error:
-        print(f"make_table.py: cannot read {args.readme}: {error.strerror or error}", file=sys.stderr)
+        print(f"make_table.py: cannot read {args.page}: {error.strerror or error}", file=sys.stderr)
         return 1
     if START not in text or END not in text:
-        print(f"make_table.py: {args.readme} has no {START} ... {END} block", file=sys.stderr)
+        print(f"make_table.py: {args.page} has no {START} ... {END} block", file=sys.stderr)
         return 1
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
@@ -422,14 +425,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if updated != text:
             print(
-                f"{args.readme}: the benchmark block is out of date; run benchmarks/make_table.py",
+                f"{args.page}: the benchmark block is out of date; run benchmarks/make_table.py",
                 file=sys.stderr,
             )
             return 1
-        print(f"{args.readme}: the benchmark block matches benchmarks/results/")
+        print(f"{args.page}: the benchmark block matches benchmarks/results/")
         return 0
-    args.readme.write_text(updated)
-    print(f"{args.readme}: benchmark block updated")
+    args.page.write_text(updated)
+    print(f"{args.page}: benchmark block updated")
     return 0
 
 

@@ -185,7 +185,7 @@ README_START, README_END = "<!-- mutation:start -->", "<!-- mutation:end -->"
 
 
 def readme_table(merged: dict) -> str:
-    """The README block: one row per module, killed / mutants and the score against the goal."""
+    """The docs/development.md block: one row per module, killed / mutants and the score against the goal."""
     lines = [
         f"| module | tests | mutants | killed | survived | score (goal {GOAL:.0%}) | date |",
         "|---|---|---:|---:|---:|---:|---|",
@@ -210,7 +210,7 @@ def readme_table(merged: dict) -> str:
 
 
 def write_readme(merged: dict) -> None:
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "development.md"
     text = readme.read_text()
     if README_START in text and README_END in text:
         head, rest = text.split(README_START, 1)
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         help="test the survivors (and unchecked mutants) of the earlier run in --work again, "
         "against the current tests (the module must not have changed)",
     )
-    parser.add_argument("--readme", action="store_true", help="only rewrite the README table")
+    parser.add_argument("--readme", action="store_true", help="only rewrite the table in docs/development.md")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(MODULES))
     if unknown:

@@ -1,4 +1,4 @@
-"""benchmarks/make_table.py, the script that writes the README's benchmark block."""
+"""benchmarks/make_table.py, the script that writes the benchmark tables of docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -16,40 +16,41 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_help_prints_the_usage_and_touches_no_file(repository_root: Path) -> None:
-    readme = repository_root / "README.md"
-    before = readme.read_bytes(), readme.stat().st_mtime_ns
+    pages = [repository_root / "docs" / "benchmarks.md", repository_root / "README.md"]
+    before = [(page.read_bytes(), page.stat().st_mtime_ns) for page in pages]
     done = run("--help")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: make_table.py") and "--check" in done.stdout
-    assert (readme.read_bytes(), readme.stat().st_mtime_ns) == before
+    assert [(page.read_bytes(), page.stat().st_mtime_ns) for page in pages] == before
 
 
 def test_it_rewrites_only_the_block_between_the_markers(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text(
-        "# Title\n\n<!-- benchmarks:start -->\nold table\n<!-- benchmarks:end -->\n\n## After\n"
-    )
-    assert run("--readme", str(readme), "--check").returncode == 1  # out of date: says so, writes nothing
-    assert "old table" in readme.read_text()
-    done = run("--readme", str(readme))
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Title\n\n<!-- benchmarks:start -->\nold table\n<!-- benchmarks:end -->\n\n## After\n")
+    assert run("--page", str(page), "--check").returncode == 1  # out of date: says so, writes nothing
+    assert "old table" in page.read_text()
+    done = run("--page", str(page))
     assert done.returncode == 0, done.stderr
-    text = readme.read_text()
+    text = page.read_text()
     assert text.startswith("# Title\n\n<!-- benchmarks:start -->\n") and text.endswith(
         "<!-- benchmarks:end -->\n\n## After\n"
     )
     assert "old table" not in text and "| method | Dice |" in text
-    assert run("--readme", str(readme), "--check").returncode == 0
+    assert run("--page", str(page), "--check").returncode == 0
 
 
 @pytest.mark.parametrize("content", [None, "no markers here\n"])
-def test_a_readme_without_the_block_is_one_line_and_exit_1(tmp_path: Path, content: str | None) -> None:
-    readme = tmp_path / "README.md"
+def test_a_page_without_the_block_is_one_line_and_exit_1(tmp_path: Path, content: str | None) -> None:
+    page = tmp_path / "benchmarks.md"
     if content is not None:
-        readme.write_text(content)
-    done = run("--readme", str(readme))
+        page.write_text(content)
+    done = run("--page", str(page))
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
 
 
-def test_the_readme_block_matches_the_results() -> None:
-    done = run("--check")
+def test_the_benchmarks_page_block_matches_the_results(repository_root: Path) -> None:
+    done = run("--check")  # the default page: docs/benchmarks.md
     assert done.returncode == 0, done.stderr
+    assert "docs/benchmarks.md" in done.stdout
+    assert "<!-- benchmarks:start -->" in (repository_root / "docs" / "benchmarks.md").read_text()
+    assert "<!-- benchmarks:start -->" not in (repository_root / "README.md").read_text()

@@ -1,8 +1,9 @@
-"""The README's command blocks name commands, scripts and options that exist.
+"""The command blocks of the README and of docs/*.md name commands, scripts and options that exist.
 
 Every ``medsegdiff`` / ``torchrun ... -m medsegdiff_training`` line is parsed by the real
 CLI parser (nothing runs), every script a block runs answers ``--help``, and every file a
-block names is in the repository.
+block names is in the repository. The README's two commands are the launcher and the test
+script, and its test command is the one CI (``.ci/run``) runs.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def command_lines() -> list[str]:
-    """The README's bash blocks as logical lines (continuations joined, comments dropped)."""
+def command_lines(text: str) -> list[str]:
+    """A page's bash blocks as logical lines (continuations joined, comments dropped)."""
     lines = []
-    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             if words:
@@ -30,7 +32,7 @@ def command_lines() -> list[str]:
     return lines
 
 
-LINES = command_lines()
+LINES = list(dict.fromkeys(line for page in PAGES for line in command_lines(page.read_text())))
 CLI_LINES = [line for line in LINES if re.match(r"(\.venv/bin/)?medsegdiff |torchrun ", line)]
 SCRIPTS = sorted(
     {
@@ -42,8 +44,21 @@ SCRIPTS = sorted(
 )
 
 
-def test_the_readme_has_the_commands_this_test_reads():
+def test_the_docs_have_the_commands_this_test_reads():
     assert len(CLI_LINES) >= 15 and "scripts/train_default_model.py" in SCRIPTS
+    assert any(" simulate-annotation " in line for line in CLI_LINES)
+
+
+def test_the_readme_runs_the_launcher_and_the_tests_and_ci_runs_the_same_test_command():
+    readme_lines = command_lines(README)
+    assert "bash scripts/run-napari.sh" in readme_lines
+    assert "bash scripts/test.sh" in readme_lines
+    ci_commands = [
+        line
+        for line in command_lines(f"```bash\n{(ROOT / '.ci' / 'run').read_text()}```")
+        if not line.startswith(("set ", "cd "))
+    ]
+    assert ci_commands == ["bash scripts/test.sh"]
 
 
 @pytest.mark.parametrize("line", CLI_LINES)

@@ -1,6 +1,6 @@
 """How a multi-class model's classes map to prompted objects (a real 3-class tiny model).
 
-The rule (``prompted.py``, README): a binary model labels object i with i (prompt order);
+The rule (``prompted.py``, docs/user-guide.md): a binary model labels object i with i (prompt order);
 a K-class model labels each object's pixels with their class 1..K-1 (the argmax over the
 foreground classes of that object's crop), an object's foreground being
 ``1 - P(background) > threshold``; where crops overlap, the object with the lower
