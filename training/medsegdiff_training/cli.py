@@ -257,9 +257,10 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--normalisation",
-        default="percentile",
+        default=None,
         choices=NORMALISATIONS,
-        help="intensity normalisation (default: percentile); luminance-percentile for a colour model "
+        help="intensity normalisation (default: percentile; with --init-from: the model's, anchored on "
+        "the luminance when it is widened to colour); luminance-percentile for a colour model "
         "that also meets grey images (a grey image is then exactly its grey normalisation in every channel)",
     )
     crops = parser.add_argument_group("crops around the objects: training for box prompts")

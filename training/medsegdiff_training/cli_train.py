@@ -180,6 +180,21 @@ def start_model(
     return model, parent.diffusion, parent
 
 
+def normalisation_of(args: argparse.Namespace, model_config: ModelConfig, parent: Checkpoint | None) -> str:
+    """--normalisation; with --init-from the model's (anchored on the luminance when widened to
+    colour, as an adapted fine-tune's), and another one given is refused."""
+    if parent is None:
+        return str(args.normalisation or "percentile")
+    normalisation = parent.preprocess.normalisation
+    if model_config.image_channels != parent.model_config.image_channels:
+        normalisation = LUMINANCE_ANCHORED + normalisation.removeprefix(LUMINANCE_ANCHORED)
+    if args.normalisation not in (None, normalisation):
+        raise ConfigError(
+            f"--init-from keeps the model's normalisation ({normalisation}); drop --normalisation."
+        )
+    return normalisation
+
+
 def command_train(args: argparse.Namespace) -> int:
     if args.steps is None and args.minutes is None:
         raise ConfigError("Give a training budget: --steps N, --minutes M or both.")
@@ -196,9 +211,7 @@ def command_train(args: argparse.Namespace) -> int:
         )
         start, diffusion, parent = start_model(args, [pair for part in parts for pair in part.train])
         model_config = start.config if isinstance(start, MedSegDiffUNet) else start
-        normalisation = args.normalisation if parent is None else parent.preprocess.normalisation
-        if parent is not None and model_config.image_channels != parent.model_config.image_channels:
-            normalisation = LUMINANCE_ANCHORED + normalisation  # as an adapted fine-tune's (surgery.py)
+        normalisation = normalisation_of(args, model_config, parent)
         preprocess = PreprocessConfig(
             normalisation=normalisation,
             crop_rule=crop_rule,

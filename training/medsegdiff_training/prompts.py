@@ -240,6 +240,31 @@ def jitter_box(box: Box, fraction: float, rng: np.random.Generator) -> Box:
     return Box(box.x0 + dx0 * width, box.y0 + dy0 * height, box.x1 + dx1 * width, box.y1 + dy1 * height)
 
 
+def loosen_box(
+    box: Box, fraction: float, rng: np.random.Generator, image_shape: tuple[int, int] | None = None
+) -> Box:
+    """``box`` with each edge moved *outward* by a share, uniform in [0, ``fraction``], of its side.
+
+    A loose box as an annotator draws one (benchmarks score prompts with such boxes); kept
+    inside an image of ``image_shape`` (height, width) when given.
+
+    Examples
+    --------
+    >>> loose = loosen_box(Box(100, 100, 200, 150), 0.2, np.random.default_rng(0))
+    >>> bool(80 <= loose.x0 <= 100 and 150 <= loose.y1 <= 160)
+    True
+    """
+    if fraction == 0:
+        return box
+    left, top, right, bottom = rng.uniform(0, fraction, size=4)
+    x0, x1 = box.x0 - left * box.width, box.x1 + right * box.width
+    y0, y1 = box.y0 - top * box.height, box.y1 + bottom * box.height
+    if image_shape is not None:
+        x0, y0 = max(x0, 0.0), max(y0, 0.0)
+        x1, y1 = min(x1, float(image_shape[1])), min(y1, float(image_shape[0]))
+    return Box(x0, y0, x1, y1)
+
+
 def random_box(size: tuple[float, float], image_shape: tuple[int, int], rng: np.random.Generator) -> Box:
     """A box of ``size`` (height, width), at most the image's, placed uniformly inside the image."""
     height, width = min(size[0], image_shape[0]), min(size[1], image_shape[1])
