@@ -59,9 +59,14 @@ def load_model(spec: str) -> Checkpoint:
     return ModelRegistry().load(spec)
 
 
-def read_split(data: Path, split: str, limit: int | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, image, binary mask) of a split."""
-    pairs = find_pairs(data / "images", data / "masks", data / "split.csv", split)[:limit]
+def read_split(
+    data: Path, split: str, limit: int | None = None, names: list[str] | None = None
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, image, binary mask) of a split (only ``names`` of it when given)."""
+    pairs = find_pairs(data / "images", data / "masks", data / "split.csv", split)
+    if names is not None:
+        pairs = [pair for pair in pairs if pair.name in set(names)]
+    pairs = pairs[:limit]
     found = []
     for pair in pairs:
         mask = read_mask(pair.mask)
@@ -85,6 +90,15 @@ def objects_of(mask: np.ndarray, min_pixels: int, max_objects: int) -> tuple[lis
         rows, columns = found[number - 1]
         boxes.append(Box(columns.start, rows.start, columns.stop, rows.stop))
     return boxes, np.isin(components, numbers)
+
+
+def held_out_names(checkpoint: Checkpoint) -> dict[str, list[str]]:
+    """Dataset -> the names of the training images a multi-dataset run held out for validation."""
+    found: dict[str, list[str]] = {}
+    for dataset in (checkpoint.metadata.get("training") or {}).get("datasets") or []:
+        prefix = dataset["name"] + "/"
+        found[dataset["name"]] = [name.removeprefix(prefix) for name in dataset["validation_images"]]
+    return found
 
 
 def box_scores(
@@ -112,7 +126,9 @@ def dataset_scores(
 ) -> dict:
     """Every figure of one dataset's test split."""
     rng = np.random.default_rng(args.seed)
-    test = read_split(data, TEST_SPLIT.get(name, "test"), args.limit)
+    held_out = args.held_out_names.get(name) if args.held_out_names is not None else None
+    split = TRAIN_SPLIT.get(name, "train") if held_out is not None else TEST_SPLIT.get(name, "test")
+    test = read_split(data, split, args.limit, held_out)
     rows, seconds, objects = [], 0.0, 0
     for image_name, image, mask in test:
         boxes, scored = objects_of(mask, args.min_object_pixels, args.max_objects)
@@ -132,7 +148,9 @@ def dataset_scores(
             + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)),
             flush=True,
         )
-    train_masks = [mask for _, _, mask in read_split(data, TRAIN_SPLIT.get(name, "train"))]
+    train_masks = [
+        mask for n, _, mask in read_split(data, TRAIN_SPLIT.get(name, "train")) if n not in (held_out or ())
+    ]
     blob = fixed_blob_baseline(train_masks, [mask for _, _, mask in test])["dice"]
     keys = [k for k in rows[0] if isinstance(rows[0][k], float)]
     summary = {key: float(np.mean([row[key] for row in rows])) for key in keys}
@@ -185,6 +203,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--no-scale", action="store_true", help="skip the DDTI scale test")
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="score on the training images the model's checkpoint held out for validation, not on "
+        "the test splits (to choose a recipe without touching them); no scale test",
+    )
     parser.add_argument("--sampler", default="ddim")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--ensemble", type=int, default=5)
@@ -197,6 +221,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     checkpoint = load_model(args.model)
+    args.held_out_names = held_out_names(checkpoint) if args.held_out else None
+    if args.held_out:
+        args.datasets = [name for name in args.datasets if name in args.held_out_names]
+        args.no_scale = True
     segmenter = Segmenter(checkpoint, device="cpu")
     whole = Segmenter(load_model(args.whole_model), device="cpu") if args.whole_model else None
     settings = SamplingSettings(
@@ -222,6 +250,7 @@ def main() -> None:
         "looseness": "each edge moved outward by uniform(0, f) of the box's side, f = 0, 0.1, 0.2",
         "objects": {"min_pixels": args.min_object_pixels, "max_per_image": args.max_objects},
         "limit": args.limit,
+        "scored_on": "held-out training images" if args.held_out else "test splits",
         "datasets": datasets,
         "ddti_scale": scale,
         "environment": environment("cpu"),
