@@ -213,9 +213,11 @@ def test_a_hidden_staging_folder_is_never_listed(registry, tmp_path):
     staging = registry.root / ".staging-crashed" / "version"
     staging.mkdir(parents=True)
     (staging / "config.json").write_text("{}")
-    incomplete = registry.root / "incomplete"  # no version.json: never finished
+    incomplete = registry.root / "incomplete"  # no version.json: not made by add(); said, not hidden
     incomplete.mkdir()
-    assert registry.names() == [DEFAULT_VERSION, "first"]
+    assert sorted(registry.names()) == [DEFAULT_VERSION, "first", "incomplete"]
+    assert "version.json" in registry.get("incomplete").broken
+    assert [v.name for v in registry.usable()] == [DEFAULT_VERSION, "first"]
     with pytest.raises(RegistryError):
         registry.get(".staging-crashed")
 
