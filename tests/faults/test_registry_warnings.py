@@ -32,10 +32,14 @@ def test_a_damaged_registry_file_is_said_with_what_is_used_instead(content, regi
     assert ModelRegistry(registry.root).selection_warning() == warning.removeprefix("medsegdiff: warning: ")
 
 
-def test_predict_says_which_model_it_runs_when_the_selection_is_damaged(registry, run_cli, image_file, tmp_path):
+def test_predict_says_which_model_it_runs_when_the_selection_is_damaged(
+    registry, run_cli, image_file, tmp_path
+):
     registry.select("good")
     (registry.root / "registry.json").write_text("{torn")
-    outcome = run_cli("predict", image_file, "--out", tmp_path / "out", "--registry", registry.root, *SAMPLING)
+    outcome = run_cli(
+        "predict", image_file, "--out", tmp_path / "out", "--registry", registry.root, *SAMPLING
+    )
     assert outcome.code == 0, outcome.err
     (warning,) = _warnings(outcome.err)
     assert "'default'" in warning and "Segmenting 1 file(s) with default" in outcome.err
@@ -51,7 +55,9 @@ def test_a_selected_version_whose_folder_is_gone_is_said(registry, run_cli):
         assert "'good'" in warning and "'default'" in warning and "gone" in warning
 
 
-def test_a_version_folder_without_its_record_is_listed_as_broken(registry, run_cli, make_checkpoint, tmp_path):
+def test_a_version_folder_without_its_record_is_listed_as_broken(
+    registry, run_cli, make_checkpoint, tmp_path
+):
     # a checkpoint copied into the registry by hand: it used to vanish from every listing
     shutil.copytree(make_checkpoint(tmp_path / "by-hand"), registry.root / "by-hand")
     listing = run_cli("models", "list", "--registry", registry.root)
