@@ -44,11 +44,13 @@ from .corrections_check import (
     remove_stale_partials,
     repair_store,
     scan_store,
+    unreadable_entries,
 )
 from .data.io import read_array
 from .data.writers import label_dtype
 from .errors import CorrectionsError, DatasetError, InvalidImageError, InvalidMaskError
 from .paths import default_corrections_root
+from .prompt_records import read_box_records, record_content_problem
 from .prompts import Box, CropRule
 
 if TYPE_CHECKING:  # the dataset (and torch) only when training from the store
@@ -208,6 +210,8 @@ class CorrectionsStore:
             line = json.dumps(record, sort_keys=True)
         except TypeError as error:
             raise CorrectionsError(f"The correction's metadata cannot be stored as JSON: {error}") from None
+        if (malformed := record_content_problem(json.loads(line))) is not None:  # as readers will see it
+            raise CorrectionsError(f"The correction's record cannot be stored: {malformed}.")
         self._write_entry(entry_id, record, image, labels, prediction)
         self._append(line)
         return CorrectionEntry(entry_id, self.root / ENTRIES / entry_id, record)
@@ -287,9 +291,16 @@ class CorrectionsStore:
             + (f"; and {more} more" if more else "")
         )
 
-    def check(self) -> StoreReport:
-        """Every usable entry and every problem of the store, without changing anything."""
-        return scan_store(self.root, self.manifest_path)
+    def check(self, verify_files: bool = False) -> StoreReport:
+        """Every usable entry and every problem of the store, without changing anything.
+
+        ``verify_files`` also decodes every entry's TIFFs (slow): an unreadable one (a
+        truncated ``image.tif``) is then a problem, its entry not counted as usable.
+        """
+        report = scan_store(self.root, self.manifest_path)
+        if verify_files:
+            unreadable_entries(self.root, report)
+        return report
 
     def repair(self) -> tuple[StoreReport, Path | None]:
         """Rebuild the manifest from the entry folders; returns (report, the damaged original kept aside)."""
@@ -352,8 +363,11 @@ class CorrectionsStore:
         preprocess = preprocess or PreprocessConfig()
         chosen = self.entries() if entries is None else entries
         boxes = prompt_boxes(chosen) if crop_rule is not None else {}
+        pairs = self.training_pairs(chosen)
+        for name in sorted(set(boxes) - {pair[0] for pair in pairs}):  # said, never dropped silently
+            _log.warning("The correction %s records prompt boxes for a slice without labels: not used", name)
         samples = []
-        for name, image, labels in self.training_pairs(chosen):
+        for name, image, labels in pairs:
             if crop_rule is None or not boxes.get(name):
                 samples.append(whole_sample(name, image, labels, model_config, preprocess))
                 continue
@@ -377,15 +391,7 @@ def prompt_boxes(entries: list[CorrectionEntry]) -> dict[str, list[Box]]:
     """
     found: dict[str, list[Box]] = {}
     for entry in entries:
-        record = ((entry.manifest.get("extra") or {}).get("prompts") or {}).get("boxes") or []
         volume = entry.manifest.get("layout", "2d") == "volume"
-        for item in record:
-            try:
-                box = Box(*(float(v) for v in item["box"]))
-                name = f"{entry.id}[{int(item['slice'])}]" if volume else entry.id
-            except (KeyError, TypeError, ValueError, InvalidImageError) as error:
-                raise CorrectionsError(
-                    f"The correction {entry.id} records a prompt box that cannot be read ({item!r}): {error}"
-                ) from None
-            found.setdefault(name, []).append(box)
+        for slice_index, box in read_box_records(entry.manifest):  # the store's entries are checked
+            found.setdefault(f"{entry.id}[{slice_index}]" if volume else entry.id, []).append(box)
     return found

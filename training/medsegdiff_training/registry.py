@@ -312,9 +312,7 @@ class ModelRegistry:
         return [
             path
             for path in self.root.iterdir()
-            if path.is_dir()
-            and not path.name.startswith(".")
-            and path.name not in shipped
+            if path.is_dir() and not path.name.startswith(".") and path.name not in shipped
         ]
 
     def versions(self) -> list[ModelVersion]:
