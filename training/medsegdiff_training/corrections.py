@@ -98,6 +98,19 @@ def _layout(image: np.ndarray, labels: np.ndarray) -> tuple[str, int | None]:
     )
 
 
+def _check_finite(image: np.ndarray) -> None:
+    """:class:`InvalidImageError` for NaN or infinite pixels, or values beyond float32 (as training reads)."""
+    if not np.issubdtype(image.dtype, np.floating):
+        return
+    with np.errstate(over="ignore"):
+        bad = int((~np.isfinite(image.astype(np.float32, copy=False))).sum())
+    if bad:
+        raise InvalidImageError(
+            f"The image has {bad} NaN or infinite pixels (or values beyond float32's ±3.4e38): it could not "
+            "be trained on; replace or rescale them before exporting."
+        )
+
+
 def _write_tiff(path: Path, array: np.ndarray) -> None:
     import tifffile
 
@@ -158,6 +171,7 @@ class CorrectionsStore:
             raise InvalidImageError(
                 f"A correction's image must be a 2D or 3D numeric array, got {image.dtype} {image.shape}."
             )
+        _check_finite(image)  # refused now, not when a fine-tune reads it
         if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
             raise InvalidMaskError(f"A label map holds integers; got dtype {labels.dtype}.")
         if labels.size and labels.min() < 0:
@@ -356,9 +370,7 @@ class CorrectionsStore:
         crop that rule cuts around it, as a box prompt is cut (a volume's boxes go to their
         slice). Corrections without prompts are used whole.
         """
-        from .data.dataset import SegmentationDataset, whole_sample
-        from .data.roi_crops import crop_sample
-        from .preprocess import as_channels_first, check_label_map
+        from .data.dataset import SegmentationDataset
 
         preprocess = preprocess or PreprocessConfig()
         chosen = self.entries() if entries is None else entries
@@ -368,19 +380,37 @@ class CorrectionsStore:
             _log.warning("The correction %s records prompt boxes for a slice without labels: not used", name)
         samples = []
         for name, image, labels in pairs:
-            if crop_rule is None or not boxes.get(name):
-                samples.append(whole_sample(name, image, labels, model_config, preprocess))
-                continue
-            array = as_channels_first(image, model_config.image_channels)
-            label_map = check_label_map(labels, model_config.num_classes, image_shape=array.shape[-2:])
-            for number, box in enumerate(boxes[name], start=1):
-                window = crop_rule.window(box)
-                samples.append(
-                    crop_sample(
-                        f"{name}:box{number}", array, label_map, window, model_config, preprocess, box=box
-                    )
-                )
+            try:
+                samples += _samples(name, image, labels, boxes.get(name), crop_rule, model_config, preprocess)
+            except (InvalidImageError, InvalidMaskError) as error:  # which correction, not only what
+                raise type(error)(f"The correction {name} in {self.root}: {error}") from None
         return SegmentationDataset(samples)
+
+
+def _samples(
+    name: str,
+    image: np.ndarray,
+    labels: np.ndarray,
+    boxes: list[Box] | None,
+    crop_rule: CropRule | None,
+    model_config: ModelConfig,
+    preprocess: PreprocessConfig,
+) -> list[Any]:
+    """One training pair's samples: the whole pair, or one crop per recorded box."""
+    from .data.dataset import whole_sample
+    from .data.roi_crops import crop_sample
+    from .preprocess import as_channels_first, check_label_map
+
+    if crop_rule is None or not boxes:
+        return [whole_sample(name, image, labels, model_config, preprocess)]
+    array = as_channels_first(image, model_config.image_channels)
+    label_map = check_label_map(labels, model_config.num_classes, image_shape=array.shape[-2:])
+    return [
+        crop_sample(
+            f"{name}:box{number}", array, label_map, crop_rule.window(box), model_config, preprocess, box=box
+        )
+        for number, box in enumerate(boxes, start=1)
+    ]
 
 
 def prompt_boxes(entries: list[CorrectionEntry]) -> dict[str, list[Box]]:

@@ -170,6 +170,14 @@ def predict_files_with_boxes(
     skipped = [p for p, found in prompted if not found]
     todo = [(p, found) for p, found in prompted if found]
     targets = [output_path(p, out_dir, label_format) for p, _ in todo]
+    for (path, _), target in zip(todo, targets, strict=True):  # said before anything is segmented
+        if path.is_dir():
+            raise PromptError(f"{path} is a folder (a DICOM series?): box prompts take 2D image files.")
+        if target.suffix.lower() == ".dcm":
+            raise PromptError(
+                "predict --boxes writes label maps, not DICOM SEG: give --format tiff, nifti or png "
+                f"for {path.name}."
+            )
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:
         raise DatasetError(f"{existing[0]} exists already; use --overwrite or another --out.")
