@@ -24,11 +24,17 @@ from qtpy.QtWidgets import (
 from ._finetune_process import FinetuneProcess, FinetuneRequest
 from ._models import fill_device_box, known_device_choices, model_choices
 
+_STOPPING: set[FinetuneProcess] = set()  # cancelled by a closed viewer, kept alive until they end
+
 
 def _stop_when_closed(process: FinetuneProcess, progress_bar: Any) -> Callable[..., None]:
     """A slot for the dialog's ``destroyed``: the viewer closed mid-run, so stop it cleanly.
 
     A closure over the process and the progress bar, not a method: the dialog is gone by then.
+    SIGTERM, and no wait-then-kill: the CLI stops after its current step and saves its state,
+    which on a loaded machine can take longer than any fixed wait (a kill then cost the clean
+    stop); the process object is kept until it has ended (a deleted QProcess is SIGKILLed).
+    Quitting napari still waits and kills a stuck one (:meth:`FinetuneProcess.stop`).
     """
 
     def stop(*_: object) -> None:
@@ -40,7 +46,9 @@ def _stop_when_closed(process: FinetuneProcess, progress_bar: Any) -> Callable[.
             except (TypeError, RuntimeError):
                 pass
         progress_bar.close()
-        process.stop()  # SIGTERM and wait: the CLI leaves the registry as it was
+        _STOPPING.add(process)
+        process.process.finished.connect(lambda *_: _STOPPING.discard(process))
+        process.cancel()  # SIGTERM: the CLI leaves the registry as it was and exits with 130
 
     return stop
 

@@ -82,12 +82,14 @@ def add_prompted_objects(
     same_label: bool = False,
 ) -> tuple[Any, int]:
     """Put a prompted run's objects into the image's segmentation layer: (layer, objects added)."""
+    from medsegdiff_training.prompt_records import box_record
+
     slice_index = run.slices[0]
     layer = existing_segmentation(viewer, run.image_layer, run.axes)
     new_objects = result.labels
     found = len(np.unique(new_objects[new_objects > 0]))
     keys = [prompt_key(p, slice_index) for p in prompts]
-    boxes = [{"slice": slice_index, "box": box.to_list()} for box in result.boxes]
+    boxes = [box_record(box, slice_index) for box in result.boxes]  # the store's one format
     if layer is None:
         if same_label:
             new_objects = (new_objects > 0).astype(np.int32)

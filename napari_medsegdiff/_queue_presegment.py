@@ -2,20 +2,29 @@
 
 The queue widget asks for items (the current image first, then the next ones; every
 pending image when the order is "most uncertain first", since the order needs their
-scores); this object segments them in a napari worker thread, one job after another, and
+scores); this object segments them in a background thread, one job after another, and
 emits ``ready(item)`` as each result arrives. The viewer never waits on it. A result is
 kept per (item, model version), so switching model makes every item due again, except
 what the caller keeps on screen.
+
+Closing the viewer (:meth:`Presegmenter.stop`) cancels the running job between two sampler
+steps and waits for it, so no job outlives the widget. The job is a plain Python thread
+that reports through this object's own queued signal: when the widget is gone first, that
+emit fails in Python and is dropped (a Qt worker's run() would abort the process instead:
+"WorkerBaseSignals has been deleted"), and the interpreter waits for the thread at exit.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtCore import QObject, Signal
+
+STOP_WAIT_S = 60.0  # stop() waits this long at most for the running job (one sampler step, or a model load)
 
 if TYPE_CHECKING:
     from medsegdiff_training.inference import SegmentationResult
@@ -32,19 +41,31 @@ class Presegmentation:
     seconds: float
 
 
-def segment_item(image: np.ndarray, model_version: str, device: str) -> Presegmentation:
-    """Segment one image with the recommended settings (runs in a worker thread)."""
+def segment_item(
+    image: np.ndarray, model_version: str, device: str, cancel: threading.Event | None = None
+) -> Presegmentation:
+    """Segment one image with the recommended settings (runs in a worker thread).
+
+    ``cancel`` set stops it between two sampler steps (:class:`~medsegdiff_training.errors.Cancelled`).
+    """
     import time
 
     from medsegdiff_training.annotation_queue import uncertainty_score
+    from medsegdiff_training.errors import Cancelled
     from medsegdiff_training.inference import SamplingSettings
     from medsegdiff_training.samplers import RECOMMENDED_ENSEMBLE
 
     from ._models import get_segmenter
 
+    def check(*_: object) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("The pre-segmentation was stopped.")
+
     started = time.perf_counter()
+    check()
     segmenter = get_segmenter(model_version, device)
-    result = segmenter.segment(image, SamplingSettings(ensemble=RECOMMENDED_ENSEMBLE))
+    check()
+    result = segmenter.segment(image, SamplingSettings(ensemble=RECOMMENDED_ENSEMBLE), on_step=check)
     score = uncertainty_score(result.probabilities, result.uncertainty)
     return Presegmentation("", model_version, result, score, time.perf_counter() - started)
 
@@ -58,6 +79,7 @@ class Presegmenter(QObject):
 
     ready = Signal(str)
     failed = Signal(str, str)
+    _job_done = Signal(object)  # (item, Presegmentation or None, error or None), from the job's thread
 
     def __init__(self, read_image: Callable[[str], np.ndarray], parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -66,9 +88,11 @@ class Presegmenter(QObject):
         self.device = "auto"
         self.results: dict[str, Presegmentation] = {}
         self._wanted: list[str] = []
-        self._worker: Any = None
+        self._worker: threading.Thread | None = None
+        self._cancel = threading.Event()
         self._running_item: str | None = None
         self._stopped = False
+        self._job_done.connect(self._on_job_done)  # queued: delivered on the GUI thread
 
     def configure(self, model_version: str, device: str) -> None:
         """Segment with ``model_version`` on ``device`` from now on (earlier results go stale)."""
@@ -87,16 +111,15 @@ class Presegmenter(QObject):
     def is_busy(self) -> bool:
         return self._worker is not None
 
-    def stop(self) -> None:
-        """Take no further job (the one running finishes: one image)."""
+    def stop(self, wait_s: float = STOP_WAIT_S) -> None:
+        """Take no further job; cancel the running one and wait for it to end (between two steps)."""
         self._stopped = True
         self._wanted = []
+        self._cancel.set()
         if self._worker is not None:
-            self._worker.quit()
+            self._worker.join(wait_s)
 
     def _start_next(self) -> None:
-        from napari.qt.threading import create_worker
-
         if self._worker is not None or self._stopped:
             return
         while self._wanted and self.result(self._wanted[0]) is not None:
@@ -104,29 +127,38 @@ class Presegmenter(QObject):
         if not self._wanted or not self.model_version:
             return
         item = self._wanted.pop(0)
-        version, device = self.model_version, self.device
-
-        def job() -> Presegmentation:
-            done = segment_item(self.read_image(item), version, device)
-            done.item = item
-            return done
-
         self._running_item = item
-        self._worker = create_worker(job)
-        self._worker.returned.connect(self._returned)
-        self._worker.errored.connect(lambda error, item=item: self._errored(item, error))
-        self._worker.finished.connect(self._finished)
+        self._worker = threading.Thread(
+            target=self._job,
+            args=(item, self.read_image, self.model_version, self.device, self._cancel, self._job_done),
+            name=f"medsegdiff-presegment-{item}",
+        )
         self._worker.start()
 
-    def _returned(self, done: Presegmentation) -> None:
-        self.results[done.item] = done
-        self.ready.emit(done.item)
+    @staticmethod
+    def _job(item: str, read_image, version: str, device: str, cancel: threading.Event, done) -> None:
+        """The background job: no ``self``, so nothing of a deleted widget is touched but ``done``."""
+        try:
+            result = segment_item(read_image(item), version, device, cancel)
+            result.item = item
+            outcome: tuple[str, Presegmentation | None, BaseException | None] = (item, result, None)
+        except Exception as error:  # noqa: BLE001 - a failed image costs itself only: reported
+            outcome = (item, None, error)
+        try:
+            done.emit(outcome)
+        except RuntimeError:  # the widget was deleted first (the viewer closed): nobody waits
+            pass
 
-    def _errored(self, item: str, error: BaseException) -> None:
+    def _on_job_done(self, outcome: tuple[str, Presegmentation | None, BaseException | None]) -> None:
+        from medsegdiff_training.errors import Cancelled
+
         from ._widget import user_message
 
-        self.failed.emit(item, user_message(error))
-
-    def _finished(self) -> None:
+        item, result, error = outcome
         self._worker, self._running_item = None, None
+        if result is not None:
+            self.results[item] = result
+            self.ready.emit(item)
+        elif error is not None and not isinstance(error, Cancelled):
+            self.failed.emit(item, user_message(error))
         self._start_next()

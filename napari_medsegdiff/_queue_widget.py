@@ -322,6 +322,8 @@ class QueueWidget(QWidget):
         self._open(lambda root, order: AnnotationQueue.for_volume(name, slices, root, order))
 
     def _open(self, make) -> None:
+        from napari.utils.notifications import show_warning
+
         from medsegdiff_training.errors import MedSegDiffError
 
         root = self.store.root
@@ -330,6 +332,8 @@ class QueueWidget(QWidget):
         except MedSegDiffError as error:
             self._notify_error(str(error))
             return
+        if self.queue.vanished:  # files deleted or renamed since: said, and skipped
+            show_warning(f"MedSegDiff queue: {self.queue.vanished_message()}")
         if self.model_version and self.queue.model_version != self.model_version:
             self.queue.set_model(self.model_version, "queue opened")
         for item, state in self.queue.states.items():

@@ -73,14 +73,22 @@ def segment_layer(
 
 
 def _frames(
-    steps: Generator[Any, None, Any], slice_index: int, window: Any = None
+    steps: Generator[Any, None, Any], slice_index: int, windows: list[Any] | None = None
 ) -> Generator[Frame, None, Any]:
-    """A sampler's steps as display frames; returns what the steps return."""
+    """A sampler's steps as display frames; returns what the steps return.
+
+    ``windows``: a prompted run's crop per sampler batch (the batch's first prompt's); a
+    batch starts where the step index starts again.
+    """
+    batch, last_index = 0, -1
     while True:
         try:
             step = next(steps)
         except StopIteration as stop:
             return stop.value
+        batch += step.index <= last_index
+        last_index = step.index
+        window = windows[min(batch, len(windows) - 1)] if windows else None
         yield Frame(
             slice_index,
             step.index,
@@ -101,20 +109,20 @@ def segment_prompts_in_layer(
     prompts: list[Any],
     last_box_size: tuple[float, float] | None = None,
 ) -> Generator[Frame, None, PromptedSegmentation]:
-    """Segment the prompted objects of one 2D image (or volume slice), all prompts in one batch.
+    """Segment the prompted objects of one 2D image (or volume slice), a sampler batch at a time.
 
-    The frames show the first prompt's first ensemble member, placed over its crop.
+    The frames show each batch's first prompt's first ensemble member, placed over its crop.
     """
-    from medsegdiff_training.prompted import prompted_steps
+    from medsegdiff_training.prompted import DEFAULT_PROMPT_BATCH, prompted_steps
     from medsegdiff_training.prompts import resolve_prompts
 
     image = axes.image(data, slice_index)
     rule = segmenter.checkpoint.preprocess.prompt_crop_rule()
     boxes = resolve_prompts(prompts, axes.image_shape, rule, last_box_size)
-    first = rule.window(boxes[0])
-    window = (first.top, first.left, first.bottom, first.right)
+    firsts = [rule.window(box) for box in boxes[::DEFAULT_PROMPT_BATCH]]
+    windows = [(first.top, first.left, first.bottom, first.right) for first in firsts]
     steps = prompted_steps(segmenter, image, boxes, settings, channel_axis=axes.channel_axis, crop_rule=rule)
-    return (yield from _frames(steps, slice_index, window))
+    return (yield from _frames(steps, slice_index, windows))
 
 
 def propagate_in_layer(

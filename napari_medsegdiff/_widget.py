@@ -247,14 +247,20 @@ class SegmentWidget(QWidget):
         Segment, in its worker thread), and they are greyed out then (at once when torch is
         loaded already). So the dock opens at once and the GUI never waits for torch.
         """
-        from napari.utils.notifications import show_error
+        from napari.utils.notifications import show_error, show_warning
+
+        from medsegdiff_training.registry import ModelRegistry
 
         self._fill_devices(known_device_choices())
         try:
             self.ensure_choices()
+            fallback = ModelRegistry().selection_warning()  # a lost selection is said, not hidden
         except Exception as error:  # a broken registry must not break the viewer
             self.model_box.setItemText(0, "no model could be listed")
             show_error(f"MedSegDiff could not read the model registry: {user_message(error)}")
+            return
+        if fallback is not None:
+            show_warning(f"MedSegDiff: {fallback}")
 
     def _fill_choices(self, choices: tuple[list[tuple[str, str]], str]) -> None:
         models, selected = choices

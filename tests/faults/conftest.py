@@ -43,7 +43,8 @@ class Outcome:
         """Assert exit 1 with exactly one line on stderr, no traceback; return that line."""
         assert self.code == 1, (self.code, self.err)
         assert "Traceback" not in self.err and "Traceback" not in self.out, self.err
-        lines = [line for line in self.error_lines if not line.startswith(("Segmenting", "Evaluating"))]
+        notes = ("Segmenting", "Evaluating", "Fine-tuning")  # what the command is doing, said first
+        lines = [line for line in self.error_lines if not line.startswith(notes)]
         assert len(lines) == 1, self.err
         assert lines[0].startswith("medsegdiff: error: ") and len(lines[0]) > len("medsegdiff: error: ") + 10
         return lines[0]

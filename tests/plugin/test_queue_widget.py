@@ -217,3 +217,65 @@ def test_the_model_picker_rereads_the_registry_when_opened(
     widget.model_box.hidePopup()
     listed = [widget.model_box.itemData(i) for i in range(widget.model_box.count())]
     assert "tiny-2" in listed and widget.model_version == "tiny"  # offered, the choice kept
+
+
+def test_a_vanished_file_is_said_and_skipped_when_the_queue_reopens(
+    make_napari_viewer, qtbot, tiny_model, folder, notifications
+):
+    viewer, widget = dock_queue(make_napari_viewer, qtbot)
+    widget.open_folder(folder)
+    widget.queue.skip(widget.queue.current)  # on img1 now
+    (folder / "img1.png").unlink()
+    widget.open_folder(folder)
+    assert Path(widget.queue.current).name == "img2.png"
+    warnings = [message for severity, message in notifications() if severity == "warning"]
+    assert any("img1.png" in m and "gone" in m for m in warnings), notifications()
+
+
+# A script that closes the viewer while the queue is pre-segmenting, then ends, as a user's
+# script (or napari quitting) does: the job must not outlive its widget and abort the process.
+CLOSE_MID_PRESEGMENTATION = """
+import sys, time
+import napari
+from qtpy.QtWidgets import QApplication
+viewer = napari.Viewer(show=False)
+_, widget = viewer.window.add_plugin_dock_widget("napari-medsegdiff", "MedSegDiff queue")
+app = QApplication.instance()
+while widget.model_version != "slow":
+    app.processEvents(); time.sleep(0.01)
+widget.open_folder(sys.argv[1])
+while not widget.presegmenter.is_busy():
+    app.processEvents(); time.sleep(0.01)
+viewer.close()
+print("closed while busy", flush=True)
+"""
+
+
+def test_closing_the_viewer_mid_presegmentation_does_not_abort_the_process(medsegdiff_home, folder):
+    import os
+    import subprocess
+    import sys
+
+    from medsegdiff_training.checkpoint import save_checkpoint
+    from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
+    from medsegdiff_training.model import MedSegDiffUNet
+    from medsegdiff_training.registry import ModelRegistry
+
+    # the 96x96 'cpu' network: a job of seconds, so the viewer surely closes in the middle of one
+    model = save_checkpoint(
+        medsegdiff_home / "slow", MedSegDiffUNet(named_config("cpu")), DiffusionConfig(), PreprocessConfig()
+    )
+    ModelRegistry().add(model, name="slow")
+    ModelRegistry().select("slow")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", CLOSE_MID_PRESEGMENTATION, str(folder)],
+        capture_output=True,
+        env=environment,
+        timeout=600,
+        check=False,
+    )
+    err = done.stderr.decode(errors="replace")
+    assert b"closed while busy" in done.stdout, err
+    assert done.returncode == 0, err  # was -6 (SIGABRT): "WorkerBaseSignals has been deleted"
+    assert "has been deleted" not in err and "Traceback" not in err, err

@@ -150,4 +150,4 @@ def test_the_cli_says_what_the_child_will_become_and_makes_it(grey_parent_and_co
     assert registry.load("forced").model_config.num_classes == 4
     code = main([str(a) for a in [*argv, "--channels", "2"]])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and "3-channel (RGB)" in err[0]
+    assert code == 1 and len(err) == 1 and "grey (1) to RGB (3)" in err[0] and "--channels 2" in err[0]

@@ -54,7 +54,7 @@ def by_the_rule(result, threshold: float) -> np.ndarray:
 def test_a_three_class_model_labels_each_objects_pixels_with_their_class(tmp_path):
     image = np.random.default_rng(0).normal(100, 20, SHAPE).astype(np.float32)
     settings = SamplingSettings(sampler="ddim", steps=2, ensemble=2, seed=0, threshold=0.5)
-    result = segment_prompts(segmenter(tmp_path, 3), image, BOXES, settings)
+    result = segment_prompts(segmenter(tmp_path, 3), image, BOXES, settings, keep_objects=True)
     assert result.label_meaning == "classes" and result.prompts_record()["labels"] == "classes"
     labels = result.labels
     assert np.array_equal(labels, by_the_rule(result, settings.threshold))

@@ -139,7 +139,9 @@ def test_a_point_is_a_box_of_the_last_box_size_or_the_default_centred_on_it(tmp_
     assert boxes == [Box(100 - side / 2, 50 - side / 2, 100 + side / 2, 50 + side / 2)]
     boxes = resolve_prompts([Box(10, 10, 50, 30), Point(200, 100), Point(300, 300)], (400, 800))
     assert boxes[1] == Box(180, 90, 220, 110) and boxes[2] == Box(280, 290, 320, 310)
-    assert resolve_prompts([Point(5, 5)], (400, 800), last_box_size=(10, 20))[0] == Box(-5, 0, 15, 10)
+    assert resolve_prompts([Point(5, 5)], (400, 800), last_box_size=(10, 20))[0] == Box(
+        0, 0, 15, 10
+    )  # clipped
 
     segmenter = make_segmenter(tmp_path, image_size=(96, 96))
     truth = disc((HEIGHT, WIDTH), 300.0, 900.0, 50)
@@ -204,4 +206,7 @@ def test_all_prompts_and_members_run_as_one_batch_and_stay_in_their_crops(tmp_pa
         inside[max(window.top, 0) : window.bottom, max(window.left, 0) : window.right] = True
     assert not result.labels[~inside].any()
     assert set(np.unique(result.labels)) <= {0, 1, 2, 3}
-    assert result.prompts_record()["boxes"][2] == [0.0, 900.0, 100.0, 1100.0]  # the last box: 100 x 200
+    assert result.prompts_record()["boxes"][2] == {
+        "slice": 0,
+        "box": [0.0, 900.0, 100.0, 1100.0],
+    }  # 100 x 200

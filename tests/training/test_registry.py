@@ -107,12 +107,15 @@ def test_selection_persists_and_rollback_selects_the_parent(registry, tmp_path):
     assert json.loads((registry.root / "registry.json").read_text())["selected"] == "second"
     assert again.rollback() == "first" and registry.selected() == "first"
     registry.rollback()
-    assert registry.selected() == DEFAULT_VERSION
+    # "default" is also what a lost selection falls back to: it must be written, and said as no problem
+    assert registry.selected() == DEFAULT_VERSION and registry.selection_warning() is None
+    assert json.loads((registry.root / "registry.json").read_text())["selected"] == DEFAULT_VERSION
     with pytest.raises(RegistryError, match="no parent"):
         registry.rollback()
+    registry.select("first")  # a selection unlike the fallback, so that a refused one could not hide
     with pytest.raises(RegistryError, match="Unknown"):
         registry.select("missing")
-    assert registry.selected() == DEFAULT_VERSION
+    assert registry.selected() == "first" and registry.selection_warning() is None
 
 
 def test_rename_carries_children_and_selection_along(registry, tmp_path):
@@ -213,9 +216,11 @@ def test_a_hidden_staging_folder_is_never_listed(registry, tmp_path):
     staging = registry.root / ".staging-crashed" / "version"
     staging.mkdir(parents=True)
     (staging / "config.json").write_text("{}")
-    incomplete = registry.root / "incomplete"  # no version.json: never finished
+    incomplete = registry.root / "incomplete"  # no version.json: not made by add(); said, not hidden
     incomplete.mkdir()
-    assert registry.names() == [DEFAULT_VERSION, "first"]
+    assert sorted(registry.names()) == [DEFAULT_VERSION, "first", "incomplete"]
+    assert "version.json" in registry.get("incomplete").broken
+    assert [v.name for v in registry.usable()] == [DEFAULT_VERSION, "first"]
     with pytest.raises(RegistryError):
         registry.get(".staging-crashed")
 

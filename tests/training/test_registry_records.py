@@ -113,6 +113,7 @@ def test_a_damaged_or_stale_selection_falls_back_to_the_default(registry, conten
     registry.root.mkdir(parents=True)
     (registry.root / "registry.json").write_text(content)
     assert registry.selected() == DEFAULT_VERSION
+    assert f"'{DEFAULT_VERSION}'" in registry.selection_warning()  # said: a fallback, not a choice
 
 
 def test_a_selected_shipped_model_stays_selected(registry):

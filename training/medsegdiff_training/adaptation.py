@@ -82,9 +82,15 @@ def plan_adaptation(
             f"fewer (asked for {wanted_channels}). Grey corrections are replicated to its channels."
         )
     if wanted_channels != parent.image_channels and (parent.image_channels, wanted_channels) != (1, 3):
+        asked = (
+            f"--channels {channels}"
+            if channels is not None
+            else f"corrections with {data_channels}-channel images"
+        )
         raise ConfigError(
-            f"A {parent.image_channels}-channel parent can become a 3-channel (RGB) model only from a "
-            f"1-channel one; asked for {wanted_channels} channels."
+            f"A fine-tune can change a model's channels only from grey (1) to RGB (3); this parent takes "
+            f"{parent.image_channels}-channel images and {asked} would need {wanted_channels}. Export the "
+            "corrections as grey or RGB images, or fine-tune a parent with that many channels."
         )
     if wanted_classes < parent.num_classes:
         raise ConfigError(

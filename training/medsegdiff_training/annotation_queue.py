@@ -14,7 +14,10 @@ correction went into the store as entry ``entry_id``), ``skipped``, ``order`` (t
 annotator changed the order) and ``model`` (the queue switched model version). Replaying
 them gives the state, so a crash loses at most the image being edited, and reopening the
 same folder (or the same list of files, or the same volume) resumes where the annotator
-stopped. A torn last line (a writer killed mid-line) is skipped.
+stopped. A torn last line (a writer killed mid-line) is skipped. A queue of files skips the
+pending ones whose file is gone (deleted or renamed: a renamed one joins again under its new
+name) and lists them in ``vanished``, so resuming never lands on a missing file; this is not
+recorded, so a file that comes back is pending again.
 
 Examples
 --------
@@ -126,11 +129,19 @@ class AnnotationQueue:
 
     ``items`` are file paths (or volume slice names); ``key`` says what the queue is of
     (a folder, a list of files, a volume) and names its log, so the same ``key`` resumes
-    the same queue. Items added since (new files in the folder) join at the end.
+    the same queue. Items added since (new files in the folder) join at the end. With
+    ``files``, items are file paths, and pending ones whose file is gone are skipped and
+    listed in :attr:`vanished` (:meth:`vanished_message` says so).
     """
 
     def __init__(
-        self, store_root: str | os.PathLike[str], items: Sequence[str], *, key: str, order: str = "file"
+        self,
+        store_root: str | os.PathLike[str],
+        items: Sequence[str],
+        *,
+        key: str,
+        order: str = "file",
+        files: bool = False,
     ) -> None:
         if not items:
             raise DatasetError("An annotation queue needs at least one image.")
@@ -157,6 +168,10 @@ class AnnotationQueue:
             if new_items:
                 self._log({"event": "created", "key": key, "items": new_items, "order": self.order})
             self.set_order(order)  # the order asked for now wins over the one the queue had
+        self.vanished = [i for i, state in self.states.items() if files and state.status == PENDING]
+        self.vanished = [item for item in self.vanished if not Path(item).is_file()]
+        for item in self.vanished:
+            self.states[item].status = SKIPPED  # in memory only: a file that comes back is pending again
         self.current: str | None = self._resume_item()
         if self.current is not None and self.current != self._last_visited:
             self.visit(self.current)
@@ -168,18 +183,18 @@ class AnnotationQueue:
     ) -> AnnotationQueue:
         """A queue over the images of ``folder``; reopening the same folder resumes it."""
         items = folder_items(folder)
-        return cls(store_root, items, key=f"folder:{Path(folder).resolve()}", order=order)
+        return cls(store_root, items, key=f"folder:{Path(folder).resolve()}", order=order, files=True)
 
     @classmethod
     def for_files(
         cls, files: Sequence[str | os.PathLike[str]], store_root: str | os.PathLike[str], order: str = "file"
     ) -> AnnotationQueue:
-        """A queue over a list of files (kept in the given order)."""
+        """A queue over a list of files (kept in the given order); those that are gone are
+        skipped and listed in ``vanished``, all of them gone is a :class:`DatasetError`."""
         items = [str(Path(f).resolve()) for f in files]
-        missing = [item for item in items if not Path(item).is_file()]
-        if missing:
-            raise DatasetError(f"{missing[0]} does not exist; the queue takes existing image files.")
-        return cls(store_root, items, key="files:" + "\n".join(sorted(items)), order=order)
+        if items and not any(Path(item).is_file() for item in items):
+            raise DatasetError(f"{items[0]} does not exist; the queue takes existing image files.")
+        return cls(store_root, items, key="files:" + "\n".join(sorted(items)), order=order, files=True)
 
     @classmethod
     def for_volume(
@@ -206,6 +221,17 @@ class AnnotationQueue:
         """The 1-based place of ``item`` (default: the current one) in file order; 0 if none."""
         item = self.current if item is None else item
         return self.items.index(item) + 1 if item in self.states else 0
+
+    def vanished_message(self) -> str | None:
+        """One line naming the files of the queue that are gone and skipped; None when none are."""
+        if not self.vanished:
+            return None
+        shown = ", ".join(Path(item).name for item in self.vanished[:5])
+        more = f" and {len(self.vanished) - 5} more" if len(self.vanished) > 5 else ""
+        return (
+            f"{len(self.vanished)} image(s) of the queue are gone (deleted or renamed) and are skipped: "
+            f"{shown}{more}"
+        )
 
     def score(self, item: str) -> float | None:
         return self.states[item].score

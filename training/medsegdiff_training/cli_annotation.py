@@ -73,6 +73,10 @@ def command_simulate_annotation(args: argparse.Namespace) -> int:
         raise ConfigError("--split needs --split-csv (a name,split CSV).")
     if args.minutes_per_finetune <= 0:
         raise ConfigError("--minutes-per-finetune must be more than 0.")
+    if args.out.is_dir():  # now, not after the whole simulation
+        example = args.out / "simulation.json"
+        raise ConfigError(f"--out {args.out} is a folder; give the JSON report's file name, e.g. {example}.")
+    commands.check_limit(args.limit)
     store_root = args.store or args.out.with_name(args.out.name + ".store")
     if store_root.exists() and any(store_root.iterdir()):
         raise ConfigError(f"{store_root} is not empty: give a new --store folder for a fresh simulation.")
@@ -111,6 +115,10 @@ def command_simulate_annotation(args: argparse.Namespace) -> int:
         before, after = record["validation_dice_before"], record["validation_dice_after"]
         scores = "" if before is None or after is None else f", held-out Dice {before:.3f} -> {after:.3f}"
         verdict = "switched" if record["switched"] else "kept " + record["parent"]
+        if record["version"] is None:  # cancelled (SIGTERM, Ctrl-C): nothing was registered
+            stopped = f"fine-tune stopped after {record['steps']} steps; nothing registered"
+            commands.note(f"  {stopped}, kept {record['parent']}")
+            return
         commands.note(f"  fine-tuned {record['version']} in {record['steps']} steps{scores}: {verdict}")
 
     with cancel_on_signals() as cancel:

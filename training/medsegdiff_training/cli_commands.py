@@ -261,8 +261,17 @@ def evaluation_pairs(args: argparse.Namespace) -> list[Pair]:
     """The image/mask pairs ``evaluate`` scores (its split and ``--limit``)."""
     if args.split and not args.split_csv:
         raise ConfigError("--split needs --split-csv (a name,split CSV).")
+    check_limit(args.limit)
     pairs = find_pairs(args.images, args.masks, args.split_csv, args.split)
     return pairs[: args.limit] if args.limit else pairs
+
+
+def check_limit(limit: int | None) -> None:
+    """``--limit N`` takes the first N images: N must be at least 1 (``-1`` is not "all but one")."""
+    if limit is not None and limit < 1:
+        raise ConfigError(
+            f"--limit takes the first N images, N at least 1; got {limit} (leave it out for all)."
+        )
 
 
 def command_evaluate(args: argparse.Namespace) -> int:

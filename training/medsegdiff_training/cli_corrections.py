@@ -52,7 +52,7 @@ def command_corrections(args: argparse.Namespace) -> int:
     if not store.root.is_dir():
         raise CorrectionsError(f"There is no corrections store at {store.root}.")
     if args.action == "check":
-        report, kept = store.check(), None
+        report, kept = store.check(verify_files=True), None
     else:
         report, kept = store.repair()
     document = {

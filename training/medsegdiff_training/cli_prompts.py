@@ -52,6 +52,7 @@ def command_predict_boxes(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=CountReporter("segmented"),
             cancel=cancel.is_set,
+            batch_size=args.batch_size,
         )
     if skipped:
         note(
@@ -78,8 +79,17 @@ def command_evaluate_boxes(args: argparse.Namespace) -> int:
     note(f"Evaluating {name} on {len(pairs)} images with box prompts ({source})")
     with cancel_on_signals() as cancel:
         report = evaluate_pairs_with_boxes(
-            segmenter, pairs, boxes, settings, progress=CountReporter("evaluated"), cancel=cancel.is_set
+            segmenter,
+            pairs,
+            boxes,
+            settings,
+            progress=CountReporter("evaluated"),
+            cancel=cancel.is_set,
+            batch_size=args.batch_size,
+            boxes_source=str(args.boxes),
         )
+    for warning in report.warnings:
+        note(f"medsegdiff: warning: {warning}")
     document = evaluation_document(name, report, checkpoint.model_config.num_classes, args.per_image)
     document["prompts"] = source
     document["ellipse_baseline_dice"] = report.summary.get("ellipse_dice")

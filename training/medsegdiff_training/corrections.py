@@ -44,11 +44,13 @@ from .corrections_check import (
     remove_stale_partials,
     repair_store,
     scan_store,
+    unreadable_entries,
 )
 from .data.io import read_array
 from .data.writers import label_dtype
 from .errors import CorrectionsError, DatasetError, InvalidImageError, InvalidMaskError
 from .paths import default_corrections_root
+from .prompt_records import read_box_records, record_content_problem
 from .prompts import Box, CropRule
 
 if TYPE_CHECKING:  # the dataset (and torch) only when training from the store
@@ -94,6 +96,19 @@ def _layout(image: np.ndarray, labels: np.ndarray) -> tuple[str, int | None]:
         "cover the image pixel for pixel (a 2D image, a 2D image with up to 4 channels, or a volume "
         "of the same shape)."
     )
+
+
+def _check_finite(image: np.ndarray) -> None:
+    """:class:`InvalidImageError` for NaN or infinite pixels, or values beyond float32 (as training reads)."""
+    if not np.issubdtype(image.dtype, np.floating):
+        return
+    with np.errstate(over="ignore"):
+        bad = int((~np.isfinite(image.astype(np.float32, copy=False))).sum())
+    if bad:
+        raise InvalidImageError(
+            f"The image has {bad} NaN or infinite pixels (or values beyond float32's ±3.4e38): it could not "
+            "be trained on; replace or rescale them before exporting."
+        )
 
 
 def _write_tiff(path: Path, array: np.ndarray) -> None:
@@ -156,6 +171,7 @@ class CorrectionsStore:
             raise InvalidImageError(
                 f"A correction's image must be a 2D or 3D numeric array, got {image.dtype} {image.shape}."
             )
+        _check_finite(image)  # refused now, not when a fine-tune reads it
         if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
             raise InvalidMaskError(f"A label map holds integers; got dtype {labels.dtype}.")
         if labels.size and labels.min() < 0:
@@ -208,6 +224,8 @@ class CorrectionsStore:
             line = json.dumps(record, sort_keys=True)
         except TypeError as error:
             raise CorrectionsError(f"The correction's metadata cannot be stored as JSON: {error}") from None
+        if (malformed := record_content_problem(json.loads(line))) is not None:  # as readers will see it
+            raise CorrectionsError(f"The correction's record cannot be stored: {malformed}.")
         self._write_entry(entry_id, record, image, labels, prediction)
         self._append(line)
         return CorrectionEntry(entry_id, self.root / ENTRIES / entry_id, record)
@@ -287,9 +305,16 @@ class CorrectionsStore:
             + (f"; and {more} more" if more else "")
         )
 
-    def check(self) -> StoreReport:
-        """Every usable entry and every problem of the store, without changing anything."""
-        return scan_store(self.root, self.manifest_path)
+    def check(self, verify_files: bool = False) -> StoreReport:
+        """Every usable entry and every problem of the store, without changing anything.
+
+        ``verify_files`` also decodes every entry's TIFFs (slow): an unreadable one (a
+        truncated ``image.tif``) is then a problem, its entry not counted as usable.
+        """
+        report = scan_store(self.root, self.manifest_path)
+        if verify_files:
+            unreadable_entries(self.root, report)
+        return report
 
     def repair(self) -> tuple[StoreReport, Path | None]:
         """Rebuild the manifest from the entry folders; returns (report, the damaged original kept aside)."""
@@ -345,28 +370,47 @@ class CorrectionsStore:
         crop that rule cuts around it, as a box prompt is cut (a volume's boxes go to their
         slice). Corrections without prompts are used whole.
         """
-        from .data.dataset import SegmentationDataset, whole_sample
-        from .data.roi_crops import crop_sample
-        from .preprocess import as_channels_first, check_label_map
+        from .data.dataset import SegmentationDataset
 
         preprocess = preprocess or PreprocessConfig()
         chosen = self.entries() if entries is None else entries
         boxes = prompt_boxes(chosen) if crop_rule is not None else {}
+        pairs = self.training_pairs(chosen)
+        for name in sorted(set(boxes) - {pair[0] for pair in pairs}):  # said, never dropped silently
+            _log.warning("The correction %s records prompt boxes for a slice without labels: not used", name)
         samples = []
-        for name, image, labels in self.training_pairs(chosen):
-            if crop_rule is None or not boxes.get(name):
-                samples.append(whole_sample(name, image, labels, model_config, preprocess))
-                continue
-            array = as_channels_first(image, model_config.image_channels)
-            label_map = check_label_map(labels, model_config.num_classes, image_shape=array.shape[-2:])
-            for number, box in enumerate(boxes[name], start=1):
-                window = crop_rule.window(box)
-                samples.append(
-                    crop_sample(
-                        f"{name}:box{number}", array, label_map, window, model_config, preprocess, box=box
-                    )
-                )
+        for name, image, labels in pairs:
+            try:
+                samples += _samples(name, image, labels, boxes.get(name), crop_rule, model_config, preprocess)
+            except (InvalidImageError, InvalidMaskError) as error:  # which correction, not only what
+                raise type(error)(f"The correction {name} in {self.root}: {error}") from None
         return SegmentationDataset(samples)
+
+
+def _samples(
+    name: str,
+    image: np.ndarray,
+    labels: np.ndarray,
+    boxes: list[Box] | None,
+    crop_rule: CropRule | None,
+    model_config: ModelConfig,
+    preprocess: PreprocessConfig,
+) -> list[Any]:
+    """One training pair's samples: the whole pair, or one crop per recorded box."""
+    from .data.dataset import whole_sample
+    from .data.roi_crops import crop_sample
+    from .preprocess import as_channels_first, check_label_map
+
+    if crop_rule is None or not boxes:
+        return [whole_sample(name, image, labels, model_config, preprocess)]
+    array = as_channels_first(image, model_config.image_channels)
+    label_map = check_label_map(labels, model_config.num_classes, image_shape=array.shape[-2:])
+    return [
+        crop_sample(
+            f"{name}:box{number}", array, label_map, crop_rule.window(box), model_config, preprocess, box=box
+        )
+        for number, box in enumerate(boxes, start=1)
+    ]
 
 
 def prompt_boxes(entries: list[CorrectionEntry]) -> dict[str, list[Box]]:
@@ -377,15 +421,7 @@ def prompt_boxes(entries: list[CorrectionEntry]) -> dict[str, list[Box]]:
     """
     found: dict[str, list[Box]] = {}
     for entry in entries:
-        record = ((entry.manifest.get("extra") or {}).get("prompts") or {}).get("boxes") or []
         volume = entry.manifest.get("layout", "2d") == "volume"
-        for item in record:
-            try:
-                box = Box(*(float(v) for v in item["box"]))
-                name = f"{entry.id}[{int(item['slice'])}]" if volume else entry.id
-            except (KeyError, TypeError, ValueError, InvalidImageError) as error:
-                raise CorrectionsError(
-                    f"The correction {entry.id} records a prompt box that cannot be read ({item!r}): {error}"
-                ) from None
-            found.setdefault(name, []).append(box)
+        for slice_index, box in read_box_records(entry.manifest):  # the store's entries are checked
+            found.setdefault(f"{entry.id}[{slice_index}]" if volume else entry.id, []).append(box)
     return found

@@ -7,6 +7,11 @@ object, repeats an id, or names a folder outside ``entries/`` is reported with i
 number, and a complete entry folder that no good line names is recovered from its own
 ``entry.json``. :func:`repair_store` writes a clean manifest from what was found, keeping
 the damaged one aside. Nothing here ever reads a file outside the store's ``entries/``.
+
+A record whose content is malformed (its prompts, ``labels_present``: see
+:mod:`.prompt_records`) is left out, and said, naming the entry; an entry folder that lacks
+a file is named with the file it lacks. :func:`unreadable_entries` (``corrections check``)
+also decodes every TIFF, so a truncated ``image.tif`` is found before a fine-tune trips on it.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import stale_partials
-from .errors import CorrectionsError
+from .errors import CorrectionsError, MedSegDiffError
+from .prompt_records import record_content_problem
 
 ENTRIES = "entries"
 ENTRY_FILE = "entry.json"
 REQUIRED_FILES = ("image.tif", "labels.tif")
+OPTIONAL_FILES = ("prediction.tif",)
 # What add() makes (20261124-230112-3f9a01c2); a little wider so that renamed ids still read.
 _ENTRY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -69,14 +76,20 @@ def entry_file(folder: Path, name: str) -> Path:
     return path
 
 
-def _complete(root: Path, entry_id: str) -> bool:
+def _missing(root: Path, entry_id: str) -> str | None:
+    """What an entry's folder lacks ("is missing", "lacks labels.tif"); None when it is complete."""
     try:
         folder = entry_folder(root, entry_id)
-        return folder.is_dir() and all(
-            entry_file(folder, name).is_file() for name in (ENTRY_FILE, *REQUIRED_FILES)
-        )
-    except CorrectionsError:
-        return False
+        if not folder.is_dir():
+            return "is missing"
+        lacking = [name for name in (ENTRY_FILE, *REQUIRED_FILES) if not entry_file(folder, name).is_file()]
+    except CorrectionsError as error:
+        return f"cannot be used ({error})"
+    return f"lacks {' and '.join(lacking)}" if lacking else None
+
+
+def _complete(root: Path, entry_id: str) -> bool:
+    return _missing(root, entry_id) is None
 
 
 def record_problem(record: Any) -> str | None:
@@ -143,8 +156,16 @@ def _read_manifest(manifest: Path, report: StoreReport, root: Path) -> set[str]:
                 )
                 continue
             seen[entry_id] = number
-            if not _complete(root, entry_id):
-                report.problems.append(f"{manifest.name} line {number}: the folder of {entry_id} is missing")
+            missing = _missing(root, entry_id)
+            if missing is not None:
+                report.problems.append(f"{manifest.name} line {number}: the folder of {entry_id} {missing}")
+                continue
+            malformed = record_content_problem(value)
+            if malformed is not None:
+                report.problems.append(
+                    f"{manifest.name} line {number}: the entry {entry_id} is left out, its record is "
+                    f"malformed: {malformed}"
+                )
                 continue
             report.records.append(value)
     return set(seen)
@@ -166,7 +187,11 @@ def scan_store(root: Path, manifest: Path) -> StoreReport:
         if folder.name.startswith("."):
             continue
         entry_id = safe_entry_id(folder.name)
-        if entry_id is None or entry_id in listed or not _complete(root, entry_id):
+        if entry_id is None or entry_id in listed:
+            continue
+        missing = _missing(root, entry_id)
+        if missing is not None:  # not in the manifest either: a folder that lost files
+            report.problems.append(f"{ENTRIES}/{entry_id} {missing}; skipped")
             continue
         try:
             record = json.loads(entry_file(folder, ENTRY_FILE).read_bytes())
@@ -175,6 +200,10 @@ def scan_store(root: Path, manifest: Path) -> StoreReport:
             continue
         if record_problem(record) is not None or record.get("id") != entry_id:
             report.problems.append(f"{ENTRIES}/{entry_id}/{ENTRY_FILE} does not describe {entry_id}; skipped")
+            continue
+        malformed = record_content_problem(record)
+        if malformed is not None:
+            report.problems.append(f"{ENTRIES}/{entry_id}/{ENTRY_FILE} is malformed: {malformed}; skipped")
             continue
         recovered.append(record)
     recovered.sort(key=lambda record: (str(record.get("created", "")), record["id"]))
@@ -185,6 +214,33 @@ def scan_store(root: Path, manifest: Path) -> StoreReport:
         report.recovered.append(record["id"])
         report.records.append(record)
     return report
+
+
+def unreadable_entries(root: Path, report: StoreReport) -> None:
+    """Decode every file of the report's entries; move those that fail into its problems.
+
+    Slow (reads every image): for ``corrections check``, not for every read of the store.
+    """
+    from .data.io import read_array
+
+    readable = []
+    for record in report.records:
+        folder = entry_folder(root, record["id"])
+        problem = None
+        for name in (*REQUIRED_FILES, *OPTIONAL_FILES):
+            path = entry_file(folder, name)
+            if name in OPTIONAL_FILES and not path.is_file():
+                continue
+            try:
+                read_array(path)
+            except (MedSegDiffError, OSError, ValueError) as error:
+                problem = f"the entry {record['id']}: {name} cannot be read ({str(error)[:160]})"
+                break
+        if problem is None:
+            readable.append(record)
+        else:
+            report.problems.append(problem + "; it cannot be trained on (delete its folder to drop it)")
+    report.records = readable
 
 
 def remove_stale_partials(folders: list[Path]) -> None:

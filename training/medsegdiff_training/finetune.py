@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from .data.pairs import find_pairs
 from .device import resolve_device
 from .distributed import barrier, process_rank
 from .errors import ConfigError, DatasetError
-from .paths import default_runs_root
+from .paths import new_run_dir
 from .registry import ModelRegistry, ModelVersion
 from .schedule import NoiseSchedule
 from .surgery import adapt_model, adapted_preprocess
@@ -229,9 +228,8 @@ def finetune(
                 original_masks,
             ),
         )
-    if run_dir is None:
-        run_dir = default_runs_root() / f"finetune-{parent}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(run_dir)
+    # a folder of its own, even for a fine-tune that starts in the same second as another
+    run_dir = new_run_dir(f"finetune-{parent}") if run_dir is None else Path(run_dir)
 
     before = None
     if validation_data is not None and process_rank() == 0:

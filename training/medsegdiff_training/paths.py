@@ -13,6 +13,7 @@ Everything lives under one folder, the user's data directory from :mod:`platform
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import platformdirs
@@ -48,3 +49,31 @@ def default_corrections_root() -> Path:
 def default_runs_root() -> Path:
     """``data_home() / "runs"``: where fine-tuning runs keep their state and logs."""
     return data_home() / "runs"
+
+
+def new_run_dir(prefix: str, root: Path | None = None) -> Path:
+    """A new, empty run folder ``<root>/<prefix>-YYYYmmdd-HHMMSS``, made exclusively.
+
+    ``root`` defaults to :func:`default_runs_root`. The folder is created here, with one
+    atomic ``mkdir``: a second run that starts in the same second (another fine-tune from
+    the CLI, the dialog or the queue) gets ``...-2`` (``-3``, ...), never the same folder.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> first, second = new_run_dir("finetune-v1", root), new_run_dir("finetune-v1", root)
+    >>> first != second and first.is_dir() and second.is_dir()
+    True
+    """
+    root = Path(root) if root is not None else default_runs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for number in range(1, 1000):
+        candidate = root / (stamp if number == 1 else f"{stamp}-{number}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"No free run folder named {stamp}[-N] in {root}.")

@@ -15,6 +15,8 @@ Conventions
 - Objects get label ids 1..n in prompt order; where crops overlap, the more probable
   object wins (ties go to the earlier prompt).
 - A point means a box of the last box size (or the rule's default size) centred on it.
+- A prompt is clipped to the image (one wholly outside it is refused), so no crop is larger
+  than the image grown by the crop rule's margins, however large the box was drawn.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ import numpy as np
 from .errors import ConfigError, InvalidImageError
 
 CROP_SHAPES = ("box", "square")
+#: No image has a pixel this far out (the reader's pixel limit is far below it): a box
+#: coordinate beyond it is a mistake, refused rather than clipped.
+MAX_BOX_COORDINATE = 1e9
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,11 @@ class Box:
         values = (self.x0, self.y0, self.x1, self.y1)
         if not all(math.isfinite(float(v)) for v in values):
             raise InvalidImageError(f"A box needs finite coordinates, got {values}.")
+        if max(abs(float(v)) for v in values) > MAX_BOX_COORDINATE:
+            raise InvalidImageError(
+                f"A box coordinate lies beyond {MAX_BOX_COORDINATE:.0e} pixels, where no image reaches: "
+                f"got {', '.join(f'{float(v):g}' for v in values)}."
+            )
         if self.x1 <= self.x0 or self.y1 <= self.y0:
             raise InvalidImageError(
                 f"A box needs x1 > x0 and y1 > y0 (x1, y1 exclusive), got x0={self.x0:g}, "
@@ -132,6 +142,13 @@ class Box:
 
     def to_list(self) -> list[float]:
         return [float(self.x0), float(self.y0), float(self.x1), float(self.y1)]
+
+    def clipped(self, image_shape: tuple[int, int]) -> Box:
+        """The part of the box over an image of ``(height, width)`` (call :meth:`overlaps` first)."""
+        height, width = image_shape
+        x0, y0 = max(float(self.x0), 0.0), max(float(self.y0), 0.0)
+        x1, y1 = min(float(self.x1), float(width)), min(float(self.y1), float(height))
+        return self if (x0, y0, x1, y1) == tuple(self.to_list()) else Box(x0, y0, x1, y1)
 
 
 @dataclass(frozen=True)
@@ -178,12 +195,15 @@ def resolve_prompts(
 ) -> list[Box]:
     """Turn boxes and points into boxes, in order; points take the last box's (height, width).
 
-    Raises :class:`InvalidImageError` for a prompt that lies wholly outside the image.
+    Each box is clipped to the image; :class:`InvalidImageError` for a prompt that lies
+    wholly outside it.
 
     Examples
     --------
     >>> resolve_prompts([Box(0, 0, 40, 20), Point(100, 100)], (200, 200))[1]
     Box(x0=80.0, y0=90.0, x1=120.0, y1=110.0)
+    >>> resolve_prompts([Box(-1e7, 50, 1e7, 60)], (200, 300))[0]
+    Box(x0=0.0, y0=50.0, x1=300.0, y1=60.0)
     """
     boxes: list[Box] = []
     size = last_box_size
@@ -200,7 +220,7 @@ def resolve_prompts(
             raise InvalidImageError(
                 f"Prompt {index} ({box.to_list()}) lies outside the {image_shape[0]}x{image_shape[1]} image."
             )
-        boxes.append(box)
+        boxes.append(box.clipped(image_shape))
     return boxes
 
 
@@ -333,28 +353,33 @@ def paste_objects(
     threshold: float = 0.5,
     uncertainty: Sequence[np.ndarray] | None = None,
     object_labels: Sequence[np.ndarray] | None = None,
+    *,
+    into: PromptedLabels | None = None,
+    first_id: int = 1,
 ) -> PromptedLabels:
     """Paste each object's foreground probability (any size; resized to its window) into the image.
 
     Object ``i`` claims the pixels where its probability exceeds ``threshold`` and beats every
     earlier claim. ``object_labels`` (per object, window-sized) replaces the object id by a
-    per-pixel label (multi-class models: the class).
+    per-pixel label (multi-class models: the class). ``into`` continues an earlier paste (the
+    objects of earlier sampler batches keep their claims), with ids from ``first_id`` on.
     """
-    labels = np.zeros(image_shape, dtype=np.int32)
-    best = np.zeros(image_shape, dtype=np.float32)
-    spread = np.zeros(image_shape, dtype=np.float32) if uncertainty is not None else None
+    if into is None:
+        spread_map = np.zeros(image_shape, dtype=np.float32) if uncertainty is not None else None
+        into = PromptedLabels(np.zeros(image_shape, np.int32), np.zeros(image_shape, np.float32), spread_map)
+    labels, best, spread = into.labels, into.probability, into.uncertainty
     for index, (probability, window) in enumerate(zip(foreground, windows, strict=True)):
         image_slices, crop_slices = window.overlap(image_shape)
         probability = _fit(probability, window)[crop_slices]
         wins = (probability > threshold) & (probability > best[image_slices])
         best[image_slices][wins] = probability[wins]
-        value = index + 1 if object_labels is None else object_labels[index][crop_slices][wins]
+        value = first_id + index if object_labels is None else object_labels[index][crop_slices][wins]
         labels[image_slices][wins] = value
         if spread is not None and uncertainty is not None:
             np.maximum(
                 spread[image_slices], _fit(uncertainty[index], window)[crop_slices], out=spread[image_slices]
             )
-    return PromptedLabels(labels, best, spread)
+    return into
 
 
 def _fit(array: np.ndarray, window: CropWindow) -> np.ndarray:

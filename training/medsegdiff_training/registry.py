@@ -21,6 +21,7 @@ while the CLI fine-tunes) never sees half a version or half a ``registry.json``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -37,6 +38,7 @@ from .checkpoint_files import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_config
 from .config import DiffusionConfig, PreprocessConfig, named_config
 from .errors import CheckpointError, ConfigError, RegistryError
 from .paths import default_registry_root
+from .registry_selection import DEFAULT_VERSION, UNTRAINED_VERSION, read_selection
 from .validation import check_nesting
 
 if TYPE_CHECKING:
@@ -47,8 +49,6 @@ if TYPE_CHECKING:
 # Listing, describing and selecting versions read JSON files only; torch (and the network)
 # is imported by the methods that load or check weights, so that listing models is instant.
 
-DEFAULT_VERSION = "default"
-UNTRAINED_VERSION = "untrained"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "shipped_models"
 REGISTRY_FILE = "registry.json"
@@ -59,6 +59,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,79}$")
 _AUTO_NAME = re.compile(r"^v(\d+)-")
 _STAGING = re.compile(r"^\.staging-(\d+)-")
 STAGING_SOURCE = "source.json"
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -242,6 +243,7 @@ class ModelRegistry:
         self.root = Path(root) if root is not None else default_registry_root()
         self.default_model = Path(default_model) if default_model is not None else None
         self.shipped_models = Path(shipped_models) if shipped_models is not None else None
+        self._warned: str | None = None  # the selection problem logged already (once per state)
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.root)!r})"
@@ -283,6 +285,9 @@ class ModelRegistry:
 
     def _version(self, folder: Path) -> ModelVersion:
         """The version in ``folder``; one whose files are damaged is listed as broken, never raised."""
+        if not (folder / VERSION_FILE).is_file():  # not made by add(): a folder copied in by hand
+            reason = f"no {VERSION_FILE}: not a registered version (delete it, or register its checkpoint)"
+            return _broken_version(folder.name, folder, reason, read_only=False)
         try:
             record = read_version_record(folder / VERSION_FILE)
             model = dict(read_checkpoint_config(folder)["model"])
@@ -307,10 +312,7 @@ class ModelRegistry:
         return [
             path
             for path in self.root.iterdir()
-            if path.is_dir()
-            and not path.name.startswith(".")
-            and path.name not in shipped
-            and (path / VERSION_FILE).is_file()
+            if path.is_dir() and not path.name.startswith(".") and path.name not in shipped
         ]
 
     def versions(self) -> list[ModelVersion]:
@@ -345,7 +347,7 @@ class ModelRegistry:
         if name in shipped:
             return self._shipped_version(name, shipped[name])
         folder = self.root / name
-        if name.startswith(".") or "/" in name or not (folder / VERSION_FILE).is_file():
+        if name.startswith(".") or "/" in name or not folder.is_dir():
             known = ", ".join(self.names()) or "none yet"
             raise RegistryError(f"Unknown model version {name!r} in {self.root} (known: {known}).")
         return self._version(folder)
@@ -366,16 +368,21 @@ class ModelRegistry:
         return checkpoint
 
     def selected(self) -> str:
-        """The selected version's name (``default`` until something else is selected)."""
-        try:
-            name = json.loads((self.root / REGISTRY_FILE).read_text()).get("selected")
-        except (OSError, ValueError, AttributeError, RecursionError):
-            return DEFAULT_VERSION
-        if not isinstance(name, str) or name in (DEFAULT_VERSION, UNTRAINED_VERSION):
-            return name if isinstance(name, str) else DEFAULT_VERSION
-        if name in self.shipped():
-            return name
-        return name if (self.root / name / VERSION_FILE).is_file() else DEFAULT_VERSION
+        """The selected version's name (``default`` until something else is selected).
+
+        A damaged ``registry.json`` or a selected version whose folder is gone falls back to
+        ``default``, never silently: logged as a warning (once per registry object and
+        problem) and told by :meth:`selection_warning`.
+        """
+        name, problem = read_selection(self.root, REGISTRY_FILE, self.shipped())
+        if problem is not None and problem != self._warned:
+            self._warned = problem
+            _log.warning("%s", problem)
+        return name
+
+    def selection_warning(self) -> str | None:
+        """Why :meth:`selected` fell back to ``default`` (what is wrong, what is used), or None."""
+        return read_selection(self.root, REGISTRY_FILE, self.shipped())[1]
 
     # -- changing --------------------------------------------------------------------
 
@@ -384,9 +391,13 @@ class ModelRegistry:
         _write_json_atomically(self.root / REGISTRY_FILE, {"format": REGISTRY_FORMAT, "selected": name})
 
     def select(self, name: str) -> None:
-        """Make ``name`` the selected version (persisted in ``registry.json``)."""
-        if name != UNTRAINED_VERSION:
-            self.get(name)
+        """Make ``name`` the selected version (persisted in ``registry.json``); never a broken one."""
+        version = self.get(name) if name != UNTRAINED_VERSION else None
+        if version is not None and version.broken is not None:
+            raise RegistryError(
+                f"The model version {name!r} is broken ({version.broken}); it cannot be selected. "
+                "Select a working version (medsegdiff models list marks the broken ones)."
+            )
         self._write_selection(name)
 
     def rollback(self) -> str:

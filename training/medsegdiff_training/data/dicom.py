@@ -166,7 +166,14 @@ def _series_of(datasets: list[Any]) -> DicomSeries:
         return _make(image, "image", _pixel_spacing(first), first, [first], np.eye(2), np.zeros(2))
     positions = [_position(d) for d in datasets]
     orientation = _orientation(first)
-    if orientation is None or any(p is None for p in positions):
+    lacking = [d for d, p in zip(datasets, positions, strict=True) if p is None]
+    if orientation is not None and 0 < len(lacking) < len(datasets):  # said now, not after segmenting
+        raise DicomError(
+            f"Series {_name(first)}: {len(lacking)} of its {len(datasets)} images have no "
+            f"ImagePositionPatient (e.g. {lacking[0].filename}), so its slices cannot be put in order "
+            "as a volume; fix those headers or remove those files."
+        )
+    if orientation is None or lacking:
         return _frames(sorted(datasets, key=_instance_order))
     normal = np.cross(orientation[0], orientation[1])
     along = np.array([float(np.dot(np.asarray(p), normal)) for p in positions])
@@ -332,7 +339,13 @@ def _pixels(dataset: Any) -> np.ndarray:
         return pixels  # pydicom >= 3 returns YBR_* as RGB
     slope, intercept = _rescale(dataset)
     if slope != 1.0 or intercept != 0.0:
-        pixels = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below, said in one line
+            pixels = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        if not np.isfinite(pixels).all():
+            raise DicomError(
+                f"{dataset.filename}: RescaleSlope {slope:g} and RescaleIntercept {intercept:g} take its "
+                "pixel values beyond float32's range (±3.4e38); fix the header."
+            )
     if interpretation == "MONOCHROME1":
         pixels = pixels.max() + pixels.min() - pixels
     return pixels
