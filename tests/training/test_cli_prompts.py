@@ -127,3 +127,47 @@ def test_evaluate_with_boxes_from_masks_reports_the_ellipse_baseline(capsys, tmp
         err.startswith("medsegdiff: error: --structures does not apply with box prompts")
         and err.count("\n") == 1
     )
+
+
+def test_box_prompts_without_model_use_the_model_chosen_for_boxes(capsys, tmp_path):
+    """``predict --boxes`` and ``evaluate --boxes-from-masks`` take the registry's box model,
+    not the whole-image selection."""
+    from medsegdiff_training.registry import ModelRegistry
+
+    registry = ModelRegistry(tmp_path / "models", default_model=None, shipped_models=None)
+    for name, seed in (("whole", 1), ("boxes", 2)):
+        torch.manual_seed(seed)
+        folder = save_checkpoint(
+            tmp_path / name, MedSegDiffUNet(named_config("tiny")), DiffusionConfig(), PreprocessConfig()
+        )
+        registry.add(folder, name=name)
+    registry.select("whole")
+    assert main(["models", "select", "boxes", "--for-boxes", "--registry", str(registry.root)]) == 0
+    assert "Box prompts use boxes" in capsys.readouterr().out
+    image = np.zeros((60, 80), np.uint8)
+    image[20:40, 30:60] = 200
+    Image.fromarray(image).save(tmp_path / "scan.png")
+    (tmp_path / "boxes.csv").write_text("image,x0,y0,x1,y1\nscan.png,25,15,65,45\n")
+    code = main(
+        [
+            "predict",
+            str(tmp_path / "scan.png"),
+            "--boxes",
+            str(tmp_path / "boxes.csv"),
+            "--out",
+            str(tmp_path / "out"),
+            "--registry",
+            str(registry.root),
+            "--steps",
+            "1",
+            "--ensemble",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    assert "image(s) with boxes" in capsys.readouterr().err  # the model chosen for boxes, by name
+    listing = main(["models", "list", "--registry", str(registry.root), "--json"])
+    document = json.loads(capsys.readouterr().out)
+    assert listing == 0 and (document["selected"], document["selected_for_boxes"]) == ("whole", "boxes")

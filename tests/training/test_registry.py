@@ -282,3 +282,33 @@ def test_the_default_root_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_HOME, str(tmp_path / "home"))
     assert default_registry_root() == tmp_path / "home" / "models"
     assert ModelRegistry().root == tmp_path / "home" / "models"
+
+
+def test_box_prompts_have_a_model_of_their_own_the_shipped_general_until_another_is_chosen(
+    registry, tmp_path
+):
+    # without a shipped box model, boxes use the selected version
+    mine = registry.add(checkpoint(tmp_path / "a", seed=3), name="mine")
+    registry.select(mine.name)
+    assert registry.selected_for_boxes() == "mine"
+    # with one, a fresh choice for boxes is it, whatever is selected for whole images
+    checkpoint(registry.shipped_models / "general", seed=4, description="boxes, many domains")
+    assert registry.selected_for_boxes() == "general" and registry.selected() == "mine"
+    # choosing for boxes keeps the whole-image choice, and the other way round
+    other = registry.add(checkpoint(tmp_path / "b", seed=5), name="other")
+    registry.select(other.name, role="boxes")
+    registry.select(DEFAULT_VERSION)
+    assert (registry.selected(), registry.selected_for_boxes()) == (DEFAULT_VERSION, "other")
+    stored = json.loads((registry.root / "registry.json").read_text())
+    assert stored["selected"] == DEFAULT_VERSION and stored["selected_boxes"] == "other"
+    # a rename carries the choice; the chosen version cannot be deleted
+    registry.rename("other", "boxes-v2")
+    assert registry.selected_for_boxes() == "boxes-v2"
+    with pytest.raises(RegistryError, match="selected for box prompts"):
+        registry.delete("boxes-v2")
+    # a chosen version whose folder is gone falls back to the shipped box model, and says so
+    import shutil
+
+    shutil.rmtree(registry.root / "boxes-v2")
+    assert registry.selected_for_boxes() == "general"
+    assert "selected for box prompts" in (registry.selection_warning() or "")

@@ -529,7 +529,7 @@ def _add_models(subparsers: argparse._SubParsersAction) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     for action, text in (
-        ("list", "list the versions (* = selected)"),
+        ("list", "list the versions (* = selected for whole images, b = for box prompts)"),
         ("show", "everything about one version"),
         ("select", "select a version"),
         ("rollback", "select the selected version's parent, or NAME"),
@@ -543,6 +543,13 @@ def _add_models(subparsers: argparse._SubParsersAction) -> None:
             sub.add_argument("name")
         if action == "rename":
             sub.add_argument("new_name")
+        if action == "select":
+            sub.add_argument(
+                "--for-boxes",
+                action="store_true",
+                help="the version box prompts use (predict/evaluate --boxes, the widget's boxes); "
+                "without it: the version for whole images",
+            )
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
         _common(sub, device=False, nested=True)
     parser.add_argument("--json", action="store_true")

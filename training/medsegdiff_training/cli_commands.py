@@ -52,9 +52,12 @@ def registry_of(args: argparse.Namespace) -> ModelRegistry:
     return ModelRegistry(args.registry)
 
 
-def load_model(spec: str | None, registry: ModelRegistry, device: str = "cpu") -> tuple[Checkpoint, str]:
-    """A registry version by name, or a checkpoint folder by path; default: the selected one."""
-    name = spec or registry.selected()
+def load_model(
+    spec: str | None, registry: ModelRegistry, device: str = "cpu", *, for_boxes: bool = False
+) -> tuple[Checkpoint, str]:
+    """A registry version by name, or a checkpoint folder by path; default: the selected one
+    (with ``for_boxes``: the one box prompts use, :meth:`~.registry.ModelRegistry.selected_for_boxes`)."""
+    name = spec or (registry.selected_for_boxes() if for_boxes else registry.selected())
     path = Path(name)
     looks_like_path = "/" in name or "\\" in name or path.suffix.lower() in PICKLE_SUFFIXES
     if name not in registry.names() and (looks_like_path or path.exists()):
@@ -363,13 +366,17 @@ def print_evaluation(document: dict[str, Any]) -> None:
 
 
 def _models_list(args: argparse.Namespace, registry: ModelRegistry) -> None:
-    selected = registry.selected()
+    selected, boxes = registry.selected(), registry.selected_for_boxes()
     versions = registry.versions()
     if args.json:
         document = {
             "registry": str(registry.root),
             "selected": selected,
-            "versions": [v.to_dict() | {"selected": v.name == selected} for v in versions],
+            "selected_for_boxes": boxes,
+            "versions": [
+                v.to_dict() | {"selected": v.name == selected, "selected_for_boxes": v.name == boxes}
+                for v in versions
+            ],
         }
         out(json.dumps(json_safe(document), indent=2))
         return
@@ -377,13 +384,16 @@ def _models_list(args: argparse.Namespace, registry: ModelRegistry) -> None:
         out(f"No model versions in {registry.root} yet (and no shipped default).")
     for version in versions:
         dice = version.validation_dice
+        marks = ("*" if version.name == selected else " ") + ("b" if version.name == boxes else " ")
         out(
-            f"{'*' if version.name == selected else ' '} {version.name:<24} {version.created[:16]:<17} "
+            f"{marks} {version.name:<24} {version.created[:16]:<17} "
             f"parent {version.parent or '-':<20} Dice {_number(dice)}  {version.config_summary}"
             + ("  (read-only)" if version.read_only else "")
         )
     if selected not in {v.name for v in versions}:
         out(f"selected: {selected} (not installed)")
+    if versions:
+        out("(* the model for whole images, b the model for box prompts)")
 
 
 def _models_show(args: argparse.Namespace, registry: ModelRegistry) -> None:
@@ -408,7 +418,17 @@ def _models_show(args: argparse.Namespace, registry: ModelRegistry) -> None:
 
 
 def _models_select(args: argparse.Namespace, registry: ModelRegistry) -> None:
-    """``select NAME``, ``rollback`` (to the parent) or ``rollback NAME``."""
+    """``select NAME [--for-boxes]``, ``rollback`` (to the parent) or ``rollback NAME``."""
+    if getattr(args, "for_boxes", False):
+        before = registry.selected_for_boxes()
+        registry.select(args.name, role="boxes")
+        after = registry.selected_for_boxes()
+        out(
+            json.dumps({"selected_for_boxes": after, "previous": before})
+            if args.json
+            else f"Box prompts use {after} (was {before})."
+        )
+        return
     before = registry.selected()
     if args.name:
         registry.select(args.name)

@@ -38,7 +38,13 @@ from .checkpoint_files import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_config
 from .config import DiffusionConfig, PreprocessConfig, named_config
 from .errors import CheckpointError, ConfigError, RegistryError
 from .paths import default_registry_root
-from .registry_selection import DEFAULT_VERSION, UNTRAINED_VERSION, read_selection
+from .registry_selection import (
+    BOX_MODEL_VERSION,
+    DEFAULT_VERSION,
+    SELECTION_KEYS,
+    UNTRAINED_VERSION,
+    read_selection,
+)
 from .validation import check_nesting
 
 if TYPE_CHECKING:
@@ -375,30 +381,55 @@ class ModelRegistry:
         problem) and told by :meth:`selection_warning`.
         """
         name, problem = read_selection(self.root, REGISTRY_FILE, self.shipped())
+        self._warn(problem)
+        return name or DEFAULT_VERSION
+
+    def selected_for_boxes(self) -> str:
+        """The version box prompts use: the one selected for them, else the shipped box model
+        (``general``), else the selected version. A selection that fell back is warned of."""
+        name, problem = read_selection(self.root, REGISTRY_FILE, self.shipped(), role="boxes")
+        self._warn(problem)
+        if name is not None:
+            return name
+        return BOX_MODEL_VERSION if BOX_MODEL_VERSION in self.shipped() else self.selected()
+
+    def _warn(self, problem: str | None) -> None:
         if problem is not None and problem != self._warned:
             self._warned = problem
             _log.warning("%s", problem)
-        return name
 
     def selection_warning(self) -> str | None:
-        """Why :meth:`selected` fell back to ``default`` (what is wrong, what is used), or None."""
-        return read_selection(self.root, REGISTRY_FILE, self.shipped())[1]
+        """Why :meth:`selected` (or the box selection) fell back (what is wrong, what is used), or None."""
+        for role in SELECTION_KEYS:
+            problem = read_selection(self.root, REGISTRY_FILE, self.shipped(), role=role)[1]
+            if problem is not None:
+                return problem
+        return None
 
     # -- changing --------------------------------------------------------------------
 
-    def _write_selection(self, name: str) -> None:
+    def _write_selection(self, name: str, role: str = "image") -> None:
+        """Record ``name`` for ``role`` in ``registry.json``, keeping the other role's choice."""
         self.root.mkdir(parents=True, exist_ok=True)
-        _write_json_atomically(self.root / REGISTRY_FILE, {"format": REGISTRY_FORMAT, "selected": name})
+        document: dict[str, Any] = {"format": REGISTRY_FORMAT, "selected": self.selected()}
+        boxes = read_selection(self.root, REGISTRY_FILE, self.shipped(), role="boxes")[0]
+        if boxes is not None:
+            document["selected_boxes"] = boxes
+        document[SELECTION_KEYS[role]] = name
+        _write_json_atomically(self.root / REGISTRY_FILE, document)
 
-    def select(self, name: str) -> None:
-        """Make ``name`` the selected version (persisted in ``registry.json``); never a broken one."""
+    def select(self, name: str, role: str = "image") -> None:
+        """Make ``name`` the selected version (persisted in ``registry.json``); never a broken one.
+
+        ``role="boxes"``: the version box prompts use (:meth:`selected_for_boxes`).
+        """
         version = self.get(name) if name != UNTRAINED_VERSION else None
         if version is not None and version.broken is not None:
             raise RegistryError(
                 f"The model version {name!r} is broken ({version.broken}); it cannot be selected. "
                 "Select a working version (medsegdiff models list marks the broken ones)."
             )
-        self._write_selection(name)
+        self._write_selection(name, role)
 
     def rollback(self) -> str:
         """Select the parent of the selected version; returns the newly selected name."""
@@ -556,6 +587,7 @@ class ModelRegistry:
         if destination.exists() or new in self.shipped():
             raise RegistryError(f"A model version called {new!r} exists already; choose another name.")
         was_selected = self.selected() == old
+        was_box_model = read_selection(self.root, REGISTRY_FILE, self.shipped(), role="boxes")[0] == old
         os.rename(version.path, destination)
         for child in self._folders():
             record_path = child / VERSION_FILE
@@ -568,6 +600,8 @@ class ModelRegistry:
                 _write_json_atomically(record_path, record)
         if was_selected:
             self._write_selection(new)
+        if was_box_model:
+            self._write_selection(new, role="boxes")
         return self.get(new)
 
     def delete(self, name: str) -> None:
@@ -577,6 +611,11 @@ class ModelRegistry:
         version = self.get(name)
         if self.selected() == name:
             raise RegistryError(f"{name!r} is the selected model; select another version before deleting it.")
+        if read_selection(self.root, REGISTRY_FILE, self.shipped(), role="boxes")[0] == name:
+            raise RegistryError(
+                f"{name!r} is the model selected for box prompts; select another for them "
+                "(medsegdiff models select NAME --for-boxes) before deleting it."
+            )
         trash = self.root / f".deleting-{name}-{uuid.uuid4().hex[:8]}"
         os.rename(version.path, trash)  # disappears from listings at once
         shutil.rmtree(trash, ignore_errors=True)
