@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QObject, Signal
 
+from ._messages import user_message
+
 if TYPE_CHECKING:
     from medsegdiff_training.inference import SegmentationResult
 
@@ -37,14 +39,13 @@ def segment_item(image: np.ndarray, model_version: str, device: str) -> Presegme
     import time
 
     from medsegdiff_training.annotation_queue import uncertainty_score
-    from medsegdiff_training.inference import SamplingSettings
-    from medsegdiff_training.samplers import RECOMMENDED_ENSEMBLE
+    from medsegdiff_training.sampling_defaults import SamplingSettings
 
     from ._models import get_segmenter
 
     started = time.perf_counter()
     segmenter = get_segmenter(model_version, device)
-    result = segmenter.segment(image, SamplingSettings(ensemble=RECOMMENDED_ENSEMBLE))
+    result = segmenter.segment(image, SamplingSettings())  # the recommendation: an ensemble of 5
     score = uncertainty_score(result.probabilities, result.uncertainty)
     return Presegmentation("", model_version, result, score, time.perf_counter() - started)
 
@@ -123,8 +124,6 @@ class Presegmenter(QObject):
         self.ready.emit(done.item)
 
     def _errored(self, item: str, error: BaseException) -> None:
-        from ._widget import user_message
-
         self.failed.emit(item, user_message(error))
 
     def _finished(self) -> None:

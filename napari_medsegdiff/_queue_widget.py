@@ -43,6 +43,7 @@ from medsegdiff_training.annotation_session import SESSION_FINETUNE  # no torch
 
 from ._export import RUN_KEY, corrections_store, export_correction
 from ._finetune_process import FinetuneProcess, ProcessRunner
+from ._models import read_model_choices
 from ._queue_presegment import Presegmentation, Presegmenter
 from ._trend_plot import TrendPlot
 
@@ -77,14 +78,6 @@ def _row(*widgets: QWidget, stretch_first: bool = False) -> QHBoxLayout:
     for index, widget in enumerate(widgets):
         row.addWidget(widget, 1 if stretch_first and index == 0 else 0)
     return row
-
-
-def _read_model_choices() -> tuple[list[tuple[str, str]], str]:
-    from medsegdiff_training.registry import ModelRegistry
-
-    from ._models import model_choices
-
-    return model_choices(), ModelRegistry().selected()
 
 
 class QueueWidget(QWidget):
@@ -233,7 +226,7 @@ class QueueWidget(QWidget):
     def _read_models(self) -> None:
         from napari.qt.threading import create_worker
 
-        worker = create_worker(_read_model_choices)  # the first reading, off the GUI thread
+        worker = create_worker(read_model_choices)  # the first reading, off the GUI thread
         worker.returned.connect(self._fill_models)
         worker.start()
 
@@ -241,7 +234,7 @@ class QueueWidget(QWidget):
         """The registry's versions again (a fine-tune elsewhere may have added one); keeps the choice."""
         if self.model_box.currentData() is None:
             return  # the first reading is still under way
-        choices, _ = _read_model_choices()
+        choices, _ = read_model_choices()
         current = self.model_box.currentData()
         self.model_box.blockSignals(True)
         self.model_box.clear()
@@ -280,13 +273,12 @@ class QueueWidget(QWidget):
             self.session.use_model(version, reason)
         self._request_ahead()
 
-    def switch_model(self, version: str, reason: str) -> None:
-        """Pre-segment with ``version`` from now on; the image on screen is left as it is."""
-        if self.model_box.findData(version) < 0:
-            self.model_box.blockSignals(True)
-            self.model_box.addItem(version, version)
-            self.model_box.blockSignals(False)
+    def model_switched(self, version: str, reason: str) -> None:
+        """Pre-segment with ``version`` from now on (the session's switch to a fine-tuned
+        version); the image on screen is left as it is."""
         self.model_box.blockSignals(True)
+        if self.model_box.findData(version) < 0:
+            self.model_box.addItem(version, version)
         self.model_box.setCurrentIndex(self.model_box.findData(version))
         self.model_box.blockSignals(False)
         self._use_model(version, reason)
@@ -528,10 +520,6 @@ class QueueWidget(QWidget):
         self.session.finetune_every = self.finetune_every.value() if on else 0
         self.session.finetune = SESSION_FINETUNE.replace(minutes=self.finetune_minutes.value())
 
-    def model_switched(self, version: str, reason: str) -> None:
-        """The session moved to a fine-tuned version: pre-segment with it from now on."""
-        self.switch_model(version, reason)
-
     def finetune_started(self, options: FinetuneOptions, accepted: int) -> None:
         self.finetune_label.setText(f"Fine-tuning {options.parent} on {accepted} corrections…")
 
@@ -543,15 +531,11 @@ class QueueWidget(QWidget):
         if record.version is None:
             self.finetune_label.setText("Fine-tuning cancelled.")
             return
-        self.plot.add_finetune(
-            record.after_accepted, record.validation_dice_before, record.validation_dice_after
-        )
-        if record.switched:
-            self.finetune_label.setText(f"Now using {record.version} (held-out Dice {record.scores()}).")
-        else:
-            self.finetune_label.setText(
-                f"Made {record.version} but kept {self.model_version} (held-out Dice {record.scores()})."
-            )
+        before, after = record.validation_dice_before, record.validation_dice_after
+        self.plot.add_finetune(record.after_accepted, before, after)
+        verdict = "Now using" if record.switched else f"Made {record.version} but kept"
+        used = record.version if record.switched else self.model_version
+        self.finetune_label.setText(f"{verdict} {used} (held-out Dice {record.scores()}).")
 
     def finetune_failed(self, message: str) -> None:
         self._notify_error(f"Fine-tuning failed: {message}")

@@ -39,19 +39,6 @@ class Frame:
     )
 
 
-def _foreground(masks: Any) -> np.ndarray:
-    """Model-space masks (B, K, h, w) -> the first ensemble member's foreground in [0, 1]."""
-    import torch
-
-    from medsegdiff_training.inference import model_space_to_probabilities
-
-    with torch.inference_mode():
-        foreground = model_space_to_probabilities(masks[:1])
-        if foreground.shape[1] > 1:  # K classes: everything that is not background
-            foreground = 1 - foreground[:, :1]
-    return foreground[0, 0].cpu().numpy().astype(np.float32)
-
-
 def segment_layer(
     segmenter: Segmenter,
     data: Any,
@@ -76,6 +63,8 @@ def _frames(
     steps: Generator[Any, None, Any], slice_index: int, window: Any = None
 ) -> Generator[Frame, None, Any]:
     """A sampler's steps as display frames; returns what the steps return."""
+    from medsegdiff_training.inference import first_member_foreground  # the worker has torch by now
+
     while True:
         try:
             step = next(steps)
@@ -86,8 +75,8 @@ def _frames(
             step.index,
             step.total,
             step.t,
-            _foreground(step.x_t),
-            _foreground(step.predicted_x0),
+            first_member_foreground(step.x_t),
+            first_member_foreground(step.predicted_x0),
             window,
         )
 

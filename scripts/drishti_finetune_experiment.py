@@ -56,7 +56,7 @@ def main() -> None:
     shutil.rmtree(args.work, ignore_errors=True)
     registry = ModelRegistry(args.work / "registry")
     registry.add(args.parent, name="ultrasound")
-    settings = SamplingSettings(sampler="ddim", steps=10, seed=0)
+    settings = SamplingSettings(sampler="ddim", steps=10, seed=0, ensemble=1)
     data = args.data
     train_pairs = find_pairs(data / "images", data / "masks", data / "split.csv", "Training")[
         : args.corrections

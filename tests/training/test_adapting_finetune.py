@@ -26,7 +26,7 @@ CONFIG = TrainConfig(
     device="cpu",
     checkpoint_every=10**6,
     validate_every=10**6,
-    validation_sampling=SamplingSettings(sampler="ddim", steps=1),
+    validation_sampling=SamplingSettings(sampler="ddim", steps=1, ensemble=1),
 )
 
 

@@ -29,7 +29,7 @@ CONFIG = TrainConfig(
     device="cpu",
     checkpoint_every=10**6,
     validate_every=10**6,
-    validation_sampling=SamplingSettings(sampler="ddim", steps=2),
+    validation_sampling=SamplingSettings(sampler="ddim", steps=2, ensemble=1),
 )
 
 

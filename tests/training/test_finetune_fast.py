@@ -48,7 +48,7 @@ ONE_STEP = TrainConfig(
     checkpoint_every=10**6,
     validate_every=10**6,
     validation_images=4,
-    validation_sampling=SamplingSettings(sampler="ddim", steps=2),
+    validation_sampling=SamplingSettings(sampler="ddim", steps=2, ensemble=1),
 )
 
 

@@ -108,7 +108,7 @@ def test_finetune_crops_around_the_recorded_boxes_by_the_parents_rule(tmp_path, 
         device="cpu",
         checkpoint_every=10**6,
         validate_every=10**6,
-        validation_sampling=SamplingSettings(sampler="ddim", steps=2),
+        validation_sampling=SamplingSettings(sampler="ddim", steps=2, ensemble=1),
     )
     # the object ids 1, 2 of a binary model's prompted run are one class: the child keeps 2 classes
     assert plan_finetune("parent", store, registry=registry).classes == 2
