@@ -6,7 +6,8 @@ An annotator works through Drishti-GS1's 50 *Training* fundus crops in file orde
 the shipped ``default`` model (binary, grey, trained on thyroid ultrasound); the object
 is the optic disc (rim + cup: every non-zero label). The expert masks stand in for the
 annotator's corrections (``simulate_annotation``, the code behind ``medsegdiff
-simulate-annotation``). Three queues over the same images:
+simulate-annotation``, which drives the ``AnnotationSession`` that the napari queue widget
+drives). Three queues over the same images:
 
 - **with the loop**: fine-tune every 10 accepted images, at most 3 CPU-minutes each (the
   process's CPU time, so a busy machine gets the same work done, only later), switching
@@ -146,15 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     # a registry and store of its own: the user's models and corrections stay untouched
     os.environ["MEDSEGDIFF_HOME"] = tempfile.mkdtemp(prefix="bench-annotation-loop-")
-    import dataclasses
-
     import torch
     from _common import environment, write_result
 
+    from medsegdiff_training.annotation_session import SESSION_FINETUNE
     from medsegdiff_training.annotation_simulation import simulate_annotation
     from medsegdiff_training.corrections import CorrectionsStore
     from medsegdiff_training.data import find_pairs
-    from medsegdiff_training.finetune import DEFAULT_FINETUNE_CONFIG
     from medsegdiff_training.inference import SamplingSettings
     from medsegdiff_training.registry import ModelRegistry
 
@@ -165,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     registry = ModelRegistry()
     home = Path(os.environ["MEDSEGDIFF_HOME"])
     # the budget is CPU time (the process's, every thread): the same work on a busy machine
-    config = dataclasses.replace(
-        DEFAULT_FINETUNE_CONFIG, steps=args.steps_per_finetune, minutes=args.minutes_per_finetune, clock="cpu"
+    finetune = SESSION_FINETUNE.replace(
+        steps=args.steps_per_finetune, minutes=args.minutes_per_finetune, clock="cpu"
     )
     runs = {}
     for name, every in (("with the loop", args.finetune_every), ("without the loop", 0)):
@@ -178,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             model=args.model,
             settings=settings,
             finetune_every=every,
-            finetune_config=config,
+            finetune=finetune,
             on_image=lambda r: print(
                 f"  {r['position']:3d} {r['name']}: Dice {r['dice']:.3f} changed {100 * r['fraction_changed']:.2f}% "
                 f"({r['model_version']})",

@@ -123,7 +123,7 @@ def measure_pair(
     their_unet, their_diffusion = theirs(size, dim)
     their_diffusion = their_diffusion.to(device)
     image = torch.randn(step_batch, 1, size, size, device=device)
-    settings = SamplingSettings(sampler="ddim", steps=steps, seed=0)
+    settings = SamplingSettings(sampler="ddim", steps=steps, seed=0, ensemble=1)
     schedule = NoiseSchedule(DiffusionConfig())
     if device.type == "cuda":  # ours as its trainer runs it (fused AdamW); theirs as it ships
         our_optimizer = make_optimizer(our_model, TrainConfig(), device)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import napari
 
     from medsegdiff_training.corrections import CorrectionEntry, CorrectionsStore
+    from medsegdiff_training.finetune_events import FinetuneDone
 
     from ._finetune_dialog import FinetuneDialog
 
@@ -170,7 +171,7 @@ class CorrectionsPanel(QGroupBox):
         self.finetune_dialog.raise_()
         return self.finetune_dialog
 
-    def _on_finetuned(self, event: dict) -> None:
-        version = str(event.get("version"))
+    def _on_finetuned(self, event: FinetuneDone) -> None:
+        version = event.version
         switch = self.confirm(f"Fine-tuning made model version '{version}'. Switch to it now?")
         self._on_new_version(version, switch)

@@ -21,7 +21,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._finetune_process import FinetuneProcess, FinetuneRequest
+from medsegdiff_training.finetune_events import FinetuneDone, FinetuneProgress, FinetuneStarted
+from medsegdiff_training.finetune_options import FinetuneOptions
+from medsegdiff_training.train_config import DEFAULT_FINETUNE_CONFIG
+
+from ._finetune_process import FinetuneProcess
 from ._models import fill_device_box, known_device_choices, model_choices
 
 _STOPPING: set[FinetuneProcess] = set()  # cancelled by a closed viewer, kept alive until they end
@@ -78,15 +82,15 @@ class FinetuneDialog(QDialog):
 
     Closing the dialog does not stop the fine-tune: napari's progress bar keeps showing it,
     and the widget's "Fine-tune on corrections…" button brings this dialog back.
-    ``on_done(event)`` is called with the CLI's final ``done`` event (new version, parent,
-    validation Dice before/after).
+    ``on_done(event)`` is called with the process's :class:`FinetuneDone` event (new
+    version, parent, validation Dice before/after).
     """
 
     def __init__(
         self,
         store: str,
         parent_version: str | None = None,
-        on_done: Callable[[dict], None] | None = None,
+        on_done: Callable[[FinetuneDone], None] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -102,7 +106,7 @@ class FinetuneDialog(QDialog):
             self.parent_box.setCurrentIndex(self.parent_box.findData(parent_version))
         self.steps = QSpinBox()
         self.steps.setRange(1, 1_000_000)
-        self.steps.setValue(300)
+        self.steps.setValue(DEFAULT_FINETUNE_CONFIG.steps or 300)
         self.minutes = QDoubleSpinBox()
         self.minutes.setRange(0, 24 * 60)
         self.minutes.setSpecialValueText("no limit")
@@ -168,16 +172,19 @@ class FinetuneDialog(QDialog):
             return
         self.child_label.setText(plan.describe())
 
-    def request(self) -> FinetuneRequest:
-        return FinetuneRequest(
+    def request(self) -> FinetuneOptions:
+        """The fine-tune the form asks for (the process's command line is made from it)."""
+        mix = self.mix_original.isChecked()
+        return FinetuneOptions(
             parent=str(self.parent_box.currentData()),
             store=self.store,
+            mix_original=mix,
+            original_images=(self.original_images.text().strip() or None) if mix else None,
+            original_masks=(self.original_masks.text().strip() or None) if mix else None,
+        ).replace(
             steps=self.steps.value(),
             minutes=self.minutes.value() or None,
             device=str(self.device.currentData()),
-            mix_original=self.mix_original.isChecked(),
-            original_images=self.original_images.text().strip() or None,
-            original_masks=self.original_masks.text().strip() or None,
         )
 
     def start(self) -> FinetuneProcess | None:
@@ -195,6 +202,7 @@ class FinetuneDialog(QDialog):
         # No Qt parent: closing the viewer deletes this dialog first, and the process must
         # outlive it long enough to be stopped cleanly (a deleted QProcess is SIGKILLed).
         self.process = FinetuneProcess(self.request())
+        self.process.started.connect(self._on_started)
         self.process.progress.connect(self._on_progress)
         self.process.done.connect(self._on_done)
         self.process.cancelled.connect(lambda: self._finish("Cancelled: the registry is unchanged."))
@@ -225,31 +233,33 @@ class FinetuneDialog(QDialog):
             self.status.setText("Cancelling…")
             self.process.cancel()
 
-    def _on_progress(self, event: dict) -> None:
+    def _on_started(self, event: FinetuneStarted) -> None:
+        self.status.setText(f"Fine-tuning {event.parent} on {event.corrections} correction(s): {event.plan}.")
+
+    def _on_progress(self, event: FinetuneProgress) -> None:
         if self._progress is not None:
-            total = event.get("total_steps")
-            if isinstance(total, int) and total > 0 and total != self._progress.total:
+            total = event.total_steps
+            if total is not None and total > 0 and total != self._progress.total:
                 self._progress.total = total  # a time budget: the CLI's estimate of the steps
-            self._progress.n = int(event.get("step", 0))
+            self._progress.n = event.step
             self._progress.refresh()
-        left = event.get("remaining_s")
-        dice = event.get("validation_dice")
+        left, dice = event.remaining_s, event.validation_dice
         self.status.setText(
-            f"step {event.get('step')}/{event.get('total_steps') or '?'}, loss {event.get('loss', 0):.4f}"
-            + (f", validation Dice {dice:.3f}" if isinstance(dice, (int, float)) else "")
-            + (f", about {left / 60:.1f} min left" if isinstance(left, (int, float)) else "")
+            f"step {event.step}/{event.total_steps or '?'}, loss {event.loss or 0:.4f}"
+            + (f", validation Dice {dice:.3f}" if dice is not None else "")
+            + (f", about {left / 60:.1f} min left" if left is not None else "")
         )
 
-    def _on_done(self, event: dict) -> None:
-        before, after = event.get("validation_dice_before"), event.get("validation_dice_after")
+    def _on_done(self, event: FinetuneDone) -> None:
+        before, after = event.validation_dice_before, event.validation_dice_after
         scores = (
             f" Held-out corrections: Dice {before:.3f} → {after:.3f}."
-            if isinstance(before, (int, float)) and isinstance(after, (int, float))
+            if before is not None and after is not None
             else ""
         )
         from napari.utils.notifications import show_info
 
-        message = f"New model version '{event.get('version')}' from '{event.get('parent')}'.{scores}"
+        message = f"New model version '{event.version}' from '{event.parent}'.{scores}"
         self._finish(message)
         show_info(f"MedSegDiff: {message}")  # the dialog may be closed by now
         if self.on_done is not None:

@@ -2,79 +2,49 @@
 
 Training in its own process can neither freeze nor crash the viewer, and Cancel is a
 SIGTERM, which the CLI turns into a clean stop that leaves the registry as it was. The
-CLI's ``--progress-json`` lines become Qt signals here.
+command line comes from the core's :func:`~medsegdiff_training.finetune_options.process_arguments`
+(the one the CLI parses back), and the process's JSON lines are read by the core's
+:mod:`~medsegdiff_training.finetune_events` and become Qt signals here.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from qtpy.QtCore import QCoreApplication, QObject, QProcess, QProcessEnvironment, Signal
 
-
-@dataclass(frozen=True)
-class FinetuneRequest:
-    """What to fine-tune, on what, and for how long."""
-
-    parent: str
-    store: str
-    steps: int | None = 300
-    minutes: float | None = None
-    device: str = "auto"
-    mix_original: bool = False
-    original_images: str | None = None  # with mix_original: folders other than the parent names
-    original_masks: str | None = None
-    channels: int | None = None  # None: the parent's, or what the corrections need
-    num_classes: int | None = None
-
-    def arguments(self) -> list[str]:
-        args = [
-            "-m",
-            "medsegdiff_training",
-            "finetune",
-            "--store",
-            self.store,
-            "--parent",
-            self.parent,
-            "--device",
-            self.device,
-            "--progress-json",
-        ]
-        if self.steps is not None:
-            args += ["--steps", str(self.steps)]
-        if self.minutes is not None:
-            args += ["--minutes", str(self.minutes)]
-        if self.channels is not None:
-            args += ["--channels", str(self.channels)]
-        if self.num_classes is not None:
-            args += ["--num-classes", str(self.num_classes)]
-        if self.mix_original:
-            args.append("--mix-original")
-            if self.original_images:
-                args += ["--original-images", self.original_images]
-            if self.original_masks:
-                args += ["--original-masks", self.original_masks]
-        return args
+from medsegdiff_training.finetune_events import (
+    FinetuneCancelled,
+    FinetuneDone,
+    FinetuneEvent,
+    FinetuneEventError,
+    FinetuneFailed,
+    FinetuneProgress,
+    FinetuneStarted,
+)
+from medsegdiff_training.finetune_options import FinetuneOptions, process_arguments
 
 
 class FinetuneProcess(QObject):
-    """Runs one fine-tune.
+    """Runs one fine-tune of ``options``.
 
-    Emits ``progress(dict)`` per step, then, once the process has ended, exactly one of
-    ``done(dict)``, ``cancelled()``, ``failed(str)``.
+    Emits ``started(FinetuneStarted)``, ``progress(FinetuneProgress)`` per step, then, once
+    the process has ended, exactly one of ``done(FinetuneDone)``, ``cancelled()``,
+    ``failed(str)``. A line the core's events module cannot read ends in ``failed``: a
+    plugin and a core that disagree never pass for a fine-tune that made nothing.
     """
 
-    progress = Signal(dict)
-    done = Signal(dict)
+    started = Signal(object)
+    progress = Signal(object)
+    done = Signal(object)
     cancelled = Signal()
     failed = Signal(str)
 
-    def __init__(self, request: FinetuneRequest, parent: QObject | None = None) -> None:
+    def __init__(self, options: FinetuneOptions, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.request = request
+        self.options = options
         self.process = QProcess(self)
         environment = QProcessEnvironment.systemEnvironment()
         for name in ("MEDSEGDIFF_HOME", "PYTHONPATH"):
@@ -84,13 +54,15 @@ class FinetuneProcess(QObject):
         self.process.readyReadStandardOutput.connect(self._read)
         self.process.finished.connect(self._finished)
         self._buffer = b""
-        self._outcome: dict | None = None  # the CLI's final event
+        self._outcome: FinetuneEvent | None = None  # the CLI's final event
+        self._unreadable: str | None = None  # the first line the events module refused
+        self.last_step = 0
         self._stderr = b""
         self.process.readyReadStandardError.connect(self._read_stderr)
         self.process.errorOccurred.connect(self._error_occurred)
 
     def start(self) -> None:
-        self.process.start(sys.executable, self.request.arguments())
+        self.process.start(sys.executable, process_arguments(self.options))
         application = QCoreApplication.instance()
         if application is not None:  # napari quitting mid-run: stop cleanly, do not orphan it
             application.aboutToQuit.connect(self.stop)
@@ -127,14 +99,16 @@ class FinetuneProcess(QObject):
 
     def _parse(self, line: bytes) -> None:
         try:
-            event = json.loads(line)
-        except ValueError:
-            return  # not one of the CLI's JSON lines (a library printing something)
-        if not isinstance(event, dict):
+            event = FinetuneEvent.parse(line)
+        except FinetuneEventError as error:
+            self._unreadable = self._unreadable or str(error)
             return
-        if event.get("event") == "progress":
+        if isinstance(event, FinetuneProgress):
+            self.last_step = event.step
             self.progress.emit(event)
-        elif event.get("event") in ("done", "cancelled", "error"):
+        elif isinstance(event, FinetuneStarted):
+            self.started.emit(event)
+        elif isinstance(event, (FinetuneDone, FinetuneCancelled, FinetuneFailed)):
             self._outcome = event  # announced once the process has ended (see _finished)
 
     def _finished(self, exit_code: int, _status: object = None) -> None:
@@ -149,13 +123,41 @@ class FinetuneProcess(QObject):
         if self._buffer.strip():
             self._parse(self._buffer)
             self._buffer = b""
-        outcome = self._outcome or {}
-        if outcome.get("event") == "done":
+        outcome = self._outcome
+        if self._unreadable is not None:
+            self.failed.emit(self._unreadable)
+        elif isinstance(outcome, FinetuneDone):
             self.done.emit(outcome)
-        elif outcome.get("event") == "cancelled" or (not outcome and exit_code == 130):
+        elif isinstance(outcome, FinetuneCancelled) or (outcome is None and exit_code == 130):
             self.cancelled.emit()
-        elif outcome.get("event") == "error":
-            self.failed.emit(str(outcome.get("message") or "fine-tuning failed"))
+        elif isinstance(outcome, FinetuneFailed):
+            self.failed.emit(outcome.message or "fine-tuning failed")
         else:
             lines = self._stderr.decode(errors="replace").strip().splitlines()
             self.failed.emit(lines[-1] if lines else f"fine-tuning stopped (exit code {exit_code})")
+
+
+class ProcessRunner:
+    """An annotation session's runner: each fine-tune a :class:`FinetuneProcess` (one at a time).
+
+    The session hears its events through ``report`` as the process sends them; the
+    annotator goes on meanwhile.
+    """
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        self.parent = parent
+        self.process: FinetuneProcess | None = None
+
+    def start(self, options: FinetuneOptions, report: Callable[[FinetuneEvent], None]) -> None:
+        process = FinetuneProcess(options, self.parent)
+        process.progress.connect(report)
+        process.done.connect(report)
+        process.failed.connect(lambda message: report(FinetuneFailed(message)))
+        process.cancelled.connect(
+            lambda: report(FinetuneCancelled(steps=process.last_step, run_dir=str(options.run_dir or "")))
+        )
+        self.process = process
+        process.start()
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.is_running()

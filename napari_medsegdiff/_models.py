@@ -22,6 +22,13 @@ _cache: dict[tuple[str, str], Segmenter] = {}
 _lock = threading.Lock()
 
 
+def read_model_choices() -> tuple[list[tuple[str, str]], str]:
+    """(:func:`model_choices`, the registry's selected version): JSON files only, no torch."""
+    from medsegdiff_training.registry import ModelRegistry
+
+    return model_choices(), ModelRegistry().selected()
+
+
 def model_choices() -> list[tuple[str, str]]:
     """(label, version name) for every registry version, the shipped default first.
 

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from qtpy.QtCore import QObject, Signal
 
+from ._messages import user_message
+
 STOP_WAIT_S = 60.0  # stop() waits this long at most for the running job (one sampler step, or a model load)
 
 if TYPE_CHECKING:
@@ -52,8 +54,7 @@ def segment_item(
 
     from medsegdiff_training.annotation_queue import uncertainty_score
     from medsegdiff_training.errors import Cancelled
-    from medsegdiff_training.inference import SamplingSettings
-    from medsegdiff_training.samplers import RECOMMENDED_ENSEMBLE
+    from medsegdiff_training.sampling_defaults import SamplingSettings
 
     from ._models import get_segmenter
 
@@ -65,7 +66,9 @@ def segment_item(
     check()
     segmenter = get_segmenter(model_version, device)
     check()
-    result = segmenter.segment(image, SamplingSettings(ensemble=RECOMMENDED_ENSEMBLE), on_step=check)
+    result = segmenter.segment(
+        image, SamplingSettings(), on_step=check
+    )  # the recommendation: an ensemble of 5
     score = uncertainty_score(result.probabilities, result.uncertainty)
     return Presegmentation("", model_version, result, score, time.perf_counter() - started)
 
@@ -151,8 +154,6 @@ class Presegmenter(QObject):
 
     def _on_job_done(self, outcome: tuple[str, Presegmentation | None, BaseException | None]) -> None:
         from medsegdiff_training.errors import Cancelled
-
-        from ._widget import user_message
 
         item, result, error = outcome
         self._worker, self._running_item = None, None

@@ -8,9 +8,12 @@ to the same corrections store by default.
 Open a folder (or files, or the slices of an opened volume); every image is already
 segmented when you reach it (a background worker keeps the next ones ready), you correct
 the Labels layer, and **Accept and next** exports it to the corrections store with the
-queue's provenance. The queue's state is :class:`medsegdiff_training.annotation_queue.
-AnnotationQueue` (in the core, shared with ``medsegdiff simulate-annotation``), kept
-beside the store, so reopening the same folder resumes where you stopped.
+queue's provenance. The loop itself -- the queue, accept/skip, "fine-tune every N", keep
+or switch -- is the core's :class:`medsegdiff_training.annotation_session.AnnotationSession`,
+the one ``medsegdiff simulate-annotation`` runs; this widget is its screen (it shows what
+happens and re-segments with a new model) and gives it a runner that fine-tunes in a
+separate process. The queue's state is kept beside the store, so reopening the same folder
+resumes where you stopped.
 """
 
 from __future__ import annotations
@@ -36,8 +39,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from medsegdiff_training.annotation_session import SESSION_FINETUNE  # no torch
+
 from ._export import RUN_KEY, corrections_store, export_correction
-from ._finetune_process import FinetuneProcess, FinetuneRequest
+from ._finetune_process import FinetuneProcess, ProcessRunner
+from ._models import read_model_choices
 from ._queue_presegment import Presegmentation, Presegmenter
 from ._trend_plot import TrendPlot
 
@@ -45,6 +51,9 @@ if TYPE_CHECKING:
     import napari
 
     from medsegdiff_training.annotation_queue import AnnotationQueue
+    from medsegdiff_training.annotation_session import AnnotationSession, FinetuneRecord
+    from medsegdiff_training.finetune_events import FinetuneProgress
+    from medsegdiff_training.finetune_options import FinetuneOptions
 
 KEYS = {"accept": "Shift-Enter", "skip": "Shift-Right", "previous": "Shift-Left"}
 ORDERS = (("file order", "file"), ("most uncertain first", "uncertain"))
@@ -63,12 +72,12 @@ class _RereadingComboBox(QComboBox):
         super().showPopup()
 
 
-def _read_model_choices() -> tuple[list[tuple[str, str]], str]:
-    from medsegdiff_training.registry import ModelRegistry
-
-    from ._models import model_choices
-
-    return model_choices(), ModelRegistry().selected()
+def _row(*widgets: QWidget, stretch_first: bool = False) -> QHBoxLayout:
+    """Widgets side by side (the first one taking the spare width if asked)."""
+    row = QHBoxLayout()
+    for index, widget in enumerate(widgets):
+        row.addWidget(widget, 1 if stretch_first and index == 0 else 0)
+    return row
 
 
 class QueueWidget(QWidget):
@@ -77,10 +86,10 @@ class QueueWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.queue: AnnotationQueue | None = None
+        self.session: AnnotationSession | None = None
         self.image_layer: Any = None
         self.labels_layer: Any = None
-        self.finetune: FinetuneProcess | None = None
+        self.runner = ProcessRunner(self)  # the session's fine-tunes, each in its own process
         self._volumes: dict[str, Any] = {}  # volume name -> its layer, for "name[z]" items
         self._shown_at = time.perf_counter()
         self._store_root: Path | None = None
@@ -97,9 +106,22 @@ class QueueWidget(QWidget):
 
     # -- the form ----------------------------------------------------------------------------
     def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._build_source())
+        self.where_label = QLabel("Open a folder to start.")
+        self.where_label.setWordWrap(True)
+        self.counts_label = QLabel()
+        layout.addWidget(self.where_label)
+        layout.addWidget(self.counts_label)
+        layout.addLayout(self._build_navigation())
+        layout.addWidget(self._build_tuning())
+        layout.addStretch(1)
+        self._update_labels()
+
+    def _build_source(self) -> QGroupBox:
+        """Images (folder, files, volume), order, model and store."""
         from medsegdiff_training.paths import default_corrections_root  # no torch
 
-        layout = QVBoxLayout(self)
         source = QGroupBox("Images")
         form = QFormLayout(source)
         self.folder_button = QPushButton("Open folder…")
@@ -107,17 +129,11 @@ class QueueWidget(QWidget):
         self.folder_button.clicked.connect(self._choose_folder)
         self.files_button = QPushButton("Open files…")
         self.files_button.clicked.connect(self._choose_files)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.folder_button)
-        buttons.addWidget(self.files_button)
-        form.addRow(buttons)
+        form.addRow(_row(self.folder_button, self.files_button))
         self.volume_box = QComboBox()
         self.volume_button = QPushButton("Queue its slices")
         self.volume_button.clicked.connect(lambda: self.open_volume(self.volume_box.currentText()))
-        row = QHBoxLayout()
-        row.addWidget(self.volume_box, 1)
-        row.addWidget(self.volume_button)
-        form.addRow("Volume", row)
+        form.addRow("Volume", _row(self.volume_box, self.volume_button, stretch_first=True))
         self.order_box = QComboBox()
         for label, name in ORDERS:
             self.order_box.addItem(label, name)
@@ -135,18 +151,11 @@ class QueueWidget(QWidget):
         self.store_label.setWordWrap(True)
         store_button = QPushButton("Change…")
         store_button.clicked.connect(self._choose_store)
-        store_row = QHBoxLayout()
-        store_row.addWidget(self.store_label, 1)
-        store_row.addWidget(store_button)
-        form.addRow("Store", store_row)
-        layout.addWidget(source)
+        form.addRow("Store", _row(self.store_label, store_button, stretch_first=True))
+        return source
 
-        self.where_label = QLabel("Open a folder to start.")
-        self.where_label.setWordWrap(True)
-        self.counts_label = QLabel()
-        layout.addWidget(self.where_label)
-        layout.addWidget(self.counts_label)
-        navigation = QHBoxLayout()
+    def _build_navigation(self) -> QHBoxLayout:
+        """Previous, Skip, Accept and next."""
         self.previous_button = QPushButton("◀ Previous")
         self.previous_button.setToolTip(f"Back to the image finished before this one ({KEYS['previous']})")
         self.previous_button.clicked.connect(self.previous)
@@ -159,10 +168,10 @@ class QueueWidget(QWidget):
             "an empty layer is accepted as a true negative"
         )
         self.accept_button.clicked.connect(self.accept)
-        for button in (self.previous_button, self.skip_button, self.accept_button):
-            navigation.addWidget(button)
-        layout.addLayout(navigation)
+        return _row(self.previous_button, self.skip_button, self.accept_button)
 
+    def _build_tuning(self) -> QGroupBox:
+        """The fine-tune cadence ("fine-tune every N accepted, M minutes each") and its trend."""
         tuning = QGroupBox("Fine-tuning that keeps up")
         tuning_form = QFormLayout(tuning)
         self.finetune_check = QCheckBox("fine-tune every")
@@ -176,21 +185,18 @@ class QueueWidget(QWidget):
         self.finetune_every.setSuffix(" accepted")
         self.finetune_minutes = QDoubleSpinBox()
         self.finetune_minutes.setRange(0.1, 24 * 60)
-        self.finetune_minutes.setValue(3.0)
+        self.finetune_minutes.setValue(SESSION_FINETUNE.config.minutes or 3.0)
         self.finetune_minutes.setSuffix(" min each")
-        every_row = QHBoxLayout()
-        every_row.addWidget(self.finetune_check)
-        every_row.addWidget(self.finetune_every)
-        every_row.addWidget(self.finetune_minutes)
-        tuning_form.addRow(every_row)
+        self.finetune_check.toggled.connect(self._cadence_changed)
+        self.finetune_every.valueChanged.connect(self._cadence_changed)
+        self.finetune_minutes.valueChanged.connect(self._cadence_changed)
+        tuning_form.addRow(_row(self.finetune_check, self.finetune_every, self.finetune_minutes))
         self.finetune_label = QLabel("")
         self.finetune_label.setWordWrap(True)
         tuning_form.addRow(self.finetune_label)
         self.plot = TrendPlot()
         tuning_form.addRow(self.plot)
-        layout.addWidget(tuning)
-        layout.addStretch(1)
-        self._update_labels()
+        return tuning
 
     def _bind_keys(self) -> None:
         for action, key in KEYS.items():
@@ -220,7 +226,7 @@ class QueueWidget(QWidget):
     def _read_models(self) -> None:
         from napari.qt.threading import create_worker
 
-        worker = create_worker(_read_model_choices)  # the first reading, off the GUI thread
+        worker = create_worker(read_model_choices)  # the first reading, off the GUI thread
         worker.returned.connect(self._fill_models)
         worker.start()
 
@@ -228,7 +234,7 @@ class QueueWidget(QWidget):
         """The registry's versions again (a fine-tune elsewhere may have added one); keeps the choice."""
         if self.model_box.currentData() is None:
             return  # the first reading is still under way
-        choices, _ = _read_model_choices()
+        choices, _ = read_model_choices()
         current = self.model_box.currentData()
         self.model_box.blockSignals(True)
         self.model_box.clear()
@@ -263,20 +269,29 @@ class QueueWidget(QWidget):
         if not version:
             return
         self.presegmenter.configure(version, "auto")
-        if self.queue is not None and self.queue.model_version != version:
-            self.queue.set_model(version, reason)
+        if self.session is not None:
+            self.session.use_model(version, reason)
         self._request_ahead()
 
-    def switch_model(self, version: str, reason: str) -> None:
-        """Pre-segment with ``version`` from now on; the image on screen is left as it is."""
-        if self.model_box.findData(version) < 0:
-            self.model_box.blockSignals(True)
-            self.model_box.addItem(version, version)
-            self.model_box.blockSignals(False)
+    def model_switched(self, version: str, reason: str) -> None:
+        """Pre-segment with ``version`` from now on (the session's switch to a fine-tuned
+        version); the image on screen is left as it is."""
         self.model_box.blockSignals(True)
+        if self.model_box.findData(version) < 0:
+            self.model_box.addItem(version, version)
         self.model_box.setCurrentIndex(self.model_box.findData(version))
         self.model_box.blockSignals(False)
         self._use_model(version, reason)
+
+    @property
+    def queue(self) -> AnnotationQueue | None:
+        """The open queue (the session's), or None before one is opened."""
+        return None if self.session is None else self.session.queue
+
+    @property
+    def finetune(self) -> FinetuneProcess | None:
+        """The session's latest fine-tune process (None before the first)."""
+        return self.runner.process
 
     # -- opening a queue -----------------------------------------------------------------------
     @property
@@ -324,22 +339,25 @@ class QueueWidget(QWidget):
     def _open(self, make) -> None:
         from napari.utils.notifications import show_warning
 
+        from medsegdiff_training.annotation_session import AnnotationSession
         from medsegdiff_training.errors import MedSegDiffError
 
-        root = self.store.root
+        store = self.store
         try:
-            self.queue = make(root, self.order_box.currentData())
+            queue = make(store.root, self.order_box.currentData())
         except MedSegDiffError as error:
             self._notify_error(str(error))
             return
-        if self.queue.vanished:  # files deleted or renamed since: said, and skipped
-            show_warning(f"MedSegDiff queue: {self.queue.vanished_message()}")
-        if self.model_version and self.queue.model_version != self.model_version:
-            self.queue.set_model(self.model_version, "queue opened")
-        for item, state in self.queue.states.items():
+        self.session = AnnotationSession(queue, store, self.runner, self)
+        if queue.vanished:  # files deleted or renamed since: said, and skipped
+            show_warning(f"MedSegDiff queue: {queue.vanished_message()}")
+        self._cadence_changed()
+        if self.model_version:
+            self.session.use_model(self.model_version, "queue opened")
+        for item, state in queue.states.items():
             if state.status == "accepted":
                 self.plot.add_changed(len(self.plot.changed) + 1, self._accepted_fraction(item))
-        self._show(self.queue.current)
+        self._show(queue.current)
 
     # -- showing an image -------------------------------------------------------------------------
     def _read_item(self, item: str) -> np.ndarray:
@@ -451,41 +469,35 @@ class QueueWidget(QWidget):
         """Export the Labels layer with the queue's provenance, then show the next image."""
         from medsegdiff_training.errors import MedSegDiffError
 
-        if self.queue is None or self.queue.current is None or self.labels_layer is None:
+        if self.session is None or self.session.queue.current is None or self.labels_layer is None:
             self._notify_error("There is no queue image to accept: open a folder first.")
             return
-        item = self.queue.current
+        item = self.session.queue.current
         record = self.labels_layer.metadata.get(RUN_KEY, {})
         labels, prediction = np.asarray(self.labels_layer.data), record.get("prediction")
         changed = None if prediction is None else float(np.mean(np.asarray(prediction) != labels))
-        seconds = time.perf_counter() - self._shown_at
+        store, image_layer, labels_layer = self.store, self.image_layer, self.labels_layer
         try:
-            entry = export_correction(
-                self.store,
-                self.image_layer,
-                self.labels_layer,
-                allow_empty=True,
-                extra={"queue": self.queue.provenance(item, seconds, changed)},
+            _, following = self.session.accept(
+                item,
+                lambda provenance: export_correction(
+                    store, image_layer, labels_layer, allow_empty=True, extra={"queue": provenance}
+                ),
+                seconds=time.perf_counter() - self._shown_at,
+                fraction_changed=changed,
+                model_version=record.get("model_version"),
             )
         except (MedSegDiffError, OSError) as error:
             self._notify_error(f"MedSegDiff could not accept {Path(item).name}: {error}")
             return  # nothing lost: the image stays on screen with its labels
-        following = self.queue.accept(
-            item,
-            entry_id=entry.id,
-            seconds=round(seconds, 3),
-            fraction_changed=changed,
-            model_version=record.get("model_version"),
-        )
         if changed is not None:
-            self.plot.add_changed(self.queue.counts()["accepted"], changed)
-        self._maybe_finetune()
+            self.plot.add_changed(self.session.queue.counts()["accepted"], changed)
         self._show(following)
 
     def skip(self) -> None:
         """Leave the current image without a correction and show the next one."""
-        if self.queue is not None and self.queue.current is not None:
-            self._show(self.queue.skip(self.queue.current))
+        if self.session is not None and self.session.queue.current is not None:
+            self._show(self.session.skip(self.session.queue.current))
 
     def previous(self) -> None:
         """Show the image finished before this one (what was accepted, if it was)."""
@@ -503,52 +515,34 @@ class QueueWidget(QWidget):
             self._request_ahead()
             self._update_labels()
 
-    # -- fine-tuning that keeps up ------------------------------------------------------------
-    def _maybe_finetune(self) -> None:
-        if not self.finetune_check.isChecked() or self.queue is None or not self.model_version:
+    # -- fine-tuning that keeps up: the session decides, this screen shows -------------------
+    def _cadence_changed(self, *_: object) -> None:
+        """The session's cadence from the form: every N accepted (0: off), M minutes each."""
+        if self.session is None:
             return
-        accepted = self.queue.counts()["accepted"]
-        if accepted % self.finetune_every.value() or (
-            self.finetune is not None and self.finetune.is_running()
-        ):
+        on = self.finetune_check.isChecked()
+        self.session.finetune_every = self.finetune_every.value() if on else 0
+        self.session.finetune = SESSION_FINETUNE.replace(minutes=self.finetune_minutes.value())
+
+    def finetune_started(self, options: FinetuneOptions, accepted: int) -> None:
+        self.finetune_label.setText(f"Fine-tuning {options.parent} on {accepted} corrections…")
+
+    def finetune_progress(self, event: FinetuneProgress, accepted: int) -> None:
+        parent = self.finetune.options.parent if self.finetune is not None else ""
+        self.finetune_label.setText(f"Fine-tuning {parent} on {accepted} corrections: step {event.step}")
+
+    def finetune_ended(self, record: FinetuneRecord) -> None:
+        if record.version is None:
+            self.finetune_label.setText("Fine-tuning cancelled.")
             return
-        request = FinetuneRequest(
-            parent=self.model_version,
-            store=str(self.store.root),
-            steps=None,
-            minutes=self.finetune_minutes.value(),
-        )
-        self.finetune = FinetuneProcess(request, self)
-        self.finetune.progress.connect(
-            lambda event: self.finetune_label.setText(
-                f"Fine-tuning {request.parent} on {accepted} corrections: step {event.get('step')}"
-            )
-        )
-        self.finetune.done.connect(lambda event, accepted=accepted: self.on_finetuned(event, accepted))
-        self.finetune.failed.connect(lambda message: self._notify_error(f"Fine-tuning failed: {message}"))
-        self.finetune.cancelled.connect(lambda: self.finetune_label.setText("Fine-tuning cancelled."))
-        self.finetune.start()
-        self.finetune_label.setText(f"Fine-tuning {request.parent} on {accepted} corrections…")
+        before, after = record.validation_dice_before, record.validation_dice_after
+        self.plot.add_finetune(record.after_accepted, before, after)
+        verdict = "Now using" if record.switched else f"Made {record.version} but kept"
+        used = record.version if record.switched else self.model_version
+        self.finetune_label.setText(f"{verdict} {used} (held-out Dice {record.scores()}).")
 
-    def on_finetuned(self, event: dict, accepted: int) -> None:
-        """A fine-tune ended: switch to its version when it beats its parent on held-out corrections."""
-        from medsegdiff_training.annotation_queue import switch_to_child
-
-        version = str(event.get("version"))
-        before, after = event.get("validation_dice_before"), event.get("validation_dice_after")
-        self.plot.add_finetune(accepted, before, after)
-        scores = (
-            "no held-out corrections yet"
-            if before is None or after is None
-            else f"{before:.3f} → {after:.3f}"
-        )
-        if switch_to_child(before, after):
-            self.switch_model(version, f"fine-tuned on {accepted} corrections, held-out Dice {scores}")
-            self.finetune_label.setText(f"Now using {version} (held-out Dice {scores}).")
-        else:
-            self.finetune_label.setText(
-                f"Made {version} but kept {self.model_version} (held-out Dice {scores})."
-            )
+    def finetune_failed(self, message: str) -> None:
+        self._notify_error(f"Fine-tuning failed: {message}")
 
     # -- helpers -------------------------------------------------------------------------------
     def _accepted_entry(self, item: str):

@@ -39,19 +39,6 @@ class Frame:
     )
 
 
-def _foreground(masks: Any) -> np.ndarray:
-    """Model-space masks (B, K, h, w) -> the first ensemble member's foreground in [0, 1]."""
-    import torch
-
-    from medsegdiff_training.inference import model_space_to_probabilities
-
-    with torch.inference_mode():
-        foreground = model_space_to_probabilities(masks[:1])
-        if foreground.shape[1] > 1:  # K classes: everything that is not background
-            foreground = 1 - foreground[:, :1]
-    return foreground[0, 0].cpu().numpy().astype(np.float32)
-
-
 def segment_layer(
     segmenter: Segmenter,
     data: Any,
@@ -80,6 +67,8 @@ def _frames(
     ``windows``: a prompted run's crop per sampler batch (the batch's first prompt's); a
     batch starts where the step index starts again.
     """
+    from medsegdiff_training.inference import first_member_foreground  # the worker has torch by now
+
     batch, last_index = 0, -1
     while True:
         try:
@@ -94,8 +83,8 @@ def _frames(
             step.index,
             step.total,
             step.t,
-            _foreground(step.x_t),
-            _foreground(step.predicted_x0),
+            first_member_foreground(step.x_t),
+            first_member_foreground(step.predicted_x0),
             window,
         )
 

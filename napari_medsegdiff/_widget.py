@@ -34,11 +34,13 @@ from medsegdiff_training.sampling_defaults import (  # torch-free: the core's re
     RECOMMENDED_ENSEMBLE,
     RECOMMENDED_STEPS,
     SAMPLER_LABELS,
+    SamplingSettings,
 )
 
 from ._animation import StepAnimation
 from ._corrections_panel import CorrectionsPanel
 from ._layer_axes import INTERPRETATIONS, LayerAxes, UnsupportedLayerError, interpret
+from ._messages import user_message
 from ._models import (
     UNTRAINED,
     device_choices,
@@ -46,6 +48,7 @@ from ._models import (
     forget_models,
     known_device_choices,
     model_choices,
+    read_model_choices,
 )
 from ._placement import placement_of
 from ._prompt_results import add_prompted_objects, add_propagated_object, pending_prompts_for
@@ -62,26 +65,6 @@ SAMPLERS = SAMPLER_LABELS  # (label shown, sampler name), in the order shown
 def _ask(parent: QWidget, question: str) -> bool:
     answer = QMessageBox.question(parent, "MedSegDiff", question)
     return answer == QMessageBox.StandardButton.Yes
-
-
-def user_message(error: BaseException) -> str:
-    """The notification text for an error raised while segmenting."""
-    text = str(error) or type(error).__name__
-    if "out of memory" in text.lower():
-        return (
-            "The GPU ran out of memory. Use fewer ensemble members, or choose 'cpu' as the device. "
-            f"({text.splitlines()[0]})"
-        )
-    from medsegdiff_training.errors import MedSegDiffError
-
-    return text if isinstance(error, MedSegDiffError) else f"{type(error).__name__}: {text}"
-
-
-def _read_choices() -> tuple[list[tuple[str, str]], str]:
-    """(model choices, the registry's selected version): JSON files only, no torch."""
-    from medsegdiff_training.registry import ModelRegistry
-
-    return model_choices(), ModelRegistry().selected()
 
 
 class SegmentWidget(QWidget):
@@ -272,7 +255,7 @@ class SegmentWidget(QWidget):
         """Fill the model picker if it is not filled yet (the constructor does, unless the
         registry could not be read then)."""
         if not self._choices_ready:
-            self._fill_choices(_read_choices())
+            self._fill_choices(read_model_choices())
 
     def _fill_devices(self, devices: list[tuple[str, str | None]] | None) -> None:
         """Offer ``devices`` (unusable ones greyed out); None: every device, not checked yet."""
@@ -301,9 +284,8 @@ class SegmentWidget(QWidget):
         return str(self.model_box.currentData() or UNTRAINED)
 
     # -- segmenting -------------------------------------------------------------------------
-    def settings(self) -> Any:
-        from medsegdiff_training.inference import SamplingSettings
-
+    def settings(self) -> SamplingSettings:
+        """The sampling settings the form shows (no torch: the GUI thread builds them)."""
         return SamplingSettings(
             sampler=str(self.sampler_box.currentData()),
             steps=self.steps.value(),

@@ -42,6 +42,7 @@ from medsegdiff_training.adaptation import plan_finetune  # noqa: E402
 from medsegdiff_training.corrections import CorrectionsStore  # noqa: E402
 from medsegdiff_training.data import find_pairs, read_array, read_mask  # noqa: E402
 from medsegdiff_training.finetune import finetune  # noqa: E402
+from medsegdiff_training.finetune_options import FinetuneOptions  # noqa: E402
 from medsegdiff_training.inference import SamplingSettings, Segmenter  # noqa: E402
 from medsegdiff_training.metrics import summarise_scores  # noqa: E402
 from medsegdiff_training.preprocess import resize  # noqa: E402
@@ -156,21 +157,23 @@ def run(args: argparse.Namespace) -> None:
     print(f"{name}: {len(store)} corrections; the child will be: {plan.describe()}", flush=True)
     started, cpu_started = time.monotonic(), time.process_time()
     result = finetune(
-        "default",
-        store,
-        registry=registry,
-        name="child",
-        validation_fraction=args.holdout,
-        config=TrainConfig(
-            steps=None,
-            minutes=args.minutes,
-            clock="cpu",
-            validate_every=10**9,
-            checkpoint_every=10**9,
-            device="cpu",
-            **{"batch_size": 4, **RECIPES[args.recipe]},
+        FinetuneOptions(
+            parent="default",
+            store=store.root,
+            name="child",
+            validation_fraction=args.holdout,
+            config=TrainConfig(
+                steps=None,
+                minutes=args.minutes,
+                clock="cpu",
+                validate_every=10**9,
+                checkpoint_every=10**9,
+                device="cpu",
+                **{"batch_size": 4, **RECIPES[args.recipe]},
+            ),
+            run_dir=work / "run",
         ),
-        run_dir=work / "run",
+        registry=registry,
     )
     trained = registry.load("child", device="cpu")
     record = {

@@ -32,6 +32,7 @@ from medsegdiff_training.corrections import CorrectionsStore  # noqa: E402
 from medsegdiff_training.data import find_pairs, read_array  # noqa: E402
 from medsegdiff_training.evaluation import evaluate_pairs  # noqa: E402
 from medsegdiff_training.finetune import finetune  # noqa: E402
+from medsegdiff_training.finetune_options import FinetuneOptions  # noqa: E402
 from medsegdiff_training.inference import SamplingSettings, Segmenter  # noqa: E402
 from medsegdiff_training.registry import DEFAULT_MODEL_DIR, ModelRegistry  # noqa: E402
 from medsegdiff_training.trainer import TrainConfig  # noqa: E402
@@ -55,7 +56,7 @@ def main() -> None:
     shutil.rmtree(args.work, ignore_errors=True)
     registry = ModelRegistry(args.work / "registry")
     registry.add(args.parent, name="ultrasound")
-    settings = SamplingSettings(sampler="ddim", steps=10, seed=0)
+    settings = SamplingSettings(sampler="ddim", steps=10, seed=0, ensemble=1)
     data = args.data
     train_pairs = find_pairs(data / "images", data / "masks", data / "split.csv", "Training")[
         : args.corrections
@@ -83,21 +84,23 @@ def main() -> None:
     print(f"before: Dice {before['dice']:.4f}", flush=True)
     started = time.monotonic()
     result = finetune(
-        "ultrasound",
-        store,
-        registry=registry,
-        name="fundus",
-        config=TrainConfig(
-            steps=None,
-            minutes=args.minutes,
-            batch_size=4,
-            learning_rate=2e-4,
-            ema_decay=0.995,
-            validate_every=10**9,
-            checkpoint_every=100,
-            device="cpu",
+        FinetuneOptions(
+            parent="ultrasound",
+            store=store.root,
+            name="fundus",
+            config=TrainConfig(
+                steps=None,
+                minutes=args.minutes,
+                batch_size=4,
+                learning_rate=2e-4,
+                ema_decay=0.995,
+                validate_every=10**9,
+                checkpoint_every=100,
+                device="cpu",
+            ),
+            run_dir=args.work / "run",
         ),
-        run_dir=args.work / "run",
+        registry=registry,
     )
     minutes = (time.monotonic() - started) / 60
     child = Segmenter(registry.load(result.version.name), device="cpu")

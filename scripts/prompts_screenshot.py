@@ -16,8 +16,6 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from napari_medsegdiff._sample_data import ultrasound_all
-
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "prompts-ultrasound.png"
 BOXES = [(79, 89, 223, 214), (300 + 34, 46, 300 + 268, 256), (600 + 60, 60, 600 + 240, 240)]  # x0, y0, x1, y1
 
@@ -25,10 +23,13 @@ BOXES = [(79, 89, 223, 214), (300 + 34, 46, 300 + 268, 256), (600 + 60, 60, 600 
 def main() -> None:
     viewer = napari.Viewer()
     viewer.window.resize(1500, 800)
-    frame = np.concatenate([data for data, _, _ in ultrasound_all()], axis=1)
+    samples = viewer.open_sample("napari-medsegdiff", "ultrasound_all")  # the plugin's public samples
+    frame = np.concatenate([layer.data for layer in samples], axis=1)
+    for layer in samples:
+        viewer.layers.remove(layer)
     viewer.add_image(frame, name="frame")
     _, dock = viewer.window.add_plugin_dock_widget("napari-medsegdiff", "MedSegDiff")
-    dock._ensure_choices()
+    dock.ensure_choices()
     dock.model_box.setCurrentIndex(dock.model_box.findData("default"))
     rectangles = [np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]]) - 0.5 for x0, y0, x1, y1 in BOXES]
     viewer.add_shapes(

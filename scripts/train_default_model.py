@@ -77,7 +77,7 @@ def main() -> None:
     )
     recipe = TrainConfig(
         validate_every=250,
-        validation_sampling=SamplingSettings(sampler="ddim", steps=10, seed=0),
+        validation_sampling=SamplingSettings(sampler="ddim", steps=10, seed=0, ensemble=1),
         checkpoint_every=250,
         device="cpu",
     )

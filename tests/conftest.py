@@ -89,3 +89,94 @@ def dicom_factory():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# -- fine-tuning: a parent unlike any fresh model, and corrections to tune it on ----------------
+PARENT_SEED = 1234  # not the trainer's seed 0: a fresh model from the config never equals the parent
+
+
+@pytest.fixture
+def make_parent(tmp_path: Path):
+    """``make_parent(registry, name="parent", diffusion=None, preprocess=None, training=None,
+    config=None, select=True)`` registers (and selects) a tiny parent model; returns its name.
+
+    Its weights are no fresh initialisation: built from another seed than the trainer's and
+    every parameter perturbed (the zero-initialised output layers too), so a fine-tune that
+    started from ``model.config`` instead of the parent's weights could not pass for one.
+    """
+    import torch
+
+    from medsegdiff_training.checkpoint import save_checkpoint
+    from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
+    from medsegdiff_training.model import MedSegDiffUNet
+
+    def make(
+        registry, name="parent", *, diffusion=None, preprocess=None, training=None, config=None, select=True
+    ):
+        generator = torch.Generator().manual_seed(PARENT_SEED)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(PARENT_SEED)
+            network = MedSegDiffUNet(config or named_config("tiny"))
+        with torch.no_grad():
+            for parameter in network.parameters():
+                parameter.add_(0.02 * torch.randn(parameter.shape, generator=generator))
+        folder = save_checkpoint(
+            tmp_path / f"{name}-checkpoint",
+            network,
+            diffusion or DiffusionConfig(),
+            preprocess or PreprocessConfig(),
+            **({} if training is None else {"training": training}),
+        )
+        registry.add(folder, name=name)
+        if select:
+            registry.select(name)
+        return name
+
+    return make
+
+
+def blob_correction(rng, label: int = 1, channels: int = 0):
+    """A 32x32 image with a brighter 12x12 square, and its label map (``label`` in the square)."""
+    import numpy as np
+
+    labels = np.zeros((32, 32), np.uint8)
+    row, col = rng.integers(10, 22, 2)
+    labels[row - 6 : row + 6, col - 6 : col + 6] = label
+    image = rng.normal(0.3, 0.1, (32, 32)) + 0.5 * (labels > 0)
+    if channels:
+        image = np.stack([image] * channels, axis=-1)
+    return image, labels
+
+
+@pytest.fixture
+def blob():
+    """:func:`blob_correction`: ``blob(rng, label=1, channels=0) -> (image, labels)``."""
+    return blob_correction
+
+
+@pytest.fixture
+def parent_training() -> dict | None:
+    """What the :func:`finetune_setup` parent's checkpoint records as its ``training``
+    (``None``: nothing, so it names no data and used the paper's loss); a test module
+    overrides this fixture to give its parent a training record."""
+    return None
+
+
+@pytest.fixture
+def finetune_setup(tmp_path: Path, make_parent, parent_training):
+    """(registry, store, tmp_path): a registry whose selected "parent" is a tiny model unlike
+    any fresh one (:func:`make_parent`, its ``training`` record :func:`parent_training`), and a
+    store of five blob corrections it predicted empty."""
+    import numpy as np
+
+    from medsegdiff_training.corrections import CorrectionsStore
+    from medsegdiff_training.registry import ModelRegistry
+
+    registry = ModelRegistry(tmp_path / "models", default_model=None, shipped_models=None)
+    make_parent(registry, "parent", training=parent_training)
+    store = CorrectionsStore(tmp_path / "corrections")
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        image, labels = blob_correction(rng)
+        store.add(image, labels, prediction=np.zeros_like(labels), model_version="parent")
+    return registry, store, tmp_path

@@ -40,11 +40,13 @@ def test_colour_corrections_with_a_new_label_make_a_three_class_rgb_child(qtbot,
     dialog.process.failed.connect(finished.append)
     qtbot.waitUntil(lambda: bool(finished), timeout=300_000)
     event = finished[0]
-    assert isinstance(event, dict), event
-    assert event["adaptation"] == {"parent_channels": 1, "parent_classes": 2, "channels": 3, "classes": 3}
+    from medsegdiff_training.finetune_events import FinetuneDone
+
+    assert isinstance(event, FinetuneDone), event
+    assert event.adaptation == {"parent_channels": 1, "parent_classes": 2, "channels": 3, "classes": 3}
     from medsegdiff_training.registry import ModelRegistry
 
-    version = ModelRegistry().get(event["version"])
+    version = ModelRegistry().get(event.version)
     assert (
         version.parent == "tiny"
         and version.model["image_channels"] == 3

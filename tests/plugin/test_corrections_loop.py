@@ -58,11 +58,13 @@ def test_segment_paint_export_finetune_and_segment_again(qtbot, widget, medsegdi
     dialog.process.failed.connect(finished.append)
     qtbot.waitUntil(lambda: bool(finished), timeout=120_000)
     event = finished[0]
-    assert isinstance(event, dict), event
+    from medsegdiff_training.finetune_events import FinetuneDone
+
+    assert isinstance(event, FinetuneDone), event
     assert dialog._progress is None and "New model version" in dialog.status.text()  # bar closed
     from medsegdiff_training.registry import ModelRegistry
 
-    version = ModelRegistry().get(event["version"])
+    version = ModelRegistry().get(event.version)
     assert version.parent == "tiny"
     assert widget.model_box.findData(version.name) >= 0
     assert widget.model_version() == version.name  # switched to it
@@ -231,6 +233,8 @@ def test_finetuning_an_empty_store_is_refused_at_once(qtbot, widget, notificatio
 
 
 def test_a_failing_finetune_is_a_notification_and_registers_nothing(qtbot, widget, notifications):
+    from medsegdiff_training.finetune_options import process_arguments
+
     widget.viewer.add_image(_image(), name="scan")
     labels = widget.viewer.add_labels(np.pad(np.ones((20, 20), np.uint8), 14), name="painted")
     widget.viewer.layers.selection.active = labels
@@ -245,7 +249,7 @@ def test_a_failing_finetune_is_a_notification_and_registers_nothing(qtbot, widge
     failed = []
     dialog.start().failed.connect(failed.append)
     qtbot.waitUntil(lambda: bool(failed), timeout=120_000)
-    assert "--mix-original" in dialog.process.request.arguments()
+    assert "--mix-original" in process_arguments(dialog.process.options)
     assert "original" in failed[0]
     assert any("Fine-tuning failed" in m for severity, m in notifications() if severity == "error")
     assert dialog.start_button.isEnabled() and dialog._progress is None

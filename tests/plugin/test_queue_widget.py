@@ -139,6 +139,16 @@ def test_most_uncertain_first_follows_the_scores(make_napari_viewer, qtbot, tiny
     assert widget.queue.pending() == expected
 
 
+def better_child(version: str):
+    """A fine-tune's done event for ``version``, its held-out Dice above its parent's."""
+    from medsegdiff_training.finetune_events import FinetuneDone
+
+    return FinetuneDone(
+        version=version, parent="tiny", path="", steps=2, validation_dice_before=0.4,
+        validation_dice_after=0.6, adaptation={}, seconds=None, cpu_seconds=None,
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 def test_finetuning_every_n_accepted_makes_a_version_and_switching_resegments_the_rest(
     make_napari_viewer, qtbot, tiny_model, folder
@@ -154,9 +164,17 @@ def test_finetuning_every_n_accepted_makes_a_version_and_switching_resegments_th
     assert widget.finetune is None
     paint_and_accept(qtbot, viewer, widget, 1, use_key=False)
     assert widget.finetune is not None and widget.finetune.is_running()
+    # the session's request, as the fine-tune process's command line parses it back
+    from medsegdiff_training.cli import build_parser
+    from medsegdiff_training.finetune_options import finetune_argv, options_from_args
+
+    options = widget.finetune.options
+    assert options_from_args(build_parser().parse_args(["finetune", *finetune_argv(options)])) == options
+    assert (options.parent, options.store, options.config.steps) == ("tiny", widget.store.root, None)
+    assert options.config.minutes == pytest.approx(0.1)
     with qtbot.waitSignal(widget.finetune.done, timeout=240_000) as done:
         pass
-    version = done.args[0]["version"]
+    version = done.args[0].version
     versions = {v.name: v for v in ModelRegistry().versions()}
     assert versions[version].parent == "tiny"
     # two corrections: nothing held out to compare, so the queue keeps its model
@@ -168,7 +186,7 @@ def test_finetuning_every_n_accepted_makes_a_version_and_switching_resegments_th
     on_screen = widget.queue.current
     widget.labels_layer.data[30:40, 30:40] = 1
     edited = np.array(widget.labels_layer.data)
-    widget.on_finetuned({"version": version, "validation_dice_before": 0.4, "validation_dice_after": 0.6}, 2)
+    widget.session.finetuned(better_child(version), 2)
     assert widget.model_version == version and widget.queue.model_version == version
     upcoming = [item for item in widget.queue.pending() if item != on_screen][:2]
     qtbot.waitUntil(lambda: all(widget.presegmenter.result(i) is not None for i in upcoming), timeout=WAIT_MS)

@@ -264,6 +264,8 @@ def test_opening_the_widget_fills_the_pickers_without_loading_torch(medsegdiff_h
         "        'entries': widget.count_label.text(),\n"
         "    }\n"
         "opened = pickers()\n"
+        "opened['settings'] = widget.settings().to_dict()  # what Segment reads on the GUI thread\n"
+        "opened['torch_after_settings'] = 'torch' in sys.modules\n"
         "dialog = widget.open_finetune_dialog()\n"
         "QApplication.processEvents()\n"
         "opened['torch_after_finetune_dialog'] = 'torch' in sys.modules\n"
@@ -285,6 +287,7 @@ def test_opening_the_widget_fills_the_pickers_without_loading_torch(medsegdiff_h
     report = json.loads(done.stdout.strip().splitlines()[-1])
     opened, segmented = report["opened"], report["segmented"]
     assert opened["torch"] is False
+    assert opened["torch_after_settings"] is False and opened["settings"]["ensemble"] == 5
     assert opened["torch_after_finetune_dialog"] is False
     assert opened["models"][:2] == ["default", "drishti-disc-cup"] and opened["model"] == "default"
     assert opened["devices"] == ["auto", "cuda", "mps", "cpu"] and all(opened["enabled"])
@@ -301,7 +304,7 @@ def test_opening_the_widget_fills_the_pickers_without_loading_torch(medsegdiff_h
 def test_out_of_memory_suggests_fewer_members_or_the_cpu():
     import torch
 
-    from napari_medsegdiff._widget import user_message
+    from napari_medsegdiff._messages import user_message
 
     message = user_message(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert "fewer ensemble members" in message and "'cpu'" in message

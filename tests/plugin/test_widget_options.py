@@ -100,6 +100,9 @@ def test_the_change_button_points_the_store_elsewhere(qtbot, widget, tmp_path, m
 
 
 def test_the_finetune_dialog_passes_its_budget_device_and_original_data(qtbot, widget, tmp_path):
+    from medsegdiff_training.cli import build_parser
+    from medsegdiff_training.finetune_options import finetune_argv, options_from_args
+
     dialog = widget.open_finetune_dialog()
     dialog.steps.setValue(7)
     dialog.minutes.setValue(2.5)
@@ -107,21 +110,19 @@ def test_the_finetune_dialog_passes_its_budget_device_and_original_data(qtbot, w
     dialog.mix_original.setChecked(True)
     dialog.original_images.setText(str(tmp_path / "images"))
     dialog.original_masks.setText(str(tmp_path / "masks"))
-    arguments = dialog.request().arguments()
-
-    def value_of(flag: str) -> str:
-        return arguments[arguments.index(flag) + 1]
-
-    assert (
-        value_of("--steps") == "7" and float(value_of("--minutes")) == 2.5 and value_of("--device") == "cpu"
-    )
-    assert "--mix-original" in arguments
-    assert value_of("--original-images") == str(tmp_path / "images")
-    assert value_of("--original-masks") == str(tmp_path / "masks")
+    request = dialog.request()
+    # what the fine-tune process will run: the CLI parses the command line back to the same request
+    parsed = options_from_args(build_parser().parse_args(["finetune", *finetune_argv(request)]))
+    assert parsed == request
+    assert (parsed.config.steps, parsed.config.minutes, parsed.config.device) == (7, 2.5, "cpu")
+    assert parsed.mix_original and parsed.original_images == tmp_path / "images"
+    assert parsed.original_masks == tmp_path / "masks" and str(parsed.store) == dialog.store
     dialog.minutes.setValue(0)  # "no limit"
     dialog.mix_original.setChecked(False)
-    arguments = dialog.request().arguments()
-    assert "--minutes" not in arguments and "--mix-original" not in arguments
+    request = dialog.request()
+    arguments = finetune_argv(request)
+    assert not any(a.startswith(("--minutes", "--mix-original", "--original")) for a in arguments)
+    assert options_from_args(build_parser().parse_args(["finetune", *arguments])) == request
     dialog.close()
 
 

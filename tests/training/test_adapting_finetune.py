@@ -9,15 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from medsegdiff_training.checkpoint import read_checkpoint_config, save_checkpoint
+from medsegdiff_training.checkpoint import read_checkpoint_config
 from medsegdiff_training.cli import main
-from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
+from medsegdiff_training.config import DiffusionConfig, named_config
 from medsegdiff_training.corrections import CorrectionsStore
 from medsegdiff_training.finetune import finetune, plan_finetune
+from medsegdiff_training.finetune_options import FinetuneOptions
 from medsegdiff_training.inference import SamplingSettings
-from medsegdiff_training.model import MedSegDiffUNet
 from medsegdiff_training.registry import ModelRegistry
 from medsegdiff_training.trainer import TrainConfig
 
@@ -27,7 +26,7 @@ CONFIG = TrainConfig(
     device="cpu",
     checkpoint_every=10**6,
     validate_every=10**6,
-    validation_sampling=SamplingSettings(sampler="ddim", steps=1),
+    validation_sampling=SamplingSettings(sampler="ddim", steps=1, ensemble=1),
 )
 
 
@@ -52,17 +51,9 @@ def disc_and_cup(rng: np.random.Generator, size: int = 32) -> tuple[np.ndarray, 
 
 
 @pytest.fixture
-def grey_parent_and_colour_store(tmp_path):
+def grey_parent_and_colour_store(tmp_path, make_parent):
     registry = ModelRegistry(tmp_path / "models", default_model=None, shipped_models=None)
-    torch.manual_seed(0)
-    parent = save_checkpoint(
-        tmp_path / "parent",
-        MedSegDiffUNet(named_config("tiny")),
-        DiffusionConfig(prediction="v"),
-        PreprocessConfig(),
-    )
-    registry.add(parent, name="grey")
-    registry.select("grey")
+    make_parent(registry, "grey", diffusion=DiffusionConfig(prediction="v"))
     store = CorrectionsStore(tmp_path / "corrections")
     rng = np.random.default_rng(0)
     for _ in range(3):
@@ -79,7 +70,10 @@ def test_a_grey_binary_parent_becomes_an_rgb_three_class_child_with_a_record(gre
         == "3 classes, RGB (the parent: binary, grey)"
     )
     result = finetune(
-        "grey", store, registry=registry, config=CONFIG, run_dir=tmp_path / "run", name="fundus"
+        FinetuneOptions(
+            parent="grey", store=store.root, config=CONFIG, run_dir=tmp_path / "run", name="fundus"
+        ),
+        registry=registry,
     )
     version = registry.get("fundus")
     assert version.parent == "grey" and result.adaptation is not None and result.adaptation.changes
@@ -100,7 +94,15 @@ def test_a_grey_binary_parent_becomes_an_rgb_three_class_child_with_a_record(gre
     assert tree_digest(registry.get("grey").path) == parent_files  # the parent is only read
     # forcing keeps the parent's shape: labels merge to foreground, colour to luminance
     forced = finetune(
-        "grey", store, registry=registry, config=CONFIG, run_dir=tmp_path / "run2", channels=1, num_classes=2
+        FinetuneOptions(
+            parent="grey",
+            store=store.root,
+            config=CONFIG,
+            run_dir=tmp_path / "run2",
+            channels=1,
+            num_classes=2,
+        ),
+        registry=registry,
     )
     assert forced.version is not None and not forced.adaptation.changes
     assert registry.load(forced.version.name).model_config == named_config("tiny")
@@ -115,11 +117,10 @@ def test_a_cancelled_adapting_finetune_leaves_the_registry_byte_identical(grey_p
         cancel.set()
 
     result = finetune(
-        "grey",
-        store,
+        FinetuneOptions(
+            parent="grey", store=store.root, config=replace(CONFIG, steps=100), run_dir=tmp_path / "run"
+        ),
         registry=registry,
-        config=replace(CONFIG, steps=100),
-        run_dir=tmp_path / "run",
         progress=progress,
         cancel=cancel,
     )

@@ -16,6 +16,7 @@ from medsegdiff_training.checkpoint import save_checkpoint
 from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
 from medsegdiff_training.corrections import CorrectionsStore
 from medsegdiff_training.data.pairs import find_pairs
+from medsegdiff_training.finetune_options import FinetuneOptions
 from medsegdiff_training.inference import SamplingSettings
 from medsegdiff_training.model import MedSegDiffUNet
 from medsegdiff_training.registry import ModelRegistry
@@ -94,7 +95,7 @@ def test_finetuning_every_n_accepted_makes_versions_and_switches_only_when_bette
         model="tiny",
         settings=SETTINGS,
         finetune_every=3,
-        finetune_config=TrainConfig(steps=2, batch_size=2, validate_every=10**9),
+        finetune=FinetuneOptions(config=TrainConfig(steps=2, batch_size=2, validate_every=10**9)),
     )
     # after 3 accepted (not after the last image: nothing is left to segment)
     assert [f["after_accepted"] for f in result.finetunes] == [3]

@@ -20,6 +20,13 @@ from medsegdiff_training.cli import main
 from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
 from medsegdiff_training.corrections import CorrectionsStore
 from medsegdiff_training.data.io import read_array, read_nifti
+from medsegdiff_training.finetune_events import (
+    FinetuneCancelled,
+    FinetuneDone,
+    FinetuneEvent,
+    FinetuneProgress,
+    FinetuneStarted,
+)
 from medsegdiff_training.model import MedSegDiffUNet
 from medsegdiff_training.registry import ModelRegistry
 
@@ -186,9 +193,10 @@ def test_train_register_predict_evaluate_finetune(capsys, tmp_path, dataset, hom
         "cpu",
     )
     assert code == 0, err
-    events = [json.loads(line) for line in out.splitlines()]
-    assert events[-1]["event"] == "done" and events[-1]["parent"] == "first"
-    assert all(e["event"] == "progress" for e in events[:-1]) and events[-2]["step"] == 2
+    events = [FinetuneEvent.parse(line) for line in out.splitlines()]  # each exactly one of ours
+    assert isinstance(events[0], FinetuneStarted) and events[0].parent == "first"
+    assert isinstance(events[-1], FinetuneDone) and events[-1].parent == "first"
+    assert all(isinstance(e, FinetuneProgress) for e in events[1:-1]) and events[-2].step == 2
 
 
 def test_train_takes_the_diffusion_settings_and_evaluate_can_stay_in_float32(capsys, tmp_path, dataset):
@@ -480,12 +488,14 @@ def test_sigterm_cancels_a_finetune_process_and_leaves_the_registry_as_it_was(tm
         env_home=tmp_path / "home",
     )
     assert process.stdout is not None
-    first = json.loads(process.stdout.readline())  # training is under way
-    assert first["event"] == "progress"
+    assert isinstance(FinetuneEvent.parse(process.stdout.readline()), FinetuneStarted)
+    first = FinetuneEvent.parse(process.stdout.readline())  # training is under way
+    assert isinstance(first, FinetuneProgress)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
-    events = [json.loads(line) for line in out.splitlines()]
+    events = [FinetuneEvent.parse(line) for line in out.splitlines()]
     assert process.returncode == 130, err
-    assert events[-1]["event"] == "cancelled" and all(e["event"] == "progress" for e in events[:-1])
+    assert isinstance(events[-1], FinetuneCancelled)
+    assert all(isinstance(e, FinetuneProgress) for e in events[:-1])
     assert tree_digest(registry.root) == before
     assert (tmp_path / "run" / "state" / "state.json").is_file()

@@ -12,13 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
-from medsegdiff_training.checkpoint import read_checkpoint_config, save_checkpoint
-from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
+from medsegdiff_training.checkpoint import read_checkpoint_config
+from medsegdiff_training.config import DiffusionConfig, named_config
 from medsegdiff_training.corrections import CorrectionsStore
 from medsegdiff_training.errors import ConfigError, DatasetError, RegistryError
 from medsegdiff_training.finetune import finetune, split_entries
+from medsegdiff_training.finetune_options import FinetuneOptions
 from medsegdiff_training.inference import SamplingSettings
-from medsegdiff_training.model import MedSegDiffUNet
 from medsegdiff_training.registry import ModelRegistry
 from medsegdiff_training.trainer import TrainConfig
 
@@ -29,7 +29,7 @@ CONFIG = TrainConfig(
     device="cpu",
     checkpoint_every=10**6,
     validate_every=10**6,
-    validation_sampling=SamplingSettings(sampler="ddim", steps=2),
+    validation_sampling=SamplingSettings(sampler="ddim", steps=2, ensemble=1),
 )
 
 
@@ -42,40 +42,16 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
-def blob(rng: np.random.Generator, size: int = 36) -> tuple[np.ndarray, np.ndarray]:
-    labels = np.zeros((size, size), np.uint8)
-    row, col = rng.integers(10, size - 10, 2)
-    labels[row - 6 : row + 6, col - 6 : col + 6] = 1
-    return rng.normal(0.3, 0.1, (size, size)) + 0.5 * labels, labels
-
-
-@pytest.fixture
-def setup(tmp_path):
-    registry = ModelRegistry(tmp_path / "models", default_model=None, shipped_models=None)
-    torch.manual_seed(0)
-    parent = save_checkpoint(tmp_path / "parent", MedSegDiffUNet(TINY), DiffusionConfig(), PreprocessConfig())
-    registry.add(parent, name="parent")
-    registry.select("parent")
-    store = CorrectionsStore(tmp_path / "corrections")
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        image, labels = blob(rng)
-        store.add(image, labels, prediction=np.zeros_like(labels), model_version="parent")
-    return registry, store, tmp_path
-
-
-def test_finetuning_adds_a_child_version_and_leaves_the_parent_bit_identical(setup):
-    registry, store, tmp_path = setup
+def test_finetuning_adds_a_child_version_and_leaves_the_parent_bit_identical(finetune_setup):
+    registry, store, tmp_path = finetune_setup
     parent_before = tree_digest(registry.get("parent").path)
     reports = []
     result = finetune(
-        "parent",
-        store,
+        FinetuneOptions(
+            parent="parent", store=store.root, config=CONFIG, run_dir=tmp_path / "run", name="child"
+        ),
         registry=registry,
-        config=CONFIG,
-        run_dir=tmp_path / "run",
         progress=reports.append,
-        name="child",
     )
     assert not result.cancelled and result.steps == 3 and [r.step for r in reports][:3] == [1, 2, 3]
     assert result.version is not None and result.version.name == "child" and result.version.parent == "parent"
@@ -107,8 +83,8 @@ def test_finetuning_adds_a_child_version_and_leaves_the_parent_bit_identical(set
     assert not (tmp_path / "run" / "state").exists()  # registered: nothing left to resume
 
 
-def test_a_cancelled_finetune_leaves_the_registry_exactly_as_it_was(setup):
-    registry, store, tmp_path = setup
+def test_a_cancelled_finetune_leaves_the_registry_exactly_as_it_was(finetune_setup):
+    registry, store, tmp_path = finetune_setup
     before = tree_digest(registry.root)
     cancel = threading.Event()
 
@@ -117,11 +93,10 @@ def test_a_cancelled_finetune_leaves_the_registry_exactly_as_it_was(setup):
             cancel.set()
 
     result = finetune(
-        "parent",
-        store,
+        FinetuneOptions(
+            parent="parent", store=store.root, config=replace(CONFIG, steps=100), run_dir=tmp_path / "run"
+        ),
         registry=registry,
-        config=replace(CONFIG, steps=100),
-        run_dir=tmp_path / "run",
         progress=progress,
         cancel=cancel,
     )
@@ -130,19 +105,22 @@ def test_a_cancelled_finetune_leaves_the_registry_exactly_as_it_was(setup):
     assert (tmp_path / "run" / "state" / "state.json").is_file()  # resumable, outside the registry
 
 
-def test_too_few_corrections_train_on_all_and_skip_the_scores(setup):
-    registry, _, tmp_path = setup
+def test_too_few_corrections_train_on_all_and_skip_the_scores(finetune_setup, blob):
+    registry, _, tmp_path = finetune_setup
     store = CorrectionsStore(tmp_path / "two")
     rng = np.random.default_rng(1)
     for _ in range(2):
         store.add(*blob(rng))
-    result = finetune("parent", store, registry=registry, config=CONFIG, run_dir=tmp_path / "run2")
+    result = finetune(
+        FinetuneOptions(parent="parent", store=store.root, config=CONFIG, run_dir=tmp_path / "run2"),
+        registry=registry,
+    )
     assert result.version is not None and result.version.name.startswith("v1-")
     assert result.validation_dice_before is None and result.validation_dice_after is None
 
 
-def test_the_split_is_stable_and_keeps_training_entries(setup):
-    _, store, _ = setup
+def test_the_split_is_stable_and_keeps_training_entries(finetune_setup):
+    _, store, _ = finetune_setup
     entries = store.entries()
     train_a, held_a = split_entries(entries, 0.4)
     train_b, held_b = split_entries(list(reversed(entries)), 0.4)
@@ -152,8 +130,8 @@ def test_the_split_is_stable_and_keeps_training_entries(setup):
         split_entries(entries, 1.0)
 
 
-def test_mixing_in_the_original_data(setup):
-    registry, store, tmp_path = setup
+def test_mixing_in_the_original_data(finetune_setup, blob):
+    registry, store, tmp_path = finetune_setup
     images, masks = tmp_path / "original" / "images", tmp_path / "original" / "masks"
     images.mkdir(parents=True)
     masks.mkdir()
@@ -164,45 +142,50 @@ def test_mixing_in_the_original_data(setup):
         Image.fromarray(labels * 255).save(masks / f"o{index}.png")
     with pytest.raises(ConfigError, match="original"):
         finetune(
-            "parent", store, registry=registry, config=CONFIG, mix_original=True, run_dir=tmp_path / "r1"
+            FinetuneOptions(
+                parent="parent", store=store.root, config=CONFIG, mix_original=True, run_dir=tmp_path / "r1"
+            ),
+            registry=registry,
         )
     result = finetune(
-        "parent",
-        store,
+        FinetuneOptions(
+            parent="parent",
+            store=store.root,
+            config=CONFIG,
+            mix_original=True,
+            original_images=images,
+            original_masks=masks,
+            run_dir=tmp_path / "r2",
+        ),
         registry=registry,
-        config=CONFIG,
-        mix_original=True,
-        original_images=images,
-        original_masks=masks,
-        run_dir=tmp_path / "r2",
     )
     assert result.version is not None
     training = read_checkpoint_config(result.version.path)["training"]
     assert training["images"] == 4 + 3  # the 4 training corrections and the 3 originals
 
 
-def test_user_errors_are_named(setup):
-    registry, store, tmp_path = setup
+def test_user_errors_are_named(finetune_setup):
+    registry, store, tmp_path = finetune_setup
     with pytest.raises(RegistryError, match="Unknown model version 'nope'"):
-        finetune("nope", store, registry=registry, config=CONFIG)
+        finetune(FinetuneOptions(parent="nope", store=store.root, config=CONFIG), registry=registry)
     with pytest.raises(DatasetError, match="no corrections"):
         (tmp_path / "empty").mkdir()
-        finetune("parent", CorrectionsStore(tmp_path / "empty"), registry=registry, config=CONFIG)
+        finetune(FinetuneOptions(parent="parent", store=tmp_path / "empty", config=CONFIG), registry=registry)
     with pytest.raises(DatasetError, match="does not exist"):
-        finetune("parent", tmp_path / "missing", registry=registry, config=CONFIG)
+        finetune(
+            FinetuneOptions(parent="parent", store=tmp_path / "missing", config=CONFIG), registry=registry
+        )
 
 
-def test_the_loss_continues_the_parents_recipe_unless_told_otherwise(setup):
-    registry, store, tmp_path = setup
-    torch.manual_seed(1)
-    dice_trained = save_checkpoint(
-        tmp_path / "dice-parent",
-        MedSegDiffUNet(TINY),
-        DiffusionConfig(prediction="v"),
-        PreprocessConfig(),
+def test_the_loss_continues_the_parents_recipe_unless_told_otherwise(finetune_setup, make_parent):
+    registry, store, tmp_path = finetune_setup
+    make_parent(
+        registry,
+        "dice-parent",
+        diffusion=DiffusionConfig(prediction="v"),
         training={"config": {"mask_loss_weight": 1.0}},
+        select=False,
     )
-    registry.add(dice_trained, name="dice-parent")
 
     def weight_of(version: str) -> float:
         return read_checkpoint_config(registry.get(version).path)["training"]["config"]["mask_loss_weight"]
@@ -213,9 +196,15 @@ def test_the_loss_continues_the_parents_recipe_unless_told_otherwise(setup):
         ("parent", None, 0.0),
     ):
         child = finetune(
-            parent, store, registry=registry, config=CONFIG, run_dir=tmp_path / f"run-{parent}-{given}",
-            mask_loss_weight=given,
-        ).version  # fmt: skip
+            FinetuneOptions(
+                parent=parent,
+                store=store.root,
+                config=CONFIG,
+                run_dir=tmp_path / f"run-{parent}-{given}",
+                mask_loss_weight=given,
+            ),
+            registry=registry,
+        ).version
         assert child is not None and weight_of(child.name) == expected
 
 
@@ -224,21 +213,30 @@ def weights_of(registry: ModelRegistry, version: str) -> dict[str, torch.Tensor]
 
 
 @pytest.mark.slow
-def test_a_finetune_starts_from_the_parents_weights(setup):
-    registry, store, tmp_path = setup
+def test_a_finetune_starts_from_the_parents_weights(finetune_setup):
+    registry, store, tmp_path = finetune_setup
     parent = weights_of(registry, "parent")
     # a fine-tune that cannot move (learning rate 0) returns its parent's weights and its Dice
     frozen = finetune(
-        "parent", store, registry=registry, config=replace(CONFIG, learning_rate=0.0),
-        run_dir=tmp_path / "frozen", name="frozen",
-    )  # fmt: skip
+        FinetuneOptions(
+            parent="parent",
+            store=store.root,
+            config=replace(CONFIG, learning_rate=0.0),
+            run_dir=tmp_path / "frozen",
+            name="frozen",
+        ),
+        registry=registry,
+    )
     child = weights_of(registry, "frozen")
     assert child.keys() == parent.keys()
     assert all(torch.allclose(child[k], parent[k], atol=1e-6) for k in parent)
     assert frozen.validation_dice_after == pytest.approx(frozen.validation_dice_before, abs=1e-3)
     # three Adam steps move each weight by at most about 3 learning rates, nothing like a fresh start
     moved = finetune(
-        "parent", store, registry=registry, config=CONFIG, run_dir=tmp_path / "moved", name="moved"
+        FinetuneOptions(
+            parent="parent", store=store.root, config=CONFIG, run_dir=tmp_path / "moved", name="moved"
+        ),
+        registry=registry,
     )
     assert moved.version is not None
     child = weights_of(registry, "moved")
@@ -246,19 +244,30 @@ def test_a_finetune_starts_from_the_parents_weights(setup):
     assert 0 < largest_change <= 3 * CONFIG.learning_rate * 1.5
 
 
-def test_a_cancelled_finetune_resumes_from_its_run_folder(setup):
-    registry, store, tmp_path = setup
+def test_a_cancelled_finetune_resumes_from_its_run_folder(finetune_setup):
+    registry, store, tmp_path = finetune_setup
     cancel = threading.Event()
     first = finetune(
-        "parent", store, registry=registry, config=replace(CONFIG, steps=4), run_dir=tmp_path / "run",
-        progress=lambda report: report.step == 2 and cancel.set(), cancel=cancel,
-    )  # fmt: skip
+        FinetuneOptions(
+            parent="parent", store=store.root, config=replace(CONFIG, steps=4), run_dir=tmp_path / "run"
+        ),
+        registry=registry,
+        progress=lambda report: report.step == 2 and cancel.set(),
+        cancel=cancel,
+    )
     assert first.cancelled and first.steps == 2 and registry.names() == ["parent"]
     reports = []
     second = finetune(
-        "parent", store, registry=registry, config=replace(CONFIG, steps=4), run_dir=tmp_path / "run",
-        progress=reports.append, name="resumed",
-    )  # fmt: skip
+        FinetuneOptions(
+            parent="parent",
+            store=store.root,
+            config=replace(CONFIG, steps=4),
+            run_dir=tmp_path / "run",
+            name="resumed",
+        ),
+        registry=registry,
+        progress=reports.append,
+    )
     assert not second.cancelled and second.steps == 4
     # it went on from step 2, not from the start (step 4 is reported again with its validation)
     assert sorted({r.step for r in reports}) == [3, 4] and reports[0].step == 3

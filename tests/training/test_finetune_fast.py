@@ -18,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from medsegdiff_training.checkpoint import read_checkpoint_config, save_checkpoint
-from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
+from medsegdiff_training.checkpoint import read_checkpoint_config
+from medsegdiff_training.config import PreprocessConfig, named_config
 from medsegdiff_training.corrections import CorrectionEntry, CorrectionsStore
 from medsegdiff_training.data.dataset import SegmentationDataset
 from medsegdiff_training.data.pairs import find_pairs
@@ -32,8 +32,8 @@ from medsegdiff_training.finetune import (
     plan_finetune,
     split_entries,
 )
+from medsegdiff_training.finetune_options import FinetuneOptions
 from medsegdiff_training.inference import SamplingSettings
-from medsegdiff_training.model import MedSegDiffUNet
 from medsegdiff_training.paths import ENV_HOME, default_runs_root
 from medsegdiff_training.registry import UNTRAINED_VERSION, ModelRegistry
 from medsegdiff_training.surgery import Adaptation
@@ -48,7 +48,7 @@ ONE_STEP = TrainConfig(
     checkpoint_every=10**6,
     validate_every=10**6,
     validation_images=4,
-    validation_sampling=SamplingSettings(sampler="ddim", steps=2),
+    validation_sampling=SamplingSettings(sampler="ddim", steps=2, ensemble=1),
 )
 
 
@@ -61,23 +61,14 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
-def blob(rng: np.random.Generator, label: int = 1, channels: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    labels = np.zeros((32, 32), np.uint8)
-    row, col = rng.integers(10, 22, 2)
-    labels[row - 6 : row + 6, col - 6 : col + 6] = label
-    image = rng.normal(0.3, 0.1, (32, 32)) + 0.5 * (labels > 0)
-    if channels:
-        image = np.stack([image] * channels, axis=-1)
-    return image, labels
-
-
 def weights_of(registry: ModelRegistry, version: str) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in registry.load(version, device="cpu").model.state_dict().items()}
 
 
 @pytest.fixture
-def setup(tmp_path):
-    """A registry holding a tiny "parent" that names its training data, and 5 corrections."""
+def parent_training(tmp_path, blob) -> dict:
+    """The parent of these tests names its training data (five blob images) and was trained
+    with a soft-Dice weight of 0.5 (conftest's finetune_setup registers it)."""
     images, masks = tmp_path / "original" / "images", tmp_path / "original" / "masks"
     images.mkdir(parents=True)
     masks.mkdir()
@@ -86,38 +77,24 @@ def setup(tmp_path):
         image, labels = blob(rng)
         Image.fromarray((image.clip(0, 1) * 255).astype(np.uint8)).save(images / f"o{index}.png")
         Image.fromarray(labels * 255).save(masks / f"o{index}.png")
-    registry = ModelRegistry(tmp_path / "models", default_model=None, shipped_models=None)
-    torch.manual_seed(0)
     source = {"images": str(images), "masks": str(masks), "split_csv": None, "split": None}
-    parent = save_checkpoint(
-        tmp_path / "parent",
-        MedSegDiffUNet(TINY),
-        DiffusionConfig(),
-        PreprocessConfig(),
-        training={"source": source, "config": {"mask_loss_weight": 0.5}},
-    )
-    registry.add(parent, name="parent")
-    registry.select("parent")
-    store = CorrectionsStore(tmp_path / "corrections")
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        image, labels = blob(rng)
-        store.add(image, labels, prediction=np.zeros_like(labels), model_version="parent")
-    return registry, store, tmp_path
+    return {"source": source, "config": {"mask_loss_weight": 0.5}}
 
 
-def test_a_child_starts_at_its_parents_weights_and_records_where_it_came_from(setup):
-    registry, store, tmp_path = setup
+def test_a_child_starts_at_its_parents_weights_and_records_where_it_came_from(finetune_setup):
+    registry, store, tmp_path = finetune_setup
     parent_files = tree_digest(registry.get("parent").path)
     parent_weights = weights_of(registry, "parent")
     # a step with learning rate 0 cannot move: the child must be exactly where it started
     result = finetune(
-        "parent",
-        store,
+        FinetuneOptions(
+            parent="parent",
+            store=store.root,
+            config=replace(ONE_STEP, learning_rate=0.0),
+            run_dir=tmp_path / "run",
+            name="child",
+        ),
         registry=registry,
-        config=replace(ONE_STEP, learning_rate=0.0),
-        run_dir=tmp_path / "run",
-        name="child",
     )
     assert (result.cancelled, result.steps, result.run_dir) == (False, 1, tmp_path / "run")
     assert result.adaptation == Adaptation(1, 2, 1, 2)
@@ -170,13 +147,15 @@ def test_a_child_starts_at_its_parents_weights_and_records_where_it_came_from(se
     assert not (tmp_path / "run" / "state").exists()
 
 
-def test_a_finetune_cancelled_before_it_starts_registers_and_writes_nothing(setup):
-    registry, store, tmp_path = setup
+def test_a_finetune_cancelled_before_it_starts_registers_and_writes_nothing(finetune_setup):
+    registry, store, tmp_path = finetune_setup
     before = tree_digest(registry.root)
     cancel = threading.Event()
     cancel.set()
     result = finetune(
-        "parent", store, registry=registry, config=ONE_STEP, run_dir=tmp_path / "run", cancel=cancel
+        FinetuneOptions(parent="parent", store=store.root, config=ONE_STEP, run_dir=tmp_path / "run"),
+        registry=registry,
+        cancel=cancel,
     )
     assert (result.version, result.cancelled, result.steps) == (None, True, 0)
     assert (result.validation_dice_after, result.run_dir) == (None, tmp_path / "run")
@@ -186,19 +165,21 @@ def test_a_finetune_cancelled_before_it_starts_registers_and_writes_nothing(setu
     assert not (tmp_path / "run").exists()
 
 
-def test_a_finetune_cancelled_mid_run_leaves_the_registry_byte_identical(setup):
-    registry, store, tmp_path = setup
+def test_a_finetune_cancelled_mid_run_leaves_the_registry_byte_identical(finetune_setup):
+    registry, store, tmp_path = finetune_setup
     before = tree_digest(registry.root)
     cancel = threading.Event()
     result = finetune(
-        "parent",
-        store,
+        FinetuneOptions(
+            parent="parent",
+            store=store.root,
+            config=replace(ONE_STEP, steps=50),
+            run_dir=tmp_path / "run",
+            name="never",
+        ),
         registry=registry,
-        config=replace(ONE_STEP, steps=50),
-        run_dir=tmp_path / "run",
         progress=lambda report: cancel.set(),
         cancel=cancel,
-        name="never",
     )
     assert (result.version, result.cancelled, result.steps) == (None, True, 1)
     assert result.validation_dice_after is None and result.validation_dice_before is not None
@@ -206,31 +187,46 @@ def test_a_finetune_cancelled_mid_run_leaves_the_registry_byte_identical(setup):
     assert (tmp_path / "run" / "state" / "state.json").is_file()  # resumable, outside the registry
 
 
-def test_a_taken_or_invalid_name_is_refused_before_any_training(setup):
-    registry, store, tmp_path = setup
+def test_a_taken_or_invalid_name_is_refused_before_any_training(finetune_setup):
+    registry, store, tmp_path = finetune_setup
     before = tree_digest(registry.root)
     with pytest.raises(RegistryError, match="exists already"):
-        finetune("parent", store, registry=registry, config=ONE_STEP, run_dir=tmp_path / "r", name="parent")
+        finetune(
+            FinetuneOptions(
+                parent="parent", store=store.root, config=ONE_STEP, run_dir=tmp_path / "r", name="parent"
+            ),
+            registry=registry,
+        )
     with pytest.raises(RegistryError):
-        finetune("parent", store, registry=registry, config=ONE_STEP, run_dir=tmp_path / "r", name="../x")
+        finetune(
+            FinetuneOptions(
+                parent="parent", store=store.root, config=ONE_STEP, run_dir=tmp_path / "r", name="../x"
+            ),
+            registry=registry,
+        )
     assert tree_digest(registry.root) == before and not (tmp_path / "r").exists()
 
 
-def test_without_a_run_folder_the_run_goes_under_the_data_home(setup, monkeypatch):
-    registry, store, tmp_path = setup
+def test_without_a_run_folder_the_run_goes_under_the_data_home(finetune_setup, monkeypatch):
+    registry, store, tmp_path = finetune_setup
     monkeypatch.setenv(ENV_HOME, str(tmp_path / "home"))
     cancel = threading.Event()
     cancel.set()
-    result = finetune("parent", store, registry=registry, config=ONE_STEP, cancel=cancel)
+    result = finetune(
+        FinetuneOptions(parent="parent", store=store.root, config=ONE_STEP), registry=registry, cancel=cancel
+    )
     assert result.run_dir.parent == default_runs_root() == tmp_path / "home" / "runs"
     assert result.run_dir.name.startswith("finetune-parent-")
 
 
-def test_one_or_two_corrections_train_on_all_of_them_and_score_nothing(setup):
-    registry, _, tmp_path = setup
+def test_one_or_two_corrections_train_on_all_of_them_and_score_nothing(finetune_setup, blob):
+    registry, _, tmp_path = finetune_setup
     store = CorrectionsStore(tmp_path / "one")
     store.add(*blob(np.random.default_rng(1)))
-    result = finetune("parent", store, registry=registry, config=ONE_STEP, run_dir=tmp_path / "run1")
+    result = finetune(
+        FinetuneOptions(parent="parent", store=store.root, config=ONE_STEP, run_dir=tmp_path / "run1"),
+        registry=registry,
+    )
     assert result.version is not None and result.version.name.startswith("v1-")
     assert (result.validation_dice_before, result.validation_dice_after) == (None, None)
     metrics = result.version.metrics
@@ -240,25 +236,35 @@ def test_one_or_two_corrections_train_on_all_of_them_and_score_nothing(setup):
     assert record["validation_entries"] == [] and len(record["train_entries"]) == 1
 
 
-def test_a_fraction_of_zero_trains_on_every_correction(setup):
-    registry, store, tmp_path = setup  # five corrections: the default rule would hold one out
+def test_a_fraction_of_zero_trains_on_every_correction(finetune_setup):
+    registry, store, tmp_path = finetune_setup  # five corrections: the default rule would hold one out
     result = finetune(
-        "parent", store, registry=registry, config=ONE_STEP, run_dir=tmp_path / "all", validation_fraction=0
+        FinetuneOptions(
+            parent="parent",
+            store=store.root,
+            config=ONE_STEP,
+            run_dir=tmp_path / "all",
+            validation_fraction=0,
+        ),
+        registry=registry,
     )
     assert (result.validation_dice_before, result.validation_dice_after) == (None, None)
     record = read_checkpoint_config(result.version.path)["finetune"]
     assert record["validation_entries"] == [] and len(record["train_entries"]) == len(store) == 5
 
 
-def test_colour_corrections_with_a_new_label_make_an_rgb_three_class_child(setup):
-    registry, _, tmp_path = setup
+def test_colour_corrections_with_a_new_label_make_an_rgb_three_class_child(finetune_setup, blob):
+    registry, _, tmp_path = finetune_setup
     store = CorrectionsStore(tmp_path / "colour")
     rng = np.random.default_rng(3)
     store.add(*blob(rng, label=2, channels=3))
     store.add(*blob(rng, label=1, channels=3))
     assert plan_finetune("parent", str(store.root), registry=registry) == Adaptation(1, 2, 3, 3)
     result = finetune(
-        "parent", store, registry=registry, config=ONE_STEP, run_dir=tmp_path / "run", name="rgb"
+        FinetuneOptions(
+            parent="parent", store=store.root, config=ONE_STEP, run_dir=tmp_path / "run", name="rgb"
+        ),
+        registry=registry,
     )
     assert result.adaptation == Adaptation(1, 2, 3, 3)
     child = registry.load("rgb")
@@ -269,8 +275,8 @@ def test_colour_corrections_with_a_new_label_make_an_rgb_three_class_child(setup
     assert registry.load("parent").model_config == TINY  # the parent keeps its shape
 
 
-def test_forced_channels_and_classes_are_what_the_child_becomes(setup):
-    registry, store, tmp_path = setup
+def test_forced_channels_and_classes_are_what_the_child_becomes(finetune_setup):
+    registry, store, tmp_path = finetune_setup
     assert plan_finetune("parent", store, registry=registry) == Adaptation(1, 2, 1, 2)
     assert plan_finetune("parent", store, registry=registry, num_classes=4) == Adaptation(1, 2, 1, 4)
     assert plan_finetune("parent", store, registry=registry, channels=3) == Adaptation(1, 2, 3, 2)
@@ -279,14 +285,22 @@ def test_forced_channels_and_classes_are_what_the_child_becomes(setup):
     cancel = threading.Event()
     cancel.set()
     result = finetune(
-        "parent", store, registry=registry, config=ONE_STEP, run_dir=tmp_path / "r",
-        channels=3, num_classes=4, cancel=cancel,
-    )  # fmt: skip
+        FinetuneOptions(
+            parent="parent",
+            store=store.root,
+            config=ONE_STEP,
+            run_dir=tmp_path / "r",
+            channels=3,
+            num_classes=4,
+        ),
+        registry=registry,
+        cancel=cancel,
+    )
     assert result.adaptation == Adaptation(1, 2, 3, 4)
 
 
-def test_the_loss_continues_the_parents_recipe_unless_told_otherwise(setup):
-    registry, _, tmp_path = setup
+def test_the_loss_continues_the_parents_recipe_unless_told_otherwise(finetune_setup, blob):
+    registry, _, tmp_path = finetune_setup
     store = CorrectionsStore(tmp_path / "two")
     rng = np.random.default_rng(4)
     for _ in range(2):
@@ -298,9 +312,16 @@ def test_the_loss_continues_the_parents_recipe_unless_told_otherwise(setup):
     # the parent trained with weight 0.5; the config's own 0.25 is not the recipe
     for given, expected in ((None, 0.5), (0.0, 0.0)):
         child = finetune(
-            "parent", store, registry=registry, config=replace(ONE_STEP, mask_loss_weight=0.25),
-            run_dir=tmp_path / f"run-{given}", mask_loss_weight=given, name=f"w{given}",
-        ).version  # fmt: skip
+            FinetuneOptions(
+                parent="parent",
+                store=store.root,
+                config=replace(ONE_STEP, mask_loss_weight=0.25),
+                run_dir=tmp_path / f"run-{given}",
+                mask_loss_weight=given,
+                name=f"w{given}",
+            ),
+            registry=registry,
+        ).version
         assert child is not None and weight_of(child.name) == expected
 
 
@@ -321,8 +342,8 @@ def test_the_parents_mask_loss_weight(metadata, weight):
     assert type(parent_mask_loss_weight(metadata)) is float
 
 
-def test_mixing_in_the_original_data_the_parent_names(setup):
-    registry, _, tmp_path = setup
+def test_mixing_in_the_original_data_the_parent_names(finetune_setup, make_parent, blob):
+    registry, _, tmp_path = finetune_setup
     store = CorrectionsStore(tmp_path / "two")
     rng = np.random.default_rng(5)
     for _ in range(2):
@@ -330,16 +351,23 @@ def test_mixing_in_the_original_data_the_parent_names(setup):
     # the parent's checkpoint names its 5 training images: the 2 corrections are repeated
     # 3 times, so that they make up about half of every epoch
     result = finetune(
-        "parent", store, registry=registry, config=ONE_STEP, mix_original=True, run_dir=tmp_path / "r"
+        FinetuneOptions(
+            parent="parent", store=store.root, config=ONE_STEP, mix_original=True, run_dir=tmp_path / "r"
+        ),
+        registry=registry,
     )
     document = read_checkpoint_config(result.version.path)
     assert document["training"]["images"] == 2 * 3 + 5
     assert document["finetune"]["mix_original"] is True
     # a parent that does not name its data needs the folders given
-    bare = save_checkpoint(tmp_path / "bare", MedSegDiffUNet(TINY), DiffusionConfig(), PreprocessConfig())
-    registry.add(bare, name="bare")
+    make_parent(registry, "bare", select=False)
     with pytest.raises(ConfigError) as caught:
-        finetune("bare", store, registry=registry, config=ONE_STEP, mix_original=True, run_dir=tmp_path / "b")
+        finetune(
+            FinetuneOptions(
+                parent="bare", store=store.root, config=ONE_STEP, mix_original=True, run_dir=tmp_path / "b"
+            ),
+            registry=registry,
+        )
     assert str(caught.value) == (
         "To mix in the original data, give the folders of the parent's training images and masks "
         "(--original-images and --original-masks): the parent's checkpoint does not name them."
@@ -347,17 +375,32 @@ def test_mixing_in_the_original_data_the_parent_names(setup):
     original = Path(document["training"]["source"]["images"]).parent
     with pytest.raises(ConfigError, match="does not name them"):
         finetune(
-            "bare", store, registry=registry, config=ONE_STEP, mix_original=True,
-            original_images=original / "images", run_dir=tmp_path / "b",
-        )  # fmt: skip
+            FinetuneOptions(
+                parent="bare",
+                store=store.root,
+                config=ONE_STEP,
+                mix_original=True,
+                original_images=original / "images",
+                run_dir=tmp_path / "b",
+            ),
+            registry=registry,
+        )
     given = finetune(
-        "bare", store, registry=registry, config=ONE_STEP, mix_original=True,
-        original_images=original / "images", original_masks=original / "masks", run_dir=tmp_path / "g",
-    )  # fmt: skip
+        FinetuneOptions(
+            parent="bare",
+            store=store.root,
+            config=ONE_STEP,
+            mix_original=True,
+            original_images=original / "images",
+            original_masks=original / "masks",
+            run_dir=tmp_path / "g",
+        ),
+        registry=registry,
+    )
     assert read_checkpoint_config(given.version.path)["training"]["images"] == 11
 
 
-def test_corrections_are_repeated_to_make_about_half_of_every_epoch():
+def test_corrections_are_repeated_to_make_about_half_of_every_epoch(blob):
     def dataset(count: int, prefix: str) -> SegmentationDataset:
         rng = np.random.default_rng(count)
         pairs = [blob(rng) for _ in range(count)]
@@ -414,23 +457,28 @@ def test_the_split_rules():
             split_entries(entries, bad)
 
 
-def test_missing_or_empty_stores_are_named(setup):
-    registry, _, tmp_path = setup
+def test_missing_or_empty_stores_are_named(finetune_setup):
+    registry, _, tmp_path = finetune_setup
     with pytest.raises(DatasetError) as caught:
-        finetune("parent", tmp_path / "missing", registry=registry, config=ONE_STEP)
+        finetune(
+            FinetuneOptions(parent="parent", store=tmp_path / "missing", config=ONE_STEP), registry=registry
+        )
     assert str(caught.value) == (
         f"The corrections folder {tmp_path / 'missing'} does not exist; export some corrections first."
     )
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError) as caught:
-        finetune("parent", str(tmp_path / "empty"), registry=registry, config=ONE_STEP)
+        finetune(
+            FinetuneOptions(parent="parent", store=str(tmp_path / "empty"), config=ONE_STEP),
+            registry=registry,
+        )
     assert str(caught.value) == (
         f"The corrections store {tmp_path / 'empty'} has no corrections yet; export some first."
     )
 
 
-def test_the_parents_own_data_is_read_from_its_split_with_the_childs_preprocessing(setup):
-    registry, _, tmp_path = setup
+def test_the_parents_own_data_is_read_from_its_split_with_the_childs_preprocessing(finetune_setup):
+    registry, _, tmp_path = finetune_setup
     source = read_checkpoint_config(registry.get("parent").path)["training"]["source"]
     images, masks = Path(source["images"]), Path(source["masks"])
     split_csv = tmp_path / "split.csv"

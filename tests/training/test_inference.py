@@ -28,7 +28,7 @@ def segmenter(tmp_path, **changes) -> Segmenter:
 
 
 def test_any_image_size_comes_back_at_its_own_size(tmp_path):
-    result = segmenter(tmp_path).segment(np.random.rand(70, 45), SamplingSettings(steps=3))
+    result = segmenter(tmp_path).segment(np.random.rand(70, 45), SamplingSettings(steps=3, ensemble=1))
     assert result.labels.shape == (70, 45) and result.probabilities.shape == (70, 45)
     assert result.uncertainty is None
 
@@ -48,9 +48,9 @@ def test_an_ensemble_is_one_batch_with_mean_labels_and_uncertainty(tmp_path):
 def test_seeds_repeat_a_segmentation(tmp_path):
     seg = segmenter(tmp_path)
     image = np.random.rand(32, 32)
-    a = seg.segment(image, SamplingSettings(steps=3, seed=5))
-    b = seg.segment(image, SamplingSettings(steps=3, seed=5))
-    c = seg.segment(image, SamplingSettings(steps=3, seed=6))
+    a = seg.segment(image, SamplingSettings(steps=3, seed=5, ensemble=1))
+    b = seg.segment(image, SamplingSettings(steps=3, seed=5, ensemble=1))
+    c = seg.segment(image, SamplingSettings(steps=3, seed=6, ensemble=1))
     assert np.array_equal(a.probabilities, b.probabilities) and not np.array_equal(
         a.probabilities, c.probabilities
     )
@@ -58,7 +58,7 @@ def test_seeds_repeat_a_segmentation(tmp_path):
 
 def test_k_class_models_return_argmax_label_maps(tmp_path):
     seg = segmenter(tmp_path, num_classes=3, image_channels=3)
-    result = seg.segment(np.random.rand(50, 60, 3), SamplingSettings(steps=2))
+    result = seg.segment(np.random.rand(50, 60, 3), SamplingSettings(steps=2, ensemble=1))
     assert result.probabilities.shape == (3, 50, 60)
     assert np.allclose(result.probabilities.sum(0), 1, atol=1e-4)
     assert result.labels.max() <= 2
@@ -154,3 +154,16 @@ def test_metric_conventions():
     k = score(np.array([[0, 1, 2]]), np.array([[0, 1, 1]]), num_classes=3)
     assert k["dice_class1"] == pytest.approx(2 / 3) and k["dice_class2"] == 0.0
     assert k["dice"] == pytest.approx(1 / 3)
+
+
+def test_what_a_step_shows_is_the_first_members_foreground():
+    from medsegdiff_training.inference import first_member_foreground
+
+    # three classes, two members; the first says background on the left, class 2 on the right
+    first = [[[1.0, -1.0]], [[-1.0, -1.0]], [[-1.0, 1.0]]]
+    second = [[[-1.0, -1.0]], [[1.0, 1.0]], [[-1.0, -1.0]]]
+    shown = first_member_foreground(torch.tensor([first, second]))
+    assert shown.dtype == np.float32
+    np.testing.assert_allclose(shown, [[0.0, 1.0]])
+    # a binary model: the foreground probability itself, (x + 1) / 2
+    np.testing.assert_allclose(first_member_foreground(torch.tensor([[[[-0.5, 0.5]]]])), [[0.25, 0.75]])

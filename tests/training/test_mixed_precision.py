@@ -61,7 +61,7 @@ def test_on_a_native_cpu_convolutions_run_in_bfloat16_and_the_ff_parser_in_float
 def test_the_shipped_model_segments_the_same_nodule_in_bfloat16_and_float32():
     image = read_array(SAMPLE)
     checkpoint = ModelRegistry().load("default")
-    settings = SamplingSettings(sampler="ddim", steps=5, seed=3)
+    settings = SamplingSettings(sampler="ddim", steps=5, seed=3, ensemble=1)
     fast = Segmenter(checkpoint, device="cpu").segment(image, settings).labels
     exact = Segmenter(checkpoint, device="cpu", amp=False).segment(image, settings).labels
     assert exact.sum() > 0.05 * exact.size  # a real nodule, not an empty mask

@@ -100,9 +100,10 @@ def test_the_sampling_defaults_are_one_torch_free_module_read_by_the_settings_an
         defaults.DEFAULT_SEED,
         defaults.DEFAULT_THRESHOLD,
     )
-    recommended = SamplingSettings.recommended()
-    assert (recommended.ensemble, recommended.resolved_steps()) == (5, defaults.RECOMMENDED_STEPS["ddim"])
-    assert SamplingSettings().ensemble == defaults.SINGLE_SAMPLE == 1
+    # one default (issue 31; SamplingSettings() used to mean one sample): the recommendation
+    default = SamplingSettings()
+    assert (default.ensemble, default.resolved_steps()) == (5, defaults.RECOMMENDED_STEPS["ddim"])
+    assert defaults.RECOMMENDED_ENSEMBLE == 5 and defaults.SINGLE_SAMPLE == 1
     code = "import sys, medsegdiff_training.sampling_defaults; print('torch' in sys.modules)"
     answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert answer.stdout.strip() == "False"

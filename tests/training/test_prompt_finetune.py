@@ -16,6 +16,7 @@ from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_
 from medsegdiff_training.corrections import CorrectionsStore, prompt_boxes
 from medsegdiff_training.errors import CorrectionsError
 from medsegdiff_training.finetune import finetune, plan_finetune
+from medsegdiff_training.finetune_options import FinetuneOptions
 from medsegdiff_training.inference import SamplingSettings, Segmenter
 from medsegdiff_training.model import MedSegDiffUNet
 from medsegdiff_training.prompted import prepare_crops
@@ -98,30 +99,24 @@ def test_a_prompted_correction_trains_as_one_crop_per_box_at_the_prompt_crops_pl
     assert sorted(reopened.as_dataset(TINY, PreprocessConfig()).names) == sorted([prompted.id, plain.id])
 
 
-def test_finetune_crops_around_the_recorded_boxes_by_the_parents_rule(tmp_path, store):
+def test_finetune_crops_around_the_recorded_boxes_by_the_parents_rule(tmp_path, store, make_parent):
     registry = ModelRegistry(tmp_path / "models", default_model=None, shipped_models=None)
-    torch.manual_seed(0)
-    parent = save_checkpoint(
-        tmp_path / "parent", MedSegDiffUNet(TINY), DiffusionConfig(), PreprocessConfig(crop_rule=RULE)
-    )
-    registry.add(parent, name="parent")
+    make_parent(registry, "parent", preprocess=PreprocessConfig(crop_rule=RULE))
     config = TrainConfig(
         steps=2,
         batch_size=2,
         device="cpu",
         checkpoint_every=10**6,
         validate_every=10**6,
-        validation_sampling=SamplingSettings(sampler="ddim", steps=2),
+        validation_sampling=SamplingSettings(sampler="ddim", steps=2, ensemble=1),
     )
     # the object ids 1, 2 of a binary model's prompted run are one class: the child keeps 2 classes
     assert plan_finetune("parent", store, registry=registry).classes == 2
     result = finetune(
-        "parent",
-        store,
+        FinetuneOptions(
+            parent="parent", store=store.root, config=config, validation_fraction=0, run_dir=tmp_path / "run"
+        ),
         registry=registry,
-        config=config,
-        validation_fraction=0,
-        run_dir=tmp_path / "run",
     )
     assert result.version is not None and result.steps == 2
     child = registry.load(result.version.name)

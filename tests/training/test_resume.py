@@ -24,7 +24,7 @@ CONFIG = TrainConfig(
     checkpoint_every=4,
     validate_every=2,
     validation_images=1,
-    validation_sampling=SamplingSettings(sampler="ddim", steps=2),
+    validation_sampling=SamplingSettings(sampler="ddim", steps=2, ensemble=1),
 )
 
 

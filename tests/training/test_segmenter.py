@@ -37,7 +37,7 @@ def count_calls(segmenter: Segmenter) -> list[int]:
 def test_closing_the_segmenters_steps_stops_the_network_at_once(tmp_path, sampler):
     segmenter = make_segmenter(tmp_path)
     calls = count_calls(segmenter)
-    steps = segmenter.steps(np.random.rand(32, 32), SamplingSettings(sampler=sampler, steps=20))
+    steps = segmenter.steps(np.random.rand(32, 32), SamplingSettings(sampler=sampler, steps=20, ensemble=1))
     for step in steps:
         if step.index == 3:
             steps.close()
@@ -59,16 +59,17 @@ def test_steps_yield_the_ensemble_in_model_space_and_default_to_the_recommended_
 def test_epsilon_models_segment_multichannel_images_with_a_channel_axis(tmp_path):
     segmenter = make_segmenter(tmp_path, DiffusionConfig(prediction="epsilon"), image_channels=3)
     image = np.random.rand(3, 50, 40)
-    first = segmenter.segment(image, SamplingSettings(steps=2))
-    moved = segmenter.segment(np.moveaxis(image, 0, -1), SamplingSettings(steps=2), channel_axis=-1)
+    one = SamplingSettings(steps=2, ensemble=1)
+    first = segmenter.segment(image, one)
+    moved = segmenter.segment(np.moveaxis(image, 0, -1), one, channel_axis=-1)
     assert first.labels.shape == (50, 40) and np.array_equal(first.probabilities, moved.probabilities)
 
 
 def test_a_run_without_a_seed_is_not_repeated(tmp_path):
     segmenter = make_segmenter(tmp_path)
     image = np.random.rand(32, 32)
-    a = segmenter.segment(image, SamplingSettings(steps=2, seed=None))
-    b = segmenter.segment(image, SamplingSettings(steps=2, seed=None))
+    a = segmenter.segment(image, SamplingSettings(steps=2, seed=None, ensemble=1))
+    b = segmenter.segment(image, SamplingSettings(steps=2, seed=None, ensemble=1))
     assert not np.array_equal(a.probabilities, b.probabilities)
 
 

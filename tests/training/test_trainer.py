@@ -160,7 +160,7 @@ def test_validation_is_logged_and_recorded_with_the_final_model(tmp_path):
         steps=4,
         validate_every=2,
         validation_images=2,
-        validation_sampling=SamplingSettings(sampler="ddim", steps=2),
+        validation_sampling=SamplingSettings(sampler="ddim", steps=2, ensemble=1),
     )
     result = train(
         TINY,
@@ -184,7 +184,7 @@ def test_the_last_step_is_validated_even_off_the_cadence(tmp_path):
         steps=3,
         validate_every=2,
         validation_images=1,
-        validation_sampling=SamplingSettings(sampler="ddim", steps=2),
+        validation_sampling=SamplingSettings(sampler="ddim", steps=2, ensemble=1),
     )
     result = train(TINY, squares(4), tmp_path / "run", config=config, validation_data=squares(1, seed=1))
     assert [entry["step"] for entry in result.history] == [2, 3]

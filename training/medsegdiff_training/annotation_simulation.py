@@ -17,7 +17,6 @@ images later there.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,17 +25,19 @@ from typing import Any
 
 import numpy as np
 
-from .annotation_queue import AnnotationQueue, switch_to_child, uncertainty_score
-from .corrections import CorrectionsStore
+from .annotation_queue import AnnotationQueue, uncertainty_score
+from .annotation_session import SESSION_FINETUNE, AnnotationSession, FinetuneRecord, InProcessRunner
+from .corrections import CorrectionEntry, CorrectionsStore
 from .data.io import read_array, read_mask
 from .data.pairs import Pair
 from .errors import DatasetError
-from .finetune import DEFAULT_FINETUNE_CONFIG, finetune
+from .finetune_events import FinetuneProgress
+from .finetune_options import FinetuneOptions
 from .inference import SamplingSettings, SegmentationResult, Segmenter
 from .metrics import score
 from .preprocess import check_label_map
 from .registry import ModelRegistry
-from .trainer import CancelToken, TrainConfig, is_cancelled
+from .trainer import CancelToken, is_cancelled
 
 
 @dataclass
@@ -79,6 +80,106 @@ def expert_labels(mask: np.ndarray, num_classes: int) -> np.ndarray:
     return check_label_map(mask, num_classes).astype(np.uint8)
 
 
+class _ExpertScreen:
+    """The simulator's side of the session: pre-segments with the session's current model,
+    reads the expert's masks, and keeps a record of every image and fine-tune."""
+
+    def __init__(
+        self,
+        names: dict[str, Pair],
+        queue: AnnotationQueue,
+        segmenter_for: Callable[[str], Segmenter],
+        settings: SamplingSettings,
+        on_finetune: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        self.names, self.queue, self.settings = names, queue, settings
+        self.segmenter_for, self.on_finetune = segmenter_for, on_finetune
+        self.version = str(queue.model_version)
+        self.segmenter = segmenter_for(self.version)
+        self.cache: dict[str, tuple[SegmentationResult, str]] = {}
+        self.outcome = SimulationResult()
+
+    def presegment(self, item: str) -> SegmentationResult:
+        """``item`` segmented by the current model (once per model), its score recorded."""
+        if item not in self.cache or self.cache[item][1] != self.version:
+            result = self.segmenter.segment(read_array(self.names[item].image), self.settings)
+            score = uncertainty_score(result.probabilities, result.uncertainty)
+            self.queue.record_score(item, score, self.version)
+            self.cache[item] = (result, self.version)
+        return self.cache[item][0]
+
+    def rescore_pending(self) -> None:
+        """Most uncertain first needs every pending image's score by the current model."""
+        for item in self.queue.pending():
+            self.presegment(item)
+        self.queue.visit(self.queue.next_pending() or self.queue.items[0])
+
+    def expert(self, pair: Pair, shape: tuple[int, ...]) -> np.ndarray:
+        truth = expert_labels(read_mask(pair.mask), self.segmenter.config.num_classes)
+        if truth.shape != shape:
+            raise DatasetError(f"The mask of {pair.name} has shape {truth.shape} but its image {shape}.")
+        return truth
+
+    def annotate(
+        self, item: str, session: AnnotationSession, on_image: Callable[[dict[str, Any]], None] | None
+    ) -> None:
+        """The expert's turn on ``item``: the mask accepted as the correction, the image recorded."""
+        pair = self.names[item]
+        started = time.perf_counter()
+        result = self.presegment(item)
+        seconds = time.perf_counter() - started
+        truth = self.expert(pair, result.labels.shape)
+        changed = float(np.mean(result.labels != truth))
+        record = {
+            "name": pair.name,
+            "position": len(self.outcome.images) + 1,
+            "model_version": self.version,
+            "dice": score(result.labels, truth, self.segmenter.config.num_classes)["dice"],
+            "fraction_changed": changed,
+            "uncertainty_score": self.queue.score(item),
+        }
+
+        def write(provenance: dict[str, Any]) -> CorrectionEntry:
+            entry = session.store.add(
+                read_array(pair.image), truth, result.labels, source_path=str(pair.image),
+                model_version=self.version, sampler_settings=result.settings, allow_empty=True,
+                extra={"queue": provenance},
+            )  # fmt: skip
+            self.outcome.images.append({**record, "entry_id": entry.id})
+            if on_image is not None:
+                on_image(self.outcome.images[-1])  # before the fine-tune this image may start
+            return entry
+
+        session.accept(
+            item,
+            write,
+            seconds=None,  # nobody annotated: the expert's mask is the correction
+            fraction_changed=changed,
+            model_version=self.version,
+            presegmentation_seconds=round(seconds, 3),
+        )
+
+    # -- SessionScreen ----------------------------------------------------------------------
+    def model_switched(self, version: str, reason: str) -> None:
+        self.version, self.segmenter = version, self.segmenter_for(version)
+        if self.queue.order == "uncertain":
+            self.rescore_pending()  # re-score what is left with the better model
+
+    def finetune_ended(self, record: FinetuneRecord) -> None:
+        self.outcome.finetunes.append(record.to_dict())
+        if self.on_finetune is not None:
+            self.on_finetune(record.to_dict())
+
+    def finetune_started(self, options: FinetuneOptions, accepted: int) -> None:
+        pass
+
+    def finetune_progress(self, event: FinetuneProgress, accepted: int) -> None:
+        pass
+
+    def finetune_failed(self, message: str) -> None:
+        pass  # the in-process runner raises instead
+
+
 def simulate_annotation(
     pairs: Sequence[Pair],
     *,
@@ -87,10 +188,9 @@ def simulate_annotation(
     model: str,
     settings: SamplingSettings,
     finetune_every: int = 0,
-    finetune_config: TrainConfig | None = None,
+    finetune: FinetuneOptions = SESSION_FINETUNE,
     order: str = "file",
     device: str = "auto",
-    amp: bool = True,
     speed: Mapping[str, Any] | None = None,
     on_image: Callable[[dict[str, Any]], None] | None = None,
     on_finetune: Callable[[dict[str, Any]], None] | None = None,
@@ -101,113 +201,29 @@ def simulate_annotation(
     Returns a record per image: the pre-segmentation's Dice against the expert mask, the
     fraction of pixels the annotator had to change, the uncertainty score and the model
     version in use; and a record per fine-tune (``finetune_every`` accepted images apart,
-    0 = never). ``on_image`` / ``on_finetune`` see each record as it is made; ``cancel``
-    stops between images. ``speed`` holds :class:`Segmenter` keywords for pre-segmenting
-    (``precision``, ``channels_last``, ``cuda_graphs``, ``compile``); the fine-tunes take
-    theirs from ``finetune_config``.
+    0 = never; ``finetune`` the template of each: budget, device, recipe). ``on_image`` /
+    ``on_finetune`` see each record as it is made; ``cancel`` stops between images and
+    fine-tunes. ``speed`` holds :class:`Segmenter` keywords for pre-segmenting
+    (``precision``, ``channels_last``, ``cuda_graphs``, ``compile``). The loop is an
+    :class:`~.annotation_session.AnnotationSession`, the one the napari queue widget runs.
     """
     if finetune_every < 0:
         raise DatasetError(f"--finetune-every must be 0 (never) or more, got {finetune_every}.")
     names = {str(Path(pair.image).resolve()): pair for pair in pairs}
     queue = AnnotationQueue.for_files(list(names), store.root, order=order)
-    version = model
+    queue.set_model(model, "start")
 
     def segmenter_for(name: str) -> Segmenter:
-        return Segmenter(registry.load(name, device="cpu"), device=device, amp=amp, **dict(speed or {}))
+        return Segmenter(registry.load(name, device="cpu"), device=device, **dict(speed or {}))
 
-    segmenter = segmenter_for(version)
-    queue.set_model(version, "start")
-    cache: dict[str, tuple[SegmentationResult, str]] = {}
-
-    def presegment(item: str) -> SegmentationResult:
-        if item not in cache or cache[item][1] != version:
-            result = segmenter.segment(read_array(names[item].image), settings)
-            queue.record_score(item, uncertainty_score(result.probabilities, result.uncertainty), version)
-            cache[item] = (result, version)
-        return cache[item][0]
-
+    screen = _ExpertScreen(names, queue, segmenter_for, settings, on_finetune)
+    session = AnnotationSession(queue, store, InProcessRunner(registry, cancel), screen)
+    session.finetune_every, session.finetune, session.finetune_after_last = finetune_every, finetune, False
     if order == "uncertain":  # the order needs every score: pre-segment them all first
-        for item in queue.pending():
-            presegment(item)
-        queue.visit(queue.next_pending() or queue.items[0])
-    outcome = SimulationResult()
-    config = finetune_config or dataclasses.replace(DEFAULT_FINETUNE_CONFIG, steps=None, minutes=3.0)
+        screen.rescore_pending()
     while queue.current is not None:
         if is_cancelled(cancel):
-            outcome.cancelled = True
+            screen.outcome.cancelled = True
             break
-        item, pair = queue.current, names[queue.current]
-        started = time.perf_counter()
-        result = presegment(item)
-        seconds = time.perf_counter() - started
-        image = read_array(pair.image)
-        truth = expert_labels(read_mask(pair.mask), segmenter.config.num_classes)
-        if truth.shape != result.labels.shape:
-            raise DatasetError(
-                f"The mask of {pair.name} has shape {truth.shape} but its image {result.labels.shape}."
-            )
-        changed = float(np.mean(result.labels != truth))
-        entry = store.add(
-            image,
-            truth,
-            result.labels,
-            source_path=str(pair.image),
-            model_version=version,
-            sampler_settings=result.settings,
-            allow_empty=True,
-            extra={"queue": queue.provenance(item, None, changed, presegmentation_seconds=round(seconds, 3))},
-        )
-        record = {
-            "name": pair.name,
-            "position": len(outcome.images) + 1,
-            "model_version": version,
-            "dice": score(result.labels, truth, segmenter.config.num_classes)["dice"],
-            "fraction_changed": changed,
-            "uncertainty_score": queue.score(item),
-            "entry_id": entry.id,
-        }
-        outcome.images.append(record)
-        if on_image is not None:
-            on_image(record)
-        queue.accept(
-            item, entry_id=entry.id, seconds=seconds, fraction_changed=changed, model_version=version
-        )
-        accepted = queue.counts()["accepted"]
-        if finetune_every and accepted % finetune_every == 0 and queue.current is not None:
-            tuned = _finetune_step(store, registry, version, config, cancel, accepted)
-            outcome.finetunes.append(tuned)
-            if on_finetune is not None:
-                on_finetune(tuned)
-            if tuned["switched"]:
-                version = tuned["version"]
-                segmenter = segmenter_for(version)
-                queue.set_model(version, f"fine-tuned on {accepted} corrections")
-                if order == "uncertain":
-                    for pending in queue.pending():
-                        presegment(pending)  # re-score what is left with the better model
-                    queue.visit(queue.next_pending() or item)
-    return outcome
-
-
-def _finetune_step(
-    store: CorrectionsStore,
-    registry: ModelRegistry,
-    parent: str,
-    config: TrainConfig,
-    cancel: CancelToken,
-    corrections: int,
-) -> dict[str, Any]:
-    started, cpu_started = time.perf_counter(), time.process_time()
-    result = finetune(parent, store, registry=registry, config=config, cancel=cancel)
-    before, after = result.validation_dice_before, result.validation_dice_after
-    return {
-        "after_accepted": corrections,
-        "parent": parent,
-        "version": None if result.version is None else result.version.name,
-        "steps": result.steps,
-        "seconds": round(time.perf_counter() - started, 1),
-        "cpu_seconds": round(time.process_time() - cpu_started, 1),  # every thread's CPU time
-        "validation_dice_before": before,
-        "validation_dice_after": after,
-        "switched": result.version is not None and switch_to_child(before, after),
-    }
+        screen.annotate(queue.current, session, on_image)
+    return screen.outcome

@@ -31,6 +31,7 @@ from .cli_output import command_output
 from .cli_progress import emit_json
 from .config import NAMED_CONFIGS
 from .errors import EXIT_CANCELLED, EXIT_USER_ERROR, MedSegDiffError
+from .finetune_events import FinetuneFailed
 from .prompts import DEFAULT_JITTER
 from .sampling_defaults import (
     DEFAULT_SAMPLER,
@@ -403,7 +404,7 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--steps", type=int, default=None, help=f"training steps (default: {DEFAULT_FINETUNE_CONFIG.steps})"
     )
-    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
+    parser.add_argument("--minutes", type=float, default=None, help="time budget (see --clock)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_FINETUNE_CONFIG.batch_size)
     parser.add_argument(
         "--lr",
@@ -452,6 +453,9 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
         "gets RGB corrections)",
     )
     parser.add_argument("--name", default=None, help="name of the new version (default: vN-DATE-TIME)")
+    parser.add_argument(
+        "--description", default=None, help="the new version's description (default: what it was made from)"
+    )
     parser.add_argument("--select", action="store_true", help="select the new version")
     parser.add_argument(
         "--run-dir", type=Path, default=None, help="run folder (default: under the data folder)"
@@ -627,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(args: argparse.Namespace, message: str) -> int:
     message = " ".join((message or "unknown error").split())  # always one line
     if getattr(args, "progress_json", False):
-        emit_json({"event": "error", "message": message})
+        emit_json(FinetuneFailed(message).to_dict())
     sys.stderr.write(f"{PROG}: error: {message}\n")
     sys.stderr.flush()
     return EXIT_USER_ERROR

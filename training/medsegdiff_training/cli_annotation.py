@@ -14,7 +14,6 @@ per fine-tune, and per block of 10 images.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -63,11 +62,11 @@ def add_simulate_annotation(subparsers: argparse._SubParsersAction, common, samp
 
 def command_simulate_annotation(args: argparse.Namespace) -> int:
     from . import cli_commands as commands
+    from .annotation_session import SESSION_FINETUNE
     from .annotation_simulation import simulate_annotation
     from .cli_progress import cancel_on_signals, json_safe
     from .corrections import CorrectionsStore
     from .data.pairs import find_pairs
-    from .finetune import DEFAULT_FINETUNE_CONFIG
 
     if args.split and not args.split_csv:
         raise ConfigError("--split needs --split-csv (a name,split CSV).")
@@ -85,13 +84,11 @@ def command_simulate_annotation(args: argparse.Namespace) -> int:
     model = args.model or registry.selected()
     settings = commands.sampling_settings(args)
     speed = commands.segmenter_options(args)  # a --no-amp / --precision contradiction stops here
-    config = dataclasses.replace(
-        DEFAULT_FINETUNE_CONFIG,
+    # the same speed choices train the fine-tunes (CUDA graphs are a sampling path only)
+    finetune = SESSION_FINETUNE.replace(
         steps=args.steps_per_finetune,
         minutes=args.minutes_per_finetune,
         device=args.device,
-        amp=not args.no_amp,
-        # the same speed choices train the fine-tunes (CUDA graphs are a sampling path only)
         precision=speed["precision"],
         channels_last=speed["channels_last"],
         compile=speed["compile"],
@@ -129,10 +126,9 @@ def command_simulate_annotation(args: argparse.Namespace) -> int:
             model=model,
             settings=settings,
             finetune_every=args.finetune_every,
-            finetune_config=config,
+            finetune=finetune,
             order=args.order,
             device=args.device,
-            amp=not args.no_amp,
             speed=speed,
             on_image=on_image,
             on_finetune=on_finetune,

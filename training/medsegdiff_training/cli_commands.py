@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,12 @@ from .corrections import CorrectionsStore
 from .data.pairs import Pair, find_pairs
 from .distributed import distributed_session
 from .errors import EXIT_CANCELLED, EXIT_OK, EXIT_USER_ERROR, ConfigError
-from .finetune import DEFAULT_FINETUNE_CONFIG, finetune
+from .finetune import finetune
+from .finetune_events import FinetuneCancelled, FinetuneDone, FinetuneStarted, end_event
+from .finetune_options import options_from_args
 from .inference import SamplingSettings, Segmenter
 from .registry import ModelRegistry
 from .summary import describe
-from .train_config import train_config_from
 from .training_state import STATE_DIR
 
 __all__ = ["EXIT_CANCELLED", "EXIT_OK", "EXIT_USER_ERROR"]  # re-exported for callers of the commands
@@ -111,7 +113,7 @@ def sampling_settings(args: argparse.Namespace) -> SamplingSettings:
 
 def report_cancelled(args: argparse.Namespace, step: int, run_dir: Path) -> None:
     if getattr(args, "progress_json", False):
-        emit_json({"event": "cancelled", "steps": step, "run_dir": str(run_dir)})
+        emit_json(FinetuneCancelled(steps=step, run_dir=str(run_dir)).to_dict())
     resumable = (Path(run_dir) / STATE_DIR).is_dir()
     note(
         f"Cancelled at step {step}; nothing was registered."
@@ -123,71 +125,41 @@ def report_cancelled(args: argparse.Namespace, step: int, run_dir: Path) -> None
 
 
 def command_finetune(args: argparse.Namespace) -> int:
-    if args.name is not None:
-        registry_of(args).check_new_name(args.name)  # now, not after training
+    options = options_from_args(args)
+    if options.name is not None:
+        registry_of(args).check_new_name(options.name)  # now, not after training
     with distributed_session(args.device) as context, cancel_on_signals() as cancel:
         registry = registry_of(args)
-        parent = args.parent or registry.selected()
-        steps = (
-            args.steps
-            if args.steps is not None
-            else (None if args.minutes is not None else DEFAULT_FINETUNE_CONFIG.steps)
-        )
-        # --mask-loss-weight is the finetune's own choice (default: the parent's), not the config's
-        values = {k: v for k, v in vars(args).items() if k != "mask_loss_weight"}
-        config = train_config_from(values, DEFAULT_FINETUNE_CONFIG, steps=steps, device=context.device)
-        store = CorrectionsStore(args.store)
+        parent = options.parent or registry.selected()
+        options = options.replace(parent=parent, device=context.device)
+        store = CorrectionsStore(options.store)
         plan = plan_finetune(
-            parent, store, registry=registry, channels=args.channels, num_classes=args.num_classes
+            parent, store, registry=registry, channels=options.channels, num_classes=options.num_classes
         )
-        if context.is_main and store.entries():
+        entries = len(store.entries()) if context.is_main else 0
+        if entries:
             note(f"Fine-tuning {parent}; the new version will be: {plan.describe()}")
+            if args.progress_json:
+                emit_json(FinetuneStarted(parent, str(store.root), entries, plan.describe()).to_dict())
         reporter = TrainingReporter(json_lines=args.progress_json) if context.is_main else None
-        result = finetune(
-            parent,
-            store,
-            registry=registry,
-            config=config,
-            mix_original=args.mix_original,
-            original_images=args.original_images,
-            original_masks=args.original_masks,
-            validation_fraction=args.validation_fraction,
-            progress=reporter,
-            cancel=cancel,
-            run_dir=args.run_dir,
-            name=args.name,
-            mask_loss_weight=args.mask_loss_weight,
-            channels=args.channels,
-            num_classes=args.num_classes,
-        )
+        clock, cpu_clock = time.perf_counter(), time.process_time()
+        result = finetune(options, registry=registry, progress=reporter, cancel=cancel)
+        end = end_event(result, time.perf_counter() - clock, time.process_time() - cpu_clock)
         if reporter is not None:
             reporter.close()
         if not context.is_main:
             return EXIT_CANCELLED if result.cancelled else EXIT_OK
-        if result.cancelled or result.version is None:
+        if not isinstance(end, FinetuneDone):
             report_cancelled(args, result.steps, result.run_dir)
             return EXIT_CANCELLED
-        if args.select:
-            registry.select(result.version.name)
         if args.progress_json:
-            emit_json(
-                {
-                    "event": "done",
-                    "version": result.version.name,
-                    "parent": parent,
-                    "validation_dice_before": result.validation_dice_before,
-                    "validation_dice_after": result.validation_dice_after,
-                    "steps": result.steps,
-                    "path": str(result.version.path),
-                    "adaptation": plan.to_dict(),
-                }
-            )
+            emit_json(end.to_dict())
         else:
-            before, after = result.validation_dice_before, result.validation_dice_after
+            before, after = end.validation_dice_before, end.validation_dice_after
             scores = (
                 "" if before is None or after is None else f"; validation Dice {before:.3f} -> {after:.3f}"
             )
-            out(f"Registered {result.version.name} (parent {parent}) after {result.steps} steps{scores}")
+            out(f"Registered {end.version} (parent {end.parent}) after {end.steps} steps{scores}")
         return EXIT_OK
 
 

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .finetune_events import FinetuneProgress
+
 if TYPE_CHECKING:  # the CLI imports this module for --help: no torch at import time
     from .trainer import TrainProgress
 
@@ -52,7 +54,7 @@ def format_duration(seconds: float | None) -> str:
 class TrainingReporter:
     """A progress callback for :func:`~medsegdiff_training.trainer.train`.
 
-    ``json_lines`` writes ``{"event": "progress", ...}`` lines to stdout (at most every
+    ``json_lines`` writes :class:`~.finetune_events.FinetuneProgress` lines to stdout (at most every
     ``interval_s`` seconds, and always for the last step and each new validation);
     otherwise a human-readable line goes to stderr.
     """
@@ -80,18 +82,7 @@ class TrainingReporter:
             return
         self.last_time, self.last_validation = now, progress.validation_dice
         if self.json_lines:
-            emit_json(
-                {
-                    "event": "progress",
-                    "step": progress.step,
-                    "total_steps": progress.total_steps,
-                    "loss": progress.loss,
-                    "validation_dice": progress.validation_dice,
-                    "elapsed_s": round(progress.elapsed_s, 2),
-                    "remaining_s": None if progress.remaining_s is None else round(progress.remaining_s, 2),
-                },
-                self.stream,
-            )
+            emit_json(FinetuneProgress.of(progress).to_dict(), self.stream)
             return
         total = f"/{progress.total_steps}" if progress.total_steps is not None else ""
         validation = (

@@ -111,6 +111,37 @@ def _check_finite(image: np.ndarray) -> None:
         )
 
 
+def _manifest_record(
+    entry_id: str,
+    image: np.ndarray,
+    labels: np.ndarray,
+    has_prediction: bool,
+    layout: str,
+    channel_axis: int | None,
+) -> dict[str, Any]:
+    """The manifest line of a new entry, as far as its arrays tell (docs/corrections-store.md);
+    :meth:`CorrectionsStore.add` fills in where it came from."""
+    return {
+        "format": STORE_FORMAT,
+        "format_version": STORE_FORMAT_VERSION,
+        "id": entry_id,
+        "folder": f"{ENTRIES}/{entry_id}",
+        "files": {
+            "image": IMAGE_FILE,
+            "labels": LABELS_FILE,
+            "prediction": PREDICTION_FILE if has_prediction else None,
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "layout": layout,
+        "channel_axis": channel_axis,
+        "shape": list(image.shape),
+        "labels_shape": list(labels.shape),
+        "image_dtype": str(image.dtype),
+        "labels_present": sorted(int(v) for v in np.unique(labels) if v != 0),
+        "empty_confirmed": bool(not labels.any()),
+    }
+
+
 def _write_tiff(path: Path, array: np.ndarray) -> None:
     import tifffile
 
@@ -191,35 +222,19 @@ class CorrectionsStore:
                 )
             fraction_changed = float(np.mean(prediction.astype(np.int64) != labels.astype(np.int64)))
         entry_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        record: dict[str, Any] = {
-            "format": STORE_FORMAT,
-            "format_version": STORE_FORMAT_VERSION,
-            "id": entry_id,
-            "folder": f"{ENTRIES}/{entry_id}",
-            "files": {
-                "image": IMAGE_FILE,
-                "labels": LABELS_FILE,
-                "prediction": PREDICTION_FILE if prediction is not None else None,
-            },
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "source_path": source_path,
-            "image_layer": image_layer,
-            "labels_layer": labels_layer,
-            "layout": layout,
-            "channel_axis": channel_axis,
-            "shape": list(image.shape),
-            "labels_shape": list(labels.shape),
-            "image_dtype": str(image.dtype),
-            "scale": None if scale is None else [float(s) for s in scale],
-            "translate": None if translate is None else [float(t) for t in translate],
-            "affine": None if affine is None else np.asarray(affine, dtype=float).tolist(),
-            "model_version": model_version,
-            "sampler_settings": sampler_settings,
-            "fraction_changed": fraction_changed,
-            "labels_present": sorted(int(v) for v in np.unique(labels) if v != 0),
-            "empty_confirmed": bool(not labels.any()),
-            "extra": extra or {},
-        }
+        record = _manifest_record(entry_id, image, labels, prediction is not None, layout, channel_axis)
+        record.update(
+            source_path=source_path,
+            image_layer=image_layer,
+            labels_layer=labels_layer,
+            scale=None if scale is None else [float(s) for s in scale],
+            translate=None if translate is None else [float(t) for t in translate],
+            affine=None if affine is None else np.asarray(affine, dtype=float).tolist(),
+            model_version=model_version,
+            sampler_settings=sampler_settings,
+            fraction_changed=fraction_changed,
+            extra=extra or {},
+        )
         try:
             line = json.dumps(record, sort_keys=True)
         except TypeError as error:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .adaptation import Adaptation, corrections_profile, plan_adaptation, plan_finetune  # noqa: F401 - plan_finetune: callers' old import
+from .checkpoint import Checkpoint
 from .config import ModelConfig, PreprocessConfig
 from .corrections import CorrectionEntry, CorrectionsStore
 from .data.dataset import SegmentationDataset
@@ -28,11 +29,14 @@ from .data.pairs import find_pairs
 from .device import resolve_device
 from .distributed import barrier, process_rank
 from .errors import ConfigError, DatasetError
+from .finetune_options import FinetuneOptions
+from .model import MedSegDiffUNet
 from .paths import new_run_dir
+from .prompts import CropRule
 from .registry import ModelRegistry, ModelVersion
 from .schedule import NoiseSchedule
 from .surgery import adapt_model, adapted_preprocess
-from .train_config import DEFAULT_FINETUNE_CONFIG
+from .train_config import DEFAULT_FINETUNE_CONFIG  # noqa: F401 - callers' old import
 from .trainer import (
     CancelToken,
     TrainConfig,
@@ -60,6 +64,7 @@ class FinetuneResult:
     validation_dice_after: float | None
     run_dir: Path
     adaptation: Adaptation | None = None
+    parent: str = ""  # the version it started from (the selected one when none was named)
 
 
 def split_entries(
@@ -123,33 +128,170 @@ def _balanced(corrections: SegmentationDataset, original: SegmentationDataset) -
     return SegmentationDataset(corrections.samples * repeats + original.samples)
 
 
-def finetune(
+@dataclass
+class _Job:
+    """A fine-tune made ready to train: the (adapted) parent network and its data."""
+
+    checkpoint: Checkpoint
+    model: MedSegDiffUNet
+    preprocess: PreprocessConfig
+    adaptation: Adaptation
+    config: TrainConfig
+    train_entries: list[CorrectionEntry]
+    validation_entries: list[CorrectionEntry]
+    train_data: SegmentationDataset
+    validation_data: SegmentationDataset | None
+    crop_rule: CropRule
+    prompt_crops: int  # training samples cut around recorded prompt boxes (the rest: whole)
+
+
+def _corrections(root: Path | None) -> tuple[CorrectionsStore, list[CorrectionEntry]]:
+    """The store ``root`` and its entries; a missing or empty store is a named error."""
+    store = CorrectionsStore(root)
+    if not store.root.is_dir():
+        raise DatasetError(
+            f"The corrections folder {store.root} does not exist; export some corrections first."
+        )
+    entries = store.entries()
+    if not entries:
+        raise DatasetError(f"The corrections store {store.root} has no corrections yet; export some first.")
+    return store, entries
+
+
+def _prepare(
     parent: str,
-    store: CorrectionsStore | str | Path,
+    store: CorrectionsStore,
+    entries: list[CorrectionEntry],
+    options: FinetuneOptions,
+    registry: ModelRegistry,
+) -> _Job:
+    """Load the parent, adapt it to the corrections, split and read them (a correction
+    exported from a prompted run as one crop per box, by the parent's crop rule)."""
+    checkpoint = registry.load(parent, device="cpu")
+    adaptation = plan_adaptation(
+        checkpoint.model_config, *corrections_profile(entries), options.channels, options.num_classes
+    )
+    model, preprocess = checkpoint.model, checkpoint.preprocess
+    if adaptation.changes:
+        model = adapt_model(model, adaptation.channels, adaptation.classes).eval()
+        preprocess = adapted_preprocess(preprocess, adaptation)
+    mask_loss_weight = options.mask_loss_weight
+    if mask_loss_weight is None:
+        mask_loss_weight = parent_mask_loss_weight(checkpoint.metadata)
+    config = dataclasses.replace(options.config, mask_loss_weight=mask_loss_weight)
+    train_entries, validation_entries = split_entries(entries, options.validation_fraction, config.seed)
+    crop_rule = preprocess.prompt_crop_rule()
+    train_data = store.as_dataset(model.config, preprocess, train_entries, crop_rule=crop_rule)
+    validation_data = (
+        store.as_dataset(model.config, preprocess, validation_entries, crop_rule=crop_rule)
+        if validation_entries
+        else None
+    )
+    if len(train_data) == 0:
+        raise DatasetError(f"The corrections in {store.root} hold no labelled image to train on.")
+    job = _Job(
+        checkpoint, model, preprocess, adaptation, config, train_entries, validation_entries,
+        train_data, validation_data, crop_rule, sum(1 for name in train_data.names if ":box" in name),
+    )  # fmt: skip
+    if options.mix_original:
+        job.train_data = _balanced(
+            train_data,
+            # the parent's labels as the parent read them (an adapted child keeps their meaning)
+            _original_data(
+                checkpoint.metadata,
+                model.config.replace(num_classes=checkpoint.model_config.num_classes),
+                preprocess,
+                options.original_images,
+                options.original_masks,
+            ),
+        )
+    return job
+
+
+def _score_before(job: _Job) -> float | None:
+    """The starting network's Dice on the held-out corrections (rank 0; ``None``: none held out)."""
+    if job.validation_data is None or process_rank() != 0:
+        return None
+    device = resolve_device(job.config.device)
+    return validation_dice(
+        job.model.to(device),
+        NoiseSchedule(job.checkpoint.diffusion),
+        job.validation_data,
+        job.config.validation_sampling,
+        device,
+        job.config.validation_images,
+    )
+
+
+def _metadata(
+    job: _Job, parent: str, store: CorrectionsStore, options: FinetuneOptions, before: float | None
+) -> dict[str, Any]:
+    """What the child's checkpoint records about where it came from."""
+    return {
+        "description": options.description
+        or f"fine-tuned from {parent} on {len(job.train_entries)} corrections",
+        "parent_version": parent,
+        "finetune": {
+            "store": str(store.root),
+            "train_entries": [e.id for e in job.train_entries],
+            "validation_entries": [e.id for e in job.validation_entries],
+            "mix_original": options.mix_original,
+            "validation_dice_before": before,
+            "adaptation": job.adaptation.to_dict(),
+            "prompt_crops": job.prompt_crops,
+            "crop_rule": job.crop_rule.to_dict(),
+        },
+        "training": {"source": (job.checkpoint.metadata.get("training") or {}).get("source")},
+    }
+
+
+def _register(
+    registry: ModelRegistry,
+    checkpoint: Path,
+    job: _Job,
+    options: FinetuneOptions,
+    metadata: dict[str, Any],
+    scores: tuple[float | None, float | None],
+) -> ModelVersion:
+    """Move the child's checkpoint into the registry (selected if asked), with its scores."""
+    adaptation = job.adaptation
+    version = registry.add(
+        checkpoint,
+        name=options.name,
+        parent=metadata["parent_version"],
+        description=metadata["description"],
+        move=True,
+        metrics={
+            "validation_dice_before": scores[0],
+            "validation_dice_after": scores[1],
+            "corrections": len(job.train_entries) + len(job.validation_entries),
+            "validation_corrections": len(job.validation_entries),
+            "image_channels": adaptation.channels,
+            "num_classes": adaptation.classes,
+            "parent_image_channels": adaptation.parent_channels,
+            "parent_num_classes": adaptation.parent_classes,
+        },
+    )
+    if options.select:
+        registry.select(version.name)
+    return version
+
+
+def finetune(
+    options: FinetuneOptions,
     *,
     registry: ModelRegistry | None = None,
-    config: TrainConfig | None = None,
-    mix_original: bool = False,
-    original_images: Path | None = None,
-    original_masks: Path | None = None,
-    validation_fraction: float | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
     cancel: CancelToken = None,
-    run_dir: Path | None = None,
-    name: str | None = None,
-    description: str | None = None,
-    mask_loss_weight: float | None = None,
-    channels: int | None = None,
-    num_classes: int | None = None,
 ) -> FinetuneResult:
-    """Fine-tune version ``parent`` on the corrections in ``store``; register the result.
+    """Fine-tune ``options.parent`` on the corrections in ``options.store``; register the result.
 
     With 3 or more corrections some are held out and scored before and after (foreground
     Dice of the EMA weights): one below 10 corrections, 20 % from 10 on, or
-    ``validation_fraction`` of them (at least one; 0: none) when given. ``progress``
-    and ``cancel`` work as in :func:`~medsegdiff_training.trainer.train`. Under
-    ``torchrun`` only rank 0 scores and registers. The loss continues the parent's recipe:
-    its soft-Dice weight unless ``mask_loss_weight`` is given (``config``'s is not used).
+    ``options.validation_fraction`` of them (at least one; 0: none) when given.
+    ``progress`` and ``cancel`` work as in :func:`~medsegdiff_training.trainer.train`.
+    Under ``torchrun`` only rank 0 scores and registers. The loss continues the parent's
+    recipe: its soft-Dice weight unless ``options.mask_loss_weight`` is given.
 
     A correction exported from a box- or point-prompted run records its boxes; it trains
     as one crop per box, cut by the parent's crop rule as a prompt is (the held-out ones
@@ -158,9 +300,9 @@ def finetune(
     The child adapts to the corrections (:func:`plan_finetune`): RGB corrections give a
     grey parent an RGB child, label values the parent lacks give it more classes, by
     weight surgery that starts the child where the parent was
-    (:mod:`~medsegdiff_training.surgery`); ``channels`` / ``num_classes`` force a choice.
-    The scores before and after are then the starting (surgered) network's and the
-    child's, on the same held-out corrections read as the child reads them.
+    (:mod:`~medsegdiff_training.surgery`); ``options.channels`` / ``num_classes`` force a
+    choice. The scores before and after are then the starting (surgered) network's and
+    the child's, on the same held-out corrections read as the child reads them.
 
     Examples
     --------
@@ -175,123 +317,43 @@ def finetune(
     >>> store = CorrectionsStore(tempfile.mkdtemp())
     >>> labels = np.zeros((32, 32), np.uint8); labels[8:20, 8:20] = 1
     >>> _ = store.add(np.random.rand(32, 32), labels)
-    >>> result = finetune("parent", store, registry=registry, config=TrainConfig(steps=2, batch_size=1),
-    ...                   run_dir=Path(tempfile.mkdtemp()) / "run")
+    >>> options = FinetuneOptions(parent="parent", store=store.root, run_dir=Path(tempfile.mkdtemp()) / "run",
+    ...                           config=TrainConfig(steps=2, batch_size=1))
+    >>> result = finetune(options, registry=registry)
     >>> result.version.parent, result.steps
     ('parent', 2)
     """
     registry = registry or ModelRegistry()
-    if name is not None:
-        registry.check_new_name(name)  # before training, not after it
-    store = store if isinstance(store, CorrectionsStore) else CorrectionsStore(Path(store))
-    config = config or DEFAULT_FINETUNE_CONFIG
-    if not store.root.is_dir():
-        raise DatasetError(
-            f"The corrections folder {store.root} does not exist; export some corrections first."
-        )
-    entries = store.entries()
-    if not entries:
-        raise DatasetError(f"The corrections store {store.root} has no corrections yet; export some first.")
-    checkpoint = registry.load(parent, device="cpu")
-    adaptation = plan_adaptation(
-        checkpoint.model_config, *corrections_profile(entries), channels, num_classes
-    )
-    model, preprocess = checkpoint.model, checkpoint.preprocess
-    if adaptation.changes:
-        model = adapt_model(model, adaptation.channels, adaptation.classes).eval()
-        preprocess = adapted_preprocess(preprocess, adaptation)
-    model_config = model.config
-    if mask_loss_weight is None:
-        mask_loss_weight = parent_mask_loss_weight(checkpoint.metadata)
-    config = dataclasses.replace(config, mask_loss_weight=mask_loss_weight)
-    train_entries, validation_entries = split_entries(entries, validation_fraction, config.seed)
-    # corrections segmented from box prompts train on the crops those prompts cut, by the parent's rule
-    crop_rule = preprocess.prompt_crop_rule()
-    train_data = store.as_dataset(model_config, preprocess, train_entries, crop_rule=crop_rule)
-    validation_data = (
-        store.as_dataset(model_config, preprocess, validation_entries, crop_rule=crop_rule)
-        if validation_entries
-        else None
-    )
-    prompt_crops = sum(1 for name in train_data.names if ":box" in name)
-    if len(train_data) == 0:
-        raise DatasetError(f"The corrections in {store.root} hold no labelled image to train on.")
-    if mix_original:
-        train_data = _balanced(
-            train_data,
-            # the parent's labels as the parent read them (an adapted child keeps their meaning)
-            _original_data(
-                checkpoint.metadata,
-                model_config.replace(num_classes=checkpoint.model_config.num_classes),
-                preprocess,
-                original_images,
-                original_masks,
-            ),
-        )
+    if options.name is not None:
+        registry.check_new_name(options.name)  # before training, not after it
+    store, entries = _corrections(options.store)
+    parent = options.parent or registry.selected()
+    job = _prepare(parent, store, entries, options, registry)
     # a folder of its own, even for a fine-tune that starts in the same second as another
-    run_dir = new_run_dir(f"finetune-{parent}") if run_dir is None else Path(run_dir)
-
-    before = None
-    if validation_data is not None and process_rank() == 0:
-        device = resolve_device(config.device)
-        before = validation_dice(
-            model.to(device),
-            NoiseSchedule(checkpoint.diffusion),
-            validation_data,
-            config.validation_sampling,
-            device,
-            config.validation_images,
-        )
+    run_dir = Path(options.run_dir) if options.run_dir is not None else new_run_dir(f"finetune-{parent}")
+    before = _score_before(job)
     barrier()
-    metadata: dict[str, Any] = {
-        "description": description or f"fine-tuned from {parent} on {len(train_entries)} corrections",
-        "parent_version": parent,
-        "finetune": {
-            "store": str(store.root),
-            "train_entries": [e.id for e in train_entries],
-            "validation_entries": [e.id for e in validation_entries],
-            "mix_original": mix_original,
-            "validation_dice_before": before,
-            "adaptation": adaptation.to_dict(),
-            # training samples cut around recorded prompt boxes (the rest are whole corrections)
-            "prompt_crops": prompt_crops,
-            "crop_rule": crop_rule.to_dict(),
-        },
-        "training": {"source": (checkpoint.metadata.get("training") or {}).get("source")},
-    }
+    metadata = _metadata(job, parent, store, options, before)
     if is_cancelled(cancel):
-        return FinetuneResult(None, True, 0, before, None, run_dir, adaptation)
+        return FinetuneResult(None, True, 0, before, None, run_dir, job.adaptation, parent)
     result = train(
-        model,
-        train_data,
+        job.model,
+        job.train_data,
         run_dir,
-        config=config,
-        validation_data=validation_data,
-        diffusion=checkpoint.diffusion,
-        preprocess=preprocess,
+        config=job.config,
+        validation_data=job.validation_data,
+        diffusion=job.checkpoint.diffusion,
+        preprocess=job.preprocess,
         metadata=metadata,
         progress=progress,
         cancel=cancel,
     )
     if result.cancelled or result.final_checkpoint is None:
-        return FinetuneResult(None, result.cancelled, result.step, before, None, run_dir, adaptation)
-    after = result.history[-1]["validation_dice"] if result.history and validation_data is not None else None
-    version = registry.add(
-        result.final_checkpoint,
-        name=name,
-        parent=parent,
-        description=metadata["description"],
-        move=True,
-        metrics={
-            "validation_dice_before": before,
-            "validation_dice_after": after,
-            "corrections": len(entries),
-            "validation_corrections": len(validation_entries),
-            "image_channels": adaptation.channels,
-            "num_classes": adaptation.classes,
-            "parent_image_channels": adaptation.parent_channels,
-            "parent_num_classes": adaptation.parent_classes,
-        },
-    )
+        return FinetuneResult(
+            None, result.cancelled, result.step, before, None, run_dir, job.adaptation, parent
+        )
+    validated = result.history and job.validation_data is not None
+    after = result.history[-1]["validation_dice"] if validated else None
+    version = _register(registry, result.final_checkpoint, job, options, metadata, (before, after))
     shutil.rmtree(run_dir / "state", ignore_errors=True)  # registered: the resumable state is spent
-    return FinetuneResult(version, False, result.step, before, after, run_dir, adaptation)
+    return FinetuneResult(version, False, result.step, before, after, run_dir, job.adaptation, parent)

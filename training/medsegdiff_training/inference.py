@@ -30,7 +30,13 @@ from .preprocess import guess_channel_axis, prepare_image
 from .samplers import SamplerStep, run_to_end, sample
 from .sampling_defaults import SamplingSettings
 
-__all__ = ["SamplingSettings", "SegmentationResult", "Segmenter", "model_space_to_probabilities"]
+__all__ = [
+    "SamplingSettings",
+    "SegmentationResult",
+    "Segmenter",
+    "first_member_foreground",
+    "model_space_to_probabilities",
+]
 from .schedule import NoiseSchedule
 
 
@@ -55,6 +61,24 @@ def model_space_to_probabilities(x0: torch.Tensor) -> torch.Tensor:
     if probabilities.shape[1] > 1:
         probabilities = probabilities / probabilities.sum(1, keepdim=True).clamp_min(1e-6)
     return probabilities
+
+
+def first_member_foreground(masks: torch.Tensor) -> np.ndarray:
+    """A sampler step's masks (B, K, h, w) in model space -> what to show of it: the first
+    ensemble member's foreground in [0, 1], (h, w) float32 (a K-class model's: not background).
+
+    Examples
+    --------
+    >>> x = torch.tensor([[[[-1.0, 0.0], [1.0, 1.0]]], [[[1.0, 1.0], [1.0, 1.0]]]])
+    >>> first_member_foreground(x)
+    array([[0. , 0.5],
+           [1. , 1. ]], dtype=float32)
+    """
+    with torch.inference_mode():
+        foreground = model_space_to_probabilities(masks[:1])
+        if foreground.shape[1] > 1:  # K classes: everything that is not background
+            foreground = 1 - foreground[:, :1]
+    return foreground[0, 0].cpu().numpy().astype(np.float32)
 
 
 class Segmenter:

@@ -25,11 +25,12 @@ DEFAULT_SAMPLER = "ddim"
 # posterior mean and every further step commits to one posterior sample. DDIM 3 leaves some
 # denoising to watch; DDPM 100 is the paper's.
 RECOMMENDED_STEPS = {"ddpm": 100, "ddim": 3, "dpm++": 5}
-# Members the widget and the CLI sample by default, as one batch: their mean moves back toward
-# the posterior mean (DDIM 3 x 5: 0.907 on the same cases) and their spread is the uncertainty.
+# Members sampled by default (``SamplingSettings()``, the widget, the CLI), as one batch: their
+# mean moves back toward the posterior mean (DDIM 3 x 5: 0.907 on the same cases) and their
+# spread is the uncertainty.
 RECOMMENDED_ENSEMBLE = 5
-# ``SamplingSettings()`` in code: one sample, the cheapest run and one that gives no
-# uncertainty map; callers ask for the recommendation with ``SamplingSettings.recommended()``.
+# One sample: the cheapest run, and one that gives no uncertainty map; what validation during
+# training uses (it tracks the network, not the ensemble's averaging). Ask for it by name.
 SINGLE_SAMPLE = 1
 DEFAULT_SEED = 0
 DEFAULT_ETA = 0.0  # DDIM's stochasticity: 0 is deterministic given the start noise
@@ -47,30 +48,24 @@ DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 class SamplingSettings:
     """How to sample: which sampler, how many steps, ensemble size, seed, threshold.
 
-    The defaults come from :mod:`medsegdiff_training.sampling_defaults`: DDIM at its
-    recommended steps and one sample; :meth:`recommended` gives what the widget and the CLI
-    use by default (an ensemble of 5).
+    The defaults come from :mod:`medsegdiff_training.sampling_defaults` and are what the
+    widget and the CLI start from: DDIM at its recommended steps, an ensemble of
+    :data:`RECOMMENDED_ENSEMBLE`. One sample is ``ensemble=SINGLE_SAMPLE``.
 
     Examples
     --------
     >>> SamplingSettings().to_dict()
-    {'sampler': 'ddim', 'steps': 3, 'ensemble': 1, 'seed': 0, 'eta': 0.0, 'threshold': 0.5}
-    >>> recommended = SamplingSettings.recommended(sampler="dpm++")
-    >>> recommended.ensemble, recommended.resolved_steps()
-    (5, 5)
+    {'sampler': 'ddim', 'steps': 3, 'ensemble': 5, 'seed': 0, 'eta': 0.0, 'threshold': 0.5}
+    >>> SamplingSettings(sampler="dpm++", ensemble=SINGLE_SAMPLE).resolved_steps()
+    5
     """
 
     sampler: str = DEFAULT_SAMPLER
     steps: int | None = None
-    ensemble: int = SINGLE_SAMPLE
+    ensemble: int = RECOMMENDED_ENSEMBLE
     seed: int | None = DEFAULT_SEED
     eta: float = DEFAULT_ETA
     threshold: float = DEFAULT_THRESHOLD
-
-    @classmethod
-    def recommended(cls, **changes: Any) -> SamplingSettings:
-        """The settings the widget and the CLI start from (ensemble of 5), with ``changes``."""
-        return cls(**{"ensemble": RECOMMENDED_ENSEMBLE, **changes})
 
     def resolved_steps(self) -> int:
         return RECOMMENDED_STEPS[self.sampler] if self.steps is None else int(self.steps)
