@@ -23,6 +23,7 @@ from medsegdiff_training.checkpoint import load_checkpoint, save_checkpoint
 from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
 from medsegdiff_training.corrections import CorrectionsStore
 from medsegdiff_training.finetune import finetune
+from medsegdiff_training.finetune_options import FinetuneOptions
 from medsegdiff_training.inference import SamplingSettings, Segmenter
 from medsegdiff_training.model import MedSegDiffUNet
 from medsegdiff_training.prompted import segment_prompts
@@ -64,13 +65,10 @@ def test_a_finetuned_child_keeps_its_parents_diffusion_and_normalisation(tmp_pat
     labels = np.zeros((40, 50), np.uint8)
     labels[5:20, 5:20] = 1
     store.add(np.random.default_rng(0).random((40, 50)), labels)
-    result = finetune(
-        "parent",
-        store,
-        registry=registry,
-        config=TrainConfig(steps=1, batch_size=1),
-        run_dir=tmp_path / "run",
+    options = FinetuneOptions(
+        parent="parent", store=store.root, config=TrainConfig(steps=1, batch_size=1), run_dir=tmp_path / "run"
     )
+    result = finetune(options, registry=registry)
     child = registry.load(result.version.name)
     assert child.diffusion == diffusion
     assert child.preprocess.normalisation == "zscore"

@@ -23,6 +23,7 @@ from medsegdiff_training.config import named_config
 from medsegdiff_training.corrections import CorrectionsStore
 from medsegdiff_training.errors import CorrectionsError
 from medsegdiff_training.finetune import finetune
+from medsegdiff_training.finetune_options import FinetuneOptions
 from medsegdiff_training.inference import SamplingSettings, Segmenter
 from medsegdiff_training.prompted import segment_prompts
 from medsegdiff_training.prompts import DEFAULT_CROP_RULE, Box
@@ -149,9 +150,10 @@ def test_a_correction_recorded_from_prompts_record_fine_tunes_on_its_boxes(tmp_p
     labels[5:18, 5:18], labels[18:32, 28:42] = 1, 2  # the annotator's two objects
     store = CorrectionsStore(tmp_path / "store")
     store.add(image, labels, prediction=result.labels, extra={"prompts": result.prompts_record()})
-    done = finetune(
-        "good", store, registry=registry, config=TrainConfig(steps=1, batch_size=1), run_dir=tmp_path / "run"
+    options = FinetuneOptions(
+        parent="good", store=store.root, config=TrainConfig(steps=1, batch_size=1), run_dir=tmp_path / "run"
     )
+    done = finetune(options, registry=registry)
     assert done.version is not None
     finetuned = json.loads((Path(done.version.path) / "config.json").read_text())
     assert finetuned["finetune"]["prompt_crops"] == 2  # one crop per recorded box
