@@ -279,26 +279,28 @@ def test_closing_the_viewer_mid_finetune_stops_it_cleanly(qtbot, widget, medsegd
 # wait before killing it: what a loaded machine does to the real one (finishing the step and
 # saving the state), and why the test above failed once under load.
 SLOW_TO_STOP = """
-import json, signal, sys, time
+import signal, sys, time
+from medsegdiff_training.finetune_events import FinetuneCancelled, FinetuneProgress
 def stop(*_):
     time.sleep(17)
-    print(json.dumps({"event": "cancelled", "steps": 1}), flush=True)
+    print(FinetuneCancelled(steps=1, run_dir="run").to_json(), flush=True)
     sys.exit(130)
 signal.signal(signal.SIGTERM, stop)
-print(json.dumps({"event": "progress", "step": 1, "total_steps": 100000}), flush=True)
+print(FinetuneProgress(step=1, total_steps=100000, loss=0.5, validation_dice=None, elapsed_s=1.0,
+                       remaining_s=None).to_json(), flush=True)
 while True:
     time.sleep(0.05)
 """
 
 
 def test_closing_the_viewer_never_cuts_a_slow_clean_stop_short(qtbot, widget, monkeypatch):
-    from napari_medsegdiff._finetune_process import FinetuneRequest
+    from napari_medsegdiff import _finetune_process
 
     widget.viewer.add_image(_image(), name="scan")
     labels = widget.viewer.add_labels(np.pad(np.ones((20, 20), np.uint8), 14), name="painted")
     widget.viewer.layers.selection.active = labels
     widget.export_correction()
-    monkeypatch.setattr(FinetuneRequest, "arguments", lambda self: ["-c", SLOW_TO_STOP])
+    monkeypatch.setattr(_finetune_process, "process_arguments", lambda options: ["-c", SLOW_TO_STOP])
     dialog = widget.open_finetune_dialog()
     process = dialog.start()
     with qtbot.waitSignal(process.progress, timeout=120_000):
