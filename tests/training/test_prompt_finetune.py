@@ -162,3 +162,29 @@ def test_labels_of_a_multi_class_prompted_run_still_count_as_classes(tmp_path):
     extra["prompts"]["labels"] = "objects"
     store.add(image, labels, extra=extra)
     assert corrections_profile(store.entries()[1:]) == (1, 2)
+
+
+def test_a_box_channel_model_fine_tunes_on_prompt_crops_that_carry_the_box_and_keeps_its_encoding(
+    tmp_path, store, make_parent
+):
+    """Fine-tuning keeps a box-prompt model's prompt encoding: the child reads the box channel,
+    its crops are cut by the parent's relative rule, and each training crop marks its box."""
+    rule = CropRule(margin_fraction=0.25, description="box + 25 %")
+    preprocess = PreprocessConfig(crop_rule=rule, prompt_encoding="box-channel")
+    boxed = named_config("tiny", image_size=(64, 64), prompt_channels=1)
+    registry = ModelRegistry(tmp_path / "models", default_model=None, shipped_models=None)
+    make_parent(registry, "boxes", preprocess=preprocess, config=boxed)
+    crops = store.as_dataset(boxed, preprocess, crop_rule=rule)
+    prompted = [sample for sample in crops.samples if ":box" in sample.name]
+    assert len(prompted) == 2 and all(sample.image.shape == (2, 64, 64) for sample in prompted)
+    for sample in prompted:  # the box fills the middle of its crop: 25 % of the box beyond it on each side
+        inside = sample.image[1] > 0
+        rows, columns = np.nonzero(inside.numpy())
+        assert 8 <= rows.min() <= 12 and 51 <= rows.max() <= 55 and 8 <= columns.min() <= 12
+    whole = [sample for sample in crops.samples if ":box" not in sample.name]
+    assert bool((whole[0].image[1] == 1).all())  # a correction without prompts: the whole image is the box
+    options = FinetuneOptions(parent="boxes", store=store.root, config=TrainConfig(steps=2, batch_size=2))
+    result = finetune(options, registry=registry)
+    child = registry.load(result.version.name)
+    assert child.model_config.prompt_channels == 1
+    assert child.preprocess.prompt_encoding == "box-channel" and child.preprocess.crop_rule == rule
