@@ -92,6 +92,17 @@ def objects_of(mask: np.ndarray, min_pixels: int, max_objects: int) -> tuple[lis
     return boxes, np.isin(components, numbers)
 
 
+def budget_of(checkpoint: Checkpoint) -> str | None:
+    """The training budget a checkpoint records, in words ("9,000 steps, 150 CPU-minutes")."""
+    training = checkpoint.metadata.get("training") or {}
+    config = training.get("config") or {}
+    if not training.get("steps"):
+        return None
+    minutes = config.get("minutes")
+    clock = "CPU-minutes" if config.get("clock") == "cpu" else "minutes"
+    return f"{training['steps']:,} steps" + (f", {minutes:g} {clock}" if minutes else "")
+
+
 def held_out_names(checkpoint: Checkpoint) -> dict[str, list[str]]:
     """Dataset -> the names of the training images a multi-dataset run held out for validation."""
     found: dict[str, list[str]] = {}
@@ -243,6 +254,7 @@ def main() -> None:
         "benchmark": "box prompts from the expert masks on every test split, beside the ellipse in the same box",
         "model": args.model,
         "model_description": checkpoint.metadata.get("description"),
+        "budget": budget_of(checkpoint),
         "whole_model": args.whole_model or None,
         "crop_rule": checkpoint.preprocess.prompt_crop_rule().to_dict(),
         "prompt_encoding": checkpoint.preprocess.prompt_encoding,

@@ -364,6 +364,99 @@ def fewshot_table(result: dict) -> list[str]:
     return lines
 
 
+GENERAL_NAMES = {
+    "busi": "BUSI breast ultrasound",
+    "ph2": "PH2 dermoscopy",
+    "lgg_mri": "LGG brain MRI (FLAIR)",
+    "ddti": "DDTI thyroid ultrasound",
+    "dsb2018": "DSB2018 nuclei",
+    "drishti_roi": "Drishti-GS1 optic disc",
+}
+
+
+def _delta(model: float, baseline: float) -> str:
+    return f"{model:.3f} / {baseline:.3f} (**{(model - baseline) * 100:+.1f}**)"
+
+
+def general_table(result: dict, lodo: list[dict]) -> list[str]:
+    """Box prompts on every test split beside the ellipse in the same box; scale; left-out domains."""
+    settings = result["settings"]
+    lines = [
+        f"**Box prompts on every shared test split** (`bench_general.py`, model `{result['model']}`, "
+        f"{settings['sampler']} {settings['steps']} x {settings['ensemble']}; Dice per image, mean; each cell "
+        "model / ellipse inscribed in the same box (difference in points); loose = every edge moved outward "
+        "by up to 10 % / 20 % of the box's side, fixed seed; whole image: the whole-image model "
+        f"`{result.get('whole_model')}` / the fixed blob) — {_env(result)}",
+        "",
+        "| test split | images (objects) | exact box | 10 % loose | 20 % loose | whole image / fixed blob "
+        "| CPU s / object |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, found in result["datasets"].items():
+        summary = found["summary"]
+        whole = summary.get("whole_image")
+        whole_cell = f"{whole:.3f} / {summary['fixed_blob']:.3f}" if whole is not None else "–"
+        lines.append(
+            f"| {GENERAL_NAMES.get(name, name)} | {found['images']} ({found['objects']}) | "
+            + " | ".join(_delta(summary[v], summary[f"{v}_ellipse"]) for v in ("exact", "loose10", "loose20"))
+            + f" | {whole_cell} | {found['cpu_seconds_per_object']:.2f} |"
+        )
+    scale = result.get("ddti_scale")
+    if scale:
+        lines += [
+            "",
+            "DDTI test crops at 0.5x, 1x and 2x their native frame size (boxes from their masks): "
+            + "; ".join(
+                f"{factor}: {entry['box']:.3f} (ellipse {entry['ellipse']:.3f})"
+                for factor, entry in scale.items()
+            )
+            + f"; the box Dice moves by {max(e['box'] for e in scale.values()) - min(e['box'] for e in scale.values()):.3f}.",
+        ]
+    if lodo:
+        lines += [
+            "",
+            "**Leave one domain out** (the same recipe trained without one dataset, scored on that dataset's "
+            "test split: a new user's first answer on a domain the model never saw; model / ellipse)",
+            "",
+            "| left out | budget | exact box | 10 % loose | 20 % loose |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for entry in lodo:
+            ((name, found),) = entry["datasets"].items()
+            summary = found["summary"]
+            lines.append(
+                f"| {GENERAL_NAMES.get(name, name)} | {entry.get('budget', '–')} | "
+                + " | ".join(
+                    _delta(summary[v], summary[f"{v}_ellipse"]) for v in ("exact", "loose10", "loose20")
+                )
+                + " |"
+            )
+    return lines
+
+
+def pilot_table(results: list[dict]) -> list[str]:
+    """Box channel or not: the two pilots on held-out training images (never the test splits)."""
+    lines = [
+        "**Telling the network where the box is** (two pilots of the same recipe and budget, with and "
+        "without the box channel; scored on the training images each run held out, never the test "
+        "splits; model / ellipse in the same box)",
+        "",
+        "| pilot | test split's training images held out | exact box | 10 % loose | 20 % loose |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for result in results:
+        for name, found in result["datasets"].items():
+            summary = found["summary"]
+            lines.append(
+                f"| {result['prompt_encoding']} | {GENERAL_NAMES.get(name, name)} ({found['images']}) | "
+                + " | ".join(
+                    _delta(summary[v], summary[f"{v}_ellipse"]) for v in ("exact", "loose10", "loose20")
+                )
+                + " |"
+            )
+    return lines
+
+
 def render() -> str:
     blocks = []
     for name, renderer in [
@@ -387,6 +480,13 @@ def render() -> str:
     prompts.sort(key=lambda r: not r.get("native"))  # full-size frames first, crop-scale mosaics second
     if prompts:
         blocks.append("\n".join(prompts_table(prompts)))
+    general = _load("general_box_prompts")
+    if general is not None:
+        lodo = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("general_lodo_*.json"))]
+        blocks.append("\n".join(general_table(general, lodo)))
+    pilots = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("general_pilot_*.json"))]
+    if pilots:
+        blocks.append("\n".join(pilot_table(pilots)))
     for path in sorted(RESULTS.glob("quality_*.json")):
         if path.stem not in ("quality_ddti", "quality_drishti"):
             blocks.append("\n".join(quality_table(json.loads(path.read_text()))))
