@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from _common import environment
 
-    from medsegdiff_training.threads import measure_load, usable_cores
+    from medsegdiff_training.threads import CpuMonitor, measure_load, usable_cores
 
     default_threads = torch.get_num_threads()  # today's: nothing set it yet
     hand = [int(n) for n in args.hand.split(",")] if args.hand else list(range(1, int(usable_cores()) + 1))
@@ -386,7 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     warm = Presegmenter(images[:1], "today", default_threads)  # load the model once, outside every window
     warm.stopping.set()
     warm.run()
-    started = {"loadavg": list(os.getloadavg()), "busy_cores": round(measure_load(look_s=1.0).busy, 2)}
+    started = {
+        "loadavg": list(os.getloadavg()),
+        "busy_cores": round(measure_load(monitor=CpuMonitor(look_s=1.0)).busy, 2),
+    }
     runs: list[Run] = []
     for repeat in range(args.repeats):
         for case in chosen:
@@ -395,7 +398,10 @@ def main(argv: list[str] | None = None) -> int:
                 run = run_once(case, variant, repeat, setup)
                 runs.append(run)
                 print(json.dumps(run.__dict__), flush=True)
-    ended = {"loadavg": list(os.getloadavg()), "busy_cores": round(measure_load(look_s=1.0).busy, 2)}
+    ended = {
+        "loadavg": list(os.getloadavg()),
+        "busy_cores": round(measure_load(monitor=CpuMonitor(look_s=1.0)).busy, 2),
+    }
     result = {
         "environment": {**environment("cpu"), "threads": f"torch default {default_threads}, varied"},
         "usable_cores": usable_cores(),

@@ -24,6 +24,7 @@ from medsegdiff_training.errors import ConfigError
 from medsegdiff_training.threads import (
     ENV_THREADS,
     CpuLoad,
+    CpuMonitor,
     ThreadChoice,
     ThreadSplit,
     apply_threads,
@@ -149,13 +150,35 @@ def test_busy_cores_are_what_the_cpus_did_between_two_looks(tmp_path):
 
     busy, how = busy_cores({0, 1}, 0.1, proc, sleep=meanwhile)
     assert busy == pytest.approx(1.5, abs=0.05)  # less this process's own CPU time (almost none)
-    assert how == "/proc/stat over 0.1 s"
+    assert how.startswith("/proc/stat over 0.1")
     busy, _ = busy_cores({1}, 0.1, proc, sleep=lambda _s: None)  # nothing moved
     assert busy == 0.0
 
 
+def test_a_recent_look_serves_as_the_first_so_a_worker_waits_for_nothing(tmp_path):
+    proc, sleeps = tmp_path / "proc", []
+    write(proc / "stat", stat(cpu0=1000, idle0=1000, cpu1=1000, idle1=1000))
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(seconds)
+        write(proc / "stat", stat(cpu0=1100, idle0=1000, cpu1=1050, idle1=1050))
+
+    monitor = CpuMonitor(proc, look_s=0.05, max_age_s=10.0, sleep=sleep)
+    assert monitor.busy({0, 1})[0] == pytest.approx(1.5, abs=0.1) and sleeps == [0.05]
+    write(proc / "stat", stat(cpu0=1200, idle0=1000, cpu1=1050, idle1=1150))  # then: cpu0 busy, cpu1 idle
+    time.sleep(0.06)  # a job of this process's, sleeping
+    busy, how = monitor.busy({0, 1})
+    assert busy == pytest.approx(1.0, abs=0.1) and sleeps == [0.05]  # since the last look, no wait
+    assert how.startswith("/proc/stat over 0.")
+    stale = CpuMonitor(proc, look_s=0.05, max_age_s=0.0, sleep=sleep)
+    stale.busy({0, 1})
+    stale.busy({0, 1})
+    assert len(sleeps) == 3  # a look older than max_age_s is not used
+
+
 def test_the_real_measurement_stays_within_the_usable_cores():
-    load = measure_load(look_s=0.05)
+    load = measure_load(monitor=CpuMonitor(look_s=0.05))
     assert 1 <= load.usable <= os.cpu_count()
     assert 0.0 <= load.busy <= load.usable and load.measured_by.startswith("/proc/stat")
 

@@ -6,9 +6,9 @@ The policy looks at two things, without importing torch:
   by a cgroup CPU quota where one is set (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` over
   ``cpu.cfs_period_us``, on this process's cgroup or an ancestor), and shared between the
   ranks of a ``torchrun`` job on this machine (``LOCAL_WORLD_SIZE``);
-- **busy cores**: how much of those CPUs other processes kept busy during a short look at
-  ``/proc/stat`` (this process's own CPU time left out), or the one-minute load average where
-  there is no ``/proc/stat``.
+- **busy cores**: how much of those CPUs other processes kept busy since this process last
+  looked at ``/proc/stat`` (within 10 s; else during a 0.1 s look), this process's own CPU time
+  left out; the one-minute load average where there is no ``/proc/stat``.
 
 ``auto`` is then the free cores (a core counts when at least 70 % of it is free), at least 1,
 at most ``OMP_NUM_THREADS`` when that is set. Why not simply every core: PyTorch's CPU kernels
@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -211,51 +212,93 @@ def cpu_ticks(stat_text: str, cpus: set[int]) -> tuple[int, int]:
     return busy, total
 
 
+@dataclass(frozen=True)
+class _Look:
+    stat: str
+    own_cpu_s: float  # this process's CPU time (every thread) at the look
+    at: float  # time.perf_counter() at the look
+
+
+class CpuMonitor:
+    """Busy cores between two looks at ``/proc/stat``, this process's own CPU time left out.
+
+    A previous look at most ``max_age_s`` old (and at least ``look_s``) serves as the first
+    one, so that a worker asking before every job waits for nothing: what others did during
+    its last job is the measurement. Otherwise it looks, sleeps ``look_s`` and looks again.
+    Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        proc: Path = PROC,
+        look_s: float = LOOK_S,
+        max_age_s: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.proc, self.look_s, self.max_age_s, self.sleep = proc, look_s, max_age_s, sleep
+        self._last: _Look | None = None
+        self._lock = threading.Lock()
+
+    def _look(self) -> _Look | None:
+        stat = _read(self.proc / "stat")
+        return None if stat is None else _Look(stat, time.process_time(), time.perf_counter())
+
+    def busy(self, cpus: set[int]) -> tuple[float, str]:
+        """Cores of ``cpus`` other processes kept busy, and how that was measured.
+
+        Without ``/proc/stat`` (macOS): the one-minute load average, this process included.
+        """
+        with self._lock:
+            now = self._look()
+            if now is None:
+                if hasattr(os, "getloadavg"):
+                    share = len(cpus) / (os.cpu_count() or len(cpus))
+                    return min(float(len(cpus)), os.getloadavg()[0] * share), "load average"
+                return 0.0, "not measured"
+            first = self._last
+            if first is None or not self.look_s <= now.at - first.at <= self.max_age_s:
+                first = now
+                self.sleep(self.look_s)
+                now = self._look() or first
+            self._last = now
+        interval = max(now.at - first.at, 1e-6)
+        (busy_a, total_a), (busy_b, total_b) = cpu_ticks(first.stat, cpus), cpu_ticks(now.stat, cpus)
+        how = f"/proc/stat over {interval:.1f} s"
+        if total_b <= total_a:
+            return 0.0, how + " (no ticks)"
+        everyone = len(cpus) * (busy_b - busy_a) / (total_b - total_a)
+        own = (now.own_cpu_s - first.own_cpu_s) / interval
+        return min(float(len(cpus)), max(0.0, everyone - own)), how
+
+
+_MONITOR = CpuMonitor()  # one per process: workers share its last look
+
+
 def busy_cores(
     cpus: set[int],
     look_s: float = LOOK_S,
     proc: Path = PROC,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[float, str]:
-    """Cores of ``cpus`` that other processes keep busy, and how that was measured.
-
-    Watches ``proc/stat`` for ``look_s`` seconds and leaves out this process's own CPU time
-    over the same interval; without ``/proc/stat`` (macOS), the one-minute load average.
-    """
-    stat = proc / "stat"
-    first = _read(stat)
-    if first is None:
-        if hasattr(os, "getloadavg"):
-            share = len(cpus) / (os.cpu_count() or len(cpus))
-            return min(float(len(cpus)), os.getloadavg()[0] * share), "load average"
-        return 0.0, "not measured"
-    own_before, wall_before = time.process_time(), time.perf_counter()
-    sleep(look_s)
-    last = _read(stat) or first
-    own_s, wall_s = time.process_time() - own_before, max(time.perf_counter() - wall_before, 1e-6)
-    (busy_a, total_a), (busy_b, total_b) = cpu_ticks(first, cpus), cpu_ticks(last, cpus)
-    if total_b <= total_a:
-        return 0.0, f"/proc/stat over {look_s:g} s (no ticks)"
-    everyone = len(cpus) * (busy_b - busy_a) / (total_b - total_a)
-    others = min(float(len(cpus)), max(0.0, everyone - own_s / wall_s))
-    return others, f"/proc/stat over {look_s:g} s"
+    """Cores of ``cpus`` that other processes keep busy over a fresh ``look_s`` look."""
+    return CpuMonitor(proc, look_s, sleep=sleep).busy(cpus)
 
 
 def measure_load(
-    look_s: float = LOOK_S,
     cgroup_root: Path = CGROUP_ROOT,
-    proc: Path = PROC,
     environ: Mapping[str, str] = os.environ,
+    monitor: CpuMonitor | None = None,
 ) -> CpuLoad:
     """This process's usable cores and the share of them that other work keeps busy now.
 
-    Busy cores are scaled to the usable share where a quota (or local ranks) leaves this
-    process fewer cores than its affinity mask names: the other work is taken to be spread
-    evenly over the CPUs.
+    ``monitor`` (default: this process's) watches ``/proc/stat``. Busy cores are scaled to
+    the usable share where a quota (or local ranks) leaves this process fewer cores than its
+    affinity mask names: the other work is taken to be spread evenly over the CPUs.
     """
+    monitor = monitor or _MONITOR
     cpus = affinity_cpus()
-    usable = usable_cores(cgroup_root, proc / "self/cgroup", environ, cpus)
-    busy, how = busy_cores(cpus, look_s, proc)
+    usable = usable_cores(cgroup_root, monitor.proc / "self/cgroup", environ, cpus)
+    busy, how = monitor.busy(cpus)
     return CpuLoad(usable, busy * usable / len(cpus), how)
 
 
