@@ -95,6 +95,7 @@ def test_without_a_cgroup_the_affinity_decides_and_local_ranks_share_it(tmp_path
         usable_cores(tmp_path, nowhere, environ={"LOCAL_WORLD_SIZE": "zero"})
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="pins a process to a CPU (Linux)")
 def test_a_process_pinned_to_one_cpu_chooses_one_thread():
     first = min(os.sched_getaffinity(0))
     script = (
