@@ -13,8 +13,8 @@ The policy looks at two things, without importing torch:
 ``auto`` is then the free cores (a core counts when at least 70 % of it is free), at least 1,
 at most ``OMP_NUM_THREADS`` when that is set. Why not simply every core: PyTorch's CPU kernels
 run as OpenMP teams that wait for their slowest thread, and a thread whose core another
-process holds makes every operation wait for it (issue 27: a one-minute fine-tune beside
-other work made 27 steps on 2 threads, 155 on 1). A count given by the user (``--threads N``)
+process holds makes every operation wait for it (``benchmarks/bench_contention.py`` on a
+busy 2-core machine: a fine-tune made 7 steps a minute on 2 threads, 79 on 1). A count given by the user (``--threads N``)
 or by a parent process (:data:`ENV_THREADS`) is used as it is.
 
 Sampling and fine-tuning at once (the plugin's queue): :func:`split_for_finetune` gives a
