@@ -57,10 +57,14 @@ def test_a_finetune_process_gets_its_share_and_a_passive_openmp_wait(
     qtbot, tiny_model, medsegdiff_home, monkeypatch
 ):
 
+    from dataclasses import replace
+
     from medsegdiff_training.corrections import CorrectionsStore
+    from medsegdiff_training.finetune_options import FinetuneOptions
     from medsegdiff_training.threads import ENV_THREADS, usable_cores
+    from medsegdiff_training.train_config import DEFAULT_FINETUNE_CONFIG
     from napari_medsegdiff._cpu_share import finetune_threads
-    from napari_medsegdiff._finetune_process import FinetuneProcess, FinetuneRequest
+    from napari_medsegdiff._finetune_process import FinetuneProcess
 
     monkeypatch.delenv(ENV_THREADS, raising=False)  # the viewer measures its share, as a user's does
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -71,7 +75,8 @@ def test_a_finetune_process_gets_its_share_and_a_passive_openmp_wait(
         mask[8 + index : 20 + index, 10:22] = 1
         store.add((rng.normal(70, 15, mask.shape) + mask * 110).astype(np.float32), mask)
 
-    process = FinetuneProcess(FinetuneRequest(parent="tiny", store=str(store.root), steps=2, device="cpu"))
+    config = replace(DEFAULT_FINETUNE_CONFIG, steps=2, device="cpu")
+    process = FinetuneProcess(FinetuneOptions(parent="tiny", store=store.root, config=config))
     outcome: list[object] = []
     process.done.connect(outcome.append)
     process.failed.connect(outcome.append)
@@ -89,7 +94,7 @@ def test_a_finetune_process_gets_its_share_and_a_passive_openmp_wait(
     assert sampling + share <= max(share + 1, math.floor(usable_cores() + 0.3))
 
     qtbot.waitUntil(lambda: bool(outcome), timeout=180_000)
-    assert isinstance(outcome[0], dict), outcome
+    assert hasattr(outcome[0], "path"), outcome  # FinetuneDone, not a failure message
     assert finetune_threads() == 0  # ended: its cores are free again
-    record = json.loads((Path(outcome[0]["path"]) / "config.json").read_text())["training"]["threads"]
+    record = json.loads((Path(outcome[0].path) / "config.json").read_text())["training"]["threads"]
     assert record == {"threads": share, "source": ENV_THREADS}  # the child computed with its share

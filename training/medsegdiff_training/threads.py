@@ -14,8 +14,9 @@ The policy looks at two things, without importing torch:
 at most ``OMP_NUM_THREADS`` when that is set. Why not simply every core: PyTorch's CPU kernels
 run as OpenMP teams that wait for their slowest thread, and a thread whose core another
 process holds makes every operation wait for it (``benchmarks/bench_contention.py`` on a
-busy 2-core machine: a fine-tune made 7 steps a minute on 2 threads, 79 on 1). A count given by the user (``--threads N``)
-or by a parent process (:data:`ENV_THREADS`) is used as it is.
+busy 2-core machine: a fine-tune made 7 steps a minute on 2 threads, 79 on 1). A count
+given by the user (``--threads N``) or by a parent process (:data:`ENV_THREADS`) is used as
+it is.
 
 Sampling and fine-tuning at once (the plugin's queue): :func:`split_for_finetune` gives a
 fine-tune process started now its share of the free cores (:func:`finetune_environment`
