@@ -454,6 +454,66 @@ def pilot_table(results: list[dict]) -> list[str]:
                 )
                 + " |"
             )
+
+
+CONTENTION_ROWS = [  # (case, measure, label)
+    ("a_finetune", "finetune_steps_per_min", "(a) fine-tune alone (no other work of ours): steps/min"),
+    ("a_presegment", "presegment_images_per_min", "(a) pre-segmentation alone: images/min"),
+    ("b_together", "finetune_steps_per_min", "(b) together, as the queue runs them: fine-tune steps/min"),
+    ("b_together", "presegment_images_per_min", "(b) together: pre-segmentation images/min"),
+    ("c_finetune_busy", "finetune_steps_per_min", "(c) fine-tune beside a busy process: steps/min"),
+    (
+        "c_presegment_busy",
+        "presegment_images_per_min",
+        "(c) pre-segmentation beside a busy process: images/min",
+    ),
+]
+_NOT_HAND_PICKED = ("today", "policy", "plugin share")
+
+
+def _rate(row: dict, measure: str) -> str:
+    """``52.0 (1)``: the rate and the threads it ran with (``f1+s1``: fine-tune + pre-segmentation)."""
+
+    def counts(key: str) -> str:
+        return "/".join(str(t) for t in row[key]) or "?"
+
+    both = row["finetune_threads"] and row["presegment_threads"]
+    key = "finetune_threads" if measure.startswith("finetune") else "presegment_threads"
+    threads = f"f{counts('finetune_threads')}+s{counts('presegment_threads')}" if both else counts(key)
+    return "–" if row[measure] is None else f"{row[measure]:.1f} ({threads})"
+
+
+def contention_table(result: dict) -> list[str]:
+    """Today's threads against the thread policy, alone, together and beside a busy process."""
+    start, end = result["machine_at_start"]["loadavg"][0], result["machine_at_end"]["loadavg"][0]
+    lines = [
+        f"**Sharing the CPU** (`bench_contention.py`: medians of {result['repeats']} runs of "
+        f"{result['seconds_per_run']:g} s, variants alternating; rates (threads); load average "
+        f"{start:.2f} at the start, {end:.2f} at the end) — {_env(result)}",
+        "",
+        "| case | today | policy | best hand-picked | policy / today | policy / best |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for case, measure, label in CONTENTION_ROWS:
+        if case not in result["summary"]:
+            continue
+        variants = result["summary"][case]["variants"]
+        hand = {k: v for k, v in variants.items() if k not in _NOT_HAND_PICKED and v[measure] is not None}
+        best = max(hand, key=lambda name: hand[name][measure])
+        today, policy = variants["today"][measure], variants["policy"][measure]
+        # nothing done in the window: today's rate is below one unit per window
+        over_today = f"{policy / today:.1f}" if today else f"> {policy * result['seconds_per_run'] / 60:.0f}"
+        lines.append(
+            f"| {label} | {_rate(variants['today'], measure)} | {_rate(variants['policy'], measure)} | "
+            f"{_rate(hand[best], measure)} | {over_today} | {policy / hand[best][measure]:.2f} |"
+        )
+    plugin = result["summary"].get("a_finetune", {}).get("variants", {}).get("plugin share")
+    if plugin and plugin["finetune_steps_per_min"] is not None:
+        lines += [
+            "",
+            f"A fine-tune the plugin starts alone (its share beside the sampling workers): "
+            f"{_rate(plugin, 'finetune_steps_per_min')} steps/min.",
+        ]
     return lines
 
 
@@ -472,6 +532,7 @@ def render() -> str:
         ("vs_lucidrains_cuda", peer_table),
         ("ablation", ablation_table),
         ("finetune_drishti_adapt", fewshot_table),
+        ("contention_cpu", contention_table),
     ]:
         result = _load(name)
         if result is not None:

@@ -26,6 +26,8 @@ from medsegdiff_training.finetune_events import (
 )
 from medsegdiff_training.finetune_options import FinetuneOptions, process_arguments
 
+from ._cpu_share import end_finetune, start_finetune
+
 
 class FinetuneProcess(QObject):
     """Runs one fine-tune of ``options``.
@@ -62,6 +64,10 @@ class FinetuneProcess(QObject):
         self.process.errorOccurred.connect(self._error_occurred)
 
     def start(self) -> None:
+        environment = self.process.processEnvironment()
+        for name, value in start_finetune(self).items():  # its thread share, passive OpenMP wait
+            environment.insert(name, value)
+        self.process.setProcessEnvironment(environment)
         self.process.start(sys.executable, process_arguments(self.options))
         application = QCoreApplication.instance()
         if application is not None:  # napari quitting mid-run: stop cleanly, do not orphan it
@@ -86,6 +92,7 @@ class FinetuneProcess(QObject):
 
     def _error_occurred(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:  # no ``finished`` follows
+            end_finetune(self)
             self.failed.emit(f"could not start {sys.executable} ({self.process.errorString()})")
 
     def _read_stderr(self) -> None:
@@ -113,6 +120,7 @@ class FinetuneProcess(QObject):
 
     def _finished(self, exit_code: int, _status: object = None) -> None:
         """Emit the outcome only now, so that a listener never sees a process still exiting."""
+        end_finetune(self)
         application = QCoreApplication.instance()
         if application is not None:
             try:

@@ -56,6 +56,7 @@ def segment_item(
     from medsegdiff_training.errors import Cancelled
     from medsegdiff_training.sampling_defaults import SamplingSettings
 
+    from ._cpu_share import use_sampling_threads
     from ._models import get_segmenter
 
     def check(*_: object) -> None:
@@ -64,6 +65,7 @@ def segment_item(
 
     started = time.perf_counter()
     check()
+    use_sampling_threads()  # this worker's share, beside a running fine-tune
     segmenter = get_segmenter(model_version, device)
     check()
     result = segmenter.segment(

@@ -2,7 +2,8 @@
 
 :func:`segment_layer` runs off the GUI thread (napari's ``create_worker``); the frames it
 yields go to :class:`._animation.StepAnimation` on the GUI thread, and the results it returns
-to :func:`._result_layers.add_result_layers`.
+to :func:`._result_layers.add_result_layers`. Each run first sets its worker thread's torch
+threads from the thread policy (:func:`._cpu_share.use_sampling_threads`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._cpu_share import use_sampling_threads
 from ._layer_axes import LayerAxes
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ def segment_layer(
     ``data`` is the layer's array as it is (a lazy array is read one slice at a time here,
     never on the GUI thread). Stopping the iteration between two frames stops the run.
     """
+    use_sampling_threads()
     results = []
     for slice_index in slice_indices:
         image = axes.image(data, slice_index)
@@ -105,6 +108,7 @@ def segment_prompts_in_layer(
     from medsegdiff_training.prompted import DEFAULT_PROMPT_BATCH, prompted_steps
     from medsegdiff_training.prompts import resolve_prompts
 
+    use_sampling_threads()
     image = axes.image(data, slice_index)
     rule = segmenter.checkpoint.preprocess.prompt_crop_rule()
     boxes = resolve_prompts(prompts, axes.image_shape, rule, last_box_size)
@@ -122,6 +126,7 @@ def propagate_in_layer(
     from medsegdiff_training.prompts import resolve_prompts
     from medsegdiff_training.propagation import propagation_steps
 
+    use_sampling_threads()
     rule = segmenter.checkpoint.preprocess.prompt_crop_rule()
     box = resolve_prompts([prompt], axes.image_shape, rule)[0]
 

@@ -4,6 +4,11 @@ Every test session gets its own temporary ``MEDSEGDIFF_HOME`` (model registry, c
 runs) and ``XDG_*`` folders (napari's settings and caches, Qt's runtime folder), so that
 tests never read or write the user's real ones. They are set when this file is imported,
 before any test module imports napari or the training package.
+
+``--cpu-bf16=native|none`` runs the session under the precision policy of a CPU with (or
+without) native bfloat16, whatever this CPU has (``MEDSEGDIFF_CPU_BF16``, which subprocesses
+inherit); the tests whose outcome depends on that policy are marked ``precision_policy``, and
+CI runs them once more with ``-m precision_policy --cpu-bf16=native`` (scripts/test.sh).
 """
 
 from __future__ import annotations
@@ -19,15 +24,47 @@ import pytest
 # The training package's data-home variable (medsegdiff_training.paths.ENV_HOME); spelled out
 # here so that this file imports nothing of the code under test.
 MEDSEGDIFF_HOME = "MEDSEGDIFF_HOME"
+CPU_BF16 = "MEDSEGDIFF_CPU_BF16"  # medsegdiff_training.precision.ENV_CPU_BF16
+THREADS = "MEDSEGDIFF_THREADS"  # medsegdiff_training.threads.ENV_THREADS
 _XDG_FOLDERS = ("XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME")
 
 _session_root = Path(tempfile.mkdtemp(prefix="medsegdiff-tests-"))
-_saved_environment = {name: os.environ.get(name) for name in (*_XDG_FOLDERS, MEDSEGDIFF_HOME)}
+_saved_environment = {name: os.environ.get(name) for name in (*_XDG_FOLDERS, MEDSEGDIFF_HOME, CPU_BF16)}
 for _name in (*_XDG_FOLDERS, MEDSEGDIFF_HOME):
     _folder = _session_root / _name.lower()
     # Qt refuses a runtime folder that others can read.
     _folder.mkdir(mode=0o700)
     os.environ[_name] = str(_folder)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cpu-bf16",
+        choices=("hardware", "native", "none"),
+        default="hardware",
+        help="the CPU precision policy to test: this CPU's (hardware), or that of a CPU with "
+        "(native) or without (none) native bfloat16",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "precision_policy: the outcome depends on the CPU's bfloat16 policy (see --cpu-bf16)"
+    )
+    policy = config.getoption("--cpu-bf16")
+    if policy != "hardware":
+        os.environ[CPU_BF16] = policy
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    policy = config.getoption("--cpu-bf16")
+    return f"CPU bfloat16 policy: {'this CPU' if policy == 'hardware' else policy + ' (forced)'}"
+
+
+@pytest.fixture
+def cpu_bf16_policy(monkeypatch: pytest.MonkeyPatch):
+    """``cpu_bf16_policy("native" | "none")``: that CPU precision policy for one test."""
+    return lambda policy: monkeypatch.setenv(CPU_BF16, policy)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -68,13 +105,21 @@ def shared_data() -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread() -> Iterator[None]:
-    """Tiny test models run fastest on one thread, and far faster than on two contended ones."""
+    """Tiny test models run fastest on one thread, and far faster than on two contended ones.
+
+    ``MEDSEGDIFF_THREADS=1`` makes the CLI's ``--threads auto`` (and CLI processes) keep it so.
+    """
     import torch
 
-    threads = torch.get_num_threads()
+    threads, given = torch.get_num_threads(), os.environ.get(THREADS)
     torch.set_num_threads(1)
+    os.environ[THREADS] = "1"
     yield
     torch.set_num_threads(threads)
+    if given is None:
+        os.environ.pop(THREADS, None)
+    else:
+        os.environ[THREADS] = given
 
 
 @pytest.fixture(scope="session")

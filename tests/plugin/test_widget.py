@@ -405,6 +405,7 @@ def _segment_the_sample_with_a_fresh_widget(qtbot, make_napari_viewer):
     return viewer
 
 
+@pytest.mark.precision_policy  # the shipped model's quality in the precision "auto" picks
 def test_a_fresh_widget_segments_the_sample_with_the_shipped_model_at_the_recommended_settings(
     qtbot, make_napari_viewer, medsegdiff_home
 ):

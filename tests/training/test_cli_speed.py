@@ -243,6 +243,7 @@ def test_train_and_finetune_options_reach_the_recorded_training_config(capsys, t
 
 # wrapping in torch.compile imports torch.utils.mkldnn, which warns about its own TorchScript use
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@pytest.mark.precision_policy  # --precision bf16 and auto resolve by the CPU policy
 def test_predict_and_evaluate_options_build_the_segmenter(model):
     parser = build_parser()
     checkpoint = load_checkpoint(model)

@@ -2,8 +2,12 @@
 
 Tolerances are relative L2 errors ||fast - eager|| / ||eager||: float32 reorderings
 (channels_last, compiled kernels, graph replay) 1e-4; bfloat16 arithmetic 3e-2 (8 bits of
-mantissa through a few dozen layers). The CUDA tests run on a GPU machine
-(``benchmarks/gpu_check.sh``) and are skipped elsewhere with that reason.
+mantissa through a few dozen layers), also when both sides compute in bfloat16 and only the
+order of the sums differs (channels_last under bf16: 7e-3 measured on an AMX CPU). Every
+comparison names its precision (``fp32`` or ``bf16``, the CPU policy forced for the test with
+``cpu_bf16_policy``, so that a CPU without native bfloat16 runs the bf16 case too, in
+software) instead of taking whatever "auto" picks on the machine. The CUDA tests run on a
+GPU machine (``benchmarks/gpu_check.sh``) and are skipped elsewhere with that reason.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from medsegdiff_training.trainer import TrainConfig, _Batches, _update_ema, make
 
 FLOAT32_TOLERANCE = 1e-4
 BFLOAT16_TOLERANCE = 3e-2
+TOLERANCE = {"fp32": FLOAT32_TOLERANCE, "bf16": BFLOAT16_TOLERANCE}
+PRECISIONS = ("fp32", "bf16")
 CPU = torch.device("cpu")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -62,10 +68,23 @@ def inputs(batch: int = 2, device: torch.device = CPU):
     return x_t, torch.tensor([10, 700][:batch] + [300] * max(0, batch - 2), device=device), image
 
 
+def eager_and_channels_last(model: MedSegDiffUNet, precision: str) -> tuple[Segmenter, Segmenter]:
+    """Two Segmenters of ``model`` in ``precision``: the eager reference and channels_last."""
+    eager = Segmenter(checkpoint_of(copy.deepcopy(model)), device="cpu", precision=precision)
+    fast = Segmenter(
+        checkpoint_of(copy.deepcopy(model)), device="cpu", precision=precision, channels_last=True
+    )
+    return eager, fast
+
+
 # --- the precision policy -------------------------------------------------------------------------
 
 
-def test_auto_precision_follows_the_device_and_task():
+def test_auto_precision_follows_the_device_and_task(cpu_bf16_policy):
+    cpu_bf16_policy("native")  # a CPU with AMX or AVX512-BF16
+    assert resolve_precision(CPU, "auto", "sampling") == resolve_precision(CPU, "auto", "training") == "bf16"
+    cpu_bf16_policy("none")
+    assert resolve_precision(CPU, "auto", "sampling") == resolve_precision(CPU, "auto", "training") == "fp32"
     assert resolve_precision(torch.device("mps")) == "fp32"
     assert resolve_precision(torch.device("cuda"), "auto", "sampling") == CUDA_AUTO["sampling"]
     assert resolve_precision(torch.device("cuda"), "auto", "training") == CUDA_AUTO["training"]
@@ -75,13 +94,15 @@ def test_auto_precision_follows_the_device_and_task():
         resolve_precision(CPU, "half")
 
 
-def test_a_cpu_without_native_bfloat16_stays_in_float32_even_when_asked(monkeypatch):
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+def test_a_cpu_without_native_bfloat16_stays_in_float32_even_when_asked(cpu_bf16_policy):
+    cpu_bf16_policy("none")
     assert resolve_precision(CPU, "bf16") == "fp32"
     assert resolve_precision(CPU, "auto") == "fp32"
     segmenter = Segmenter(checkpoint_of(trained_like()), device="cpu", precision="bf16")
     assert segmenter.precision == "fp32" and not segmenter.amp
+    cpu_bf16_policy("yes")
+    with pytest.raises(ConfigError, match="MEDSEGDIFF_CPU_BF16 must be one of native, none, not 'yes'"):
+        resolve_precision(CPU, "auto")
 
 
 def test_fast_path_defaults_per_device():
@@ -108,32 +129,36 @@ def test_group_norm_equals_torch_group_norm_and_fused_silu_equals_norm_then_silu
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
-def test_channels_last_network_gives_the_eager_result():
-    model = trained_like()
-    fast = Segmenter(checkpoint_of(copy.deepcopy(model)), device="cpu", channels_last=True)
-    assert fast.fast.channels_last
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_channels_last_network_gives_the_eager_result(cpu_bf16_policy, precision):
+    cpu_bf16_policy("native")  # "bf16" runs in bfloat16 on every CPU (in software where not native)
+    eager, fast = eager_and_channels_last(trained_like(), precision)
+    assert fast.fast.channels_last and (eager.precision, fast.precision) == (precision, precision)
     weight = fast.model.image_encoder.stages[0].blocks[0].block1.conv.weight
     assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
     x_t, t, image = inputs()
     with torch.inference_mode():
-        expected = model(x_t, t, image)
-        got = fast.model(
-            x_t.contiguous(memory_format=torch.channels_last),
-            t,
-            image.contiguous(memory_format=torch.channels_last),
-        )
-    assert relative_error(got, expected) < FLOAT32_TOLERANCE
+        with eager._autocast():
+            expected = eager.model(x_t, t, image).float()
+        with fast._autocast():
+            got = fast.model(
+                x_t.contiguous(memory_format=torch.channels_last),
+                t,
+                image.contiguous(memory_format=torch.channels_last),
+            ).float()
+    assert relative_error(got, expected) < TOLERANCE[precision]
 
 
-def test_channels_last_sampling_gives_the_eager_masks():
-    model = trained_like()
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_channels_last_sampling_gives_the_eager_masks(cpu_bf16_policy, precision):
+    cpu_bf16_policy("native")
     settings = SamplingSettings(sampler="ddim", steps=3, ensemble=2, seed=4)
     image = np.random.default_rng(0).random((40, 36))
-    eager = Segmenter(checkpoint_of(copy.deepcopy(model)), device="cpu").segment(image, settings)
-    fast = Segmenter(checkpoint_of(copy.deepcopy(model)), device="cpu", channels_last=True).segment(
-        image, settings
-    )
-    assert relative_error(torch.from_numpy(fast.probabilities), torch.from_numpy(eager.probabilities)) < 1e-4
+    eager, fast = eager_and_channels_last(trained_like(), precision)
+    assert (eager.precision, fast.precision) == (precision, precision)
+    expected, got = eager.segment(image, settings), fast.segment(image, settings)
+    error = relative_error(torch.from_numpy(got.probabilities), torch.from_numpy(expected.probabilities))
+    assert error < TOLERANCE[precision]
 
 
 def test_the_graph_wrapper_falls_back_to_the_plain_forward_off_cuda():

@@ -1,7 +1,8 @@
 """bfloat16 autocast on CPUs that compute it natively (AMX / AVX512-BF16), as on CUDA.
 
 Where the CPU lacks it, bfloat16 would be emulated and slower, so everything stays float32;
-the tests that need native bfloat16 skip with that reason.
+the tests of the bf16 policy skip there with that reason, and run in CI's second pass
+(``-m precision_policy --cpu-bf16=native``), where autocast computes bfloat16 in software.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from medsegdiff_training.registry import ModelRegistry
 from medsegdiff_training.trainer import TrainConfig, train
 
 CPU = torch.device("cpu")
+pytestmark = pytest.mark.precision_policy
 native_bf16 = pytest.mark.skipif(
-    not has_fast_bfloat16(CPU), reason="this CPU has no native bfloat16 (AMX or AVX512-BF16)"
+    not has_fast_bfloat16(CPU),
+    reason="the CPU policy is float32 (no AMX or AVX512-BF16, or --cpu-bf16=none); --cpu-bf16=native runs it",
 )
 SAMPLE = Path(__file__).resolve().parents[2] / "napari_medsegdiff" / "sample_data" / "ddti_test_106_2.png"
 
@@ -62,8 +65,9 @@ def test_the_shipped_model_segments_the_same_nodule_in_bfloat16_and_float32():
     image = read_array(SAMPLE)
     checkpoint = ModelRegistry().load("default")
     settings = SamplingSettings(sampler="ddim", steps=5, seed=3, ensemble=1)
-    fast = Segmenter(checkpoint, device="cpu").segment(image, settings).labels
-    exact = Segmenter(checkpoint, device="cpu", amp=False).segment(image, settings).labels
+    bf16, fp32 = Segmenter(checkpoint, device="cpu"), Segmenter(checkpoint, device="cpu", amp=False)
+    assert (bf16.precision, fp32.precision) == ("bf16", "fp32")  # what "auto" and --no-amp pick here
+    fast, exact = bf16.segment(image, settings).labels, fp32.segment(image, settings).labels
     assert exact.sum() > 0.05 * exact.size  # a real nodule, not an empty mask
     agreement = (fast == exact).mean()
     overlap = 2 * np.logical_and(fast, exact).sum() / (fast.sum() + exact.sum())

@@ -27,6 +27,7 @@ def ellipses(count: int, size: int = 48, seed: int = 0):
 
 
 @pytest.mark.slow
+@pytest.mark.precision_policy  # trains and samples in bf16 where "auto" says so
 def test_a_tiny_model_overfits_synthetic_shapes_to_dice_above_0_9(tmp_path):
     # Measured over training seeds 0-3 and two data seeds: Dice 0.916-0.928 (DPM-Solver++)
     # and 0.923-0.932 (DDIM), 6-13 s of training on one busy CPU core.

@@ -48,6 +48,7 @@ def cancel_at(step: int):
     return cancel, progress
 
 
+@pytest.mark.precision_policy  # bit-identical also when "auto" trains in bf16
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     train_data, validation_data = dataset(5, 0), dataset(1, 1)
     straight = train(TINY, train_data, tmp_path / "straight", config=CONFIG, validation_data=validation_data)

@@ -40,6 +40,7 @@ def quick(**changes) -> TrainConfig:
     return TrainConfig(**values)
 
 
+@pytest.mark.precision_policy  # trains in bf16 where "auto" says so
 def test_a_few_steps_lower_the_loss(tmp_path):
     losses = []
     train(

@@ -41,6 +41,7 @@ from .sampling_defaults import (
     RECOMMENDED_ENSEMBLE,
     SAMPLERS,
 )
+from .threads import apply_threads, choose_threads, parse_threads
 from .train_config import COMPILE_MODES, DEFAULT_FINETUNE_CONFIG, LR_SCHEDULES, PRECISIONS, TrainConfig
 from .validation import NORMALISATIONS
 
@@ -579,7 +580,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="MedSegDiff: train, fine-tune and run diffusion segmentation models."
     )
-    parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's)")
+    parser.add_argument(
+        "--threads",
+        type=_threads_option,
+        default="auto",
+        metavar="N|auto",
+        help="PyTorch CPU threads; auto (default): the free cores this process may use, "
+        "or $MEDSEGDIFF_THREADS when set (the count is logged and kept in the training record)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for add in (
@@ -607,12 +615,9 @@ def command_of(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 done, 1 user error, 130 cancelled)."""
     args = build_parser().parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     try:
         with command_output():
+            _set_threads(args)
             # imported only now: parsing (and --help) never loads torch or the trainer
             return int(command_of(args)(args))
     except MedSegDiffError as error:
@@ -626,6 +631,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         return EXIT_CANCELLED
+
+
+def _threads_option(text: str) -> str | int:
+    try:
+        return parse_threads(text)
+    except MedSegDiffError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: use auto or a whole number, 1 or more") from error
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    """Apply the thread policy for the commands that compute (those with a ``--device``).
+
+    A count the CLI chose itself is logged in one stderr line; one given by the user or by a
+    parent process (``$MEDSEGDIFF_THREADS``: the plugin's share for its fine-tune) is not.
+    """
+    if getattr(args, "device", None) is None:
+        return  # models, info, corrections: no torch work worth a measurement
+    choice = apply_threads(choose_threads(args.threads))
+    if choice.source == "auto":
+        sys.stderr.write(f"{PROG}: {choice.describe()}\n")
+        sys.stderr.flush()
 
 
 def _fail(args: argparse.Namespace, message: str) -> int:

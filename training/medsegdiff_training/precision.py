@@ -6,6 +6,9 @@ float32) or ``"fp32"`` (float32; TF32 matrix units on CUDA). ``"auto"`` picks pe
 and per task:
 
 - CPU: bf16 where the CPU computes it natively (AMX or AVX512-BF16), else fp32;
+  :data:`ENV_CPU_BF16` overrides the hardware probe (``native`` or ``none``), so that a test
+  run covers the other CPU's policy: on a CPU without native bf16, autocast computes the same
+  bfloat16 arithmetic in software, only slower;
 - CUDA: :data:`CUDA_AUTO`: float32 with TF32, the faster of the two when last measured
   (issue 16, H200, before this module's GroupNorm and bf16-weight fixes: sampling 5.6 ms
   per step fp32 against 9.2 bf16, training 71 against 58 images/s for B).
@@ -24,6 +27,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -34,6 +38,18 @@ TASKS = ("sampling", "training")
 # What "auto" means on CUDA, per task: bf16 only where it measured faster than fp32 / TF32.
 # fp32 until gpu_check.sh shows the fixed bf16 path faster (recommend_defaults.py reads it).
 CUDA_AUTO = {"sampling": "fp32", "training": "fp32"}
+# "native" / "none": the CPU's answer to "native bfloat16?" instead of the hardware's (tests, CI)
+ENV_CPU_BF16 = "MEDSEGDIFF_CPU_BF16"
+CPU_BF16_CHOICES = ("native", "none")
+
+
+def _cpu_bf16_override() -> bool | None:
+    value = os.environ.get(ENV_CPU_BF16, "").strip().lower()
+    if not value:
+        return None
+    if value not in CPU_BF16_CHOICES:
+        raise ConfigError(f"{ENV_CPU_BF16} must be one of {', '.join(CPU_BF16_CHOICES)}, not {value!r}.")
+    return value == "native"
 
 
 def has_fast_bfloat16(device: torch.device) -> bool:
@@ -50,6 +66,9 @@ def has_fast_bfloat16(device: torch.device) -> bool:
         return True
     if device.type != "cpu":
         return False
+    override = _cpu_bf16_override()
+    if override is not None:
+        return override
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, hence getattr
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 

@@ -38,6 +38,7 @@ from .model import MedSegDiffUNet
 from .precision import autocast, enable_tf32, precision_label, resolve_precision
 from .samplers import run_to_end
 from .schedule import NoiseSchedule, diffusion_loss, mask_to_model_space
+from .threads import thread_record
 from .train_config import TrainConfig
 from .training_state import has_training_state, load_training_state, save_training_state
 
@@ -467,6 +468,7 @@ class _Run:
                 "world_size": self.world,
                 "device": str(self.device),
                 "precision": precision_label(self.precision),
+                "threads": thread_record(torch.get_num_threads()),
                 "data_digest": self.train_data.digest(),
                 "images": len(self.train_data),
                 "config": self.config.to_dict(),
