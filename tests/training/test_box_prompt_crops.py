@@ -207,3 +207,35 @@ def test_augmentation_moves_the_box_channel_with_the_image_but_never_changes_its
     # the box channel moved exactly as the mask did (both were the same square)
     assert torch.equal(augmented[:, 1:2] > 0, mask > 0)
     assert not torch.equal(augmented[:, 0], image[:, 0])
+
+
+def test_a_rule_that_clips_keeps_each_drawn_boxs_object_inside_it_but_never_a_points(tmp_path):
+    """The answer to a drawn box stays inside it; a point's guessed box bounds nothing."""
+    from medsegdiff_training.prompts import Point, paste_objects
+
+    window = CropWindow(0, 0, 40, 40)
+    everywhere = [np.ones((40, 40), np.float32)]
+    box = Box(10, 5, 30, 20)
+    clipped = paste_objects(everywhere, [window], (40, 40), clip_boxes=[box]).labels
+    rows, columns = np.nonzero(clipped)
+    assert (rows.min(), rows.max(), columns.min(), columns.max()) == (5, 19, 10, 29)
+    assert paste_objects(everywhere, [window], (40, 40)).labels.all()  # no clip box: the whole window
+    # through the prompt path: the checkpoint's rule says whether to clip
+    image, _ = scene(1)
+    rule = CropRule(margin_fraction=0.5, clip_to_box=True)
+    preprocess = PreprocessConfig(crop_rule=rule, prompt_encoding="box-channel")
+    segmenter = Segmenter(
+        load_checkpoint(
+            save_checkpoint(tmp_path / "m", MedSegDiffUNet(BOXED), DiffusionConfig(), preprocess)
+        ),
+        device="cpu",
+    )
+    from medsegdiff_training.prompted import segment_prompts
+
+    settings = SamplingSettings(steps=1, ensemble=1, threshold=0.0)  # every pixel of a crop is foreground
+    drawn = segment_prompts(segmenter, image, [Box(30, 20, 50, 40)], settings).labels
+    rows, columns = np.nonzero(drawn)
+    assert (rows.min(), rows.max(), columns.min(), columns.max()) == (20, 39, 30, 49)
+    pointed = segment_prompts(segmenter, image, [Point(40, 30)], settings).labels
+    assert pointed.sum() > 20 * 20  # the guessed box's crop, margins and all
+    assert load_checkpoint(tmp_path / "m").preprocess.crop_rule.clip_to_box

@@ -118,6 +118,11 @@ def prompted_steps(
     boxes = resolve_prompts(prompts, image_shape, rule, last_box_size)
     if not boxes:
         raise InvalidImageError("No prompts: give at least one box or point, or segment the whole image.")
+    # a drawn box bounds its object when the rule says so; a point's guessed box never does
+    clip = [
+        box if rule.clip_to_box and isinstance(prompt, Box) else None
+        for prompt, box in zip(prompts, boxes, strict=True)
+    ]
     pasted: PromptedLabels | None = None
     windows: list[CropWindow] = []
     objects: list[SegmentationResult] = []
@@ -130,7 +135,8 @@ def prompted_steps(
         final = yield from segmenter.denoise(prepared, settings)
         del prepared
         found = _summarise_objects(segmenter, final, settings, batch_windows)
-        pasted = _paste(segmenter, found, batch_windows, image_shape, settings, pasted, start + 1)
+        batch_clip = clip[start : start + batch_size]
+        pasted = _paste(segmenter, found, batch_windows, image_shape, settings, pasted, start + 1, batch_clip)
         windows += batch_windows
         objects += found if keep_objects else []
     assert pasted is not None
@@ -165,8 +171,10 @@ def _paste(
     settings: SamplingSettings,
     into: PromptedLabels | None,
     first_id: int,
+    clip_boxes: list[Box | None],
 ) -> PromptedLabels:
-    """One batch's objects into the full-size maps (``into``: the earlier batches')."""
+    """One batch's objects into the full-size maps (``into``: the earlier batches'), each kept
+    inside its clip box where it has one."""
     if segmenter.config.num_classes == 2:
         foreground = [result.probabilities for result in objects]
         object_labels = None
@@ -183,6 +191,7 @@ def _paste(
         object_labels=object_labels,
         into=into,
         first_id=first_id,
+        clip_boxes=clip_boxes,
     )
 
 

@@ -46,7 +46,8 @@ class CropRule:
     rectangle and resizes it non-uniformly to the model's input; ``shape="square"`` takes a
     square centred on the box, of side ``side_px`` when given, else the grown box's longer
     side. A point prompt without an earlier box becomes a square box of
-    ``point_box_fraction`` of the image's shorter side.
+    ``point_box_fraction`` of the image's shorter side. ``clip_to_box``: a drawn box bounds
+    its object's answer (pixels outside it are background; a point's guessed box does not).
 
     Examples
     --------
@@ -60,6 +61,7 @@ class CropRule:
     side_px: float | None = None
     point_box_fraction: float = 0.25
     description: str = ""
+    clip_to_box: bool = False
 
     def __post_init__(self) -> None:
         if self.shape not in CROP_SHAPES:
@@ -356,6 +358,7 @@ def paste_objects(
     *,
     into: PromptedLabels | None = None,
     first_id: int = 1,
+    clip_boxes: Sequence[Box | None] | None = None,
 ) -> PromptedLabels:
     """Paste each object's foreground probability (any size; resized to its window) into the image.
 
@@ -363,6 +366,8 @@ def paste_objects(
     earlier claim. ``object_labels`` (per object, window-sized) replaces the object id by a
     per-pixel label (multi-class models: the class). ``into`` continues an earlier paste (the
     objects of earlier sampler batches keep their claims), with ids from ``first_id`` on.
+    ``clip_boxes[i]`` (when given) bounds object ``i``: it claims no pixel whose centre lies
+    outside that box.
     """
     if into is None:
         spread_map = np.zeros(image_shape, dtype=np.float32) if uncertainty is not None else None
@@ -372,6 +377,9 @@ def paste_objects(
         image_slices, crop_slices = window.overlap(image_shape)
         probability = _fit(probability, window)[crop_slices]
         wins = (probability > threshold) & (probability > best[image_slices])
+        bound = clip_boxes[index] if clip_boxes is not None else None
+        if bound is not None:
+            wins &= _inside(bound, image_slices)
         best[image_slices][wins] = probability[wins]
         value = first_id + index if object_labels is None else object_labels[index][crop_slices][wins]
         labels[image_slices][wins] = value
@@ -380,6 +388,13 @@ def paste_objects(
                 spread[image_slices], _fit(uncertainty[index], window)[crop_slices], out=spread[image_slices]
             )
     return into
+
+
+def _inside(box: Box, region: tuple[slice, slice]) -> np.ndarray:
+    """Which pixels of the image ``region`` have their centres inside ``box``."""
+    rows = np.arange(region[0].start, region[0].stop) + 0.5
+    columns = np.arange(region[1].start, region[1].stop) + 0.5
+    return ((rows >= box.y0) & (rows < box.y1))[:, None] & ((columns >= box.x0) & (columns < box.x1))[None, :]
 
 
 def _fit(array: np.ndarray, window: CropWindow) -> np.ndarray:
