@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medsegdiff_training import cli_commands
+from medsegdiff_training.cli.training_options import report_cancelled
 from medsegdiff_training.corrections import CorrectionsStore
 from medsegdiff_training.errors import CorrectionsError
 from medsegdiff_training.registry import ModelRegistry
@@ -92,7 +92,7 @@ def test_the_resumable_state_is_mentioned_only_when_it_was_written(with_state, t
     run_dir.mkdir()
     if with_state:
         (run_dir / "state").mkdir()
-    cli_commands.report_cancelled(argparse.Namespace(progress_json=False), 0, run_dir)
+    report_cancelled(argparse.Namespace(progress_json=False), 0, run_dir)
     err = capsys.readouterr().err
     assert ("resumable state is in" in err) is with_state
     assert ("No training state was saved" in err) is not with_state

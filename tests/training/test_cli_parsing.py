@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from medsegdiff_training.cli import build_parser
-from medsegdiff_training.cli_commands import MODELS_ACTIONS
-from medsegdiff_training.cli_train import train_config_of
+from medsegdiff_training.cli.models import MODELS_ACTIONS
+from medsegdiff_training.cli.train import train_config_of
 from medsegdiff_training.train_config import DEFAULT_FINETUNE_CONFIG, AugmentConfig, TrainConfig
 
 PROBE = """

@@ -17,8 +17,8 @@ from PIL import Image
 
 from medsegdiff_training.checkpoint import load_checkpoint, save_checkpoint
 from medsegdiff_training.cli import build_parser, main
-from medsegdiff_training.cli_commands import segmenter_of
-from medsegdiff_training.cli_train import train_config_of
+from medsegdiff_training.cli.sampling_options import segmenter_of
+from medsegdiff_training.cli.train import train_config_of
 from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
 from medsegdiff_training.corrections import CorrectionsStore
 from medsegdiff_training.data.io import read_array

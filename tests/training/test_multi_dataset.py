@@ -20,6 +20,7 @@ from medsegdiff_training.errors import DatasetError
 from medsegdiff_training.inference import SamplingSettings, Segmenter
 from medsegdiff_training.prompted import segment_prompts
 from medsegdiff_training.prompts import Box
+from medsegdiff_training.registry import ModelRegistry
 
 TINY = named_config("tiny")
 
@@ -194,9 +195,10 @@ def test_init_from_starts_where_the_model_was_widened_to_colour_and_the_box(caps
     import torch
 
     from medsegdiff_training.checkpoint import save_checkpoint
-    from medsegdiff_training.cli_train import start_model
+    from medsegdiff_training.cli.train import training_request
     from medsegdiff_training.config import DiffusionConfig
     from medsegdiff_training.model import MedSegDiffUNet
+    from medsegdiff_training.training_run import start_model
 
     torch.manual_seed(3)
     parent = MedSegDiffUNet(TINY)
@@ -209,8 +211,7 @@ def test_init_from_starts_where_the_model_was_widened_to_colour_and_the_box(caps
     from medsegdiff_training.cli import build_parser
 
     parsed = build_parser().parse_args(train_args(tmp_path, *args, extra=["--init-from", str(folder)])[2:])
-    pairs = [pair for source in (grey, colour) for pair in source_from_folder(source).pairs()]
-    child, diffusion, found = start_model(parsed, pairs)
+    child, diffusion, found = start_model(training_request(parsed), ModelRegistry(parsed.registry))
     assert found is not None and diffusion.prediction == "v"
     assert (child.config.image_channels, child.config.prompt_channels) == (3, 1)
     grey_image = torch.rand(2, 1, 32, 32) * 2 - 1

@@ -4,7 +4,8 @@
 so a run from either reads, splits and crops the same way:
 
 - :func:`split_sources` holds out, per dataset, its validation split or a fraction of its
-  training pairs (drawn from the seed);
+  training pairs (drawn from the seed); :func:`hold_out_cases` holds out whole cases (a
+  patient's slices, a nodule's frames: :data:`CASE_RULES`), as the shipped models were;
 - :func:`build_datasets` reads them as whole images resized to the model's input, or as
   crops around the objects (:class:`~.data.roi_crops.RoiCropDataset`) when a crop rule is
   given; several datasets become one :class:`~.data.mixed.MixedDataset` drawn by weight;
@@ -19,7 +20,8 @@ deviations from grey.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +79,39 @@ def split_sources(
             )
         )
     return split
+
+
+# How an image's name gives its case, so that no case is on both sides of the validation.
+CASE_RULES: dict[str, Callable[[str], str]] = {
+    "before-first-underscore": lambda name: name.split("_")[0],  # DDTI: CASE_FRAME(NODULE)
+    "before-last-underscore": lambda name: name.rsplit("_", 1)[0],  # LGG MRI: CASE_SLICE
+}
+
+
+def hold_out_cases(
+    pairs: Sequence[Pair], case_of: Callable[[str], str], images: int = 30, seed: int = 0
+) -> tuple[list[Pair], list[Pair]]:
+    """(training, validation) pairs: whole cases, in a seeded random order, go to validation
+    until it holds at least ``images`` images.
+
+    Examples
+    --------
+    >>> pairs = [Pair(f"{case}_{frame}", "image", "mask") for case in "abcd" for frame in range(3)]
+    >>> train, validation = hold_out_cases(pairs, CASE_RULES["before-first-underscore"], images=4)
+    >>> len(train), len(validation), len({pair.name[0] for pair in validation})
+    (6, 6, 2)
+    """
+    cases = sorted({case_of(pair.name) for pair in pairs})
+    random.Random(seed).shuffle(cases)
+    held_out: set[str] = set()
+    for case in cases:
+        if sum(case_of(pair.name) in held_out for pair in pairs) >= images:
+            break
+        held_out.add(case)
+    return (
+        [pair for pair in pairs if case_of(pair.name) not in held_out],
+        [pair for pair in pairs if case_of(pair.name) in held_out],
+    )
 
 
 def build_datasets(

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from .errors import CorrectionsError
+from ..errors import EXIT_OK, CorrectionsError
+from .output import out
 
-EXIT_OK, EXIT_DAMAGED = 0, 1
+EXIT_DAMAGED = 1
 
 
-def add_corrections_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """The ``corrections`` command and its ``check`` / ``repair`` actions."""
     parser = subparsers.add_parser("corrections", help="check or repair a corrections store")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
@@ -36,17 +36,11 @@ def add_corrections_parser(subparsers: argparse._SubParsersAction) -> None:
             help="corrections store (default: $MEDSEGDIFF_HOME/corrections or the user data folder)",
         )
         sub.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.set_defaults(command_name="corrections", command_module=".cli_corrections")
-
-
-def _write(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 def command_corrections(args: argparse.Namespace) -> int:
     """Run ``corrections check`` or ``corrections repair``; returns the exit code."""
-    from .corrections import CorrectionsStore  # torch comes with it: not at parse time
+    from ..corrections import CorrectionsStore  # torch comes with it: not at parse time
 
     store = CorrectionsStore(args.store)
     if not store.root.is_dir():
@@ -65,19 +59,19 @@ def command_corrections(args: argparse.Namespace) -> int:
     if args.action == "repair":
         document["damaged_manifest_kept_as"] = None if kept is None else str(kept)
     if args.json:
-        _write(json.dumps(document, indent=2))
+        out(json.dumps(document, indent=2))
     else:
         for problem in report.problems:
-            _write(f"problem: {problem}")
+            out(f"problem: {problem}")
         for folder in report.stale_partials:
-            _write(f"{'removed' if args.action == 'repair' else 'stale'} partial folder: {folder.name}")
+            out(f"{'removed' if args.action == 'repair' else 'stale'} partial folder: {folder.name}")
         if args.action == "check":
             state = "clean" if report.clean else "damaged: run 'medsegdiff corrections repair'"
-            _write(f"{store.root}: {len(report.records)} entries; {state}")
+            out(f"{store.root}: {len(report.records)} entries; {state}")
         elif kept is None:
-            _write(f"{store.root}: {len(report.records)} entries; nothing to repair")
+            out(f"{store.root}: {len(report.records)} entries; nothing to repair")
         else:
-            _write(
+            out(
                 f"Rebuilt {store.manifest_path} with {len(report.records)} entries "
                 f"({len(report.recovered)} recovered from their folders); "
                 f"the damaged manifest is kept as {kept}"

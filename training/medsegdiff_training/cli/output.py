@@ -1,4 +1,6 @@
-"""What the ``medsegdiff`` command writes besides its results: encodings, warnings, library noise.
+"""What the ``medsegdiff`` command writes: result lines, notes, encodings, warnings, library noise.
+
+- :func:`out` writes a result line on stdout, :func:`note` a line for the user on stderr.
 
 - stdout writes file names as the bytes they are (``surrogateescape``), so a name that is
   not UTF-8 prints instead of crashing after the work is done; stderr never fails on one.
@@ -61,6 +63,18 @@ def command_output() -> Iterator[None]:
         yield
 
 
-def safe_text(text: str) -> str:
-    """``text`` with anything unencodable (a non-UTF-8 file name) shown as escapes."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+def out(line: str = "") -> None:
+    """One result line on stdout, flushed (a caller reading it as it comes sees it at once)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def note(line: str) -> None:
+    """One line for the user on stderr (stdout stays clean for results and ``--json``)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    """A score for a table: ``digits`` decimals, or ``n/a`` when there is none."""
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "n/a"

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .finetune_events import FinetuneProgress
+from ..finetune_events import FinetuneProgress
 
 if TYPE_CHECKING:  # the CLI imports this module for --help: no torch at import time
-    from .trainer import TrainProgress
+    from ..trainer import TrainProgress
 
 
 def json_safe(value: Any) -> Any:
