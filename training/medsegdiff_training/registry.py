@@ -28,7 +28,6 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,8 +35,15 @@ from typing import TYPE_CHECKING, Any
 from .atomic import process_gone
 from .checkpoint_files import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_config
 from .config import DiffusionConfig, PreprocessConfig, named_config
-from .errors import CheckpointError, ConfigError, RegistryError
+from .errors import CheckpointError, RegistryError
 from .paths import default_registry_root
+from .registry_records import (
+    RESERVED_NAMES,
+    ModelVersion,
+    broken_version,
+    check_version_name,
+    read_version_record,
+)
 from .registry_selection import (
     BOX_MODEL_VERSION,
     DEFAULT_VERSION,
@@ -45,7 +51,6 @@ from .registry_selection import (
     UNTRAINED_VERSION,
     read_selection,
 )
-from .validation import check_nesting
 
 if TYPE_CHECKING:
     import torch
@@ -60,63 +65,10 @@ SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "shipped_models"
 REGISTRY_FILE = "registry.json"
 VERSION_FILE = "version.json"
 REGISTRY_FORMAT = "medsegdiff-registry"
-RESERVED_NAMES = (DEFAULT_VERSION, UNTRAINED_VERSION)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,79}$")
 _AUTO_NAME = re.compile(r"^v(\d+)-")
 _STAGING = re.compile(r"^\.staging-(\d+)-")
 STAGING_SOURCE = "source.json"
 _log = logging.getLogger(__name__)
-
-
-@dataclass
-class ModelVersion:
-    """One model version as the registry lists it."""
-
-    name: str
-    path: Path
-    parent: str | None
-    created: str
-    metrics: dict[str, Any]
-    data_digest: str | None
-    read_only: bool
-    description: str = ""
-    model: dict[str, Any] = field(default_factory=dict, repr=False)
-    broken: str | None = None  # why the version cannot be used; None when it can
-
-    @property
-    def validation_dice(self) -> float | None:
-        """The validation Dice recorded for this version (after fine-tuning, if it was), or None."""
-        dice = self.metrics.get("validation_dice_after", self.metrics.get("validation_dice"))
-        return float(dice) if isinstance(dice, (int, float)) and not isinstance(dice, bool) else None
-
-    @property
-    def config_summary(self) -> str:
-        """One line about the architecture, e.g. ``cpu, 96x96, 1 channel, binary``."""
-        if self.broken is not None:
-            return f"BROKEN: {self.broken}"
-        if not self.model:
-            return "unknown architecture"
-        height, width = self.model.get("image_size", ("?", "?"))
-        channels = self.model.get("image_channels", 1)
-        classes = self.model.get("num_classes", 2)
-        kind = "binary" if classes == 2 else f"{classes} classes"
-        plural = "" if channels == 1 else "s"
-        return f"{self.model.get('name', '?')}, {height}x{width}, {channels} channel{plural}, {kind}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "path": str(self.path),
-            "parent": self.parent,
-            "created": self.created,
-            "metrics": self.metrics,
-            "data_digest": self.data_digest,
-            "read_only": self.read_only,
-            "description": self.description,
-            "config_summary": self.config_summary,
-            "model": self.model,
-            "broken": self.broken,
-        }
 
 
 def untrained_model_checkpoint() -> Checkpoint:
@@ -140,18 +92,6 @@ def untrained_model_checkpoint() -> Checkpoint:
     return Checkpoint(model, model.config, DiffusionConfig(), PreprocessConfig(), metadata, None)
 
 
-def check_version_name(name: str) -> str:
-    """Return ``name`` when it can name a new version, else raise :class:`RegistryError`."""
-    if name in RESERVED_NAMES:
-        raise RegistryError(f"{name!r} is reserved for the shipped model; choose another name.")
-    if not _NAME.match(name):
-        raise RegistryError(
-            f"{name!r} cannot name a model version: use letters, digits and . _ + - "
-            "(up to 80, not starting with a dot or dash)."
-        )
-    return name
-
-
 def _write_json_atomically(path: Path, document: dict[str, Any]) -> None:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -164,47 +104,6 @@ def _write_json_atomically(path: Path, document: dict[str, Any]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-_RECORD_TYPES: dict[str, tuple[type, ...]] = {
-    "parent": (str, type(None)),
-    "created": (str,),
-    "description": (str,),
-    "metrics": (dict, type(None)),
-    "data_digest": (str, type(None)),
-}
-
-
-def read_version_record(path: Path) -> dict[str, Any]:
-    """A version's ``version.json``, checked field by field; :class:`RegistryError` if damaged."""
-    try:
-        record = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError) as error:
-        raise RegistryError(f"{path} cannot be read ({str(error) or type(error).__name__:.200}).") from None
-    if not isinstance(record, dict):
-        raise RegistryError(f"{path} holds a {type(record).__name__}, not a JSON object.")
-    for key, types in _RECORD_TYPES.items():
-        if key in record and not isinstance(record[key], types):
-            raise RegistryError(f"{path}: {key} has the wrong type ({type(record[key]).__name__}).")
-    try:
-        check_nesting(record)
-    except ConfigError as error:
-        raise RegistryError(f"{path}: {error}") from None
-    return record
-
-
-def _broken_version(name: str, folder: Path, reason: str, read_only: bool) -> ModelVersion:
-    return ModelVersion(
-        name=name,
-        path=folder,
-        parent=None,
-        created="",
-        metrics={},
-        data_digest=None,
-        read_only=read_only,
-        description="",
-        broken=" ".join(reason.split()),
-    )
 
 
 def _now() -> str:
@@ -276,7 +175,7 @@ class ModelRegistry:
         try:
             document = read_checkpoint_config(folder)
         except CheckpointError as error:
-            return _broken_version(name, folder, str(error), read_only=True)
+            return broken_version(name, folder, str(error), read_only=True)
         return ModelVersion(
             name=name,
             path=folder,
@@ -293,12 +192,12 @@ class ModelRegistry:
         """The version in ``folder``; one whose files are damaged is listed as broken, never raised."""
         if not (folder / VERSION_FILE).is_file():  # not made by add(): a folder copied in by hand
             reason = f"no {VERSION_FILE}: not a registered version (delete it, or register its checkpoint)"
-            return _broken_version(folder.name, folder, reason, read_only=False)
+            return broken_version(folder.name, folder, reason, read_only=False)
         try:
             record = read_version_record(folder / VERSION_FILE)
             model = dict(read_checkpoint_config(folder)["model"])
         except (RegistryError, CheckpointError) as error:
-            return _broken_version(folder.name, folder, str(error), read_only=False)
+            return broken_version(folder.name, folder, str(error), read_only=False)
         return ModelVersion(
             name=folder.name,
             path=folder,
