@@ -16,6 +16,7 @@ from .prompts import DEFAULT_CROP_RULE, CropRule
 from .validation import (
     PROMPT_ENCODINGS,
     check_diffusion_fields,
+    check_known_keys,
     check_model_fields,
     check_model_size,
     check_preprocess_fields,
@@ -181,11 +182,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
         check_model_fields(values)
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(f"Unknown model config keys: {sorted(unknown)}.")
+        check_known_keys(values, cls, "model config")
         values = dict(values)
         for key in ("image_size", "channel_mults", "encoder_blocks", "conditioning_levels"):
             if values.get(key) is not None:

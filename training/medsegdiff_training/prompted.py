@@ -216,13 +216,12 @@ def segment_prompts(
 
     Examples
     --------
-    >>> import tempfile
+    >>> from medsegdiff_training.checkpoint import Checkpoint
     >>> from medsegdiff_training.config import named_config, DiffusionConfig, PreprocessConfig
-    >>> from medsegdiff_training.checkpoint import save_checkpoint, load_checkpoint
     >>> from medsegdiff_training.model import MedSegDiffUNet
-    >>> folder = save_checkpoint(tempfile.mkdtemp() + "/m", MedSegDiffUNet(named_config("tiny")),
-    ...                          DiffusionConfig(), PreprocessConfig())
-    >>> segmenter = Segmenter(load_checkpoint(folder), device="cpu")
+    >>> network = MedSegDiffUNet(named_config("tiny"))  # untrained: the masks are noise
+    >>> checkpoint = Checkpoint(network, network.config, DiffusionConfig(), PreprocessConfig())
+    >>> segmenter = Segmenter(checkpoint, device="cpu")
     >>> result = segment_prompts(segmenter, np.random.rand(300, 500), [Box(10, 20, 110, 90)],
     ...                          SamplingSettings(steps=2))
     >>> result.labels.shape, set(np.unique(result.labels)) <= {0, 1}

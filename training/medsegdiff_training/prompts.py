@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, InvalidImageError
+from .validation import check_known_keys
 
 CROP_SHAPES = ("box", "square")
 #: No image has a pixel this far out (the reader's pixel limit is far below it): a box
@@ -92,10 +93,7 @@ class CropRule:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> CropRule:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(f"Unknown crop rule keys: {sorted(unknown)}.")
+        check_known_keys(values, cls, "crop rule")
         return cls(**values)
 
 

@@ -16,7 +16,9 @@ medsegdiff_training.errors.ConfigError: diffusion.beta_end must be a finite numb
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import ConfigError
@@ -36,6 +38,14 @@ RESIZE_MODES = ("bilinear",)
 PROMPT_ENCODINGS = {"none": 0, "box-channel": 1}
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("epsilon", "v")
+
+
+def check_known_keys(values: Mapping[str, Any], record: type, what: str) -> None:
+    """:class:`ConfigError` naming the keys of ``values`` that are no field of the dataclass
+    ``record`` (``what``: the record's name in the message, e.g. ``crop rule``)."""
+    unknown = set(values) - {field.name for field in dataclasses.fields(record)}
+    if unknown:
+        raise ConfigError(f"Unknown {what} keys: {sorted(unknown)}.")
 
 
 def _is_int(value: Any) -> bool:

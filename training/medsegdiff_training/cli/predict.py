@@ -4,7 +4,9 @@ objects in boxes (``--boxes FILE``)."""
 from __future__ import annotations
 
 import argparse
+import threading
 from pathlib import Path
+from typing import Any
 
 from ..errors import EXIT_CANCELLED, EXIT_OK
 from .common import add_registry
@@ -58,16 +60,7 @@ def command_predict(args: argparse.Namespace) -> int:
     )
     with cancel_on_signals() as cancel:
         written = predict_files(
-            segmenter,
-            files,
-            Path(args.out),
-            settings,
-            label_format=args.format,
-            batch_size=args.batch_size,
-            overwrite=args.overwrite,
-            uncertainty=args.uncertainty,
-            progress=CountReporter("segmented"),
-            cancel=cancel.is_set,
+            segmenter, files, Path(args.out), settings, uncertainty=args.uncertainty, **writing(args, cancel)
         )
     for path in written:
         out(str(path))
@@ -87,16 +80,7 @@ def predict_boxes(args: argparse.Namespace) -> int:
     note(f"Segmenting {count} boxed object(s) in {len(boxes)} image(s) with {name}")
     with cancel_on_signals() as cancel:
         written, skipped = predict_files_with_boxes(
-            segmenter,
-            files,
-            boxes,
-            Path(args.out),
-            settings,
-            label_format=args.format,
-            overwrite=args.overwrite,
-            progress=CountReporter("segmented"),
-            cancel=cancel.is_set,
-            batch_size=args.batch_size,
+            segmenter, files, boxes, Path(args.out), settings, **writing(args, cancel)
         )
     if skipped:
         note(
@@ -105,3 +89,15 @@ def predict_boxes(args: argparse.Namespace) -> int:
     for path in written:
         out(str(path))
     return EXIT_CANCELLED if len(written) < len(files) - len(skipped) else EXIT_OK
+
+
+def writing(args: argparse.Namespace, cancel: threading.Event) -> dict[str, Any]:
+    """What both ways of predicting take alike: the label format, batches, overwriting,
+    progress on stderr and the cancel token."""
+    return {
+        "label_format": args.format,
+        "batch_size": args.batch_size,
+        "overwrite": args.overwrite,
+        "progress": CountReporter("segmented"),
+        "cancel": cancel.is_set,
+    }

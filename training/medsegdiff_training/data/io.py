@@ -9,6 +9,8 @@ pixel of every channel-less plane, so a volume counts all its voxels.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +74,26 @@ def _read_tiff(path: Path) -> np.ndarray:
         return np.asarray(series.asarray())
 
 
+@contextmanager
+def _as_dataset_errors(path: str | Path) -> Iterator[None]:
+    """Whatever a reader raises, as one :class:`DatasetError` naming ``path``."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise DatasetError(f"File not found: {path}") from None
+    except DatasetError:
+        raise
+    except MemoryError:
+        raise DatasetError(f"Not enough memory to read {path}.") from None
+    except Exception as error:  # noqa: BLE001 - every reader has its own error types
+        raise DatasetError(f"Could not read {path}: {_reason(error)}") from None
+
+
 def _read(path: Path, palette_indices: bool) -> np.ndarray:
     suffix = file_suffix(path)
     if suffix == ".dcm":
         return _read_dicom_file(path)
-    try:
+    with _as_dataset_errors(path):
         if suffix in (".tif", ".tiff"):
             return _read_tiff(path)
         if suffix in (".nii", ".nii.gz"):
@@ -98,14 +115,6 @@ def _read(path: Path, palette_indices: bool) -> np.ndarray:
             elif picture.mode in ("I;16", "I;16B"):
                 picture = picture.convert("I")
             return np.asarray(picture)
-    except FileNotFoundError:
-        raise DatasetError(f"File not found: {path}") from None
-    except DatasetError:
-        raise
-    except MemoryError:
-        raise DatasetError(f"Not enough memory to read {path}.") from None
-    except Exception as error:  # noqa: BLE001 - every reader has its own error types
-        raise DatasetError(f"Could not read {path}: {_reason(error)}") from None
 
 
 def _read_dicom_file(path: Path) -> np.ndarray:
@@ -123,16 +132,8 @@ def _grey_palette(palette: list[int], indices: np.ndarray) -> bool:
 
 def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """Read a NIfTI file: (data, 4x4 affine, voxel spacing)."""
-    try:
+    with _as_dataset_errors(path):  # nibabel raises several types for damaged files
         data, image = load_nifti(Path(path))
         zooms = tuple(float(z) for z in image.header.get_zooms()[: data.ndim])
         affine = np.asarray(image.affine, dtype=float)
-    except FileNotFoundError:
-        raise DatasetError(f"File not found: {path}") from None
-    except DatasetError:
-        raise
-    except MemoryError:
-        raise DatasetError(f"Not enough memory to read {path}.") from None
-    except Exception as error:  # noqa: BLE001 - nibabel raises several types for damaged files
-        raise DatasetError(f"Could not read {path}: {_reason(error)}") from None
     return data, affine, zooms

@@ -52,6 +52,7 @@ from ..prompts import (
     mask_box,
     random_box,
 )
+from ..validation import check_known_keys
 from .dataset import Sample, SegmentationDataset, array_names
 from .pairs import Pair
 from .slices import read_pair_slices
@@ -102,10 +103,7 @@ class CropRecipe:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> CropRecipe:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(f"Unknown crop recipe keys: {sorted(unknown)}.")
+        check_known_keys(values, cls, "crop recipe")
         return cls(**values)
 
 
