@@ -30,7 +30,6 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from _common import environment, write_result  # noqa: E402
-from train_default_model import case_of  # noqa: E402
 
 from medsegdiff_training.config import named_config  # noqa: E402
 from medsegdiff_training.data import SegmentationDataset, augment_batch, find_pairs  # noqa: E402
@@ -38,6 +37,7 @@ from medsegdiff_training.data.io import read_array  # noqa: E402
 from medsegdiff_training.device import has_fast_bfloat16, mixed_precision  # noqa: E402
 from medsegdiff_training.metrics import score, summarise_scores  # noqa: E402
 from medsegdiff_training.preprocess import prepare_image, resize  # noqa: E402
+from medsegdiff_training.training_data import CASE_RULES, hold_out_cases  # noqa: E402
 
 
 class DoubleConv(nn.Sequential):
@@ -81,17 +81,9 @@ class UNet(nn.Module):
 
 
 def train_split(data: Path):
+    """The train split less the cases the shipped model held out (the same function picks them)."""
     pairs = find_pairs(data / "images", data / "masks", data / "split.csv", "train")
-    import random
-
-    cases = sorted({case_of(p.name) for p in pairs})
-    random.Random(0).shuffle(cases)
-    held_out: set[str] = set()
-    for case in cases:
-        if sum(case_of(p.name) in held_out for p in pairs) >= 30:
-            break
-        held_out.add(case)
-    return [p for p in pairs if case_of(p.name) not in held_out]
+    return hold_out_cases(pairs, CASE_RULES["before-first-underscore"])[0]
 
 
 def command_train(args) -> None:
