@@ -45,6 +45,7 @@ from ._export import RUN_KEY, corrections_store, export_correction
 from ._finetune_process import FinetuneProcess, ProcessRunner
 from ._models import read_model_choices
 from ._queue_presegment import Presegmentation, Presegmenter
+from ._scrolling import scroll_content
 from ._trend_plot import TrendPlot
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ class QueueWidget(QWidget):
 
     # -- the form ----------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_content(self))
         layout.addWidget(self._build_source())
         self.where_label = QLabel("Open a folder to start.")
         self.where_label.setWordWrap(True)
@@ -151,7 +152,10 @@ class QueueWidget(QWidget):
         self.store_label.setWordWrap(True)
         store_button = QPushButton("Change…")
         store_button.clicked.connect(self._choose_store)
-        form.addRow("Store", _row(self.store_label, store_button, stretch_first=True))
+        form.addRow("Store", self.store_label)  # its own row: a long path wraps instead of being cut
+        store_row = _row(store_button)
+        store_row.addStretch(1)
+        form.addRow("", store_row)
         return source
 
     def _build_navigation(self) -> QHBoxLayout:
@@ -174,7 +178,7 @@ class QueueWidget(QWidget):
         """The fine-tune cadence ("fine-tune every N accepted, M minutes each") and its trend."""
         tuning = QGroupBox("Fine-tuning that keeps up")
         tuning_form = QFormLayout(tuning)
-        self.finetune_check = QCheckBox("fine-tune every")
+        self.finetune_check = QCheckBox("fine-tune in the background")
         self.finetune_check.setToolTip(
             "In the background, fine-tune the queue's model on the store every N accepted images; "
             "switch to the new version when its held-out Dice beats its parent's"
@@ -190,7 +194,10 @@ class QueueWidget(QWidget):
         self.finetune_check.toggled.connect(self._cadence_changed)
         self.finetune_every.valueChanged.connect(self._cadence_changed)
         self.finetune_minutes.valueChanged.connect(self._cadence_changed)
-        tuning_form.addRow(_row(self.finetune_check, self.finetune_every, self.finetune_minutes))
+        # one row each, so that neither spin box is squeezed into a truncated number
+        tuning_form.addRow(self.finetune_check)
+        tuning_form.addRow("every", self.finetune_every)
+        tuning_form.addRow("for", self.finetune_minutes)
         self.finetune_label = QLabel("")
         self.finetune_label.setWordWrap(True)
         tuning_form.addRow(self.finetune_label)
@@ -529,7 +536,12 @@ class QueueWidget(QWidget):
 
     def finetune_progress(self, event: FinetuneProgress, accepted: int) -> None:
         parent = self.finetune.options.parent if self.finetune is not None else ""
-        self.finetune_label.setText(f"Fine-tuning {parent} on {accepted} corrections: step {event.step}")
+        total, left = event.total_steps, event.remaining_s
+        self.finetune_label.setText(
+            f"Fine-tuning {parent} on {accepted} corrections: step {event.step}"
+            + (f" of {total}" if total else "")
+            + (f", about {left / 60:.1f} min left" if left is not None else "")
+        )
 
     def finetune_ended(self, record: FinetuneRecord) -> None:
         if record.version is None:
