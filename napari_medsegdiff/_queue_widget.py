@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
 
 from medsegdiff_training.annotation_session import SESSION_FINETUNE  # no torch
 
+from ._animation import ANIMATION_KEY
 from ._export import RUN_KEY, corrections_store, export_correction
 from ._finetune_process import FinetuneProcess, ProcessRunner
 from ._models import read_model_choices
@@ -134,7 +135,12 @@ class QueueWidget(QWidget):
         self.volume_box = QComboBox()
         self.volume_button = QPushButton("Queue its slices")
         self.volume_button.clicked.connect(lambda: self.open_volume(self.volume_box.currentText()))
-        form.addRow("Volume", _row(self.volume_box, self.volume_button, stretch_first=True))
+        # the picker has a row of its own, so a long layer name is not cut short by the button
+        self.volume_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        form.addRow("Volume", self.volume_box)
+        volume_row = _row(self.volume_button)
+        volume_row.addStretch(1)
+        form.addRow("", volume_row)
         self.order_box = QComboBox()
         for label, name in ORDERS:
             self.order_box.addItem(label, name)
@@ -578,6 +584,7 @@ class QueueWidget(QWidget):
             and not layer.rgb
             and layer.ndim == 3
             and layer is not self.image_layer
+            and not layer.metadata.get(ANIMATION_KEY)  # a run's denoising steps, not a volume
         }
         current = self.volume_box.currentText()
         self.volume_box.clear()
