@@ -17,7 +17,7 @@ from medsegdiff_training.finetune_options import FinetuneOptions
 
 from ._finetune_form import FinetuneForm
 from ._finetune_process import FinetuneProcess
-from ._run_progress import RunProgress
+from ._run_progress import RunProgress, finetune_step
 
 _STOPPING: set[FinetuneProcess] = set()  # cancelled by a closed viewer, kept alive until they end
 
@@ -175,14 +175,11 @@ class FinetuneDialog(QDialog):
                 self._progress.total = total  # a time budget: the CLI's estimate of the steps
             self._progress.n = event.step
             self._progress.refresh()
-        left, dice = event.remaining_s, event.validation_dice
-        total = event.total_steps or max(event.step, 1)
+        dice, total = event.validation_dice, event.total_steps or max(event.step, 1)
         self.run_progress.steps(
             event.step,
             total,
-            f"Fine-tune step {event.step} of {event.total_steps or '?'}"
-            + (f", about {left / 60:.1f} min left" if left is not None else "")
-            + f" (loss {event.loss or 0:.4f}"
+            f"Fine-tune {finetune_step(event)} (loss {event.loss or 0:.4f}"
             + (f", held-out Dice {dice:.3f})" if dice is not None else ")"),
         )
 

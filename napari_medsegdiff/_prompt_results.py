@@ -177,15 +177,7 @@ def add_prompted_objects(
     keys = [prompt_key(p, slice_index) for p in prompts]
     boxes = [box_record(box, slice_index) for box in result.boxes]  # the store's one format
     if layer is None:
-        if same_label:
-            new_objects = (new_objects > 0).astype(np.int32)
-        result.labels = new_objects
-        layer = add_result_layers(viewer, run, [result])
-        record = layer.metadata[RUN_KEY]
-        record.update(
-            prompts=keys, boxes=boxes, crop_rule=result.crop_rule.to_dict(), labels=result.label_meaning
-        )
-        return layer, PromptedOutcome(new=found)
+        return _first_prompted_layer(viewer, run, result, keys, boxes, same_label), PromptedOutcome(new=found)
     data = np.asarray(layer.data)
     target = run.axes.slice_position(slice_index)
     if same_label:
@@ -214,6 +206,24 @@ def add_prompted_objects(
     record["labels"] = result.label_meaning
     layer.metadata = {**layer.metadata, RUN_KEY: record}
     return layer, outcome
+
+
+def _first_prompted_layer(
+    viewer: napari.Viewer,
+    run: SegmentationRun,
+    result: PromptedSegmentation,
+    keys: list[dict[str, Any]],
+    boxes: list[dict[str, Any]],
+    same_label: bool,
+) -> Any:
+    """The image's first segmentation layer, made by a prompted run; its record lists the prompts."""
+    if same_label:
+        result.labels = (result.labels > 0).astype(np.int32)
+    layer = add_result_layers(viewer, run, [result])
+    layer.metadata[RUN_KEY].update(
+        prompts=keys, boxes=boxes, crop_rule=result.crop_rule.to_dict(), labels=result.label_meaning
+    )
+    return layer
 
 
 def _object_index(labels: np.ndarray, result: PromptedSegmentation) -> np.ndarray:

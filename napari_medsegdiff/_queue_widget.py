@@ -19,7 +19,6 @@ resumes where you stopped.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +44,9 @@ from ._animation import ANIMATION_KEY
 from ._export import RUN_KEY, corrections_store, export_correction
 from ._finetune_process import FinetuneProcess, ProcessRunner
 from ._models import read_model_choices
+from ._queue_parts import RereadingComboBox, row
 from ._queue_presegment import Presegmentation, Presegmenter
+from ._run_progress import finetune_step
 from ._scrolling import scroll_content
 from ._trend_plot import TrendPlot
 
@@ -60,26 +61,6 @@ if TYPE_CHECKING:
 KEYS = {"accept": "Shift-Enter", "skip": "Shift-Right", "previous": "Shift-Left"}
 ORDERS = (("file order", "file"), ("most uncertain first", "uncertain"))
 AHEAD = 3  # the current image and the next two are kept segmented in file order
-
-
-class _RereadingComboBox(QComboBox):
-    """A picker that re-reads its choices each time it opens (JSON files only: no torch)."""
-
-    def __init__(self, reread: Callable[[], None]) -> None:
-        super().__init__()
-        self._reread = reread
-
-    def showPopup(self) -> None:  # noqa: N802 - Qt's name
-        self._reread()
-        super().showPopup()
-
-
-def _row(*widgets: QWidget, stretch_first: bool = False) -> QHBoxLayout:
-    """Widgets side by side (the first one taking the spare width if asked)."""
-    row = QHBoxLayout()
-    for index, widget in enumerate(widgets):
-        row.addWidget(widget, 1 if stretch_first and index == 0 else 0)
-    return row
 
 
 class QueueWidget(QWidget):
@@ -131,16 +112,13 @@ class QueueWidget(QWidget):
         self.folder_button.clicked.connect(self._choose_folder)
         self.files_button = QPushButton("Open files…")
         self.files_button.clicked.connect(self._choose_files)
-        form.addRow(_row(self.folder_button, self.files_button))
+        form.addRow(row(self.folder_button, self.files_button))
         self.volume_box = QComboBox()
         self.volume_button = QPushButton("Queue its slices")
         self.volume_button.clicked.connect(lambda: self.open_volume(self.volume_box.currentText()))
-        # the picker has a row of its own, so a long layer name is not cut short by the button
         self.volume_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        form.addRow("Volume", self.volume_box)
-        volume_row = _row(self.volume_button)
-        volume_row.addStretch(1)
-        form.addRow("", volume_row)
+        form.addRow("Volume", self.volume_box)  # rows of their own: long names are never cut short
+        form.addRow("", row(self.volume_button, stretch_after=True))
         self.order_box = QComboBox()
         for label, name in ORDERS:
             self.order_box.addItem(label, name)
@@ -150,7 +128,7 @@ class QueueWidget(QWidget):
         )
         self.order_box.currentIndexChanged.connect(self._order_changed)
         form.addRow("Order", self.order_box)
-        self.model_box = _RereadingComboBox(self._reread_models)
+        self.model_box = RereadingComboBox(self._reread_models)
         self.model_box.addItem("reading the model registry…", None)
         self.model_box.currentIndexChanged.connect(self._model_chosen)
         form.addRow("Model", self.model_box)
@@ -158,10 +136,8 @@ class QueueWidget(QWidget):
         self.store_label.setWordWrap(True)
         store_button = QPushButton("Change…")
         store_button.clicked.connect(self._choose_store)
-        form.addRow("Store", self.store_label)  # its own row: a long path wraps instead of being cut
-        store_row = _row(store_button)
-        store_row.addStretch(1)
-        form.addRow("", store_row)
+        form.addRow("Store", self.store_label)
+        form.addRow("", row(store_button, stretch_after=True))
         return source
 
     def _build_navigation(self) -> QHBoxLayout:
@@ -178,7 +154,7 @@ class QueueWidget(QWidget):
             "an empty layer is accepted as a true negative"
         )
         self.accept_button.clicked.connect(self.accept)
-        return _row(self.previous_button, self.skip_button, self.accept_button)
+        return row(self.previous_button, self.skip_button, self.accept_button)
 
     def _build_tuning(self) -> QGroupBox:
         """The fine-tune cadence ("fine-tune every N accepted, M minutes each") and its trend."""
@@ -200,8 +176,7 @@ class QueueWidget(QWidget):
         self.finetune_check.toggled.connect(self._cadence_changed)
         self.finetune_every.valueChanged.connect(self._cadence_changed)
         self.finetune_minutes.valueChanged.connect(self._cadence_changed)
-        # one row each, so that neither spin box is squeezed into a truncated number
-        tuning_form.addRow(self.finetune_check)
+        tuning_form.addRow(self.finetune_check)  # a row each: no spin box squeezed into a cut number
         tuning_form.addRow("every", self.finetune_every)
         tuning_form.addRow("for", self.finetune_minutes)
         self.finetune_label = QLabel("")
@@ -542,12 +517,7 @@ class QueueWidget(QWidget):
 
     def finetune_progress(self, event: FinetuneProgress, accepted: int) -> None:
         parent = self.finetune.options.parent if self.finetune is not None else ""
-        total, left = event.total_steps, event.remaining_s
-        self.finetune_label.setText(
-            f"Fine-tuning {parent} on {accepted} corrections: step {event.step}"
-            + (f" of {total}" if total else "")
-            + (f", about {left / 60:.1f} min left" if left is not None else "")
-        )
+        self.finetune_label.setText(f"Fine-tuning {parent} on {accepted} corrections: {finetune_step(event)}")
 
     def finetune_ended(self, record: FinetuneRecord) -> None:
         if record.version is None:

@@ -11,9 +11,23 @@ from inside a slot).
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
+
+if TYPE_CHECKING:
+    from medsegdiff_training.finetune_events import FinetuneProgress
+
+
+def finetune_step(event: FinetuneProgress) -> str:
+    """``step 40 of 120, about 2.1 min left`` (the parts the fine-tune process reported)."""
+    total, left = event.total_steps, event.remaining_s
+    return (
+        f"step {event.step}"
+        + (f" of {total}" if total else "")
+        + (f", about {left / 60:.1f} min left" if left is not None else "")
+    )
 
 
 class RunProgress(QWidget):

@@ -129,6 +129,24 @@ class SegmentWidget(QWidget):
         form.addRow("Prompts", self.prompts)
         form.addRow("Model", self.models)
         layout.addLayout(form)
+        self._build_run_area(layout)
+        self.advanced = SamplingForm()
+        self.advanced_section = QCollapsible(self._advanced_title())
+        self.advanced_section.addWidget(self.advanced.native)
+        self.advanced.changed.connect(lambda *_: self.advanced_section.setText(self._advanced_title()))
+        layout.addWidget(self.advanced_section)
+        self.corrections = CorrectionsPanel(
+            self.viewer,
+            image_layer=self.image_layer,
+            model_version=self.model_version,
+            on_new_version=self._on_new_version,
+            confirm=lambda question: self.confirm(question),
+        )
+        layout.addWidget(self.corrections)
+        layout.addStretch(1)
+
+    def _build_run_area(self, layout: QVBoxLayout) -> None:
+        """Segment and Cancel, the progress bar, the status line and the warning line."""
         buttons = QHBoxLayout()
         self.run_button, self.cancel_button = QPushButton("Segment"), QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -147,20 +165,6 @@ class SegmentWidget(QWidget):
         self.warning.setStyleSheet("color: #e8a33d;")
         self.warning.setVisible(False)
         layout.addWidget(self.warning)
-        self.advanced = SamplingForm()
-        self.advanced_section = QCollapsible(self._advanced_title())
-        self.advanced_section.addWidget(self.advanced.native)
-        self.advanced.changed.connect(lambda *_: self.advanced_section.setText(self._advanced_title()))
-        layout.addWidget(self.advanced_section)
-        self.corrections = CorrectionsPanel(
-            self.viewer,
-            image_layer=self.image_layer,
-            model_version=self.model_version,
-            on_new_version=self._on_new_version,
-            confirm=lambda question: self.confirm(question),
-        )
-        layout.addWidget(self.corrections)
-        layout.addStretch(1)
 
     def _advanced_title(self) -> str:
         return f"Advanced: {self.advanced.summary()}"
