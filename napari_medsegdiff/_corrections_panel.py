@@ -179,13 +179,7 @@ class CorrectionsPanel(QGroupBox):
 
 def switch_question(event: FinetuneDone) -> str:
     """The offer to switch to a fine-tuned version: parent and child scored on the same images."""
-    from medsegdiff_training.errors import MedSegDiffError
-    from medsegdiff_training.registry import ModelRegistry
-    from medsegdiff_training.score_labels import version_score
+    from ._models import comparison_with_parent
 
-    try:
-        comparison = version_score(ModelRegistry().get(event.version)).comparison(event.version)
-    except MedSegDiffError:  # gone meanwhile: say what the event itself knows
-        comparison = ""
     made = f"Fine-tuning made model version '{event.version}' from '{event.parent}'."
-    return f"{made} {comparison} Switch to it now?"
+    return f"{made} {comparison_with_parent(event.version)} Switch to it now?"

@@ -184,15 +184,12 @@ class FinetuneDialog(QDialog):
         )
 
     def _on_done(self, event: FinetuneDone) -> None:
-        before, after = event.validation_dice_before, event.validation_dice_after
-        scores = (
-            f" Held-out corrections: Dice {before:.3f} → {after:.3f}."
-            if before is not None and after is not None
-            else ""
-        )
         from napari.utils.notifications import show_info
 
-        message = f"New model version '{event.version}' from '{event.parent}'.{scores}"
+        from ._models import comparison_with_parent  # each Dice with the corrections it is on
+
+        scores = comparison_with_parent(event.version)
+        message = f"New model version '{event.version}' from '{event.parent}'. {scores}"
         self._finish(message)
         show_info(f"MedSegDiff: {message}")  # the dialog may be closed by now
         if self.on_done is not None:

@@ -94,6 +94,19 @@ def score_lines(names: list[str]) -> dict[str, tuple[str, str]]:
     return lines
 
 
+def comparison_with_parent(version: str) -> str:
+    """A fine-tuned ``version`` and its parent scored on the same held-out corrections, in one
+    sentence (``On the same 2 held-out corrections (…): default Dice 0.710, v3 Dice 0.962.``)."""
+    from medsegdiff_training.errors import MedSegDiffError
+    from medsegdiff_training.registry import ModelRegistry
+    from medsegdiff_training.score_labels import version_score
+
+    try:
+        return version_score(ModelRegistry().get(version)).comparison(version)
+    except MedSegDiffError:  # gone meanwhile
+        return ""
+
+
 def model_channels(name: str) -> int | None:
     """How many image channels version ``name`` takes (its config, no torch); None if unknown."""
     from medsegdiff_training.errors import MedSegDiffError

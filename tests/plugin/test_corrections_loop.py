@@ -68,6 +68,8 @@ def test_segment_paint_export_finetune_and_segment_again(qtbot, widget, medsegdi
 
     assert isinstance(event, FinetuneDone), event
     assert dialog._progress is None and "New model version" in dialog.status.text()  # bar closed
+    # one correction: none held out, so the two versions were not compared, and it says so
+    assert "was not compared with tiny: no correction was held out" in dialog.status.text()
     from medsegdiff_training.registry import ModelRegistry
 
     version = ModelRegistry().get(event.version)
