@@ -517,6 +517,75 @@ def contention_table(result: dict) -> list[str]:
     return lines
 
 
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def whole_image_warning_table(result: dict) -> list[str]:
+    """The whole-image warning's rates: chosen on the train splits, reported on the test splits."""
+    rule = ", ".join(f"{k} {v}" for k, v in result["rule"].items())
+    lines = [
+        f"**The whole-image warning** (`bench_whole_image_warning.py`, model `{result['model']}`, "
+        f"DDIM {result['settings']['steps']} x {result['settings']['ensemble']}; thresholds chosen on the "
+        f"{result['chosen_on']}) — {_env(result)}",
+        "",
+        f"Rule: {rule}.",
+        "",
+        "| split | rule | warned where Dice < 0.5 | warned where Dice >= 0.8 | images with Dice < 0.5 / >= 0.8 |",
+        "|---|---|---:|---:|---:|",
+    ]
+    names = {
+        "rule": "the chosen rule",
+        "always": "warn always (trivial)",
+        "size_only": "size alone (trivial)",
+    }
+    for split in ("train", "test"):
+        for key, label in names.items():
+            r = result["results"][split]["all"][key]
+            lines.append(
+                f"| {split} | {label} | {_percent(r['warned_on_poor'])} | {_percent(r['warned_on_good'])} "
+                f"| {r['poor_images']} / {r['good_images']} |"
+            )
+    lines += [
+        "",
+        "| test split | images | whole-image Dice | Dice < 0.5: warned | Dice >= 0.8: warned |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for dataset, r in result["results"]["test"]["datasets"].items():
+        rule_rates = r["rule"]
+        poor = f"{_percent(rule_rates['warned_on_poor'])} of {rule_rates['poor_images']}"
+        good = f"{_percent(rule_rates['warned_on_good'])} of {rule_rates['good_images']}"
+        lines.append(f"| {dataset} | {r['images']} | {r['mean_dice']:.3f} | {poor} | {good} |")
+    return lines
+
+
+def gui_stall_table(results: list[dict]) -> list[str]:
+    """Longest GUI-thread stall while Segment runs, before and after (same machine, same day)."""
+    lines = [
+        "**The viewer while segmenting** (`bench_gui_stall.py`: longest gap of a 5 ms heartbeat "
+        "timer on the GUI thread; the ultrasound sample, `default`, DDIM 3 x 5, CPU, 1 thread, "
+        "Xvfb with software OpenGL)",
+        "",
+        "| code | date, machine | load average | idle (baseline) | napari adding one Labels layer "
+        "(floor) | first Segment (imports PyTorch) | later Segments: longest | later: during / at the end |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        later = r["runs"][1:]
+        during = max(x["longest_stall_during_s"] for x in later) if later else None
+        end = max(x["longest_stall_at_end_s"] for x in later) if later else None
+        floor = r.get("floor_add_labels_layer_s") or []
+        lines.append(
+            f"| {r['label']} | {r['environment']['date']}, {r['environment']['machine']} "
+            f"| {r['loadavg'][0]:.1f} | {1000 * r['idle_longest_gap_s']:.0f} ms "
+            f"| {', '.join(f'{1000 * f:.0f}' for f in floor) + ' ms' if floor else '–'} "
+            f"| {1000 * r['first_run_longest_stall_s']:.0f} ms "
+            f"| **{1000 * r['later_runs_longest_stall_s']:.0f} ms** "
+            f"| {1000 * during:.0f} / {1000 * end:.0f} ms |"
+        )
+    return lines
+
+
 def render() -> str:
     blocks = []
     for name, renderer in [
@@ -548,6 +617,12 @@ def render() -> str:
     pilots = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("general_pilot_*.json"))]
     if pilots:
         blocks.append("\n".join(pilot_table(pilots)))
+    warning = _load("whole_image_warning")
+    if warning is not None and "results" in warning:
+        blocks.append("\n".join(whole_image_warning_table(warning)))
+    stalls = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("gui_stall*.json"))]
+    if stalls:
+        blocks.append("\n".join(gui_stall_table(sorted(stalls, key=lambda r: r["environment"]["date"]))))
     for path in sorted(RESULTS.glob("quality_*.json")):
         if path.stem not in ("quality_ddti", "quality_drishti"):
             blocks.append("\n".join(quality_table(json.loads(path.read_text()))))

@@ -52,10 +52,12 @@ def main(argv: list[str] | None = None) -> int:
 
         widget.ensure_choices()  # the pickers show the registry, not "reading the model registry…"
         QApplication.processEvents()  # lay out the docked widget before the picture
+        viewer.reset_view()  # the whole sample in the canvas the dock left
+        QApplication.processEvents()
         viewer.screenshot(path=args.screenshot, canvas_only=False)
         print(
             f"saved {args.screenshot} (model: {widget.model_box.currentText()}, "
-            f"device: {widget.device_box.currentText()})"
+            f"device: {widget.advanced.device.value})"
         )
         viewer.close()
         return 0

@@ -55,10 +55,10 @@ class CorrectionsPanel(QGroupBox):
         self.change_button = QPushButton("Change…")
         self.change_button.setToolTip("Keep corrections in another folder (e.g. one per project)")
         self.change_button.clicked.connect(self.choose_store)
-        row = QHBoxLayout()
-        row.addWidget(self.store_label, 1)
-        row.addWidget(self.change_button)
         self.count_label = QLabel()
+        row = QHBoxLayout()  # the path gets a row of its own: a long one wraps instead of being cut
+        row.addWidget(self.count_label, 1)
+        row.addWidget(self.change_button)
         self.export_button = QPushButton("Export correction")
         self.export_button.setToolTip(
             "Save the selected Labels layer (or the newest one made for the chosen image), its image "
@@ -67,8 +67,8 @@ class CorrectionsPanel(QGroupBox):
         self.export_button.clicked.connect(self.export_correction)
         self.finetune_button = QPushButton("Fine-tune on corrections…")
         self.finetune_button.clicked.connect(self.open_finetune_dialog)
-        form.addRow("Store", row)
-        form.addRow("Entries", self.count_label)
+        form.addRow("Store", self.store_label)
+        form.addRow("Entries", row)
         form.addRow(self.export_button)
         form.addRow(self.finetune_button)
         self.set_store(None)
@@ -80,7 +80,7 @@ class CorrectionsPanel(QGroupBox):
 
         self._store_root = Path(root) if root is not None else default_corrections_root()
         self._store: CorrectionsStore | None = None
-        self.store_label.setText(str(self._store_root))
+        self.store_label.setText(str(self._store_root).replace("/", "/\u200b"))  # may wrap at a slash
         self.store_label.setToolTip(str(self._store_root))
         self.count_label.setText("…")
 
@@ -173,5 +173,13 @@ class CorrectionsPanel(QGroupBox):
 
     def _on_finetuned(self, event: FinetuneDone) -> None:
         version = event.version
-        switch = self.confirm(f"Fine-tuning made model version '{version}'. Switch to it now?")
+        switch = self.confirm(switch_question(event))
         self._on_new_version(version, switch)
+
+
+def switch_question(event: FinetuneDone) -> str:
+    """The offer to switch to a fine-tuned version: parent and child scored on the same images."""
+    from ._models import comparison_with_parent
+
+    made = f"Fine-tuning made model version '{event.version}' from '{event.parent}'."
+    return f"{made} {comparison_with_parent(event.version)} Switch to it now?"

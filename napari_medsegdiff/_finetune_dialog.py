@@ -1,32 +1,23 @@
-"""The "Fine-tune MedSegDiff on corrections…" dialog (its menu command: :mod:`._menu_commands`)."""
+"""The "Fine-tune MedSegDiff on corrections…" dialog (its menu command: :mod:`._menu_commands`).
+
+Its options are a magicgui form (:mod:`._finetune_form`); the store, the plan for the new
+version, the progress (starting the process, then step k of n and the minutes left) and the
+Start and Cancel buttons are hand-written Qt, since they are live state rather than fields.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDialog,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from medsegdiff_training.finetune_events import FinetuneDone, FinetuneProgress, FinetuneStarted
 from medsegdiff_training.finetune_options import FinetuneOptions
-from medsegdiff_training.train_config import DEFAULT_FINETUNE_CONFIG
 
+from ._finetune_form import FinetuneForm
 from ._finetune_process import FinetuneProcess
-from ._models import fill_device_box, known_device_choices, model_choices
+from ._run_progress import RunProgress, finetune_step
 
 _STOPPING: set[FinetuneProcess] = set()  # cancelled by a closed viewer, kept alive until they end
 
@@ -57,26 +48,6 @@ def _stop_when_closed(process: FinetuneProcess, progress_bar: Any) -> Callable[.
     return stop
 
 
-def _folder_field(parent: QWidget, title: str) -> tuple[QWidget, QLineEdit]:
-    """A line edit for a folder with a "…" button that opens a folder chooser."""
-    row = QWidget(parent)
-    line = QLineEdit()
-    line.setPlaceholderText("the folder the parent's checkpoint names")
-    browse = QPushButton("…")
-
-    def choose() -> None:
-        folder = QFileDialog.getExistingDirectory(parent, title, line.text())
-        if folder:
-            line.setText(folder)
-
-    browse.clicked.connect(choose)
-    layout = QHBoxLayout(row)
-    layout.setContentsMargins(0, 0, 0, 0)
-    layout.addWidget(line, 1)
-    layout.addWidget(browse)
-    return row, line
-
-
 class FinetuneDialog(QDialog):
     """Choose parent, budget, device and data; start; watch progress; cancel.
 
@@ -98,52 +69,20 @@ class FinetuneDialog(QDialog):
         self.store, self.on_done = store, on_done
         self.process: FinetuneProcess | None = None
         self._progress = None
-        form = QFormLayout()
-        self.parent_box = QComboBox()
-        for label, name in model_choices():
-            self.parent_box.addItem(label, name)
-        if parent_version is not None and self.parent_box.findData(parent_version) >= 0:
-            self.parent_box.setCurrentIndex(self.parent_box.findData(parent_version))
-        self.steps = QSpinBox()
-        self.steps.setRange(1, 1_000_000)
-        self.steps.setValue(DEFAULT_FINETUNE_CONFIG.steps or 300)
-        self.minutes = QDoubleSpinBox()
-        self.minutes.setRange(0, 24 * 60)
-        self.minutes.setSpecialValueText("no limit")
-        self.minutes.setSuffix(" min")
-        self.device = QComboBox()
-        # offered unchecked until torch is loaded (opening a dialog must not load it on the GUI
-        # thread); the fine-tune's own process refuses an unusable device with a clear message
-        fill_device_box(self.device, known_device_choices())
-        self.mix_original = QCheckBox("mix in the parent's original training data")
-        self.mix_original.setToolTip(
-            "Half of every batch from the parent's own training images, so it does not forget them. "
-            "Leave the folders empty to use the ones the parent's checkpoint names."
-        )
-        images_row, self.original_images = _folder_field(self, "Original images")
-        masks_row, self.original_masks = _folder_field(self, "Original masks")
-        self.mix_original.toggled.connect(images_row.setEnabled)
-        self.mix_original.toggled.connect(masks_row.setEnabled)
-        images_row.setEnabled(False)
-        masks_row.setEnabled(False)
+        self.options = FinetuneForm(parent_version)
         self.child_label = QLabel()
         self.child_label.setWordWrap(True)
         self.child_label.setToolTip(
             "RGB corrections give a grey parent an RGB child; label values the parent lacks give "
             "it more classes. The child starts where the parent was (weight surgery)."
         )
-        self.parent_box.currentIndexChanged.connect(self._show_plan)
-        form.addRow("Parent model", self.parent_box)
-        form.addRow("Corrections", QLabel(store))
-        form.addRow("New version", self.child_label)
-        form.addRow("Steps (at most)", self.steps)
-        form.addRow("Time budget", self.minutes)
-        form.addRow("Device", self.device)
-        form.addRow(self.mix_original)
-        form.addRow("Original images", images_row)
-        form.addRow("Original masks", masks_row)
+        self.options.parent_model.changed.connect(self._show_plan)
+        about = QFormLayout()
+        about.addRow("Corrections", QLabel(store))
+        about.addRow("New version", self.child_label)
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
+        self.run_progress = RunProgress()
         self.start_button, self.cancel_button = QPushButton("Start"), QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.start_button.clicked.connect(self.start)
@@ -152,7 +91,9 @@ class FinetuneDialog(QDialog):
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addWidget(self.options.native)
+        layout.addLayout(about)
+        layout.addWidget(self.run_progress)
         layout.addWidget(self.status)
         layout.addLayout(buttons)
         self._show_plan()
@@ -164,7 +105,7 @@ class FinetuneDialog(QDialog):
 
         from ._export import corrections_store
 
-        parent = str(self.parent_box.currentData())
+        parent = str(self.options.parent_model.value)
         try:
             plan = plan_finetune(parent, corrections_store(self.store))
         except (MedSegDiffError, OSError, ValueError) as error:
@@ -174,18 +115,7 @@ class FinetuneDialog(QDialog):
 
     def request(self) -> FinetuneOptions:
         """The fine-tune the form asks for (the process's command line is made from it)."""
-        mix = self.mix_original.isChecked()
-        return FinetuneOptions(
-            parent=str(self.parent_box.currentData()),
-            store=self.store,
-            mix_original=mix,
-            original_images=(self.original_images.text().strip() or None) if mix else None,
-            original_masks=(self.original_masks.text().strip() or None) if mix else None,
-        ).replace(
-            steps=self.steps.value(),
-            minutes=self.minutes.value() or None,
-            device=str(self.device.currentData()),
-        )
+        return self.options.options(self.store)
 
     def start(self) -> FinetuneProcess | None:
         """Start fine-tuning in a separate process; None (and a message) when refused."""
@@ -207,11 +137,12 @@ class FinetuneDialog(QDialog):
         self.process.done.connect(self._on_done)
         self.process.cancelled.connect(lambda: self._finish("Cancelled: the registry is unchanged."))
         self.process.failed.connect(self._on_failed)
-        self._progress = progress(total=self.steps.value(), desc="Fine-tuning MedSegDiff")
+        self._progress = progress(total=int(self.options.steps.value), desc="Fine-tuning MedSegDiff")
         self.destroyed.connect(_stop_when_closed(self.process, self._progress))
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.status.setText(f"Starting on {entries} correction(s) (loading PyTorch in a separate process)…")
+        self.status.setText(f"Fine-tuning on {entries} correction(s).")
+        self.run_progress.stage("Starting the fine-tune process (loading PyTorch and the parent)…")
         self.process.start()
         return self.process
 
@@ -235,6 +166,7 @@ class FinetuneDialog(QDialog):
 
     def _on_started(self, event: FinetuneStarted) -> None:
         self.status.setText(f"Fine-tuning {event.parent} on {event.corrections} correction(s): {event.plan}.")
+        self.run_progress.stage("Preparing the corrections and scoring the parent on the held-out ones…")
 
     def _on_progress(self, event: FinetuneProgress) -> None:
         if self._progress is not None:
@@ -243,23 +175,21 @@ class FinetuneDialog(QDialog):
                 self._progress.total = total  # a time budget: the CLI's estimate of the steps
             self._progress.n = event.step
             self._progress.refresh()
-        left, dice = event.remaining_s, event.validation_dice
-        self.status.setText(
-            f"step {event.step}/{event.total_steps or '?'}, loss {event.loss or 0:.4f}"
-            + (f", validation Dice {dice:.3f}" if dice is not None else "")
-            + (f", about {left / 60:.1f} min left" if left is not None else "")
+        dice, total = event.validation_dice, event.total_steps or max(event.step, 1)
+        self.run_progress.steps(
+            event.step,
+            total,
+            f"Fine-tune {finetune_step(event)} (loss {event.loss or 0:.4f}"
+            + (f", held-out Dice {dice:.3f})" if dice is not None else ")"),
         )
 
     def _on_done(self, event: FinetuneDone) -> None:
-        before, after = event.validation_dice_before, event.validation_dice_after
-        scores = (
-            f" Held-out corrections: Dice {before:.3f} → {after:.3f}."
-            if before is not None and after is not None
-            else ""
-        )
         from napari.utils.notifications import show_info
 
-        message = f"New model version '{event.version}' from '{event.parent}'.{scores}"
+        from ._models import comparison_with_parent  # each Dice with the corrections it is on
+
+        scores = comparison_with_parent(event.version)
+        message = f"New model version '{event.version}' from '{event.parent}'. {scores}"
         self._finish(message)
         show_info(f"MedSegDiff: {message}")  # the dialog may be closed by now
         if self.on_done is not None:
@@ -272,6 +202,7 @@ class FinetuneDialog(QDialog):
         show_error(f"Fine-tuning failed: {message}")
 
     def _finish(self, message: str) -> None:
+        self.run_progress.finish()
         if self._progress is not None:
             self._progress.close()
             self._progress = None

@@ -111,3 +111,33 @@ def interpret(shape: tuple[int, ...], rgb: bool, choice: str = "auto", stacked: 
     if kind == "rgb" and shape[2] not in (3, 4):
         raise UnsupportedLayerError(f"An RGB layer needs 3 or 4 values in its last axis, got shape {shape}.")
     return LayerAxes(kind, shape, slice_axis)
+
+
+VOLUME_ALONG_0 = "volume (slices along axis 0)"
+CHANNELS_ALONG_0 = "channels along axis 0"
+
+
+def ambiguous_stack(shape: tuple[int, ...], rgb: bool, stacked: bool = False) -> bool:
+    """Whether ``auto`` had to guess between a channel stack and a volume: a 3D array of 2-4
+    planes on axis 0 that napari does not show as RGB and no reader marked as slices."""
+    return len(shape) == 3 and not rgb and not stacked and 2 <= int(shape[0]) <= 4
+
+
+def channel_use(planes: int, model_channels: int | None) -> str:
+    """What the core does with ``planes`` channels for a model of ``model_channels``, in words.
+
+    Examples
+    --------
+    >>> channel_use(4, 1)
+    'mixed into one grey image by RGB luminance (the 4th plane dropped)'
+    >>> channel_use(2, 1)
+    'refused: the model takes 1-channel images'
+    """
+    if model_channels is None or planes == model_channels:
+        return "used as the model's channels"
+    if model_channels == 1 and planes in (3, 4):
+        dropped = " (the 4th plane dropped)" if planes == 4 else ""
+        return f"mixed into one grey image by RGB luminance{dropped}"
+    if model_channels == 3 and planes == 4:
+        return "read as RGB (the 4th plane dropped)"
+    return f"refused: the model takes {model_channels}-channel images"

@@ -38,13 +38,16 @@ class PromptsPanel(QWidget):
         self.same_label.setToolTip(
             "Give every object the segmentation layer's selected label instead of 1, 2, 3…"
         )
-        row = QHBoxLayout()
-        row.addWidget(self.prompts_box, 1)
-        row.addWidget(self.draw_button)
-        row.addWidget(self.propagate_button)
+        # the picker gets its own row, so its choices are never cut short by the buttons
+        self.prompts_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.prompts_box.setMinimumContentsLength(12)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.draw_button)
+        buttons.addWidget(self.propagate_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(row)
+        layout.addWidget(self.prompts_box)
+        layout.addLayout(buttons)
         layout.addWidget(self.same_label)
         self.refresh()
 

@@ -19,7 +19,6 @@ resumes where you stopped.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,10 +40,14 @@ from qtpy.QtWidgets import (
 
 from medsegdiff_training.annotation_session import SESSION_FINETUNE  # no torch
 
+from ._animation import ANIMATION_KEY
 from ._export import RUN_KEY, corrections_store, export_correction
 from ._finetune_process import FinetuneProcess, ProcessRunner
 from ._models import read_model_choices
+from ._queue_parts import RereadingComboBox, row
 from ._queue_presegment import Presegmentation, Presegmenter
+from ._run_progress import finetune_step
+from ._scrolling import scroll_content
 from ._trend_plot import TrendPlot
 
 if TYPE_CHECKING:
@@ -58,26 +61,6 @@ if TYPE_CHECKING:
 KEYS = {"accept": "Shift-Enter", "skip": "Shift-Right", "previous": "Shift-Left"}
 ORDERS = (("file order", "file"), ("most uncertain first", "uncertain"))
 AHEAD = 3  # the current image and the next two are kept segmented in file order
-
-
-class _RereadingComboBox(QComboBox):
-    """A picker that re-reads its choices each time it opens (JSON files only: no torch)."""
-
-    def __init__(self, reread: Callable[[], None]) -> None:
-        super().__init__()
-        self._reread = reread
-
-    def showPopup(self) -> None:  # noqa: N802 - Qt's name
-        self._reread()
-        super().showPopup()
-
-
-def _row(*widgets: QWidget, stretch_first: bool = False) -> QHBoxLayout:
-    """Widgets side by side (the first one taking the spare width if asked)."""
-    row = QHBoxLayout()
-    for index, widget in enumerate(widgets):
-        row.addWidget(widget, 1 if stretch_first and index == 0 else 0)
-    return row
 
 
 class QueueWidget(QWidget):
@@ -106,7 +89,7 @@ class QueueWidget(QWidget):
 
     # -- the form ----------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_content(self))
         layout.addWidget(self._build_source())
         self.where_label = QLabel("Open a folder to start.")
         self.where_label.setWordWrap(True)
@@ -129,11 +112,13 @@ class QueueWidget(QWidget):
         self.folder_button.clicked.connect(self._choose_folder)
         self.files_button = QPushButton("Open files…")
         self.files_button.clicked.connect(self._choose_files)
-        form.addRow(_row(self.folder_button, self.files_button))
+        form.addRow(row(self.folder_button, self.files_button))
         self.volume_box = QComboBox()
         self.volume_button = QPushButton("Queue its slices")
         self.volume_button.clicked.connect(lambda: self.open_volume(self.volume_box.currentText()))
-        form.addRow("Volume", _row(self.volume_box, self.volume_button, stretch_first=True))
+        self.volume_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        form.addRow("Volume", self.volume_box)  # rows of their own: long names are never cut short
+        form.addRow("", row(self.volume_button, stretch_after=True))
         self.order_box = QComboBox()
         for label, name in ORDERS:
             self.order_box.addItem(label, name)
@@ -143,7 +128,7 @@ class QueueWidget(QWidget):
         )
         self.order_box.currentIndexChanged.connect(self._order_changed)
         form.addRow("Order", self.order_box)
-        self.model_box = _RereadingComboBox(self._reread_models)
+        self.model_box = RereadingComboBox(self._reread_models)
         self.model_box.addItem("reading the model registry…", None)
         self.model_box.currentIndexChanged.connect(self._model_chosen)
         form.addRow("Model", self.model_box)
@@ -151,7 +136,8 @@ class QueueWidget(QWidget):
         self.store_label.setWordWrap(True)
         store_button = QPushButton("Change…")
         store_button.clicked.connect(self._choose_store)
-        form.addRow("Store", _row(self.store_label, store_button, stretch_first=True))
+        form.addRow("Store", self.store_label)
+        form.addRow("", row(store_button, stretch_after=True))
         return source
 
     def _build_navigation(self) -> QHBoxLayout:
@@ -168,13 +154,13 @@ class QueueWidget(QWidget):
             "an empty layer is accepted as a true negative"
         )
         self.accept_button.clicked.connect(self.accept)
-        return _row(self.previous_button, self.skip_button, self.accept_button)
+        return row(self.previous_button, self.skip_button, self.accept_button)
 
     def _build_tuning(self) -> QGroupBox:
         """The fine-tune cadence ("fine-tune every N accepted, M minutes each") and its trend."""
         tuning = QGroupBox("Fine-tuning that keeps up")
         tuning_form = QFormLayout(tuning)
-        self.finetune_check = QCheckBox("fine-tune every")
+        self.finetune_check = QCheckBox("fine-tune in the background")
         self.finetune_check.setToolTip(
             "In the background, fine-tune the queue's model on the store every N accepted images; "
             "switch to the new version when its held-out Dice beats its parent's"
@@ -190,7 +176,9 @@ class QueueWidget(QWidget):
         self.finetune_check.toggled.connect(self._cadence_changed)
         self.finetune_every.valueChanged.connect(self._cadence_changed)
         self.finetune_minutes.valueChanged.connect(self._cadence_changed)
-        tuning_form.addRow(_row(self.finetune_check, self.finetune_every, self.finetune_minutes))
+        tuning_form.addRow(self.finetune_check)  # a row each: no spin box squeezed into a cut number
+        tuning_form.addRow("every", self.finetune_every)
+        tuning_form.addRow("for", self.finetune_minutes)
         self.finetune_label = QLabel("")
         self.finetune_label.setWordWrap(True)
         tuning_form.addRow(self.finetune_label)
@@ -529,7 +517,7 @@ class QueueWidget(QWidget):
 
     def finetune_progress(self, event: FinetuneProgress, accepted: int) -> None:
         parent = self.finetune.options.parent if self.finetune is not None else ""
-        self.finetune_label.setText(f"Fine-tuning {parent} on {accepted} corrections: step {event.step}")
+        self.finetune_label.setText(f"Fine-tuning {parent} on {accepted} corrections: {finetune_step(event)}")
 
     def finetune_ended(self, record: FinetuneRecord) -> None:
         if record.version is None:
@@ -566,6 +554,7 @@ class QueueWidget(QWidget):
             and not layer.rgb
             and layer.ndim == 3
             and layer is not self.image_layer
+            and not layer.metadata.get(ANIMATION_KEY)  # a run's denoising steps, not a volume
         }
         current = self.volume_box.currentText()
         self.volume_box.clear()

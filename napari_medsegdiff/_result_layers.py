@@ -8,6 +8,7 @@ on the Labels layer as ``metadata["medsegdiff"]``.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,8 @@ import numpy as np
 from ._export import RUN_KEY
 from ._layer_axes import LayerAxes
 from ._placement import Placement
+
+UNCERTAINTY_KEY = "medsegdiff_uncertainty"  # metadata flag of the uncertainty layers made here
 
 if TYPE_CHECKING:
     import napari
@@ -58,6 +61,23 @@ def add_result_layers(viewer: napari.Viewer, run: SegmentationRun, results: list
     A volume gets one 3D Labels layer with the segmented slices filled in. Both layers take
     the image's own transform, so they line up with it in the world.
     """
+    steps = result_layer_steps(viewer, run, results)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def result_layer_steps(
+    viewer: napari.Viewer, run: SegmentationRun, results: list[SegmentationResult]
+) -> Generator[None, None, Any]:
+    """:func:`add_result_layers` one layer at a time: it yields between the layers so that the
+    caller can let the viewer draw and answer clicks in between; returns the Labels layer.
+
+    The uncertainty map of an earlier run on the same image is reused (its data replaced)
+    rather than a second one added.
+    """
     axes, name = run.axes, run.image_layer.name
     labels = np.zeros(axes.labels_shape, dtype=np.uint8)
     ensemble = run.settings.ensemble > 1
@@ -74,15 +94,22 @@ def add_result_layers(viewer: napari.Viewer, run: SegmentationRun, results: list
             metadata[key] = run.image_layer.metadata[key]
     # The uncertainty map under the labels, so that the labels stay on top for editing.
     if uncertainty is not None:
-        run.uncertainty_layer = viewer.add_image(
-            uncertainty,
-            name=f"{name} uncertainty",
-            colormap="cyan",  # black where the members agree: nothing is added there
-            contrast_limits=(0.0, 0.5),  # the spread of probabilities in [0, 1] is at most 0.5
-            opacity=0.6,
-            blending="additive",
-            **run.placement.layer_kwargs(),
-        )
+        earlier = _earlier_uncertainty(viewer, f"{name} uncertainty", uncertainty.shape, run)
+        if earlier is not None:
+            earlier.data = uncertainty
+            run.uncertainty_layer = earlier
+        else:
+            run.uncertainty_layer = viewer.add_image(
+                uncertainty,
+                name=f"{name} uncertainty",
+                colormap="cyan",  # black where the members agree: nothing is added there
+                contrast_limits=(0.0, 0.5),  # the spread of probabilities in [0, 1] is at most 0.5
+                opacity=0.6,
+                blending="additive",
+                metadata={UNCERTAINTY_KEY: True},
+                **run.placement.layer_kwargs(),
+            )
+        yield
     run.labels_layer = viewer.add_labels(
         labels,
         name=f"{name} segmentation",
@@ -91,3 +118,20 @@ def add_result_layers(viewer: napari.Viewer, run: SegmentationRun, results: list
         **run.placement.layer_kwargs(),
     )
     return run.labels_layer
+
+
+def _earlier_uncertainty(
+    viewer: napari.Viewer, name: str, shape: tuple[int, ...], run: SegmentationRun
+) -> Any:
+    """The uncertainty layer an earlier run made for this image, if it is still as placed then."""
+    for layer in viewer.layers:
+        if (
+            layer.name == name
+            and layer.metadata.get(UNCERTAINTY_KEY)
+            and np.shape(layer.data) == shape
+            and np.allclose(layer.scale, run.placement.scale)
+            and np.allclose(layer.translate, run.placement.translate)
+            and np.allclose(layer.affine.affine_matrix, run.placement.affine)
+        ):
+            return layer
+    return None

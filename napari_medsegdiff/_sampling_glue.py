@@ -2,8 +2,12 @@
 
 :func:`segment_layer` runs off the GUI thread (napari's ``create_worker``); the frames it
 yields go to :class:`._animation.StepAnimation` on the GUI thread, and the results it returns
-to :func:`._result_layers.add_result_layers`. Each run first sets its worker thread's torch
-threads from the thread policy (:func:`._cpu_share.use_sampling_threads`).
+to :func:`._result_layers.add_result_layers`. A :class:`Stage` says what the worker is doing
+between frames (loading the model), for the widget's progress line. Whole-image results come
+with the core's verdict on whether they are probably poor
+(:mod:`medsegdiff_training.whole_image_warning`), judged here, off the GUI thread. Each run
+first sets its worker thread's torch threads from the thread policy
+(:func:`._cpu_share.use_sampling_threads`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,26 @@ from ._layer_axes import LayerAxes
 if TYPE_CHECKING:
     from medsegdiff_training.inference import SamplingSettings, SegmentationResult, Segmenter
     from medsegdiff_training.prompted import PromptedSegmentation
+    from medsegdiff_training.whole_image_warning import WholeImageVerdict
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What the worker is doing now, in words (e.g. loading the model)."""
+
+    text: str
+
+
+@dataclass
+class WholeImageResults:
+    """A whole-image run's results, one per slice, and the verdict on each (same order)."""
+
+    results: list[SegmentationResult]
+    verdicts: list[WholeImageVerdict]
+
+    def poor(self) -> list[int]:
+        """The positions (in ``results``) of the answers that are probably poor."""
+        return [index for index, verdict in enumerate(self.verdicts) if verdict.poor]
 
 
 @dataclass
@@ -39,6 +63,8 @@ class Frame:
     window: tuple[int, int, int, int] | None = (
         None  # prompted runs: the first prompt's crop (top, left, bottom, right)
     )
+    batch: int = 0  # prompted runs: which sampler batch of objects, of ``batches``
+    batches: int = 1
 
 
 def segment_layer(
@@ -47,19 +73,27 @@ def segment_layer(
     axes: LayerAxes,
     settings: SamplingSettings,
     slice_indices: list[int],
-) -> Generator[Frame, None, list[SegmentationResult]]:
+) -> Generator[Frame, None, WholeImageResults]:
     """Segment the chosen slices of a layer's data step by step (runs in a worker thread).
 
     ``data`` is the layer's array as it is (a lazy array is read one slice at a time here,
     never on the GUI thread). Stopping the iteration between two frames stops the run.
+    Each answer is judged against the model's training images
+    (:func:`~medsegdiff_training.whole_image_warning.judge_whole_image`).
     """
+    from medsegdiff_training.whole_image_warning import TrainingLook, judge_whole_image
+
     use_sampling_threads()
-    results = []
+    look = TrainingLook.of_checkpoint(segmenter.checkpoint.metadata)
+    results, verdicts = [], []
     for slice_index in slice_indices:
         image = axes.image(data, slice_index)
         steps = segmenter.steps(image, settings, channel_axis=axes.channel_axis)
-        results.append((yield from _frames(steps, slice_index)))
-    return results
+        result = yield from _frames(steps, slice_index)
+        channels_last = np.moveaxis(image, 0, -1) if axes.kind == "channels" else image
+        verdicts.append(judge_whole_image(channels_last, result.probabilities, result.uncertainty, look))
+        results.append(result)
+    return WholeImageResults(results, verdicts)
 
 
 def _frames(
@@ -89,6 +123,8 @@ def _frames(
             first_member_foreground(step.x_t),
             first_member_foreground(step.predicted_x0),
             window,
+            batch,
+            len(windows) if windows else 1,
         )
 
 

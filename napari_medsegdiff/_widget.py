@@ -1,36 +1,40 @@
 """The MedSegDiff dock widget: what the annotator sees.
 
-It only gathers choices and shows results; sampling runs in a napari worker thread
-(:mod:`._sampling_glue` turns the sampler's steps into frames), models come from the
-registry through :mod:`._models`, exports go through :mod:`._export`, and fine-tuning
-runs in a separate process (:mod:`._finetune_dialog`, also reached from the menu
-through :mod:`._menu_commands`).
+Plain choices first (image, how it reads, prompts, model), then **Segment**, a progress bar
+with the stage, the outcome in words (with a warning when a whole-image answer is probably
+poor), the collapsed *Advanced* section (a magicgui form, :mod:`._sampling_form`) and the
+Corrections section (:mod:`._corrections_panel`).
+
+It only gathers choices and shows outcomes: a run is driven by :class:`._segment_job.SegmentJob`
+(worker thread, animation, result layers a piece at a time), the worker side is
+:mod:`._sampling_glue`, models come from the registry through :mod:`._models`, and
+fine-tuning runs in a separate process (:mod:`._finetune_dialog`).
+
+Hand-written Qt stays for the rows that react to the viewer (the image and prompts pickers,
+the model picker with its line, the Read-as row with its one-click alternative) and for the
+buttons and lines of a run; the settings that are a form are magicgui.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QMessageBox,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from medsegdiff_training.sampling_defaults import (  # torch-free: the core's recommendation
-    DEFAULT_SAMPLER,
-    DEFAULT_SEED,
-    DEFAULT_THRESHOLD,
     RECOMMENDED_ENSEMBLE,
     RECOMMENDED_STEPS,
     SAMPLER_LABELS,
@@ -38,26 +42,41 @@ from medsegdiff_training.sampling_defaults import (  # torch-free: the core's re
 )
 
 from ._animation import StepAnimation
+from ._axes_row import AxesRow
 from ._corrections_panel import CorrectionsPanel
-from ._layer_axes import INTERPRETATIONS, LayerAxes, UnsupportedLayerError, interpret
+from ._layer_axes import LayerAxes, UnsupportedLayerError
 from ._messages import user_message
+from ._model_picker import ModelPicker
 from ._models import (
-    UNTRAINED,
     device_choices,
-    fill_device_box,
     forget_models,
+    is_loaded,
     known_device_choices,
+    model_channels,
     model_choices,
-    read_model_choices,
+    model_roles,
+    set_device_choices,
 )
 from ._placement import placement_of
 from ._prompt_results import add_prompted_objects, add_propagated_object, pending_prompts_for
 from ._prompts_panel import PromptsPanel
-from ._result_layers import SegmentationRun, add_result_layers
-from ._sampling_glue import Frame, propagate_in_layer, segment_layer, segment_prompts_in_layer
+from ._result_layers import SegmentationRun, result_layer_steps
+from ._run_progress import RunProgress
+from ._sampling_form import SamplingForm
+from ._sampling_glue import (
+    Stage,
+    WholeImageResults,
+    propagate_in_layer,
+    segment_layer,
+    segment_prompts_in_layer,
+)
+from ._scrolling import scroll_content
+from ._segment_job import SegmentJob
 
 if TYPE_CHECKING:
     import napari
+
+__all__ = ["RECOMMENDED_ENSEMBLE", "RECOMMENDED_STEPS", "SAMPLERS", "SegmentWidget"]
 
 SAMPLERS = SAMPLER_LABELS  # (label shown, sampler name), in the order shown
 
@@ -73,7 +92,7 @@ class SegmentWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.worker: Any = None
+        self.job: SegmentJob | None = None
         self.current_run: SegmentationRun | None = None  # the run in progress, or the last one
         self.last_run: SegmentationRun | None = None  # the last run that finished with a result
         # Injectable answers to yes/no questions, so tests need no modal dialog.
@@ -81,80 +100,41 @@ class SegmentWidget(QWidget):
         self._build()
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self._refresh_layers()
         self._choices_ready = False
         self._checked_devices: list[tuple[str, str | None]] | None = None  # set by a worker
         self._read_choices_when_opening()
+        self._refresh_layers()
+        self._fitted = False
 
     # -- the form ---------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(scroll_content(self, fit_content=True))
         form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.image_box = QComboBox()
+        self.image_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.image_box.setMinimumContentsLength(12)
         self.image_box.currentIndexChanged.connect(self._describe_layer)
-        self.axes_box = QComboBox()
-        self.axes_box.addItems(INTERPRETATIONS)
+        self.axes = AxesRow()
+        self.axes_box, self.axes_label = self.axes.box, self.axes.label
         self.axes_box.currentIndexChanged.connect(self._describe_layer)
-        self.axes_label = QLabel()
-        self.axes_label.setWordWrap(True)
-        self.model_box = QComboBox()
-        self.model_box.addItem("reading the model registry…", None)
-        self.device_box = QComboBox()
-        self.sampler_box = QComboBox()
-        for label, name in SAMPLERS:
-            self.sampler_box.addItem(label, name)
-        self.steps = QSpinBox()
-        self.steps.setRange(1, 1000)
-        self.sampler_box.currentIndexChanged.connect(
-            lambda: self.steps.setValue(RECOMMENDED_STEPS[self.sampler_box.currentData()])
-        )
-        self.sampler_box.setCurrentIndex(self.sampler_box.findData(DEFAULT_SAMPLER))
-        self.steps.setValue(RECOMMENDED_STEPS[DEFAULT_SAMPLER])
-        self.ensemble = QSpinBox()
-        self.ensemble.setRange(1, 32)
-        self.ensemble.setValue(RECOMMENDED_ENSEMBLE)
-        self.ensemble.setToolTip(
-            "Samples averaged into the result (one batch); more than one also adds an uncertainty layer."
-        )
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
-        self.seed.setValue(DEFAULT_SEED)
-        self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(0.01, 0.99)
-        self.threshold.setSingleStep(0.05)
-        self.threshold.setValue(DEFAULT_THRESHOLD)
-        self.threshold.setToolTip("Foreground threshold of binary models; K-class models take the argmax.")
-        self.scope_box = QComboBox()
-        self.scope_box.addItems(["current slice", "all slices"])
-        self.show_x0 = QCheckBox("animate the predicted x₀ instead of x_t")
         self.prompts = PromptsPanel(self.viewer, on_propagate=self.propagate)
         self.prompts_box, self.same_label = self.prompts.prompts_box, self.prompts.same_label
         self.prompts.draw_button.clicked.connect(self.draw_boxes)
-        form.addRow("Image layer", self.image_box)
-        form.addRow("Read as", self.axes_box)
-        form.addRow("", self.axes_label)
+        self.models = ModelPicker()
+        self.model_box = self.models.box
+        self.models.changed.connect(self._describe_layer)
+        form.addRow("Image", self.image_box)
+        form.addRow("Read as", self.axes)
         form.addRow("Prompts", self.prompts)
-        form.addRow("Model", self.model_box)
-        form.addRow("Device", self.device_box)
-        form.addRow("Sampler", self.sampler_box)
-        form.addRow("Steps", self.steps)
-        form.addRow("Ensemble", self.ensemble)
-        form.addRow("Seed", self.seed)
-        form.addRow("Threshold", self.threshold)
-        form.addRow("Volumes", self.scope_box)
-        form.addRow(self.show_x0)
+        form.addRow("Model", self.models)
         layout.addLayout(form)
-        buttons = QHBoxLayout()
-        self.run_button, self.cancel_button = QPushButton("Segment"), QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        layout.addLayout(buttons)
-        self.status = QLabel("Choose an image layer and press Segment.")
-        self.status.setWordWrap(True)
-        layout.addWidget(self.status)
+        self._build_run_area(layout)
+        self.advanced = SamplingForm()
+        self.advanced_section = QCollapsible(self._advanced_title())
+        self.advanced_section.addWidget(self.advanced.native)
+        self.advanced.changed.connect(lambda *_: self.advanced_section.setText(self._advanced_title()))
+        layout.addWidget(self.advanced_section)
         self.corrections = CorrectionsPanel(
             self.viewer,
             image_layer=self.image_layer,
@@ -164,6 +144,37 @@ class SegmentWidget(QWidget):
         )
         layout.addWidget(self.corrections)
         layout.addStretch(1)
+
+    def _build_run_area(self, layout: QVBoxLayout) -> None:
+        """Segment and Cancel, the progress bar, the status line and the warning line."""
+        buttons = QHBoxLayout()
+        self.run_button, self.cancel_button = QPushButton("Segment"), QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout.addLayout(buttons)
+        self.progress = RunProgress()
+        layout.addWidget(self.progress)
+        self.status = QLabel("Choose an image layer and press Segment.")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        self.warning = QLabel()  # a whole-image answer that is probably poor, in words
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("color: #e8a33d;")
+        self.warning.setVisible(False)
+        layout.addWidget(self.warning)
+
+    def _advanced_title(self) -> str:
+        return f"Advanced: {self.advanced.summary()}"
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        """Fit the view once the dock has taken its room (the canvas is narrower then)."""
+        super().showEvent(event)
+        if not self._fitted:
+            self._fitted = True
+            QTimer.singleShot(0, self.viewer.reset_view)
 
     # -- layers, models, store ------------------------------------------------------------
     def _image_layers(self) -> list[Any]:
@@ -177,6 +188,8 @@ class SegmentWidget(QWidget):
         self.image_box.blockSignals(True)
         self.image_box.clear()
         self.image_box.addItems(names)
+        for index, name in enumerate(names):
+            self.image_box.setItemData(index, name, Qt.ItemDataRole.ToolTipRole)  # the full name
         if current in names:
             self.image_box.setCurrentText(current)
         self.image_box.blockSignals(False)
@@ -202,6 +215,10 @@ class SegmentWidget(QWidget):
         name = self.image_box.currentText()
         return next((layer for layer in self._image_layers() if layer.name == name), None)
 
+    @staticmethod
+    def _stacked(layer: Any) -> bool:
+        return (layer.metadata.get("dicom") or {}).get("kind") in ("volume", "frames")
+
     def layer_axes(self, layer: Any) -> LayerAxes:
         """How the widget reads ``layer`` (the "Read as" choice); UnsupportedLayerError if it cannot."""
         if layer.multiscale:
@@ -209,18 +226,20 @@ class SegmentWidget(QWidget):
                 f"'{layer.name}' is a multiscale (pyramid) image; MedSegDiff segments single-scale "
                 "images. Open the full-resolution image (or a region of it) as its own layer."
             )
-        stacked = (layer.metadata.get("dicom") or {}).get("kind") in ("volume", "frames")
-        return interpret(np.shape(layer.data), bool(layer.rgb), self.axes_box.currentText(), stacked)
+        return self.axes.read(np.shape(layer.data), bool(layer.rgb), self._stacked(layer))
 
     def _describe_layer(self, *_: object) -> None:
         layer = self.image_layer()
         if layer is None:
             self.axes_label.setText("No image layer: open an image or a sample first.")
+            self.axes.switch_button.setVisible(False)
             return
-        try:
-            self.axes_label.setText(self.layer_axes(layer).describe())
-        except UnsupportedLayerError as error:
-            self.axes_label.setText(str(error))
+        if layer.multiscale:
+            self.axes_label.setText(f"'{layer.name}' is a multiscale (pyramid) image: not segmented.")
+            return
+        model = self.models.whole_image_version()
+        channels = model_channels(model) if self._choices_ready else None
+        self.axes.describe(np.shape(layer.data), bool(layer.rgb), self._stacked(layer), model, channels)
 
     def _read_choices_when_opening(self) -> None:
         """Fill the model and device pickers without importing torch.
@@ -245,54 +264,39 @@ class SegmentWidget(QWidget):
         if fallback is not None:
             show_warning(f"MedSegDiff: {fallback}")
 
-    def _fill_choices(self, choices: tuple[list[tuple[str, str]], str]) -> None:
-        models, selected = choices
-        self._fill_models(models, selected, self.model_box.currentData())
-        self._choices_ready = True
-        self.corrections.refresh_count()  # the store's manifest: no torch either
-
     def ensure_choices(self) -> None:
         """Fill the model picker if it is not filled yet (the constructor does, unless the
         registry could not be read then)."""
         if not self._choices_ready:
-            self._fill_choices(read_model_choices())
+            self.models.fill(model_choices(), model_roles())
+            self._choices_ready = True
+            self.corrections.refresh_count()  # the store's manifest: no torch either
 
     def _fill_devices(self, devices: list[tuple[str, str | None]] | None) -> None:
         """Offer ``devices`` (unusable ones greyed out); None: every device, not checked yet."""
         self.devices_checked = devices is not None
-        fill_device_box(self.device_box, devices)
-
-    def _fill_models(self, models: list[tuple[str, str]], selected: str, current: Any) -> None:
-        self.model_box.clear()
-        for label, name in models:
-            self.model_box.addItem(label, name)
-        index = self.model_box.findData(current) if current else -1
-        if index < 0:
-            index = self.model_box.findData(selected)
-        self.model_box.setCurrentIndex(max(index, 0))
+        set_device_choices(self.advanced.device, devices)
 
     def refresh_models(self, select: str | None = None) -> None:
-        """Re-read the model registry into the picker, optionally selecting ``select``."""
-        from medsegdiff_training.registry import ModelRegistry
-
+        """Re-read the model registry into the picker, optionally choosing ``select``."""
         if not self._choices_ready:
             self.ensure_choices()
-        self._fill_models(model_choices(), ModelRegistry().selected(), select or self.model_box.currentData())
+        self.models.fill(model_choices(), model_roles(), select or self.models.chosen())
 
     def model_version(self) -> str:
+        """The version a whole-image run uses (and the fine-tune dialog starts from)."""
         self.ensure_choices()
-        return str(self.model_box.currentData() or UNTRAINED)
+        return self.models.whole_image_version()
 
     # -- segmenting -------------------------------------------------------------------------
+    @property
+    def worker(self) -> Any:
+        """The running worker, or None: set from Segment until the result layers are in."""
+        return None if self.job is None else self.job.worker
+
     def settings(self) -> SamplingSettings:
-        """The sampling settings the form shows (no torch: the GUI thread builds them)."""
-        return SamplingSettings(
-            sampler=str(self.sampler_box.currentData()),
-            steps=self.steps.value(),
-            ensemble=self.ensemble.value(),
-            seed=self.seed.value(),
-            threshold=self.threshold.value(),
-        )
+        """The sampling settings the Advanced form shows (no torch: the GUI thread builds them)."""
+        return self.advanced.settings()
 
     def _checked_layer(self) -> tuple[Any, LayerAxes] | None:
         """The chosen image layer and how it reads, or None after saying why not."""
@@ -309,7 +313,7 @@ class SegmentWidget(QWidget):
         except UnsupportedLayerError as error:
             show_error(f"MedSegDiff: {error}")
             return None
-        if self.worker is not None:
+        if self.job is not None:
             show_error("MedSegDiff is already segmenting; wait for it or press Cancel.")
             return None
         return layer, axes
@@ -326,30 +330,35 @@ class SegmentWidget(QWidget):
         chosen = self.prompts.chosen(layer, axes, slices[0])
         if chosen is False:
             return None
-        if chosen is None and axes.kind == "volume" and self.scope_box.currentText() == "all slices":
+        if chosen is None and axes.kind == "volume" and self.advanced.scope.value == "all slices":
             slices = list(range(axes.slices))
-        prompts, last_size = [], None
-        if chosen:
-            prompts, last_size = pending_prompts_for(self.viewer, layer, axes, chosen[1], slices[0])
-            if not prompts:
-                show_error(
-                    f"MedSegDiff: every prompt in '{chosen[0].name}' is segmented already; draw another "
-                    "box, or remove the segmentation layer to segment them again."
-                )
-                return None
-        data = layer.data  # read in the worker, one slice at a time (it may be a lazy array)
+        if not chosen:
+            data = layer.data  # read in the worker, one slice at a time (it may be a lazy array)
 
-        def work(segmenter, settings):  # runs in the worker thread
-            if prompts:
-                return (
-                    yield from segment_prompts_in_layer(
-                        segmenter, data, axes, settings, slices[0], prompts, last_size
-                    )
-                )
-            return (yield from segment_layer(segmenter, data, axes, settings, slices))
+            def whole(segmenter, settings):  # runs in the worker thread
+                return (yield from segment_layer(segmenter, data, axes, settings, slices))
 
-        self._mode, self._prompts = ("prompts" if prompts else "whole"), prompts
-        return self._start(work, layer, axes, slices, steps_per_slice=True)
+            return self._start(
+                whole, layer, axes, slices, self.models.whole_image_version(), self._finish_whole
+            )
+        prompts, last_size = pending_prompts_for(self.viewer, layer, axes, chosen[1], slices[0])
+        if not prompts:
+            show_error(
+                f"MedSegDiff: every prompt in '{chosen[0].name}' is segmented already; draw another "
+                "box, or remove the segmentation layer to segment them again."
+            )
+            return None
+        data = layer.data
+
+        def prompted(segmenter, settings):  # runs in the worker thread
+            return (
+                yield from segment_prompts_in_layer(
+                    segmenter, data, axes, settings, slices[0], prompts, last_size
+                )
+            )
+
+        finish = self._finish_prompts(prompts)
+        return self._start(prompted, layer, axes, slices, self.models.box_version(), finish)
 
     def propagate(self) -> Any:
         """Follow the first prompt on this volume slice through the volume; returns the worker."""
@@ -375,52 +384,59 @@ class SegmentWidget(QWidget):
         def work(segmenter, settings):  # runs in the worker thread
             return (yield from propagate_in_layer(segmenter, data, axes, settings, start, prompt))
 
-        self._mode, self._prompts = "propagate", [prompt]
-        return self._start(work, layer, axes, [start], steps_per_slice=False)
+        return self._start(work, layer, axes, [start], self.models.box_version(), self._finish_propagated)
 
-    def _start(self, work: Any, layer: Any, axes: LayerAxes, slices: list[int], steps_per_slice: bool) -> Any:
-        from napari.qt.threading import create_worker
-        from napari.utils import progress
+    def _start(
+        self,
+        work: Callable[..., Generator[Any, None, Any]],
+        layer: Any,
+        axes: LayerAxes,
+        slices: list[int],
+        version: str,
+        finish: Callable[[Any], Generator[None, None, str]],
+    ) -> Any:
         from napari.utils.notifications import show_error
 
         try:
-            settings, version = self.settings(), self.model_version()
+            settings = self.settings()
+            self.ensure_choices()
         except Exception as error:  # e.g. an unreadable registry.json: say so, raise nothing
             show_error(f"MedSegDiff could not read the model registry: {user_message(error)}")
             return None
-        device = str(self.device_box.currentData())
+        device = str(self.advanced.device.value)
+        checked = self.devices_checked
 
-        def load_and_work():
+        def load_and_work():  # runs in the worker thread
+            import sys
+
             from ._models import get_segmenter
 
-            if not self.devices_checked:  # torch is being loaded here anyway
+            if not is_loaded(version, device):
+                first = "" if "torch" in sys.modules else " (and PyTorch, the first time)"
+                yield Stage(f"Loading the model '{version}'{first}…")
+            segmenter = get_segmenter(version, device)
+            if not checked:  # torch is loaded by now anyway
                 self._checked_devices = device_choices()
-            return (yield from work(get_segmenter(version, device), settings))
+            return (yield from work(segmenter, settings))
 
         placement = placement_of(layer, axes)
         self.current_run = SegmentationRun(layer, axes, placement, version, device, settings, slices)
-        self._animation = StepAnimation(self.viewer, layer, axes, placement, self.show_x0.isChecked())
-        self._stopping = False
-        self.worker = create_worker(load_and_work, _ignore_errors=True)  # errors go to _on_error
-        total = settings.resolved_steps() * len(slices) if steps_per_slice else axes.slices
-        self._progress = progress(total=total, desc="MedSegDiff sampling")
-        self.worker.yielded.connect(self._on_frame)
-        self.worker.returned.connect(self._on_results)
-        self.worker.errored.connect(self._on_error)
-        self.worker.aborted.connect(self._on_aborted)
-        self.worker.finished.connect(self._on_finished)
+        animation = StepAnimation(self.viewer, layer, axes, placement, bool(self.advanced.animate_x0.value))
+        self.job = SegmentJob(
+            load_and_work, animation, self.progress, finish, self._on_end, slices=len(slices)
+        )
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.status.setText(f"Loading '{version}' and sampling…")
-        self.worker.start()
-        return self.worker
+        self.warning.setVisible(False)
+        self.status.setText(f"Segmenting '{layer.name}' with '{version}'…")
+        self.progress.stage(f"Starting '{version}'…")
+        return self.job.start()
 
     def cancel(self) -> None:
         """Stop the run after the step in progress; it leaves no layer behind."""
-        if self.worker is not None:
+        if self.job is not None:
             self.status.setText("Cancelling after this step…")
-            self._stopping = True  # frames already queued for the GUI are dropped
-            self.worker.quit()
+            self.job.cancel()
 
     def _current_slice(self, layer: Any, axes: LayerAxes) -> int:
         if axes.kind != "volume":
@@ -428,57 +444,70 @@ class SegmentWidget(QWidget):
         position = layer.world_to_data(self.viewer.dims.point)
         return int(np.clip(round(float(position[axes.slice_axis])), 0, axes.slices - 1))
 
-    def _on_frame(self, frame: Frame | int) -> None:
-        if self._stopping:
-            return
-        if isinstance(frame, int):  # propagation: a slice is done
-            self.status.setText(f"Propagating: slice {frame} segmented")
-            self._progress.update(1)
-            return
-        self._animation.show(frame)
-        where = f"slice {frame.slice_index}: " if self.current_run.axes.kind == "volume" else ""
-        self.status.setText(f"{where}step {frame.step + 1}/{frame.total_steps} (t = {frame.t})")
-        # Last: napari's progress bar processes pending events, so the run may end in this call.
-        self._progress.update(1)
+    # -- how a run ends: its result into layers (SegmentJob runs these a piece at a time) -----
+    _DONE = "is ready to correct with the label tools; then Export correction."
 
-    def _on_results(self, results: Any) -> None:
-        done = "is ready to correct with the label tools; then Export correction."
-        if self._mode == "propagate":
-            labels_layer, slices = add_propagated_object(
-                self.viewer, self.current_run, results, self.same_label.isChecked()
+    def _finish_whole(self, found: WholeImageResults) -> Generator[None, None, str]:
+        run = self.current_run
+        labels_layer = yield from result_layer_steps(self.viewer, run, found.results)
+        self._select(labels_layer)
+        self._warn_if_poor(found, run)
+        return f"Done: '{labels_layer.name}' {self._DONE}"
+
+    def _finish_prompts(self, prompts: list[Any]) -> Callable[[Any], Generator[None, None, str]]:
+        def finish(result: Any) -> Generator[None, None, str]:
+            labels_layer, outcome = add_prompted_objects(
+                self.viewer, self.current_run, result, prompts, self.same_label.isChecked()
             )
-            done = f"holds the object on {slices} slice(s); it " + done
-        elif self._mode == "prompts":
-            labels_layer, added = add_prompted_objects(
-                self.viewer, self.current_run, results, self._prompts, self.same_label.isChecked()
-            )
-            done = f"holds {added} new object(s) of {len(self._prompts)} prompt(s); it " + done
-        else:
-            labels_layer = add_result_layers(self.viewer, self.current_run, results)
+            yield
+            self._select(labels_layer)
+            return f"Done: '{labels_layer.name}' holds {outcome.describe(len(prompts))}; it {self._DONE}"
+
+        return finish
+
+    def _finish_propagated(self, masks: Any) -> Generator[None, None, str]:
+        labels_layer, slices = add_propagated_object(
+            self.viewer, self.current_run, masks, self.same_label.isChecked()
+        )
+        yield
+        self._select(labels_layer)
+        return f"Done: '{labels_layer.name}' holds the object on {slices} slice(s); it {self._DONE}"
+
+    def _select(self, labels_layer: Any) -> None:
         self.viewer.layers.selection.active = labels_layer
         self.last_run = self.current_run
-        self.status.setText(f"Done: '{labels_layer.name}' {done}")
 
-    def _on_error(self, error: BaseException) -> None:
+    def _warn_if_poor(self, found: WholeImageResults, run: SegmentationRun) -> None:
+        """Say (a line and a notification) when the whole-image answer is probably poor."""
+        from napari.utils.notifications import show_warning
+
+        poor = found.poor()
+        if not poor:
+            return
+        verdict = found.verdicts[poor[0]]
+        message = verdict.message(f"'{run.model_version}'")
+        if len(found.results) > 1:
+            message = f"On {len(poor)} of {len(found.results)} slices: " + message
+        self.warning.setText("⚠ " + message)
+        self.warning.setVisible(True)
+        show_warning(f"MedSegDiff: {message}")
+
+    def _on_end(self, message: str | None, ok: bool) -> None:
+        """The job is over: say how, and make the widget ready for the next run."""
         from napari.utils.notifications import show_error
 
-        self._stopping = True  # like a cancel: the half-made animation goes
-        self.status.setText("Failed: nothing was added.")
-        show_error(f"MedSegDiff: {user_message(error)}")
-
-    def _on_aborted(self) -> None:
-        self._stopping = True
-        self.status.setText("Cancelled: nothing was added.")
-
-    def _on_finished(self) -> None:
+        job, self.job = self.job, None
         if self._checked_devices is not None and not self.devices_checked:
             self._fill_devices(self._checked_devices)  # grey out what this machine lacks
-        if self._stopping:  # cancelled or failed: no Labels layer, and no half-made animation
-            self._animation.discard()
-        self._progress.close()
-        self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+        if ok:
+            self.status.setText(message or "Done.")
+        elif job is not None and job.error is not None:
+            self.status.setText("Failed: nothing was added.")
+            show_error(f"MedSegDiff: {user_message(job.error)}")
+        else:
+            self.status.setText("Cancelled: nothing was added.")
 
     # -- corrections and fine-tuning (the Corrections panel does the work) ---------------------
     @property
@@ -498,6 +527,6 @@ class SegmentWidget(QWidget):
         return self.corrections.open_finetune_dialog()
 
     def _on_new_version(self, version: str, switch: bool) -> None:
-        """Fine-tuning made ``version``: list it in the picker, and select it if asked to."""
+        """Fine-tuning made ``version``: list it in the picker, and choose it if asked to."""
         forget_models()
         self.refresh_models(select=version if switch else None)

@@ -1,6 +1,6 @@
 """Save a picture of a DICOM ultrasound cine loop segmented in napari (for the README).
 
-    xvfb-run -a -s "-screen 0 1600x1200x24" .venv/bin/python scripts/dicom_screenshot.py
+    xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/dicom_screenshot.py
 
 Wraps the plugin's three DDTI sample images as the frames of one multi-frame ultrasound
 DICOM file (pydicom, 0.1 mm pixels given as an ultrasound region), opens it through the
@@ -52,19 +52,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "docs/images/dicom-ultrasound.png")
     args = parser.parse_args()
-    import napari
-    from napari._qt import qt_main_window
-
-    qt_main_window.SHOW_QT_WARNING = False  # napari 0.9's PyQt5 deprecation toast
-    from screenshot import segment_and_save  # scripts/ is on the path when run as a script
+    from screenshot import open_viewer, segment_and_save  # scripts/ is on the path when run as a script
 
     folder = Path(tempfile.mkdtemp())
     write_cine(folder / "thyroid-cine.dcm")
-    viewer = napari.Viewer(title="napari — MedSegDiff")
-    viewer.window.resize(1400, 900)
+    viewer, widget = open_viewer()
     [image] = viewer.open(str(folder / "thyroid-cine.dcm"), plugin="napari-medsegdiff")
     viewer.dims.set_point(0, 1)  # the second frame
-    _, widget = viewer.window.add_plugin_dock_widget("napari-medsegdiff", "MedSegDiff")
     widget.image_box.setCurrentText(image.name)
     segment_and_save(viewer, widget, args.out)  # the same last steps as the README's other picture
 

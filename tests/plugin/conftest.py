@@ -49,8 +49,10 @@ def widget(make_napari_viewer, tiny_model):
     """A viewer with the MedSegDiff widget docked through the plugin manifest."""
     viewer = make_napari_viewer()
     _, dock = viewer.window.add_plugin_dock_widget("napari-medsegdiff", "MedSegDiff")
-    dock.steps.setValue(3)
-    dock.ensemble.setValue(1)  # one sample unless a test asks for more (test_widget checks the defaults)
+    dock.advanced.steps.value = 3
+    dock.advanced.ensemble.value = (
+        1  # one sample unless a test asks for more (test_widget checks the defaults)
+    )
     return dock
 
 

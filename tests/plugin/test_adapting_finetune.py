@@ -33,7 +33,7 @@ def test_colour_corrections_with_a_new_label_make_a_three_class_rgb_child(qtbot,
     widget.confirm = lambda question: True
     dialog = widget.open_finetune_dialog()
     assert dialog.child_label.text() == "3 classes, RGB (the parent: binary, grey)"
-    dialog.steps.setValue(1)
+    dialog.options.steps.value = 1
     finished = []
     dialog.start()
     dialog.process.done.connect(finished.append)

@@ -51,17 +51,25 @@ def test_segment_paint_export_finetune_and_segment_again(qtbot, widget, medsegdi
 
     widget.confirm = lambda question: True  # "switch to the new version?" -> yes
     dialog = widget.open_finetune_dialog()
-    dialog.steps.setValue(2)
-    finished = []
+    dialog.options.steps.value = 2
+    finished, stages = [], []
     dialog.start()
+    # at once, before the process has said anything: a stage in words, not silence (issue 30)
+    assert dialog.run_progress.text.startswith("Starting the fine-tune process")
+    assert not dialog.run_progress.isHidden()
+    dialog.process.progress.connect(lambda _: stages.append(dialog.run_progress.text))
     dialog.process.done.connect(finished.append)
     dialog.process.failed.connect(finished.append)
     qtbot.waitUntil(lambda: bool(finished), timeout=120_000)
     event = finished[0]
+    assert any(stage.startswith("Fine-tune step") and " of 2" in stage for stage in stages), stages
+    assert dialog.run_progress.isHidden()  # gone once it ended
     from medsegdiff_training.finetune_events import FinetuneDone
 
     assert isinstance(event, FinetuneDone), event
     assert dialog._progress is None and "New model version" in dialog.status.text()  # bar closed
+    # one correction: none held out, so the two versions were not compared, and it says so
+    assert "was not compared with tiny: no correction was held out" in dialog.status.text()
     from medsegdiff_training.registry import ModelRegistry
 
     version = ModelRegistry().get(event.version)
@@ -87,7 +95,7 @@ def test_cancelling_a_finetune_leaves_the_registry_as_it_was(qtbot, widget, meds
     widget.export_correction()
     before = _digest(medsegdiff_home / "models")
     dialog = widget.open_finetune_dialog()
-    dialog.steps.setValue(100000)
+    dialog.options.steps.value = 100000
     outcome = []
     dialog.start()
     dialog.process.progress.connect(lambda event: dialog.cancel())
@@ -150,7 +158,7 @@ def test_the_menu_bar_offers_export_and_finetune_under_layers_segment(qtbot, wid
     finetune.trigger()
     qtbot.waitUntil(lambda: widget.corrections.finetune_dialog is not None, timeout=10_000)
     dialog = widget.corrections.finetune_dialog
-    assert dialog.isVisible() and dialog.parent_box.currentData() == "tiny"
+    assert dialog.isVisible() and dialog.options.parent_model.value == "tiny"
     dialog.close()
 
 
@@ -194,7 +202,7 @@ def test_an_unwritable_store_is_a_notification_and_loses_nothing(qtbot, widget, 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the store's folder would go")
     widget.corrections.set_store(blocker / "corrections")
-    assert widget.corrections.store_label.text() == str(blocker / "corrections")
+    assert widget.corrections.store_label.toolTip() == str(blocker / "corrections")
     assert widget.export_correction() is None
     assert any("could not export" in m for severity, m in notifications() if severity == "error")
     assert not (blocker / "corrections").exists()
@@ -243,9 +251,9 @@ def test_a_failing_finetune_is_a_notification_and_registers_nothing(qtbot, widge
 
     versions_before = [version.name for version in ModelRegistry().versions()]
     dialog = widget.open_finetune_dialog()
-    dialog.steps.setValue(2)
-    dialog.mix_original.setChecked(True)  # the tiny parent names no original data, none given
-    assert dialog.original_images.parentWidget().isEnabled()
+    dialog.options.steps.value = 2
+    dialog.options.mix_original.value = True  # the tiny parent names no original data, none given
+    assert dialog.options.original_images.enabled
     failed = []
     dialog.start().failed.connect(failed.append)
     qtbot.waitUntil(lambda: bool(failed), timeout=120_000)
@@ -264,7 +272,7 @@ def test_closing_the_viewer_mid_finetune_stops_it_cleanly(qtbot, widget, medsegd
     widget.export_correction()
     before = _digest(medsegdiff_home / "models")
     dialog = widget.open_finetune_dialog()
-    dialog.steps.setValue(100000)
+    dialog.options.steps.value = 100000
     process = dialog.start()
     # generous bounds, not sleeps: a loaded machine takes long to import torch and to stop
     with qtbot.waitSignal(process.progress, timeout=600_000):

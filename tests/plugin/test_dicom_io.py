@@ -30,8 +30,8 @@ def test_a_dicom_folder_opens_segments_and_saves_as_seg(qtbot, widget, tmp_path,
     widget.image_box.setCurrentText(image.name)
     # A DICOM series of 3 slices is a volume, not the 3-channel image a plain 3x40x36 array reads as.
     assert widget.axes_label.text() == "volume of 3 slices of 40x36 (axis 0)"
-    widget.scope_box.setCurrentText("all slices")
-    widget.steps.setValue(2)
+    widget.advanced.scope.value = "all slices"
+    widget.advanced.steps.value = 2
     worker = widget.run()
     assert worker is not None
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)

@@ -46,7 +46,7 @@ def test_a_three_class_model_labels_prompted_objects_with_classes(qtbot, widget,
     viewer.add_image(np.random.default_rng(0).normal(100, 20, (300, 500)).astype(np.float32), name="frame")
     shapes = viewer.add_shapes([rectangle(b) for b in BOXES[:2]], shape_type="rectangle", name="boxes")
     widget._refresh_layers()
-    widget.threshold.setValue(0.3)  # the untrained model's foreground is 1 - P(background), about 2/3
+    widget.advanced.threshold.value = 0.3  # the untrained model's foreground is 1 - P(background), about 2/3
     assert widget.run() is not None
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     layer = viewer.layers["frame segmentation"]

@@ -152,7 +152,7 @@ def test_propagate_follows_a_box_through_a_volume_into_one_3d_labels_layer(qtbot
     shapes = widget.draw_boxes()
     assert shapes.ndim == 3
     shapes.add_rectangles(np.array([[5, 20, 20], [5, 20, 40], [5, 40, 40], [5, 40, 20]]))
-    widget.threshold.setValue(0.01)  # the untrained tiny model then claims its whole crop
+    widget.advanced.threshold.value = 0.01  # the untrained tiny model then claims its whole crop
     worker = widget.propagate()
     assert worker is not None
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
@@ -163,3 +163,59 @@ def test_propagate_follows_a_box_through_a_volume_into_one_3d_labels_layer(qtbot
     assert all(labels[z].any() for z in range(12))  # the crop never vanished: both volume ends reached
     assert "on 12 slice(s)" in widget.status.text()
     assert labels_layer.metadata["medsegdiff"]["propagated"] == [list(range(12))]
+
+
+def test_a_box_over_an_object_already_segmented_resegments_it_and_keeps_painted_pixels(qtbot, widget):
+    """Issue 30: a box after a whole-image run used to add "0 new object(s)" and change nothing."""
+    from medsegdiff_training.inference import Segmenter
+    from medsegdiff_training.prompted import segment_prompts
+    from medsegdiff_training.prompts import Box
+    from medsegdiff_training.registry import ModelRegistry
+
+    viewer = widget.viewer
+    image = np.random.default_rng(0).random((80, 100)).astype(np.float32)
+    viewer.add_image(image, name="scan")
+    widget._refresh_layers()
+    widget.prompts_box.setCurrentText("whole image")
+    widget.advanced.threshold.value = 0.01  # the untrained model then calls the whole image object
+    run_and_wait(qtbot, widget)
+    labels_layer = viewer.layers["scan segmentation"]
+    assert (np.asarray(labels_layer.data) == 1).all()
+    edited = np.asarray(labels_layer.data).copy()
+    edited[20:24, 30:34] = 5  # painted by the annotator inside the coming box
+    edited[40:42, 50:52] = 0  # erased by the annotator inside the coming box
+    labels_layer.data = edited
+
+    def vertices(box):
+        return np.array([[box.y0, box.x0], [box.y0, box.x1], [box.y1, box.x1], [box.y1, box.x0]]) - 0.5
+
+    box = Box(25, 15, 75, 60)  # x0, y0, x1, y1: the pixels of rows 15-59, columns 25-74
+    shapes = viewer.add_shapes([vertices(box)], shape_type="rectangle", name="boxes")
+    widget.prompts_box.setCurrentText("boxes")
+    widget.advanced.threshold.value = 0.5
+    run_and_wait(qtbot, widget)
+    after = np.asarray(viewer.layers["scan segmentation"].data)
+    assert len([layer for layer in viewer.layers if layer.name.startswith("scan segmentation")]) == 1
+    assert "1 object(s) re-segmented (your painted pixels kept); 0 new object(s) of 1 prompt(s)" in (
+        widget.status.text()
+    )
+    expected = segment_prompts(
+        Segmenter(ModelRegistry().load("tiny"), device="cpu"), image, [box], widget.settings()
+    ).labels
+    inside = np.zeros(after.shape, bool)
+    inside[15:60, 25:75] = True
+    painted = edited != 1
+    assert 0 < expected[inside].mean() < 1  # the box's answer is not the whole-image one
+    # under the box: the box's answer (keeping the object's id 1), except what was painted
+    assert np.array_equal(after[inside & ~painted], (expected[inside & ~painted] > 0).astype(after.dtype))
+    assert np.array_equal(after[painted], edited[painted])  # the paint and the erasure stay
+    assert np.array_equal(after[~inside], edited[~inside])  # the model's pixels elsewhere stay
+
+    # a box over pixels the annotator painted: nothing to re-segment there, and it says so
+    after[62:78, 5:20] = 7
+    viewer.layers["scan segmentation"].data = after
+    shapes.add_rectangles(vertices(Box(5, 62, 20, 78)))
+    run_and_wait(qtbot, widget)
+    final = np.asarray(viewer.layers["scan segmentation"].data)
+    assert (final[62:78, 5:20] == 7).all()
+    assert "1 box(es) over pixels you painted left as they were" in widget.status.text()

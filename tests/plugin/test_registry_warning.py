@@ -22,4 +22,4 @@ def test_opening_the_widget_says_when_the_selected_model_fell_back(
     _, dock = viewer.window.add_plugin_dock_widget("napari-medsegdiff", "MedSegDiff")
     warnings = [message for severity, message in notifications() if severity == "warning"]
     assert len(warnings) == 1 and "'default'" in warnings[0], notifications()
-    assert dock.model_box.currentData() == "default"  # what the warning says is what is used
+    assert dock.models.whole_image_version() == "default"  # what the warning says is what is used

@@ -10,6 +10,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from medsegdiff_training.samplers import RECOMMENDED_ENSEMBLE, RECOMMENDED_STEPS
+from napari_medsegdiff._sampling_glue import Frame
 
 pytestmark = pytest.mark.gui
 
@@ -27,22 +28,23 @@ def test_segmenting_a_sample_animates_every_step_and_leaves_aligned_labels(qtbot
     image = viewer.layers["thyroid ultrasound"]
     image.scale = (0.5, 0.25)
     widget._refresh_layers()
-    widget.steps.setValue(4)
+    widget.advanced.steps.value = 4
     seen, progress_seen, frames_seen = [], [], []
     worker = widget.run()
 
     def on_frame(frame):  # on the GUI thread, once per step: the GUI stays live between steps
+        if not isinstance(frame, Frame):
+            return  # a stage (loading the model)
         seen.append(frame.x_t.copy())
-        progress_seen.append(widget._progress.n)
-        frames_seen.append(len(viewer.layers["thyroid ultrasound x_t"].data))
+        progress_seen.append(widget.progress.bar.value())
+        name = "thyroid ultrasound x_t"
+        frames_seen.append(len(viewer.layers[name].data) if name in viewer.layers else 0)
 
     worker.yielded.connect(on_frame)
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)  # the result layers are in
     # The layer grew and the progress bar advanced while the worker ran, not only at the end.
     assert frames_seen == sorted(frames_seen) and frames_seen[0] < frames_seen[-1]
     assert progress_seen == sorted(progress_seen) and progress_seen[0] < progress_seen[-1]
-    assert widget._progress.n == 4
     frames = viewer.layers["thyroid ultrasound x_t"]
     assert frames.data.shape == (4, 32, 32)  # every step, at the tiny model's resolution
     for frame_corner, image_corner in [((-0.5, -0.5), (-0.5, -0.5)), ((31.5, 31.5), (299.5, 299.5))]:
@@ -72,8 +74,8 @@ def test_results_follow_a_rotated_and_affine_transformed_image(qtbot, widget):
         affine=np.array([[1.0, 0.2, 2.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1.0]]),
     )
     widget._refresh_layers()
-    widget.steps.setValue(2)
-    widget.ensemble.setValue(2)
+    widget.advanced.steps.value = 2
+    widget.advanced.ensemble.value = 2
     run_and_wait(qtbot, widget)
     labels, uncertainty = viewer.layers["scan segmentation"], viewer.layers["scan uncertainty"]
     frames = viewer.layers["scan x_t"]
@@ -90,11 +92,11 @@ def test_cancel_stops_within_a_step_and_adds_no_labels(qtbot, widget):
     viewer = widget.viewer
     viewer.add_image(np.random.rand(40, 40), name="scan")
     widget._refresh_layers()
-    widget.steps.setValue(500)
+    widget.advanced.steps.value = 500
     made, made_at_cancel = [], []
     worker = widget.run()
     # counted in the worker thread as each step is made, whether or not the GUI has shown it yet
-    worker.yielded.connect(lambda frame: made.append(frame.step), Qt.ConnectionType.DirectConnection)
+    worker.yielded.connect(made.append, Qt.ConnectionType.DirectConnection)
 
     def on_frame(frame):
         if not made_at_cancel:
@@ -113,11 +115,11 @@ def test_a_volume_gives_a_3d_labels_layer(qtbot, widget):
     viewer = widget.viewer
     viewer.add_image(np.random.rand(3, 40, 30), name="volume", scale=(2.0, 1.0, 1.0))
     widget._refresh_layers()
-    assert widget.axes_label.text().startswith("3-channel image")  # auto: 3 planes look like channels
+    assert widget.axes_label.text().startswith("Guessed: the 3 planes on axis 0 are channels")
     widget.axes_box.setCurrentText("volume (slices along axis 0)")  # the override
     assert widget.axes_label.text() == "volume of 3 slices of 40x30 (axis 0)"
-    widget.scope_box.setCurrentText("all slices")
-    widget.steps.setValue(2)
+    widget.advanced.scope.value = "all slices"
+    widget.advanced.steps.value = 2
     run_and_wait(qtbot, widget)
     labels = viewer.layers["volume segmentation"]
     assert labels.data.shape == (3, 40, 30)
@@ -126,7 +128,7 @@ def test_a_volume_gives_a_3d_labels_layer(qtbot, widget):
     # Only the slice on screen: a 3D Labels layer with that slice filled in.
     slice_axis = viewer.dims.ndim - 3  # the animation added a leading step axis
     viewer.dims.set_point(slice_axis, 4.0)  # world units: slice 2 at scale 2
-    widget.scope_box.setCurrentText("current slice")
+    widget.advanced.scope.value = "current slice"
     run_and_wait(qtbot, widget)
     assert widget.last_run.slices == [2]
     labels = widget.last_run.labels_layer
@@ -144,8 +146,8 @@ def test_a_volume_can_be_sliced_along_another_axis(qtbot, widget):
     widget._refresh_layers()
     widget.axes_box.setCurrentText("volume (slices along axis 2)")
     assert widget.axes_label.text() == "volume of 3 slices of 20x16 (axis 2)"
-    widget.scope_box.setCurrentText("all slices")
-    widget.steps.setValue(2)
+    widget.advanced.scope.value = "all slices"
+    widget.advanced.steps.value = 2
     run_and_wait(qtbot, widget)
     labels = viewer.layers["stack segmentation"]
     assert labels.data.shape == (20, 16, 3) and tuple(labels.scale) == (1.0, 0.5, 4.0)
@@ -154,7 +156,7 @@ def test_a_volume_can_be_sliced_along_another_axis(qtbot, widget):
     assert np.allclose(frames.extent.world[:, 3], 8.0)
     assert np.allclose(frames.data_to_world((1, -0.5, -0.5, 0))[1:], image.data_to_world((-0.5, -0.5, 2)))
     viewer.dims.set_point(viewer.dims.ndim - 1, 4.0)  # slice 1 along axis 2 (scale 4)
-    widget.scope_box.setCurrentText("current slice")
+    widget.advanced.scope.value = "current slice"
     run_and_wait(qtbot, widget)
     assert widget.last_run.slices == [1]
     assert not widget.last_run.labels_layer.data[:, :, [0, 2]].any()
@@ -164,7 +166,7 @@ def test_an_ensemble_adds_an_uncertainty_layer(qtbot, widget):
     viewer = widget.viewer
     viewer.add_image(np.random.rand(40, 40), name="scan")
     widget._refresh_layers()
-    widget.ensemble.setValue(3)
+    widget.advanced.ensemble.value = 3
     run_and_wait(qtbot, widget)
     uncertainty = viewer.layers["scan uncertainty"]
     assert uncertainty.data.shape == (40, 40)
@@ -219,15 +221,16 @@ def test_the_pickers_fill_in_once_the_widget_is_open(qtbot, widget):
     from medsegdiff_training.device import device_availability
 
     qtbot.waitUntil(lambda: widget._choices_ready, timeout=30_000)
-    assert widget.model_box.currentData() == "tiny"  # the registry's selected version
+    assert widget.model_box.currentData() == "automatic"
+    assert widget.models.whole_image_version() == "tiny"  # the registry's selected version
     reasons = device_availability()
-    for index in range(widget.device_box.count()):
-        item = widget.device_box.model().item(index)
-        reason = reasons[widget.device_box.itemData(index)]
+    for index in range(widget.advanced.device.native.count()):
+        item = widget.advanced.device.native.model().item(index)
+        reason = reasons[widget.advanced.device.native.itemData(index)]
         assert item.isEnabled() == (reason is None)
         assert item.toolTip() == (reason or "")
     widget.refresh_models(select="untrained")  # not in the registry: the selection stays valid
-    assert widget.model_box.currentData() == "tiny"
+    assert widget.models.whole_image_version() == "tiny"
 
 
 def test_opening_the_widget_fills_the_pickers_without_loading_torch(medsegdiff_home):
@@ -246,17 +249,16 @@ def test_opening_the_widget_fills_the_pickers_without_loading_torch(medsegdiff_h
     script = (
         "import json, sys\n"
         "import numpy as np, napari\n"
-        "from qtpy.QtCore import QEventLoop\n"
         "from qtpy.QtWidgets import QApplication\n"
         "viewer = napari.Viewer(show=False)\n"
         "_, widget = viewer.window.add_plugin_dock_widget('napari-medsegdiff', 'MedSegDiff')\n"
         "QApplication.processEvents()\n"
         "def pickers():\n"
-        "    box = widget.device_box\n"
+        "    box = widget.advanced.device.native\n"
         "    return {\n"
         "        'torch': 'torch' in sys.modules,\n"
         "        'models': [widget.model_box.itemData(i) for i in range(widget.model_box.count())],\n"
-        "        'model': widget.model_box.currentData(),\n"
+        "        'model': widget.models.whole_image_version(),\n"
         "        'devices': [box.itemData(i) for i in range(box.count())],\n"
         "        'tooltips': [box.model().item(i).toolTip() for i in range(box.count())],\n"
         "        'enabled': [box.model().item(i).isEnabled() for i in range(box.count())],\n"
@@ -271,12 +273,11 @@ def test_opening_the_widget_fills_the_pickers_without_loading_torch(medsegdiff_h
         "opened['torch_after_finetune_dialog'] = 'torch' in sys.modules\n"
         "dialog.close()\n"
         "viewer.add_image(np.random.rand(40, 40), name='scan')\n"
-        "widget.steps.setValue(1)\n"
-        "widget.ensemble.setValue(1)\n"
-        "loop = QEventLoop()\n"
-        "widget.run().finished.connect(loop.quit)\n"
-        "loop.exec_()\n"
-        "QApplication.processEvents()\n"
+        "widget.advanced.steps.value = 1\n"
+        "widget.advanced.ensemble.value = 1\n"
+        "widget.run()\n"
+        "while widget.worker is not None:  # until the result layers are in\n"
+        "    QApplication.processEvents()\n"
         "print(json.dumps({'opened': opened, 'segmented': pickers(), 'status': widget.status.text()}))\n"
         "viewer.close()\n"
     )
@@ -289,7 +290,9 @@ def test_opening_the_widget_fills_the_pickers_without_loading_torch(medsegdiff_h
     assert opened["torch"] is False
     assert opened["torch_after_settings"] is False and opened["settings"]["ensemble"] == 5
     assert opened["torch_after_finetune_dialog"] is False
-    assert opened["models"][:2] == ["default", "drishti-disc-cup"] and opened["model"] == "default"
+    assert (
+        opened["models"][:3] == ["automatic", "default", "drishti-disc-cup"] and opened["model"] == "default"
+    )
     assert opened["devices"] == ["auto", "cuda", "mps", "cpu"] and all(opened["enabled"])
     assert not opened["checked"] and set(opened["tooltips"]) == {DEVICES_UNCHECKED}
     assert opened["entries"] == "0"
@@ -353,9 +356,9 @@ def test_a_channel_stack_is_segmented_and_its_labels_line_up(qtbot, widget, meds
     viewer = widget.viewer
     image = viewer.add_image(np.random.rand(3, 40, 30), name="stack", **transform)
     widget._refresh_layers()
-    assert widget.axes_label.text() == "3-channel image, 40x30 (channels on axis 0)"
-    widget.steps.setValue(2)
-    widget.ensemble.setValue(2)
+    assert widget.axes_label.text().startswith("Guessed: the 3 planes on axis 0 are channels of one 2D image")
+    widget.advanced.steps.value = 2
+    widget.advanced.ensemble.value = 2
     run_and_wait(qtbot, widget)
     assert widget.status.text().startswith("Done"), widget.status.text()
     labels, uncertainty = viewer.layers["stack segmentation"], viewer.layers["stack uncertainty"]
@@ -395,8 +398,8 @@ def _segment_the_sample_with_a_fresh_widget(qtbot, make_napari_viewer):
     _, dock = viewer.window.add_plugin_dock_widget("napari-medsegdiff", "MedSegDiff")
     viewer.open_sample("napari-medsegdiff", "ultrasound")
     qtbot.waitUntil(lambda: dock._choices_ready, timeout=30_000)
-    assert dock.model_box.currentData() == "default"  # a fresh registry selects the shipped model
-    assert (dock.sampler_box.currentData(), dock.steps.value(), dock.ensemble.value()) == (
+    assert dock.models.whole_image_version() == "default"  # a fresh registry selects the shipped model
+    assert (dock.advanced.sampler.value, dock.advanced.steps.value, dock.advanced.ensemble.value) == (
         "ddim",
         RECOMMENDED_STEPS["ddim"],
         RECOMMENDED_ENSEMBLE,

@@ -7,6 +7,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from medsegdiff_training.samplers import RECOMMENDED_STEPS
+from napari_medsegdiff._sampling_glue import Frame
 
 pytestmark = pytest.mark.gui
 
@@ -15,7 +16,7 @@ def _run(qtbot, widget, frames: list | None = None):
     worker = widget.run()
     assert worker is not None
     if frames is not None:
-        worker.yielded.connect(frames.append)
+        worker.yielded.connect(lambda item: frames.append(item) if isinstance(item, Frame) else None)
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     return widget.last_run.labels_layer
 
@@ -28,15 +29,15 @@ def _scan(widget, size: int = 40):
 
 def test_choosing_a_sampler_sets_its_recommended_steps(widget):
     for name in ("dpm++", "ddpm", "ddim"):
-        widget.sampler_box.setCurrentIndex(widget.sampler_box.findData(name))
-        assert widget.steps.value() == RECOMMENDED_STEPS[name]
+        widget.advanced.sampler.value = name
+        assert widget.advanced.steps.value == RECOMMENDED_STEPS[name]
 
 
 def test_the_seed_repeats_a_run_and_another_seed_changes_it(qtbot, widget):
     _scan(widget)
     runs = {}
     for key, seed in (("a", 3), ("b", 3), ("c", 4)):
-        widget.seed.setValue(seed)
+        widget.advanced.seed.value = seed
         frames = []
         labels = _run(qtbot, widget, frames)
         assert labels.metadata["medsegdiff"]["sampler_settings"]["seed"] == seed
@@ -52,7 +53,7 @@ def test_the_threshold_is_the_one_the_core_applies(qtbot, widget):
     segmenter = Segmenter(ModelRegistry().load("tiny"), device="cpu")
     core = {}
     for threshold in (0.3, 0.7):
-        widget.threshold.setValue(threshold)
+        widget.advanced.threshold.value = threshold
         labels = _run(qtbot, widget)
         assert labels.metadata["medsegdiff"]["sampler_settings"]["threshold"] == pytest.approx(threshold)
         core[threshold] = segmenter.segment(image.data, widget.settings()).labels
@@ -62,7 +63,7 @@ def test_the_threshold_is_the_one_the_core_applies(qtbot, widget):
 
 def test_animating_x0_shows_the_predicted_x0_of_each_step(qtbot, widget):
     _scan(widget)
-    widget.show_x0.setChecked(True)
+    widget.advanced.animate_x0.value = True
     frames = []
     _run(qtbot, widget, frames)
     animation = widget.viewer.layers["scan x0"]
@@ -73,7 +74,7 @@ def test_animating_x0_shows_the_predicted_x0_of_each_step(qtbot, widget):
 
 def test_a_second_segment_while_one_runs_is_refused_with_a_notification(qtbot, widget, notifications):
     _scan(widget)
-    widget.steps.setValue(50)
+    widget.advanced.steps.value = 50
     first = widget.run()
     assert first is not None
     assert widget.run() is None  # the first is still running: nothing queued behind it
@@ -92,7 +93,7 @@ def test_the_change_button_points_the_store_elsewhere(qtbot, widget, tmp_path, m
     # the folder dialog is modal; the annotator's choice is what it returns
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(other))
     qtbot.mouseClick(widget.corrections.change_button, Qt.MouseButton.LeftButton)
-    assert widget.store.root == other and widget.corrections.store_label.text() == str(other)
+    assert widget.store.root == other and widget.corrections.store_label.toolTip() == str(other)
     assert widget.count_label.text() == "1"
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: "")  # cancelled
     qtbot.mouseClick(widget.corrections.change_button, Qt.MouseButton.LeftButton)
@@ -104,12 +105,12 @@ def test_the_finetune_dialog_passes_its_budget_device_and_original_data(qtbot, w
     from medsegdiff_training.finetune_options import finetune_argv, options_from_args
 
     dialog = widget.open_finetune_dialog()
-    dialog.steps.setValue(7)
-    dialog.minutes.setValue(2.5)
-    dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
-    dialog.mix_original.setChecked(True)
-    dialog.original_images.setText(str(tmp_path / "images"))
-    dialog.original_masks.setText(str(tmp_path / "masks"))
+    dialog.options.steps.value = 7
+    dialog.options.minutes.value = 2.5
+    dialog.options.device.value = "cpu"
+    dialog.options.mix_original.value = True
+    dialog.options.original_images.value = str(tmp_path / "images")
+    dialog.options.original_masks.value = str(tmp_path / "masks")
     request = dialog.request()
     # what the fine-tune process will run: the CLI parses the command line back to the same request
     parsed = options_from_args(build_parser().parse_args(["finetune", *finetune_argv(request)]))
@@ -117,8 +118,8 @@ def test_the_finetune_dialog_passes_its_budget_device_and_original_data(qtbot, w
     assert (parsed.config.steps, parsed.config.minutes, parsed.config.device) == (7, 2.5, "cpu")
     assert parsed.mix_original and parsed.original_images == tmp_path / "images"
     assert parsed.original_masks == tmp_path / "masks" and str(parsed.store) == dialog.store
-    dialog.minutes.setValue(0)  # "no limit"
-    dialog.mix_original.setChecked(False)
+    dialog.options.minutes.value = 0  # "no limit"
+    dialog.options.mix_original.value = False
     request = dialog.request()
     arguments = finetune_argv(request)
     assert not any(a.startswith(("--minutes", "--mix-original", "--original")) for a in arguments)
