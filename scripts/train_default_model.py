@@ -2,12 +2,18 @@
 
     python scripts/train_default_model.py --data ../shared/data/ddti --out runs/default
 
+The same recipe trained ``lgg-flair`` (brain MRI FLAIR slices; a case is a patient, the stem
+less its trailing ``_<slice>``), on a CPU-time clock so that other work does not eat the budget:
+
+    python scripts/train_default_model.py --data ../shared/data/lgg_mri --dataset "LGG MRI" \
+        --case-of before-last-underscore --image-size 128 --clock cpu --out runs/lgg-flair
+
 The defaults are the shipped recipe: v-prediction, MSE + soft Dice (weight 1), lr 1e-3,
 batch 8, 93 minutes on 1 thread, bf16 autocast where the CPU has it natively.
 
 Thirty train-split images from a few whole cases are held out for validation, so no case
-is on both sides. The test split is never touched here. The run can be interrupted and
-started again with the same command: it resumes.
+is on both sides (``--case-of`` says how a name gives its case). The test split is never
+touched here. The run can be interrupted and started again with the same command: it resumes.
 """
 
 from __future__ import annotations
@@ -16,26 +22,51 @@ import argparse
 import json
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
-from medsegdiff_training.data import SegmentationDataset, find_pairs
+from medsegdiff_training.data import Pair, SegmentationDataset, find_pairs
 from medsegdiff_training.inference import SamplingSettings
 from medsegdiff_training.train_config import TrainConfig, train_config_from
 from medsegdiff_training.trainer import train
 
+# how an image's name gives its case (patient), so that no case is on both sides of validation
+CASE_RULES = {
+    "before-first-underscore": lambda name: name.split("_")[0],  # DDTI: CASE_FRAME(NODULE)
+    "before-last-underscore": lambda name: name.rsplit("_", 1)[0],  # LGG MRI: CASE_SLICE
+}
 
-def case_of(name: str) -> str:
-    return name.split("_")[0]
+
+def hold_out_cases(pairs: list[Pair], case_of: Callable[[str], str], images: int = 30) -> tuple[list, list]:
+    """(training, validation) pairs: whole cases, in a seeded random order, go to validation
+    until it holds at least ``images`` images."""
+    cases = sorted({case_of(p.name) for p in pairs})
+    random.Random(0).shuffle(cases)
+    held_out: set[str] = set()
+    for case in cases:
+        if sum(case_of(p.name) in held_out for p in pairs) >= images:
+            break
+        held_out.add(case)
+    return (
+        [p for p in pairs if case_of(p.name) not in held_out],
+        [p for p in pairs if case_of(p.name) in held_out],
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/ddti"))
+    parser.add_argument("--dataset", default="DDTI", help="the data's name, for the checkpoint's metadata")
+    parser.add_argument("--case-of", choices=list(CASE_RULES), default="before-first-underscore")
     parser.add_argument("--out", type=Path, default=Path("runs/default"))
     parser.add_argument("--minutes", type=float, default=93)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="what --minutes counts")
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="network input N x N (default: cpu's 96)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lr", dest="learning_rate", type=float, default=1e-3)
     parser.add_argument("--prediction", choices=["epsilon", "v"], default="v")
@@ -58,16 +89,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     pairs = find_pairs(args.data / "images", args.data / "masks", args.data / "split.csv", "train")
-    cases = sorted({case_of(p.name) for p in pairs})
-    random.Random(0).shuffle(cases)
-    held_out, validation_pairs = set(), []
-    for case in cases:
-        if len(validation_pairs) >= 30:
-            break
-        held_out.add(case)
-        validation_pairs = [p for p in pairs if case_of(p.name) in held_out]
-    train_pairs = [p for p in pairs if case_of(p.name) not in held_out]
-    model_config = named_config("cpu", **{component: False for component in args.ablate})
+    train_pairs, validation_pairs = hold_out_cases(pairs, CASE_RULES[args.case_of])
+    changes: dict[str, object] = {component: False for component in args.ablate}
+    if args.image_size:
+        changes["image_size"] = (args.image_size, args.image_size)
+    model_config = named_config("cpu", **changes)
     preprocess = PreprocessConfig()
     started = time.time()
     train_data = SegmentationDataset.from_pairs(train_pairs, model_config, preprocess)
@@ -112,7 +138,7 @@ def main() -> None:
         progress=report,
         metadata={
             "training_data": {
-                "dataset": "DDTI",
+                "dataset": args.dataset,
                 "split": "train",
                 "held_out_validation": sorted(validation_data.names),
                 "threads": args.threads,
