@@ -31,7 +31,7 @@ THREE_TASKS = [
         "brain tumour, MRI",
         "BraTS-2021: four modalities (T1, T1ce, T2, FLAIR), volumes",
         "quality_lgg",
-        "LGG MRI test split (57 whole FLAIR slices of 19 patients, FLAIR only), `lgg-flair`",
+        "LGG MRI test split (57 whole FLAIR slices of 22 patients, FLAIR only), `lgg-flair`",
         "dice",
         "everything is tumour",
     ),

@@ -3,7 +3,7 @@
     python benchmarks/bench_quality_lgg.py --model lgg-flair --threads 1 [--unet runs/unet_lgg/unet.safetensors]
 
 Whole-slice segmentation of 256x256 FLAIR slices (TCGA-LGG, Buda et al., Computers in Biology
-and Medicine 109, 2019; 19 test patients none of whose slices were trained on). Dice, the
+and Medicine 109, 2019; 22 test patients none of whose slices were trained on). Dice, the
 5-threshold Dice, IoU and HD95 in pixels, each the mean over slices at 256x256, for the
 samplers at several step counts and an ensemble, with seconds; beside them the trivial
 baselines — the fixed blob (the thresholded mean training mask: the tumours are small and

@@ -61,7 +61,7 @@ TASKS = {
             "LGG MRI: TCGA-LGG FLAIR slices with abnormality masks (Buda et al., Computers in Biology "
             "and Medicine 109:218-225, 2019), 256x256, split by patient (243 train / 57 test slices)"
         ),
-        "evaluated_on": "test split of split.csv (57 slices of 19 patients), whole slices at 256x256",
+        "evaluated_on": "test split of split.csv (57 slices of 22 patients), whole slices at 256x256",
         "metrics": ("dice", "dice_5threshold", "iou", "hd95"),
         "metrics_key": "lgg_test",
         "baseline_metrics": ("dice", "iou"),
@@ -70,6 +70,7 @@ TASKS = {
             "the TCGA-LGG images follow the TCIA data usage policy. Cite Buda et al. 2019."
         ),
         "hardware": "Intel(R) Xeon(R) Processor (2 cores, AMX), 1 PyTorch thread, shared with other work",
+        "case_of": lambda name: name.rsplit("_", 1)[0],  # a slice's patient
     },
 }
 
@@ -92,7 +93,12 @@ def card(task: dict, config: dict, quality: dict, recipe: str | None, precision:
         **({"terms": task["terms"]} if "terms" in task else {}),
         "data": {
             "dataset": task["dataset"],
-            "train": f"the training split less {len(held_out)} images held out for validation",
+            "train": f"the training split less {len(held_out)} images held out for validation"
+            + (
+                f" (all slices of {len({task['case_of'](n) for n in held_out})} patients)"
+                if "case_of" in task
+                else ""
+            ),
             "evaluated_on": task["evaluated_on"],
         },
         "configuration": config["model"],
