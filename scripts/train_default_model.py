@@ -69,6 +69,12 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lr", dest="learning_rate", type=float, default=1e-3)
+    parser.add_argument(
+        "--lr-schedule",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="constant (the shipped default's), or cosine decay to 0 at the end of the budget",
+    )
     parser.add_argument("--prediction", choices=["epsilon", "v"], default="v")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=None, help="step budget (first of steps/minutes wins)")
