@@ -139,14 +139,14 @@ def main() -> None:
     write_result(args.name, document(args, segmenter, baselines, results))
 
 
-def unet_baselines(weights: Path, data: Path) -> dict[str, dict]:
+def unet_baselines(weights: Path, data: Path, records: str = "unet_baseline_ddti") -> dict[str, dict]:
     """The plain U-Net's test scores: evaluated now when ``weights`` are here, and every run
-    recorded by ``unet_baseline.py evaluate`` (``results/unet_baseline_ddti*.json``), each
+    recorded by ``unet_baseline.py evaluate`` (``results/{records}*.json``), each
     with how it was trained and when it was scored."""
     found: dict[str, dict] = {}
-    for record in sorted(RESULTS.glob("unet_baseline_ddti*.json")):
+    for record in sorted(RESULTS.glob(f"{records}*.json")):
         result = json.loads(record.read_text())
-        key = "unet_same_budget" + record.stem.removeprefix("unet_baseline_ddti")
+        key = "unet_same_budget" + record.stem.removeprefix(records)
         found[key] = {
             **result["summary"],
             "measured": result["environment"]["date"],

@@ -4,21 +4,31 @@
     .venv/bin/python benchmarks/make_table.py --check   # exit 1 when the block is out of date
 
 The block sits between ``<!-- benchmarks:start -->`` and ``<!-- benchmarks:end -->`` in
-docs/benchmarks.md (``--page`` names another file).
+docs/benchmarks.md (``--page`` names another file). A page may hold the three-task block
+instead or as well (``<!-- three-tasks:start -->`` ... ``<!-- three-tasks:end -->``: the
+paper's Table I beside our models, ``_three_tasks.py``), as docs/three-tasks.md does:
+
+    .venv/bin/python benchmarks/make_table.py --page docs/three-tasks.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
+
+from _three_tasks import three_tasks_table
 
 from medsegdiff_training.config import named_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+THREE_TASKS_START, THREE_TASKS_END = "<!-- three-tasks:start -->", "<!-- three-tasks:end -->"
+# quality results beyond DDTI's: the script that wrote them, and what the object is called
+QUALITY_SOURCES = {"quality_lgg": ("bench_quality_lgg.py", "tumour")}
 
 
 def _load(name: str) -> dict | None:
@@ -136,16 +146,21 @@ def plan_label(settings: dict) -> str:
     )
 
 
-def quality_table(result: dict) -> list[str]:
+def _hd95(value: float) -> str:
+    """HD95 in pixels; undefined (an empty prediction on every image) as a dash."""
+    return "–" if math.isnan(value) else f"{value:.1f}"
+
+
+def quality_table(result: dict, script: str = "bench_quality.py", thing: str = "nodule") -> list[str]:
     lines = [
-        f"**Quality on the {result['data']}** (`bench_quality.py`, model `{result['model']}`) — {_env(result)}",
+        f"**Quality on the {result['data']}** (`{script}`, model `{result['model']}`) — {_env(result)}",
         "",
         "| method | Dice | Dice (5 thresholds) | IoU | HD95 (px) | time (s) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     names = {
         "fixed_blob": "fixed blob, no model (trivial)",
-        "all_foreground": "everything is nodule (trivial)",
+        "all_foreground": f"everything is {thing} (trivial)",
         "unet_same_budget": "plain U-Net, 2.1M params",
     }
     for key, s in result["baselines"].items():
@@ -158,7 +173,7 @@ def quality_table(result: dict) -> list[str]:
         if "measured" in s:
             name += f" (scored {s['measured']})"
         five = f"{s['dice_5threshold']:.3f}" if "dice_5threshold" in s else "–"
-        lines.append(f"| {name} | {s['dice']:.3f} | {five} | {s['iou']:.3f} | {s['hd95']:.1f} | – |")
+        lines.append(f"| {name} | {s['dice']:.3f} | {five} | {s['iou']:.3f} | {_hd95(s['hd95'])} | – |")
     for r in result["results"]:
         s, label = r["summary"], plan_label(r["settings"])
         lines.append(
@@ -625,15 +640,23 @@ def render() -> str:
         blocks.append("\n".join(gui_stall_table(sorted(stalls, key=lambda r: r["environment"]["date"]))))
     for path in sorted(RESULTS.glob("quality_*.json")):
         if path.stem not in ("quality_ddti", "quality_drishti"):
-            blocks.append("\n".join(quality_table(json.loads(path.read_text()))))
+            source = QUALITY_SOURCES.get(path.stem, ("bench_quality.py", "nodule"))
+            blocks.append("\n".join(quality_table(json.loads(path.read_text()), *source)))
     return "\n\n".join(blocks) if blocks else "_No benchmark results yet._"
+
+
+def render_three_tasks() -> str:
+    return "\n".join(three_tasks_table(_load))
+
+
+BLOCKS = ((START, END, render), (THREE_TASKS_START, THREE_TASKS_END, render_three_tasks))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="make_table.py",
         description="Render the latest benchmarks/results/*.json into docs/benchmarks.md's benchmark block "
-        f"(between {START} and {END}).",
+        f"(between {START} and {END}), and into every three-task block ({THREE_TASKS_START}) of the page.",
     )
     parser.add_argument(
         "--page", type=Path, default=ROOT / "docs" / "benchmarks.md", help="the file to update"
@@ -643,21 +666,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--print", action="store_true", help="print the block instead of writing it")
     args = parser.parse_args(argv)
-    block = render()
     if args.print:
-        print(block)
+        print(render())
         return 0
     try:
         text = args.page.read_text()
     except OSError as error:
         print(f"make_table.py: cannot read {args.page}: {error.strerror or error}", file=sys.stderr)
         return 1
-    if START not in text or END not in text:
+    present = [(start, end, renderer) for start, end, renderer in BLOCKS if start in text and end in text]
+    if not present:
         print(f"make_table.py: {args.page} has no {START} ... {END} block", file=sys.stderr)
         return 1
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    updated = f"{head}{START}\n{block}\n{END}{tail}"
+    updated = text
+    for start, end, renderer in present:
+        head, rest = updated.split(start, 1)
+        _, tail = rest.split(end, 1)
+        updated = f"{head}{start}\n{renderer()}\n{end}{tail}"
     if args.check:
         if updated != text:
             print(

@@ -10,7 +10,13 @@ usual U-Net recipe, with its usual learning rate 1e-3).
 
 ``evaluate`` writes ``benchmarks/results/unet_baseline_ddti.json`` (scores, how it was
 trained, machine), which ``bench_quality.py`` shows beside the diffusion model; the weights
-themselves stay in ``runs/`` and are not shipped.
+themselves stay in ``runs/`` and are not shipped. The brain MRI baseline beside ``lgg-flair``
+(same held-out patients, 128x128, a CPU-time budget):
+
+    python benchmarks/unet_baseline.py train --data ../shared/data/lgg_mri \
+        --case-of before-last-underscore --image-size 128 --clock cpu --minutes 93 --out runs/unet_lgg
+    python benchmarks/unet_baseline.py evaluate --data ../shared/data/lgg_mri \
+        --weights runs/unet_lgg/unet.safetensors --name unet_baseline_lgg
 """
 
 from __future__ import annotations
@@ -33,10 +39,10 @@ from _common import environment, write_result  # noqa: E402
 
 from medsegdiff_training.config import named_config  # noqa: E402
 from medsegdiff_training.data import SegmentationDataset, augment_batch, find_pairs  # noqa: E402
-from medsegdiff_training.data.io import read_array  # noqa: E402
+from medsegdiff_training.data.io import read_array, read_mask  # noqa: E402
 from medsegdiff_training.device import has_fast_bfloat16, mixed_precision  # noqa: E402
 from medsegdiff_training.metrics import score, summarise_scores  # noqa: E402
-from medsegdiff_training.preprocess import prepare_image, resize  # noqa: E402
+from medsegdiff_training.preprocess import check_label_map, prepare_image, resize  # noqa: E402
 from medsegdiff_training.training_data import CASE_RULES, hold_out_cases  # noqa: E402
 
 
@@ -80,17 +86,17 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def train_split(data: Path):
-    """The train split less the cases the shipped model held out (the same function picks them)."""
+def train_split(data: Path, case_rule: str = "before-first-underscore"):
+    """The train split less the diffusion model's held-out validation cases."""
     pairs = find_pairs(data / "images", data / "masks", data / "split.csv", "train")
-    return hold_out_cases(pairs, CASE_RULES["before-first-underscore"])[0]
+    return hold_out_cases(pairs, CASE_RULES[case_rule])[0]
 
 
 def command_train(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = named_config("cpu")
-    dataset = SegmentationDataset.from_pairs(train_split(args.data), config)
+    config = named_config("cpu", image_size=(args.image_size, args.image_size))
+    dataset = SegmentationDataset.from_pairs(train_split(args.data, args.case_of), config)
     model = UNet()
     print(
         f"U-Net parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M, {len(dataset)} images"
@@ -99,9 +105,10 @@ def command_train(args) -> None:
     # the same precision rule as the diffusion trainer: bf16 autocast where the CPU has it natively
     autocast = mixed_precision(torch.device("cpu"), not args.no_amp)
     amp = has_fast_bfloat16(torch.device("cpu")) and not args.no_amp
-    started, step = time.monotonic(), 0
+    clock = time.process_time if args.clock == "cpu" else time.monotonic  # as TrainConfig.clock
+    started, step = clock(), 0
     generator = torch.Generator().manual_seed(0)
-    while time.monotonic() - started < args.minutes * 60:
+    while clock() - started < args.minutes * 60:
         index = torch.randint(0, len(dataset), (args.batch_size,), generator=generator)
         images = torch.stack([dataset[int(i)][0] for i in index])
         x0 = torch.stack([dataset[int(i)][1] for i in index]).float()[:, None] * 2 - 1
@@ -124,7 +131,7 @@ def command_train(args) -> None:
                     {
                         "step": step,
                         "loss": round(float(loss.detach()), 4),
-                        "minutes": round((time.monotonic() - started) / 60, 1),
+                        "minutes": round((clock() - started) / 60, 1),
                     }
                 ),
                 flush=True,
@@ -136,6 +143,8 @@ def command_train(args) -> None:
             {
                 "steps": step,
                 "minutes": args.minutes,
+                "clock": args.clock,
+                "image_size": args.image_size,
                 "threads": args.threads,
                 "batch_size": args.batch_size,
                 "images": len(dataset),
@@ -146,15 +155,19 @@ def command_train(args) -> None:
 
 
 def evaluate_unet(weights: Path, data: Path, threads: int = 2) -> dict[str, float]:
-    """Dice/IoU/HD95 of the baseline on the DDTI test split, at full image size."""
+    """Dice/IoU/HD95 of the baseline on ``data``'s test split, at full image size (the input
+    size it was trained at is read from the ``unet.json`` beside the weights; else 96)."""
     torch.set_num_threads(threads)
     model = UNet()
     model.load_state_dict(load_file(str(weights)))
     model.eval()
-    config = named_config("cpu")
+    info = weights.with_name("unet.json")
+    size = json.loads(info.read_text()).get("image_size", 96) if info.is_file() else 96
+    config = named_config("cpu", image_size=(size, size))
     scores = []
     for pair in find_pairs(data / "images", data / "masks", data / "split.csv", "test"):
-        image, truth = read_array(pair.image), read_array(pair.mask) > 127
+        image = read_array(pair.image)
+        truth = check_label_map(read_mask(pair.mask), 2, image.shape[:2]) > 0  # 0/255 and 0/1 masks alike
         with torch.inference_mode():
             probability = torch.sigmoid(model(prepare_image(image, config)))
             probability = resize(probability, truth.shape)[0, 0].numpy()
@@ -166,6 +179,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("command", choices=["train", "evaluate"])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/ddti"))
+    parser.add_argument("--case-of", choices=list(CASE_RULES), default="before-first-underscore")
+    parser.add_argument("--image-size", type=int, default=96, help="network input N x N (train)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="what --minutes counts")
+    parser.add_argument("--name", default="unet_baseline_ddti", help="results file name (evaluate)")
     parser.add_argument("--out", type=Path, default=Path("runs/unet_baseline"))
     parser.add_argument("--weights", type=Path, default=Path("runs/unet_baseline/unet.safetensors"))
     parser.add_argument("--minutes", type=float, default=95)
@@ -176,14 +193,15 @@ def main() -> None:
     if args.command == "train":
         command_train(args)
     else:
-        scores = evaluate_unet(args.weights, args.data)
+        scores = evaluate_unet(args.weights, args.data, args.threads)
         info_path = args.weights.with_name("unet.json")
         training = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        count = len(find_pairs(args.data / "images", args.data / "masks", args.data / "split.csv", "test"))
         write_result(
-            "unet_baseline_ddti",
+            args.name,
             {
                 "environment": environment("cpu"),
-                "data": "DDTI test split (132 images)",
+                "data": f"{args.data.name} test split ({count} images)",
                 "parameters": sum(p.numel() for p in UNet().parameters()),
                 "training": training,
                 "summary": scores,

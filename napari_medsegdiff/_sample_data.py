@@ -1,4 +1,5 @@
-"""Sample images: thyroid ultrasound (three DDTI test-split crops) and a fundus photograph."""
+"""Sample images: thyroid ultrasound (three DDTI test-split crops), a fundus photograph and a
+brain MRI FLAIR slice (one LGG test-split slice)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import numpy as np
 
 SAMPLES = Path(__file__).parent / "sample_data"
 CITATION = "DDTI (Pedraza et al., SPIE 9287, 2015), test split; see sample_data/CITATION.md"
+BRAIN_MRI = "lgg_test_TCGA_CS_5393_19990606_10.png"
+BRAIN_MRI_CITATION = (
+    "TCGA-LGG FLAIR slice via Buda et al., Computers in Biology and Medicine 109:218-225, 2019, "
+    "test split; non-commercial research use only; see sample_data/CITATION.md"
+)
 
 
 def _read(name: str) -> np.ndarray:
@@ -43,3 +49,15 @@ def fundus() -> list[tuple[np.ndarray, dict, str]]:
 
     retina = data.retina()
     return [(retina, {"name": "fundus photograph", "rgb": True}, "image")]
+
+
+def brain_mri() -> list[tuple[np.ndarray, dict, str]]:
+    """One brain MRI FLAIR slice with a lower-grade glioma (grayscale, 256x256), from the test
+    split that the shipped ``lgg-flair`` model never trained on."""
+    return [
+        (
+            _read(BRAIN_MRI),
+            {"name": "brain MRI FLAIR", "metadata": {"citation": BRAIN_MRI_CITATION}},
+            "image",
+        )
+    ]

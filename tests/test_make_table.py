@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,29 @@ def test_the_benchmarks_page_block_matches_the_results(repository_root: Path) ->
     assert "docs/benchmarks.md" in done.stdout
     assert "<!-- benchmarks:start -->" in (repository_root / "docs" / "benchmarks.md").read_text()
     assert "<!-- benchmarks:start -->" not in (repository_root / "README.md").read_text()
+
+
+def test_a_three_task_block_gets_the_papers_rows_beside_ours(tmp_path: Path) -> None:
+    page = tmp_path / "three-tasks.md"
+    page.write_text("# Three\n\n<!-- three-tasks:start -->\nold\n<!-- three-tasks:end -->\n")
+    done = run("--page", str(page))
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in page.read_text().splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[1:]] == [
+        "| optic cup, fundus",
+        "| brain tumour, MRI",
+        "| thyroid nodule, ultrasound",
+    ]
+    brain = rows[2]
+    assert "BraTS-2021" in brain and "| 88.9 | 88.2 | 86.6 |" in brain and "lgg-flair" in brain
+    ddti = json.loads((SCRIPT.parent / "results" / "quality_ddti.json").read_text())
+    (ours,) = [r for r in ddti["results"] if (r["settings"]["steps"], r["settings"]["ensemble"]) == (3, 5)]
+    per_cent = [100 * ours["summary"]["dice"], 100 * ddti["baselines"]["unet_same_budget"]["dice"]]
+    blob = 100 * ddti["baselines"]["fixed_blob"]["dice"]
+    # DDTI: ours at DDIM 3 x 5, the same-budget U-Net and the fixed blob, in per cent
+    assert f"| **{per_cent[0]:.1f}** | {per_cent[1]:.1f} | fixed blob {blob:.1f} |" in rows[3]
+
+
+def test_the_three_task_page_block_matches_the_results(repository_root: Path) -> None:
+    done = run("--page", str(repository_root / "docs" / "three-tasks.md"), "--check")
+    assert done.returncode == 0, done.stderr

@@ -57,7 +57,14 @@ def test_wheel_holds_the_manifest_and_npe2_reads_it(repository_root: Path, tmp_p
     with zipfile.ZipFile(wheel) as archive:
         packed_manifest = archive.read("napari_medsegdiff/napari.yaml")
         entry_points = archive.read("napari_medsegdiff-0.1.0.dist-info/entry_points.txt").decode()
+        packed = set(archive.namelist())
     assert packed_manifest == (repository_root / "napari.yaml").read_bytes()
+    samples = {
+        f"napari_medsegdiff/sample_data/{p.name}"
+        for p in (repository_root / "napari_medsegdiff" / "sample_data").iterdir()
+    }
+    assert "napari_medsegdiff/sample_data/lgg_test_TCGA_CS_5393_19990606_10.png" in samples
+    assert sorted(samples - packed) == []  # every sample image and its citation ship
     assert "napari-medsegdiff = napari_medsegdiff:napari.yaml" in entry_points
 
     target = tmp_path / "site"

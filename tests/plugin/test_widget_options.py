@@ -141,3 +141,22 @@ def test_the_three_ultrasound_samples_and_the_fundus_photograph_open(make_napari
     viewer.open_sample("napari-medsegdiff", "fundus")
     fundus = viewer.layers["fundus photograph"]
     assert fundus.rgb and fundus.data.shape == (1411, 1411, 3)
+
+
+def test_the_brain_mri_sample_opens_with_its_citation_and_terms(make_napari_viewer):
+    from npe2 import PluginManager
+
+    offered = {
+        contribution.key: contribution.display_name
+        for plugin, contributions in PluginManager.instance().iter_sample_data()
+        if plugin == "napari-medsegdiff"
+        for contribution in contributions
+    }
+    assert "Brain MRI FLAIR" in offered["brain_mri"]  # File > Open Sample lists it
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-medsegdiff", "brain_mri")
+    (layer,) = viewer.layers
+    assert layer.name == "brain MRI FLAIR" and layer.data.shape == (256, 256) and layer.data.dtype == np.uint8
+    citation = layer.metadata["citation"]
+    assert "Buda" in citation and "non-commercial" in citation
+    assert 10 < layer.data.mean() < 200 and layer.data.std() > 10  # a picture, not a blank slice
