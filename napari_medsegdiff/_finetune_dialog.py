@@ -175,12 +175,11 @@ class FinetuneDialog(QDialog):
                 self._progress.total = total  # a time budget: the CLI's estimate of the steps
             self._progress.n = event.step
             self._progress.refresh()
-        dice, total = event.validation_dice, event.total_steps or max(event.step, 1)
+        total = event.total_steps or max(event.step, 1)
         self.run_progress.steps(
             event.step,
             total,
-            f"Fine-tune {finetune_step(event)} (loss {event.loss or 0:.4f}"
-            + (f", held-out Dice {dice:.3f})" if dice is not None else ")"),
+            f"Fine-tune {finetune_step(event)} (loss {event.loss or 0:.4f}{event.held_out_summary()})",
         )
 
     def _on_done(self, event: FinetuneDone) -> None:
@@ -188,7 +187,9 @@ class FinetuneDialog(QDialog):
 
         from ._models import comparison_with_parent  # each Dice with the corrections it is on
 
-        scores = comparison_with_parent(event.version)
+        scores = " ".join(
+            part for part in (comparison_with_parent(event.version), event.best_summary()) if part
+        )
         message = f"New model version '{event.version}' from '{event.parent}'. {scores}"
         self._finish(message)
         show_info(f"MedSegDiff: {message}")  # the dialog may be closed by now

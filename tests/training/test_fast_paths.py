@@ -30,7 +30,8 @@ from medsegdiff_training.model import MedSegDiffUNet
 from medsegdiff_training.model.blocks import GroupNorm, norm_silu
 from medsegdiff_training.precision import CUDA_AUTO, resolve_precision
 from medsegdiff_training.samplers import run_to_end
-from medsegdiff_training.trainer import TrainConfig, _Batches, _update_ema, make_optimizer, train
+from medsegdiff_training.trainer import TrainConfig, _update_ema, make_optimizer, train
+from medsegdiff_training.training_batches import Batches
 
 FLOAT32_TOLERANCE = 1e-4
 BFLOAT16_TOLERANCE = 3e-2
@@ -242,13 +243,13 @@ def _tiny_data(count: int = 10) -> SegmentationDataset:
 
 def test_worker_batches_come_in_the_same_order_and_resume_at_the_same_place():
     data = _tiny_data(7)
-    plain, workers = _Batches(data, 3, seed=5), _Batches(data, 3, seed=5, workers=2)
+    plain, workers = Batches(data, 3, seed=5), Batches(data, 3, seed=5, workers=2)
     try:
         for _ in range(5):  # crosses epochs (7 images, 3 per batch)
             (a, la), (b, lb) = plain.next(), workers.next()
             assert torch.equal(a, b) and torch.equal(la, lb)
         assert plain.state() == workers.state()
-        resumed = _Batches(data, 3, seed=5, workers=2)
+        resumed = Batches(data, 3, seed=5, workers=2)
         resumed.restore(workers.state())
         expected, got = plain.next(), resumed.next()
         assert torch.equal(expected[0], got[0])

@@ -48,17 +48,20 @@ def test_finetuning_adds_a_child_version_and_leaves_the_parent_bit_identical(fin
     reports = []
     result = finetune(
         FinetuneOptions(
-            parent="parent", store=store.root, config=CONFIG, run_dir=tmp_path / "run", name="child"
+            parent="parent", store=store.root, config=CONFIG, run_dir=tmp_path / "run", name="child",
+            object_crops=False,
         ),
         registry=registry,
         progress=reports.append,
-    )
+    )  # fmt: skip
     assert not result.cancelled and result.steps == 3 and [r.step for r in reports][:3] == [1, 2, 3]
     assert result.version is not None and result.version.name == "child" and result.version.parent == "parent"
     assert registry.names() == ["parent", "child"]
     assert tree_digest(registry.get("parent").path) == parent_before
     assert registry.selected() == "parent"  # choosing the new version is the user's call
-    # one of five corrections held out and scored before and after: "before" is the parent's Dice
+    # one of five corrections held out and scored before and after: "before" is the parent's
+    # Dice, as the annotator would segment it (DDIM 3 x 5)
+    from medsegdiff_training.finetune import HELD_OUT_SCORING
     from medsegdiff_training.schedule import NoiseSchedule
     from medsegdiff_training.trainer import validation_dice
 
@@ -68,7 +71,7 @@ def test_finetuning_adds_a_child_version_and_leaves_the_parent_bit_identical(fin
         parent.model_config, parent.preprocess, [e for e in store.entries() if e.id in held_out_ids]
     )
     expected = validation_dice(
-        parent.model, NoiseSchedule(parent.diffusion), held_out, CONFIG.validation_sampling,
+        parent.model, NoiseSchedule(parent.diffusion), held_out, HELD_OUT_SCORING,
         torch.device("cpu"), CONFIG.validation_images,
     )  # fmt: skip
     assert result.validation_dice_before == pytest.approx(expected, abs=1e-6)
@@ -161,7 +164,8 @@ def test_mixing_in_the_original_data(finetune_setup, blob):
     )
     assert result.version is not None
     training = read_checkpoint_config(result.version.path)["training"]
-    assert training["images"] == 4 + 3  # the 4 training corrections and the 3 originals
+    # the 4 training corrections, whole and cut around their objects, and the 3 originals
+    assert training["images"] == 4 + 4 + 3
 
 
 def test_user_errors_are_named(finetune_setup):

@@ -53,6 +53,7 @@ def every_option_changed() -> FinetuneOptions:
         mask_loss_weight=0.0,
         channels=3,
         num_classes=4,
+        object_crops=False,
     ).replace(
         steps=17,
         minutes=2.5,
@@ -68,6 +69,9 @@ def every_option_changed() -> FinetuneOptions:
         channels_last=False,
         compile="default",
         num_workers=2,
+        validate_every=7,
+        patience=None,  # the default stops early: None must be spelled out (--patience=0)
+        keep_best=False,
     )
 
 
@@ -77,10 +81,11 @@ def every_option_changed() -> FinetuneOptions:
         FinetuneOptions(),
         every_option_changed(),
         every_option_changed().replace(channels_last=True, select=False, mix_original=False),
+        every_option_changed().replace(patience=120, keep_best=True, object_crops=True),
         FinetuneOptions(parent="v2", store="corrections").replace(steps=None, minutes=3.0),  # the queue's
         FinetuneOptions().replace(steps=50, minutes=None),
     ],
-    ids=["defaults", "everything", "switches-flipped", "minutes-alone", "steps-alone"],
+    ids=["defaults", "everything", "switches-flipped", "patience", "minutes-alone", "steps-alone"],
 )
 def test_options_round_trip_through_the_clis_parser(options):
     assert through_the_cli(options) == options
@@ -115,8 +120,8 @@ def test_the_flag_table_and_the_finetune_parser_name_the_same_options():
 
 
 def test_a_recipe_the_command_line_cannot_carry_is_refused():
-    options = FinetuneOptions().replace(ema_decay=0.9, validate_every=5)
-    with pytest.raises(ConfigError, match="cannot set ema_decay, validate_every"):
+    options = FinetuneOptions().replace(ema_decay=0.9, validation_images=5)
+    with pytest.raises(ConfigError, match="cannot set ema_decay, validation_images"):
         finetune_argv(options)
 
 
@@ -133,8 +138,16 @@ def test_paths_and_their_strings_are_the_same_options():
 EVENTS = [
     FinetuneStarted(parent="v1", store="/s", corrections=5, plan="binary, grey, as the parent"),
     FinetuneProgress(
-        step=3, total_steps=None, loss=0.25, validation_dice=None, elapsed_s=1.5, remaining_s=None
-    ),
+        step=3,
+        total_steps=None,
+        loss=0.25,
+        validation_dice=0.5,
+        elapsed_s=1.5,
+        remaining_s=None,
+        validation_step=2,
+        best_validation_dice=0.625,
+        best_step=1,
+    ),  # fmt: skip
     FinetuneDone(
         version="v2",
         parent="v1",
@@ -145,6 +158,8 @@ EVENTS = [
         adaptation={"channels": 1, "classes": 2},
         seconds=12.0,
         cpu_seconds=11,
+        best_step=2,
+        stopped_early=True,
     ),  # fmt: skip
     FinetuneCancelled(steps=2, run_dir="runs/ft"),
     FinetuneFailed(message="The corrections store is empty."),

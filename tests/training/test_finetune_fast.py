@@ -22,14 +22,16 @@ from medsegdiff_training.checkpoint import read_checkpoint_config
 from medsegdiff_training.config import PreprocessConfig, named_config
 from medsegdiff_training.corrections import CorrectionEntry, CorrectionsStore
 from medsegdiff_training.data.dataset import SegmentationDataset
+from medsegdiff_training.data.mixed import MixedDataset
 from medsegdiff_training.data.pairs import find_pairs
 from medsegdiff_training.errors import ConfigError, DatasetError, RegistryError
-from medsegdiff_training.finetune import (
-    _balanced,
-    _original_data,
-    finetune,
+from medsegdiff_training.finetune import finetune, plan_finetune
+from medsegdiff_training.finetune_data import (
+    correction_data,
+    held_out_places,
+    object_crop_recipe,
+    original_data,
     parent_mask_loss_weight,
-    plan_finetune,
     split_entries,
 )
 from medsegdiff_training.finetune_options import FinetuneOptions
@@ -134,13 +136,15 @@ def test_a_child_starts_at_its_parents_weights_and_records_where_it_came_from(fi
         "validation_dice_before": result.validation_dice_before,
         "adaptation": {"parent_channels": 1, "parent_classes": 2, "channels": 1, "classes": 2},
         "prompt_crops": 0,  # no correction recorded prompts: each trains whole
+        "object_crops": 4,  # ... and cut around its object
         "crop_rule": PreprocessConfig().prompt_crop_rule().to_dict(),  # the parent's (its default)
     }
     assert document["parent_version"] == "parent"
     # the parent's data source is carried on, so a grandchild can mix it in too
     parent_source = read_checkpoint_config(registry.get("parent").path)["training"]["source"]
     assert document["training"]["source"] == parent_source
-    assert document["training"]["images"] == 4  # the four training corrections, nothing else
+    # the four training corrections, whole and cut around their objects, nothing else
+    assert document["training"]["images"] == 4 + 4
     # the parent is untouched and still selected; the run's resumable state is spent
     assert tree_digest(registry.get("parent").path) == parent_files
     assert registry.names() == ["parent", "child"] and registry.selected() == "parent"
@@ -348,8 +352,8 @@ def test_mixing_in_the_original_data_the_parent_names(finetune_setup, make_paren
     rng = np.random.default_rng(5)
     for _ in range(2):
         store.add(*blob(rng))
-    # the parent's checkpoint names its 5 training images: the 2 corrections are repeated
-    # 3 times, so that they make up about half of every epoch
+    # the parent's checkpoint names its 5 training images: with the 2 corrections and their
+    # 2 object crops they make the epoch, the corrections about half of it
     result = finetune(
         FinetuneOptions(
             parent="parent", store=store.root, config=ONE_STEP, mix_original=True, run_dir=tmp_path / "r"
@@ -357,7 +361,7 @@ def test_mixing_in_the_original_data_the_parent_names(finetune_setup, make_paren
         registry=registry,
     )
     document = read_checkpoint_config(result.version.path)
-    assert document["training"]["images"] == 2 * 3 + 5
+    assert document["training"]["images"] == 2 + 2 + 5
     assert document["finetune"]["mix_original"] is True
     # a parent that does not name its data needs the folders given
     make_parent(registry, "bare", select=False)
@@ -397,21 +401,31 @@ def test_mixing_in_the_original_data_the_parent_names(finetune_setup, make_paren
         ),
         registry=registry,
     )
-    assert read_checkpoint_config(given.version.path)["training"]["images"] == 11
+    assert read_checkpoint_config(given.version.path)["training"]["images"] == 2 + 2 + 5
 
 
-def test_corrections_are_repeated_to_make_about_half_of_every_epoch(blob):
-    def dataset(count: int, prefix: str) -> SegmentationDataset:
-        rng = np.random.default_rng(count)
-        pairs = [blob(rng) for _ in range(count)]
-        return SegmentationDataset.from_arrays(
-            [p[0] for p in pairs], [p[1] for p in pairs], TINY, names=[f"{prefix}{i}" for i in range(count)]
-        )
-
-    for count, originals, repeats in ((2, 5, 3), (2, 4, 2), (2, 1, 1), (2, 2, 1), (1, 3, 3), (3, 2, 1)):
-        mixed = _balanced(dataset(count, "c"), dataset(originals, "o"))
-        corrections = [f"c{i}" for i in range(count)]
-        assert mixed.names == corrections * repeats + [f"o{i}" for i in range(originals)]
+@pytest.mark.parametrize(("count", "originals"), [(2, 5), (2, 40), (6, 3), (1, 1)])
+def test_corrections_make_about_half_of_every_epoch(tmp_path, blob, count, originals):
+    store = CorrectionsStore(tmp_path / "store")
+    rng = np.random.default_rng(count)
+    for _ in range(count):
+        store.add(*blob(rng))
+    pairs = [blob(rng) for _ in range(originals)]
+    original = SegmentationDataset.from_arrays([p[0] for p in pairs], [p[1] for p in pairs], TINY)
+    recipe = object_crop_recipe({}, TINY, PreprocessConfig())
+    data = correction_data(
+        store, store.entries(), [], TINY, PreprocessConfig(), recipe=recipe, original=original
+    )
+    assert isinstance(data.train, MixedDataset) and data.validation is None
+    whole, crops, theirs = data.train.counts  # items of each part per epoch
+    assert len(data.train) == 2 * count + originals
+    assert abs((whole + crops) - theirs) <= 1 and abs(whole - crops) <= 1
+    # without the parent's data: the corrections whole and cut, half each
+    alone = correction_data(store, store.entries(), [], TINY, PreprocessConfig(), recipe=recipe).train
+    assert isinstance(alone, MixedDataset) and alone.counts == [count, count]
+    assert correction_data(store, store.entries(), [], TINY, PreprocessConfig(), recipe=None).train.names == [
+        entry.id for entry in store.entries()
+    ]
 
 
 def _entries(count: int) -> list[CorrectionEntry]:
@@ -429,9 +443,9 @@ def test_the_held_out_count(count, fraction, held):
 
 
 @pytest.mark.parametrize(
-    ("count", "held"), [(2, 0), (3, 1), (8, 1), (9, 1), (10, 2), (12, 2), (13, 3), (20, 4), (40, 8)]
+    ("count", "held"), [(2, 0), (3, 1), (7, 1), (8, 2), (9, 2), (10, 2), (12, 2), (13, 3), (20, 4), (40, 8)]
 )
-def test_the_default_rule_holds_out_one_below_ten_corrections_then_a_fifth(count, held):
+def test_the_default_rule_holds_out_a_fifth_from_three_corrections(count, held):
     train, validation = split_entries(_entries(count))
     assert (len(train), len(validation)) == (count - held, held)
     assert split_entries(_entries(count), None) == (train, validation)
@@ -455,6 +469,29 @@ def test_the_split_rules():
     for bad in (1.0, 1.5, -0.1):
         with pytest.raises(ConfigError, match=r"validation_fraction must be in \[0, 1\)"):
             split_entries(entries, bad)
+
+
+@pytest.mark.parametrize("fraction", [None, 0.2, 0.3, 0.5])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_a_growing_store_never_holds_out_what_a_parent_trained_on(fraction, seed):
+    """The annotation loop fine-tunes the last child on a store that has grown: the
+    corrections its parent trained on must not judge the two (they would flatter the parent),
+    and what was held out stays held out (from 3 corrections on: below, all are trained on)."""
+    entries = _entries(40)
+    for smaller in range(3, 40):
+        parent_train, parent_held = split_entries(entries[:smaller], fraction, seed)
+        for larger in range(smaller + 1, 41):
+            _, child_held = split_entries(entries[:larger], fraction, seed)
+            assert not {e.id for e in child_held} & {e.id for e in parent_train}, (smaller, larger)
+            if seed == 0:  # where the rule's own places are held out, they stay held out
+                assert {e.id for e in parent_held} <= {e.id for e in child_held}, (smaller, larger)
+
+
+def test_the_held_out_places_are_spread_evenly():
+    assert held_out_places(20, 0.2) == [2, 7, 12, 17]
+    assert held_out_places(10, 0.5) == [0, 2, 4, 6, 8]
+    assert held_out_places(3, 0.01) == [2] and held_out_places(2, 0.01) == [1]  # at least one
+    assert held_out_places(2, 0.99) == [1]  # never all
 
 
 def test_missing_or_empty_stores_are_named(finetune_setup):
@@ -485,16 +522,16 @@ def test_the_parents_own_data_is_read_from_its_split_with_the_childs_preprocessi
     split_csv.write_text("name,split\no0,train\no1,test\no2,train\no3,val\no4,train\n")
     named = {"training": {"source": {**source, "split_csv": str(split_csv), "split": "train"}}}
     minmax = PreprocessConfig(normalisation="minmax")
-    data = _original_data(named, TINY, minmax, None, None)
+    data = original_data(named, TINY, minmax, None, None)
     assert data.names == ["o0", "o2", "o4"]  # the parent's training split, not all its files
     expected = SegmentationDataset.from_pairs(find_pairs(images, masks, split_csv, "train"), TINY, minmax)
     assert all(torch.equal(data[i][0], expected[i][0]) for i in range(3))
-    assert not torch.equal(data[0][0], _original_data(named, TINY, PreprocessConfig(), None, None)[0][0])
+    assert not torch.equal(data[0][0], original_data(named, TINY, PreprocessConfig(), None, None)[0][0])
     # folders given win over those the checkpoint names (and take no split)
-    assert _original_data(named, TINY, minmax, images, masks).names == [f"o{i}" for i in range(5)]
+    assert original_data(named, TINY, minmax, images, masks).names == [f"o{i}" for i in range(5)]
     # a source naming only one of the two folders is not enough
     for partial in ({"images": str(images)}, {"masks": str(masks)}, {}):
         with pytest.raises(ConfigError, match="does not name them"):
-            _original_data({"training": {"source": partial}}, TINY, minmax, None, None)
+            original_data({"training": {"source": partial}}, TINY, minmax, None, None)
     with pytest.raises(ConfigError, match="does not name them"):
-        _original_data({"training": None}, TINY, minmax, images, None)
+        original_data({"training": None}, TINY, minmax, images, None)

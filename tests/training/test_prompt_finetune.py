@@ -123,7 +123,9 @@ def test_finetune_crops_around_the_recorded_boxes_by_the_parents_rule(tmp_path, 
     assert child.metadata["finetune"]["prompt_crops"] == 2
     assert child.metadata["finetune"]["crop_rule"] == RULE.to_dict()
     assert child.preprocess.crop_rule == RULE  # the child cuts prompts as its parent did
-    assert child.metadata["training"]["images"] == 3  # two crops and one whole correction
+    # two crops around the recorded boxes, one whole correction and that one cut around its object
+    assert child.metadata["training"]["images"] == 2 + 1 + 1
+    assert child.metadata["finetune"]["object_crops"] == 1
 
 
 def test_an_unreadable_recorded_box_is_refused_when_it_is_added(tmp_path):

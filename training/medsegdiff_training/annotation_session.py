@@ -79,14 +79,16 @@ class FinetuneRecord:
     validation_dice_before: float | None
     validation_dice_after: float | None
     switched: bool
+    best_step: int | None = None  # the step whose weights the child holds (its best held-out score)
+    stopped_early: bool = False
 
     def scores(self) -> str:
-        """ "0.612 → 0.701", or why there are none."""
+        """ "0.612 → 0.701 (best at step 400)", or why there are none."""
         before, after = self.validation_dice_before, self.validation_dice_after
-        return (
-            "no held-out corrections yet"
-            if before is None or after is None
-            else f"{before:.3f} → {after:.3f}"
+        if before is None or after is None:
+            return "no held-out corrections yet"
+        return f"{before:.3f} → {after:.3f}" + (
+            "" if self.best_step is None else f" (best at step {self.best_step})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,6 +102,8 @@ class FinetuneRecord:
             "validation_dice_before": self.validation_dice_before,
             "validation_dice_after": self.validation_dice_after,
             "switched": self.switched,
+            "best_step": self.best_step,
+            "stopped_early": self.stopped_early,
         }
 
 
@@ -272,7 +276,7 @@ class AnnotationSession:
             before, after = event.validation_dice_before, event.validation_dice_after
             record = FinetuneRecord(
                 accepted, event.parent, event.version, event.steps, event.seconds, event.cpu_seconds,
-                before, after, switch_to_child(before, after),
+                before, after, switch_to_child(before, after), event.best_step, event.stopped_early,
             )  # fmt: skip
         else:
             parent = str(self.model_version)

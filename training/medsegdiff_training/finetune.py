@@ -3,7 +3,9 @@
 The napari menu action (through the ``medsegdiff finetune`` process), the CLI and
 ``torchrun`` all come here. The parent is only read; the new weights are trained in a run
 folder outside the registry and registered at the very end, in one atomic step, with a
-link to the parent and the validation Dice before and after. A cancelled fine-tune
+link to the parent and the validation Dice before and after: the held-out corrections are
+scored as it trains, and the best EMA weights are registered, not the last (training stops
+once they have not improved for ``patience`` steps). A cancelled fine-tune
 registers nothing: the registry is exactly as it was, and the run folder keeps a
 resumable state (pass the same ``run_dir`` to continue).
 """
@@ -11,25 +13,29 @@ resumable state (pass the same ``run_dir`` to continue).
 from __future__ import annotations
 
 import dataclasses
-import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .adaptation import Adaptation, corrections_profile, plan_adaptation, plan_finetune  # noqa: F401 - plan_finetune: callers' old import
-from .checkpoint import Checkpoint
-from .config import ModelConfig, PreprocessConfig
+from .checkpoint import Checkpoint, load_checkpoint
+from .config import PreprocessConfig
 from .corrections import CorrectionEntry, CorrectionsStore
 from .data.dataset import SegmentationDataset
-from .data.pairs import find_pairs
 from .device import resolve_device
 from .distributed import barrier, process_rank
-from .errors import ConfigError, DatasetError
+from .errors import DatasetError
+from .finetune_data import (
+    correction_data,
+    object_crop_recipe,
+    original_data,
+    parent_mask_loss_weight,
+    split_entries,
+)
 from .finetune_options import FinetuneOptions
+from .inference import SamplingSettings
 from .model import MedSegDiffUNet
 from .paths import new_run_dir
 from .prompts import CropRule
@@ -46,11 +52,10 @@ from .trainer import (
     validation_dice,
 )
 
-MIN_ENTRIES_FOR_VALIDATION = 3
-# Below this many corrections one is held out (each one is worth more to train on than to
-# score; README "Few-shot adapting fine-tunes" measures the cost), from it on a fraction.
-FEW_CORRECTIONS = 10
-DEFAULT_VALIDATION_FRACTION = 0.2
+# How the held-out corrections are scored before and after (the keep-or-switch decision): as
+# the annotator segments, DDIM 3 x 5 (the recommended sampling). The curve during training
+# that picks the best weights uses the config's cheaper validation_sampling (one sample).
+HELD_OUT_SCORING = SamplingSettings()
 
 
 @dataclass
@@ -65,67 +70,9 @@ class FinetuneResult:
     run_dir: Path
     adaptation: Adaptation | None = None
     parent: str = ""  # the version it started from (the selected one when none was named)
-
-
-def split_entries(
-    entries: list[CorrectionEntry], validation_fraction: float | None = None, seed: int = 0
-) -> tuple[list[CorrectionEntry], list[CorrectionEntry]]:
-    """(train, validation) entries; validation only when there are at least 3 entries.
-
-    ``validation_fraction`` ``None`` is the default rule: one entry held out below
-    :data:`FEW_CORRECTIONS` entries, :data:`DEFAULT_VALIDATION_FRACTION` of them from there
-    on; a number holds out that fraction (at least one; 0: none). The split depends on the
-    entry ids alone, so re-running a fine-tune on the same store holds out the same entries.
-    """
-    if validation_fraction is not None and not 0 <= validation_fraction < 1:
-        raise ConfigError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
-    if len(entries) < MIN_ENTRIES_FOR_VALIDATION or validation_fraction == 0:
-        return list(entries), []
-    ordered = sorted(entries, key=lambda entry: entry.id)
-    order = np.random.default_rng(seed).permutation(len(ordered))
-    if validation_fraction is None:
-        count = 1 if len(ordered) < FEW_CORRECTIONS else round(len(ordered) * DEFAULT_VALIDATION_FRACTION)
-    else:
-        count = min(len(ordered) - 1, max(1, round(len(ordered) * validation_fraction)))
-    held_out = set(order[:count].tolist())
-    return (
-        [e for i, e in enumerate(ordered) if i not in held_out],
-        [e for i, e in enumerate(ordered) if i in held_out],
-    )
-
-
-def _original_data(
-    metadata: dict[str, Any],
-    model_config: ModelConfig,
-    preprocess: PreprocessConfig,
-    images: Path | None,
-    masks: Path | None,
-) -> SegmentationDataset:
-    """The parent's own training data: given folders, else those its checkpoint names."""
-    source = (metadata.get("training") or {}).get("source") or {}
-    split_csv, split = None, None
-    if images is None or masks is None:
-        if not source.get("images") or not source.get("masks"):
-            raise ConfigError(
-                "To mix in the original data, give the folders of the parent's training images and masks "
-                "(--original-images and --original-masks): the parent's checkpoint does not name them."
-            )
-        images, masks = Path(source["images"]), Path(source["masks"])
-        split_csv, split = source.get("split_csv"), source.get("split")
-    pairs = find_pairs(images, masks, split_csv, split)
-    return SegmentationDataset.from_pairs(pairs, model_config, preprocess)
-
-
-def parent_mask_loss_weight(metadata: dict[str, Any]) -> float:
-    """The soft-Dice weight a checkpoint was trained with (0, the paper's MSE alone, if unknown)."""
-    weight = ((metadata.get("training") or {}).get("config") or {}).get("mask_loss_weight", 0.0)
-    return float(weight) if isinstance(weight, (int, float)) else 0.0
-
-
-def _balanced(corrections: SegmentationDataset, original: SegmentationDataset) -> SegmentationDataset:
-    """Corrections repeated so that they make up about half of every epoch."""
-    repeats = max(1, math.ceil(len(original) / max(len(corrections), 1)))
-    return SegmentationDataset(corrections.samples * repeats + original.samples)
+    best_step: int | None = None  # the step whose EMA weights were registered (keep_best)
+    stopped_early: bool = False  # the held-out Dice stopped improving before the budget ended
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # one entry per validation
 
 
 @dataclass
@@ -143,6 +90,7 @@ class _Job:
     validation_data: SegmentationDataset | None
     crop_rule: CropRule
     prompt_crops: int  # training samples cut around recorded prompt boxes (the rest: whole)
+    object_crops: int  # corrections also trained on as crops around their objects
 
 
 def _corrections(root: Path | None) -> tuple[CorrectionsStore, list[CorrectionEntry]]:
@@ -180,44 +128,42 @@ def _prepare(
         mask_loss_weight = parent_mask_loss_weight(checkpoint.metadata)
     config = dataclasses.replace(options.config, mask_loss_weight=mask_loss_weight)
     train_entries, validation_entries = split_entries(entries, options.validation_fraction, config.seed)
-    crop_rule = preprocess.prompt_crop_rule()
-    train_data = store.as_dataset(model.config, preprocess, train_entries, crop_rule=crop_rule)
-    validation_data = (
-        store.as_dataset(model.config, preprocess, validation_entries, crop_rule=crop_rule)
-        if validation_entries
-        else None
-    )
-    if len(train_data) == 0:
-        raise DatasetError(f"The corrections in {store.root} hold no labelled image to train on.")
-    job = _Job(
-        checkpoint, model, preprocess, adaptation, config, train_entries, validation_entries,
-        train_data, validation_data, crop_rule, sum(1 for name in train_data.names if ":box" in name),
-    )  # fmt: skip
+    original = None
     if options.mix_original:
-        job.train_data = _balanced(
-            train_data,
+        original = original_data(
+            checkpoint.metadata,
             # the parent's labels as the parent read them (an adapted child keeps their meaning)
-            _original_data(
-                checkpoint.metadata,
-                model.config.replace(num_classes=checkpoint.model_config.num_classes),
-                preprocess,
-                options.original_images,
-                options.original_masks,
-            ),
+            model.config.replace(num_classes=checkpoint.model_config.num_classes),
+            preprocess,
+            options.original_images,
+            options.original_masks,
         )
-    return job
+    recipe = (
+        object_crop_recipe(checkpoint.metadata, model.config, preprocess) if options.object_crops else None
+    )
+    data = correction_data(
+        store, train_entries, validation_entries, model.config, preprocess,
+        recipe=recipe, original=original, seed=config.seed,
+    )  # fmt: skip
+    if len(data.train) == 0:
+        raise DatasetError(f"The corrections in {store.root} hold no labelled image to train on.")
+    return _Job(
+        checkpoint, model, preprocess, adaptation, config, train_entries, validation_entries,
+        data.train, data.validation, preprocess.prompt_crop_rule(), data.prompt_crops, data.object_crops,
+    )  # fmt: skip
 
 
-def _score_before(job: _Job) -> float | None:
-    """The starting network's Dice on the held-out corrections (rank 0; ``None``: none held out)."""
+def _score_held_out(job: _Job, model: MedSegDiffUNet) -> float | None:
+    """``model``'s Dice on the held-out corrections as the annotator would segment them
+    (:data:`HELD_OUT_SCORING`; rank 0; ``None``: none held out)."""
     if job.validation_data is None or process_rank() != 0:
         return None
     device = resolve_device(job.config.device)
     return validation_dice(
-        job.model.to(device),
+        model.to(device),
         NoiseSchedule(job.checkpoint.diffusion),
         job.validation_data,
-        job.config.validation_sampling,
+        HELD_OUT_SCORING,
         device,
         job.config.validation_images,
     )
@@ -239,6 +185,7 @@ def _metadata(
             "validation_dice_before": before,
             "adaptation": job.adaptation.to_dict(),
             "prompt_crops": job.prompt_crops,
+            "object_crops": job.object_crops,
             "crop_rule": job.crop_rule.to_dict(),
         },
         "training": {"source": (job.checkpoint.metadata.get("training") or {}).get("source")},
@@ -252,6 +199,7 @@ def _register(
     options: FinetuneOptions,
     metadata: dict[str, Any],
     scores: tuple[float | None, float | None],
+    result: Any,
 ) -> ModelVersion:
     """Move the child's checkpoint into the registry (selected if asked), with its scores."""
     adaptation = job.adaptation
@@ -266,6 +214,10 @@ def _register(
             "validation_dice_after": scores[1],
             "corrections": len(job.train_entries) + len(job.validation_entries),
             "validation_corrections": len(job.validation_entries),
+            "validation_samples": 0 if job.validation_data is None else len(job.validation_data),
+            "best_step": result.best_step if scores[1] is not None else None,
+            "steps": result.step,
+            "stopped_early": result.stopped_early,
             "image_channels": adaptation.channels,
             "num_classes": adaptation.classes,
             "parent_image_channels": adaptation.parent_channels,
@@ -286,16 +238,23 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune ``options.parent`` on the corrections in ``options.store``; register the result.
 
-    With 3 or more corrections some are held out and scored before and after (foreground
-    Dice of the EMA weights): one below 10 corrections, 20 % from 10 on, or
-    ``options.validation_fraction`` of them (at least one; 0: none) when given.
+    With 3 or more corrections some are held out (a fifth, at least one, or
+    ``options.validation_fraction`` of them; 0: none; :func:`~.finetune_data.split_entries`)
+    and scored every ``config.validate_every`` steps (foreground Dice of the EMA weights,
+    one cheap sample: ``config.validation_sampling``). With ``config.keep_best`` (the
+    fine-tune default) the registered child is the EMA weights of the best of those scores;
+    ``config.patience`` steps without a better one end the run. Before and after, parent and
+    child are scored as the annotator segments (:data:`HELD_OUT_SCORING`): the numbers the
+    queue's keep-or-switch rule compares.
     ``progress`` and ``cancel`` work as in :func:`~medsegdiff_training.trainer.train`.
     Under ``torchrun`` only rank 0 scores and registers. The loss continues the parent's
     recipe: its soft-Dice weight unless ``options.mask_loss_weight`` is given.
 
     A correction exported from a box- or point-prompted run records its boxes; it trains
     as one crop per box, cut by the parent's crop rule as a prompt is (the held-out ones
-    are scored on those crops too); corrections without prompts are used whole.
+    are scored on those crops too); corrections without prompts are used whole and, with
+    ``options.object_crops`` (the default), also cut around each of their objects by the
+    parent's crop rule (:mod:`~medsegdiff_training.finetune_data`).
 
     The child adapts to the corrections (:func:`plan_finetune`): RGB corrections give a
     grey parent an RGB child, label values the parent lacks give it more classes, by
@@ -331,7 +290,7 @@ def finetune(
     job = _prepare(parent, store, entries, options, registry)
     # a folder of its own, even for a fine-tune that starts in the same second as another
     run_dir = Path(options.run_dir) if options.run_dir is not None else new_run_dir(f"finetune-{parent}")
-    before = _score_before(job)
+    before = _score_held_out(job, job.model)
     barrier()
     metadata = _metadata(job, parent, store, options, before)
     if is_cancelled(cancel):
@@ -350,10 +309,14 @@ def finetune(
     )
     if result.cancelled or result.final_checkpoint is None:
         return FinetuneResult(
-            None, result.cancelled, result.step, before, None, run_dir, job.adaptation, parent
-        )
-    validated = result.history and job.validation_data is not None
-    after = result.history[-1]["validation_dice"] if validated else None
-    version = _register(registry, result.final_checkpoint, job, options, metadata, (before, after))
+            None, result.cancelled, result.step, before, None, run_dir, job.adaptation, parent,
+            history=result.history,
+        )  # fmt: skip
+    validated = bool(result.history) and job.validation_data is not None
+    after = _score_held_out(job, load_checkpoint(result.final_checkpoint).model) if validated else None
+    version = _register(registry, result.final_checkpoint, job, options, metadata, (before, after), result)
     shutil.rmtree(run_dir / "state", ignore_errors=True)  # registered: the resumable state is spent
-    return FinetuneResult(version, False, result.step, before, after, run_dir, job.adaptation, parent)
+    return FinetuneResult(
+        version, False, result.step, before, after, run_dir, job.adaptation, parent,
+        result.best_step if validated else None, result.stopped_early, result.history,
+    )  # fmt: skip

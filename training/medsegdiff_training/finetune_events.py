@@ -133,7 +133,13 @@ class FinetuneStarted(FinetuneEvent):
 
 @dataclass(frozen=True)
 class FinetuneProgress(FinetuneEvent):
-    """A training step is done (reported every half second or so, and at the last step)."""
+    """A training step is done (reported every half second or so, at every new score of the
+    held-out corrections, and at the last step).
+
+    The held-out curve: ``validation_dice`` is the latest score, measured at step
+    ``validation_step``; a new ``validation_step`` is a new point of the curve.
+    ``best_validation_dice`` and ``best_step`` say which weights would be registered now.
+    """
 
     kind: ClassVar[str] = "progress"
     step: int
@@ -142,6 +148,23 @@ class FinetuneProgress(FinetuneEvent):
     validation_dice: float | None
     elapsed_s: float
     remaining_s: float | None
+    validation_step: int | None = None
+    best_validation_dice: float | None = None
+    best_step: int | None = None
+
+    def held_out_summary(self) -> str:
+        """The held-out curve for a status line: ``", held-out Dice 0.712 (best 0.734 at step
+        400)"``; empty before its first point.
+
+        >>> FinetuneProgress(9, None, 0.1, 0.5, 3.0, None, 8, 0.625, 4).held_out_summary()
+        ', held-out Dice 0.500 (best 0.625 at step 4)'
+        """
+        if self.validation_dice is None:
+            return ""
+        best = self.best_validation_dice
+        return f", held-out Dice {self.validation_dice:.3f}" + (
+            "" if best is None else f" (best {best:.3f} at step {self.best_step})"
+        )
 
     @classmethod
     def of(cls, progress: TrainProgress) -> FinetuneProgress:
@@ -154,12 +177,19 @@ class FinetuneProgress(FinetuneEvent):
             validation_dice=progress.validation_dice,
             elapsed_s=round(progress.elapsed_s, 2),
             remaining_s=None if remaining is None else round(remaining, 2),
+            validation_step=progress.validation_step,
+            best_validation_dice=progress.best_validation_dice,
+            best_step=progress.best_step,
         )
 
 
 @dataclass(frozen=True)
 class FinetuneDone(FinetuneEvent):
-    """A new version is registered: its name, its parent, the held-out Dice before and after."""
+    """A new version is registered: its name, its parent, the held-out Dice before and after.
+
+    "After" is the registered weights' score: those of step ``best_step`` (the best held-out
+    score of the run), ``stopped_early`` when the run ended because it stopped improving.
+    """
 
     kind: ClassVar[str] = "done"
     version: str
@@ -171,6 +201,22 @@ class FinetuneDone(FinetuneEvent):
     adaptation: dict[str, Any]  # what the child became (Adaptation.to_dict())
     seconds: float | None  # the fine-tune's wall time, and its process's CPU time
     cpu_seconds: float | None
+    best_step: int | None = None  # None: nothing held out (the last weights are registered)
+    stopped_early: bool = False
+
+    def best_summary(self) -> str:
+        """Which weights were registered, for the dialog's last line; empty when nothing was
+        held out.
+
+        >>> done = FinetuneDone("v2", "default", "/m/v2", 900, 0.5, 0.7, {}, 60.0, 58.0, 400, True)
+        >>> done.best_summary()
+        'Registered the weights of step 400, its best on the held-out corrections; it then stopped improving and ended early.'
+        """
+        if self.best_step is None:
+            return ""
+        return f"Registered the weights of step {self.best_step}, its best on the held-out corrections" + (
+            "; it then stopped improving and ended early." if self.stopped_early else "."
+        )
 
 
 @dataclass(frozen=True)
@@ -211,4 +257,6 @@ def end_event(result: FinetuneResult, seconds: float | None, cpu_seconds: float 
         adaptation={} if result.adaptation is None else result.adaptation.to_dict(),
         seconds=None if seconds is None else round(seconds, 1),
         cpu_seconds=None if cpu_seconds is None else round(cpu_seconds, 1),
+        best_step=result.best_step,
+        stopped_early=result.stopped_early,
     )

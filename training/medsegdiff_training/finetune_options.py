@@ -45,6 +45,7 @@ OPTION_FLAGS = {
     "mask_loss_weight": "--mask-loss-weight",
     "channels": "--channels",
     "num_classes": "--num-classes",
+    "object_crops": "--object-crops",  # --no-object-crops for False
 }
 # TrainConfig fields the command line sets -> their flags; every other field of the config
 # stays DEFAULT_FINETUNE_CONFIG's in a fine-tune process.
@@ -63,7 +64,14 @@ CONFIG_FLAGS = {
     "channels_last": "--channels-last",  # --no-channels-last for False
     "compile": "--compile",
     "num_workers": "--num-workers",
+    "validate_every": "--validate-every",
+    "patience": "--patience",
+    "keep_best": "--keep-best",  # --no-keep-best for False
 }
+# switches that are on by default: ``--no-FLAG`` turns them off
+_ON_BY_DEFAULT = ("--channels-last", "--object-crops", "--keep-best")
+# a field whose None must be spelled out (its default is not None): the value that means None
+_NONE_SPELLED = {"patience": "0"}
 _PATHS = ("store", "run_dir", "original_images", "original_masks")
 
 
@@ -76,8 +84,10 @@ class FinetuneOptions:
     is the training recipe (:data:`DEFAULT_FINETUNE_CONFIG` unless given); its
     ``mask_loss_weight`` is not used: ``mask_loss_weight`` ``None`` continues the parent's.
     ``validation_fraction`` ``None`` is the default hold-out rule
-    (:func:`~medsegdiff_training.finetune.split_entries`); ``channels`` / ``num_classes``
+    (:func:`~medsegdiff_training.finetune_data.split_entries`); ``channels`` / ``num_classes``
     force what the child becomes (``None``: the parent's, or what the corrections need).
+    ``object_crops`` also trains on each correction cut around each of its objects
+    (:mod:`~medsegdiff_training.finetune_data`); off, corrections are used whole only.
     """
 
     parent: str | None = None
@@ -93,6 +103,7 @@ class FinetuneOptions:
     mask_loss_weight: float | None = None
     channels: int | None = None
     num_classes: int | None = None
+    object_crops: bool = True
     config: TrainConfig = field(default=DEFAULT_FINETUNE_CONFIG)
 
     def __post_init__(self) -> None:
@@ -118,8 +129,8 @@ class FinetuneOptions:
 
 def _value_flags(flag: str, value: Any) -> list[str]:
     if isinstance(value, bool):
-        if flag == "--channels-last":
-            return [flag if value else "--no-channels-last"]
+        if flag in _ON_BY_DEFAULT:
+            return [flag if value else "--no-" + flag[2:]]
         return [flag] if value else []
     return [f"{flag}={value}"]  # one word: a value that starts with "-" stays a value
 
@@ -152,9 +163,11 @@ def finetune_argv(options: FinetuneOptions) -> list[str]:
         if value is not None and value != getattr(defaults, name):
             argv += _value_flags(flag, value)
     for name, flag in CONFIG_FLAGS.items():
-        value = getattr(options.config, name)
+        value, default = getattr(options.config, name), getattr(default_config, name)
         budget = name in ("steps", "minutes")
-        if value is not None and (budget or value != getattr(default_config, name)):
+        if value is None and default is not None and name in _NONE_SPELLED:
+            argv.append(f"{flag}={_NONE_SPELLED[name]}")
+        elif value is not None and (budget or value != default):
             argv += _value_flags(flag, value)
     return argv
 
@@ -172,10 +185,16 @@ def options_from_args(args: argparse.Namespace | Mapping[str, Any]) -> FinetuneO
     budget alone (no step budget), as a budget given is the whole budget.
     """
     values = dict(args) if isinstance(args, Mapping) else dict(vars(args))
-    own = {name: values[name] for name in OPTION_FLAGS if name in values}
+    defaults = FinetuneOptions()
+    own = {  # a switch not given (None) keeps its default
+        name: values[name]
+        for name in OPTION_FLAGS
+        if name in values and (values[name] is not None or getattr(defaults, name) is None)
+    }
     steps = values.get("steps")
     if steps is None:
         steps = None if values.get("minutes") is not None else DEFAULT_FINETUNE_CONFIG.steps
     training = {name: values[name] for name in CONFIG_FLAGS if name in values}
-    config = train_config_from(training, DEFAULT_FINETUNE_CONFIG, steps=steps)
+    none = {name: None for name, spelled in _NONE_SPELLED.items() if str(training.get(name)) == spelled}
+    config = train_config_from(training, DEFAULT_FINETUNE_CONFIG, steps=steps, **none)
     return FinetuneOptions(**{name: value for name, value in own.items()}, config=config)

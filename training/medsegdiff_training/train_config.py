@@ -39,6 +39,9 @@ class AugmentConfig:
     gamma: float = 0.2
     contrast: float = 0.15
     brightness: float = 0.1
+    # colour images only: each image's colour (its channels' deviations from the luminance)
+    # scaled by a factor from [1 - saturation, 1 + saturation] (at 0: grey), the luminance kept
+    saturation: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,8 @@ class TrainConfig:
     minutes: float | None = None
     batch_size: int = 8
     learning_rate: float = 1e-4  # the paper's
-    # "constant" (the paper's) or "cosine": linear warm-up over warmup_steps, then cosine
-    # decay to 0 at the end of the budget (steps or minutes, whichever ends first)
+    # linear warm-up over warmup_steps, then "constant" (the paper's, with no warm-up) or
+    # "cosine": decay to 0 at the end of the budget (steps or minutes, whichever ends first)
     lr_schedule: str = "constant"
     warmup_steps: int = 0
     # what ``minutes`` counts: "wall" time, or this process's "cpu" time (budgets that hold
@@ -74,7 +77,11 @@ class TrainConfig:
     num_workers: int | None = None  # DataLoader workers; None: 4 on CUDA, 0 (main thread) elsewhere
     seed: int = 0
     validate_every: int = 500
-    validation_images: int = 32
+    validation_images: int | None = 32  # None: every validation sample
+    # keep_best: final/ holds the EMA weights of the best validation, not the last ones;
+    # patience: stop once this many steps have passed without a better validation Dice
+    keep_best: bool = False
+    patience: int | None = None
     # one member: validation tracks the network, not the ensemble's averaging
     validation_sampling: SamplingSettings = SamplingSettings(sampler="ddim", steps=10, seed=0, ensemble=1)
     checkpoint_every: int = 500
@@ -108,6 +115,12 @@ class TrainConfig:
             )
         if self.num_workers is not None and self.num_workers < 0:
             raise ConfigError("num_workers must be 0 (load in the main process) or more.")
+        if self.validate_every < 1:
+            raise ConfigError(f"validate_every must be at least 1 step, got {self.validate_every}.")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience must be at least 1 step (or none), got {self.patience}.")
+        if self.augment is not None and not 0 <= self.augment.saturation <= 1:
+            raise ConfigError(f"augment.saturation must be from 0 to 1, got {self.augment.saturation}.")
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -130,7 +143,11 @@ DEFAULT_FINETUNE_CONFIG = TrainConfig(
     warmup_steps=30,
     ema_decay=0.995,
     timestep_floor=0.5,
-    validate_every=10**9,
+    validate_every=50,
+    validation_images=64,
+    validation_sampling=SamplingSettings(sampler="ddim", steps=3, seed=0, ensemble=1),
+    keep_best=True,
+    patience=500,
     checkpoint_every=50,
 )
 

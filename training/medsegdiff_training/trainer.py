@@ -40,7 +40,13 @@ from .samplers import run_to_end
 from .schedule import NoiseSchedule, diffusion_loss, mask_to_model_space
 from .threads import thread_record
 from .train_config import TrainConfig
-from .training_state import has_training_state, load_training_state, save_training_state
+from .training_batches import Batches
+from .training_state import (
+    has_training_state,
+    load_best_weights,
+    load_training_state,
+    save_training_state,
+)
 
 CancelToken = Callable[[], bool] | threading.Event | None
 LOG_FILE = "log.jsonl"
@@ -58,11 +64,18 @@ class TrainProgress:
     elapsed_s: float
     remaining_s: float | None
     images_per_s: float
+    validation_step: int | None = None  # the step ``validation_dice`` was measured at
+    best_validation_dice: float | None = None
+    best_step: int | None = None
 
 
 @dataclass
 class TrainResult:
-    """The outcome of :func:`train`."""
+    """The outcome of :func:`train`.
+
+    ``final_validation_dice`` is the validation Dice of the weights ``final/`` holds: the
+    best validation's with ``keep_best``, else the last one's.
+    """
 
     run_dir: Path
     step: int
@@ -70,6 +83,9 @@ class TrainResult:
     final_checkpoint: Path | None
     history: list[dict[str, Any]]
     best_validation_dice: float | None
+    best_step: int | None = None
+    stopped_early: bool = False  # ended by ``patience``, before its budget
+    final_validation_dice: float | None = None
 
 
 def is_cancelled(cancel: CancelToken) -> bool:
@@ -78,102 +94,6 @@ def is_cancelled(cancel: CancelToken) -> bool:
     if isinstance(cancel, threading.Event):
         return cancel.is_set()
     return bool(cancel())
-
-
-class _Order:
-    """Endless shuffled indices; under DDP each rank gets its own share of every epoch."""
-
-    def __init__(self, dataset: SegmentationDataset, seed: int, epoch: int = 0, position: int = 0) -> None:
-        self.dataset, self.seed = dataset, seed
-        self.epoch, self.position, self.order = epoch, position, self._order(epoch)
-
-    def _order(self, epoch: int) -> list[int]:
-        sampler: torch.utils.data.DistributedSampler[int]
-        sampler = torch.utils.data.DistributedSampler(
-            self.dataset, num_replicas=world_size(), rank=process_rank(), shuffle=True, seed=self.seed
-        )
-        sampler.set_epoch(epoch)
-        return list(sampler)
-
-    def take(self, count: int) -> list[Any]:
-        """The next ``count`` item keys: indices, or (index, epoch) for a data set with ``epoch_keys``
-        (whose items change every epoch, e.g. jittered crops, the same in a resumed run)."""
-        epoch_keys = bool(getattr(self.dataset, "epoch_keys", False))
-        keys: list[Any] = []
-        while len(keys) < count:
-            if self.position >= len(self.order):
-                self.epoch, self.position = self.epoch + 1, 0
-                self.order = self._order(self.epoch)
-            index = self.order[self.position]
-            keys.append((index, self.epoch) if epoch_keys else index)
-            self.position += 1
-        return keys
-
-
-class _IndexBatches:
-    """The batch sampler of the worker DataLoader: the same index lists, from a given state."""
-
-    def __init__(self, order: _Order, batch_size: int) -> None:
-        self.order, self.batch_size = order, batch_size
-
-    def __iter__(self):
-        while True:
-            yield self.order.take(self.batch_size)
-
-
-class _Batches:
-    """Endless shuffled batches, stacked in this thread or by DataLoader workers.
-
-    With workers the batches come prefetched (in pinned memory on CUDA, so the copy to
-    the GPU overlaps compute); the order, and so a resumed run, is the same either way:
-    the workers draw from a copy of the order that starts where training stands.
-    """
-
-    def __init__(
-        self,
-        dataset: SegmentationDataset,
-        batch_size: int,
-        seed: int,
-        workers: int = 0,
-        pin_memory: bool = False,
-    ) -> None:
-        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.workers, self.pin_memory = workers, pin_memory
-        self.consumed = _Order(dataset, seed)
-        self._loader: Any = None
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.workers == 0:
-            indices = self.consumed.take(self.batch_size)
-            images, labels = zip(*(self.dataset[i] for i in indices), strict=True)
-            return torch.stack(images), torch.stack(labels)
-        if self._loader is None:
-            start = _Order(self.dataset, self.seed, self.consumed.epoch, self.consumed.position)
-            self._loader = iter(
-                torch.utils.data.DataLoader(
-                    self.dataset,
-                    batch_sampler=_IndexBatches(start, self.batch_size),
-                    num_workers=self.workers,
-                    pin_memory=self.pin_memory,
-                    prefetch_factor=4,
-                    # its own seed source: drawing from the global RNG would change the noise
-                    generator=torch.Generator().manual_seed(self.seed),
-                )
-            )
-        self.consumed.take(self.batch_size)
-        images, labels = next(self._loader)
-        return images, labels
-
-    def close(self) -> None:
-        """Stop the workers (they hold a copy of the data set)."""
-        self._loader = None
-
-    def state(self) -> dict[str, int]:
-        return {"epoch": self.consumed.epoch, "position": self.consumed.position}
-
-    def restore(self, state: dict[str, int]) -> None:
-        self.close()
-        self.consumed = _Order(self.dataset, self.seed, int(state["epoch"]), int(state["position"]))
 
 
 @torch.no_grad()
@@ -282,15 +202,20 @@ class _Run:
         self.schedule = NoiseSchedule(diffusion)
         cuda = self.device.type == "cuda"
         workers = config.num_workers if config.num_workers is not None else (4 if cuda else 0)
-        self.batches = _Batches(train_data, config.batch_size, config.seed, workers, pin_memory=cuda)
+        self.batches = Batches(train_data, config.batch_size, config.seed, workers, pin_memory=cuda)
         self.step, self.elapsed_before = 0, 0.0
         self.history: list[dict[str, Any]] = []
         self.best: float | None = None
+        self.best_step: int | None = None
+        self.best_weights: dict[str, torch.Tensor] | None = None  # keep_best: the EMA at best_step
+        self.stop_early = False
         torch.manual_seed(config.seed + self.rank)  # but different noise on each rank
         if resume and has_training_state(run_dir):
             info = load_training_state(run_dir, self.model, self.ema, self.optimizer, self.generator)
             self.step, self.elapsed_before = int(info["step"]), float(info["elapsed_s"])
             self.history, self.best = info.get("history", []), info.get("best_validation_dice")
+            self.best_step = info.get("best_step")
+            self.best_weights = load_best_weights(run_dir) if config.keep_best else None
             self.batches.restore(info["batches"])
             if self.world > 1:  # the saved RNG state is rank 0's: give each rank its own again
                 torch.manual_seed(config.seed + self.rank + 7919 * self.step)
@@ -341,13 +266,13 @@ class _Run:
         return min(1.0, max(fractions))
 
     def learning_rate(self) -> float:
-        if self.config.lr_schedule == "constant":
-            return self.config.learning_rate
         warm = min(1.0, (self.step + 1) / self.config.warmup_steps) if self.config.warmup_steps else 1.0
+        if self.config.lr_schedule == "constant":
+            return self.config.learning_rate * warm
         return self.config.learning_rate * warm * 0.5 * (1 + math.cos(math.pi * self.budget_fraction()))
 
     def train_step(self) -> float:
-        if self.config.lr_schedule != "constant":
+        if self.config.lr_schedule != "constant" or self.config.warmup_steps:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate()
         images, labels = self.batches.next()
@@ -388,10 +313,14 @@ class _Run:
         return loss_value
 
     def validate(self, loss_value: float | None) -> None:
-        """Score the EMA weights on the validation data (rank 0) and log it."""
+        """Score the EMA weights on the validation data (rank 0), keep the best, log it.
+
+        A strictly better Dice is a new best (its EMA weights kept with ``keep_best``);
+        ``patience`` steps past the best, the run is marked to stop.
+        """
         assert self.validation_data is not None
         if self.rank == 0:
-            self.last_validation = validation_dice(
+            score = validation_dice(
                 self.ema,
                 self.schedule,
                 self.validation_data,
@@ -399,12 +328,24 @@ class _Run:
                 self.device,
                 self.config.validation_images,
             )
-            self.best = self.last_validation if self.best is None else max(self.best, self.last_validation)
+            self.last_validation = score
+            if math.isfinite(score) and (self.best is None or not score <= self.best):
+                self.best, self.best_step = score, self.step
+                if self.config.keep_best:
+                    self.best_weights = {
+                        k: v.detach().cpu().clone() for k, v in self.ema.state_dict().items()
+                    }
+            patience = self.config.patience
+            self.stop_early = bool(
+                patience is not None and self.best_step is not None and self.step - self.best_step >= patience
+            )
         self.history.append(
             {
                 "step": self.step,
                 "loss": loss_value,
                 "validation_dice": self.last_validation,
+                "best_validation_dice": self.best,
+                "best_step": self.best_step,
                 "elapsed_s": self.elapsed(),
             }
         )
@@ -433,9 +374,11 @@ class _Run:
                     "elapsed_s": self.elapsed(),
                     "history": self.history,
                     "best_validation_dice": self.best,
+                    "best_step": self.best_step,
                     "batches": self.batches.state(),
                     "train_config": self.config.to_dict(),
                 },
+                best=self.best_weights,
             )
         barrier()
 
@@ -449,7 +392,19 @@ class _Run:
             spent,
             self.remaining_s(),
             self.step * self.config.batch_size * self.world / max(spent, 1e-9),
+            self.history[-1]["step"] if self.history else None,
+            self.best,
+            self.best_step,
         )
+
+    def final_weights(self) -> tuple[torch.nn.Module, float | None]:
+        """The network final/ holds and its validation Dice: the best validation's EMA
+        weights with ``keep_best`` (when there was one), else the last EMA weights."""
+        if self.config.keep_best and self.best_weights is not None:
+            best = copy.deepcopy(self.ema)
+            best.load_state_dict(self.best_weights)
+            return best, self.best
+        return self.ema, self.last_validation
 
     def finish(
         self, metadata: dict[str, Any] | None, preprocess: PreprocessConfig, diffusion: DiffusionConfig
@@ -477,13 +432,18 @@ class _Run:
         if digests is not None:
             training["rank_weight_digests"] = digests
         document["training"] = training
+        weights, score = self.final_weights()
         if self.last_validation is not None:
             metrics = dict(document.get("metrics") or {})
-            metrics["validation_dice"] = self.last_validation
+            metrics["validation_dice"] = score  # of the weights saved
             metrics["best_validation_dice"] = self.best
+            metrics["best_step"] = self.best_step
+            metrics["last_validation_dice"] = self.last_validation
             document["metrics"] = metrics
+            training["kept"] = "best" if weights is not self.ema else "last"
+            training["stopped_early"] = self.stop_early
         final = save_checkpoint(
-            self.run_dir / FINAL_DIR, self.ema, diffusion, preprocess, overwrite=True, **document
+            self.run_dir / FINAL_DIR, weights, diffusion, preprocess, overwrite=True, **document
         )
         barrier()
         return final
@@ -508,8 +468,11 @@ def train(
     The run folder gets ``state/`` (resumable: every ``checkpoint_every`` steps, on
     cancel and at the end), ``log.jsonl`` (one line per validation) and, when the budget
     is spent, ``final/`` (a checkpoint of the EMA weights, validated once more at the end
-    when there is validation data). With ``resume`` a run folder that has a state
-    continues where it stopped, with nothing lost. ``progress`` gets a
+    when there is validation data). With validation data, ``config.keep_best`` makes
+    ``final/`` the EMA weights of the best validation rather than the last, and
+    ``config.patience`` ends the run once that many steps have passed without a better
+    one. With ``resume`` a run folder that has a state continues where it stopped, with
+    nothing lost (the best weights so far too). ``progress`` gets a
     :class:`TrainProgress` after every step; ``cancel`` (a callable or an Event) stops
     the run before the next step, its state saved. Under ``torchrun`` every rank trains
     on its share of the data, ranks stop together and only rank 0 writes.
@@ -531,7 +494,8 @@ def train(
     cancelled, loss_value = False, None
     while True:
         # every rank must agree to stop at the same step, or DDP waits forever
-        reason = max_over_ranks(2 if is_cancelled(cancel) else 1 if run.budget_spent() else 0, run.device)
+        spent = run.budget_spent() or run.stop_early
+        reason = max_over_ranks(2 if is_cancelled(cancel) else 1 if spent else 0, run.device)
         if reason:
             cancelled = reason == 2
             break
@@ -557,7 +521,10 @@ def train(
     run.batches.close()
     run.save_state()
     final = None if cancelled else run.finish(metadata, preprocess, diffusion)
-    return TrainResult(run_dir, run.step, cancelled, final, run.history, run.best)
+    return TrainResult(
+        run_dir, run.step, cancelled, final, run.history, run.best, run.best_step,
+        run.stop_early, run.final_weights()[1],
+    )  # fmt: skip
 
 
 def raise_if_cancelled(result: TrainResult) -> TrainResult:

@@ -4,6 +4,7 @@ A run folder holds ``state/`` with::
 
     weights.safetensors     the raw (non-EMA) weights
     ema.safetensors         the EMA weights
+    best.safetensors        the EMA weights of the best validation so far (``keep_best`` runs)
     optimizer.safetensors   AdamW's moment tensors, keyed "<param index>.<name>"
     state.json              step, elapsed time, optimizer scalars, RNG state, history
 
@@ -60,8 +61,10 @@ def save_training_state(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     info: dict[str, Any],
+    best: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write the resumable state of a run into ``run_dir/state`` atomically."""
+    """Write the resumable state of a run into ``run_dir/state`` atomically (``best``: the
+    EMA weights of the best validation so far, kept beside the current ones)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".state.partial-", dir=run_dir))
     try:
@@ -73,6 +76,8 @@ def save_training_state(
             {k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()},
             str(staging / "ema.safetensors"),
         )
+        if best is not None:
+            save_file({k: v.contiguous() for k, v in best.items()}, str(staging / "best.safetensors"))
         tensors, scalars = _optimizer_tensors(optimizer)
         tensors["__generator__"] = generator.get_state()
         tensors["__torch_rng__"] = torch.get_rng_state()
@@ -111,3 +116,14 @@ def load_training_state(
     torch.set_rng_state(tensors.pop("__torch_rng__"))
     _restore_optimizer(optimizer, tensors, info.pop("optimizer"))
     return info
+
+
+def load_best_weights(run_dir: Path) -> dict[str, torch.Tensor] | None:
+    """The best validation's EMA weights a saved state keeps, or ``None`` when it keeps none."""
+    path = run_dir / STATE_DIR / "best.safetensors"
+    if not path.is_file():
+        return None
+    try:
+        return load_file(str(path))
+    except Exception as error:
+        raise CheckpointError(f"The saved best weights in {path} cannot be read: {error}") from None

@@ -30,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("finetune", help="fine-tune a model version on a corrections store")
     _add_source(parser)
     _add_budget(parser)
+    _add_held_out(parser)
     _add_data(parser)
     _add_new_version(parser)
     add_speed(parser, training=True)
@@ -63,16 +64,49 @@ def _add_budget(parser: argparse.ArgumentParser) -> None:
     )
     add_recipe(parser, BASE)
     parser.add_argument("--seed", type=int, default=BASE.seed)
+
+
+def _add_held_out(parser: argparse.ArgumentParser) -> None:
+    """Which corrections are held out, and how their curve picks and stops the run."""
     parser.add_argument(
         "--validation-fraction",
         type=float,
         default=None,
-        help="share of the corrections held out to score before/after, with 3 or more (default: "
-        "one below 10 corrections, 0.2 from 10 on; 0: none)",
+        help="share of the corrections held out to score before/after and during the run, with 3 or "
+        "more (default: a fifth, at least one; 0: none)",
+    )
+    parser.add_argument(
+        "--validate-every",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help=f"score the held-out corrections every STEPS steps (default: {BASE.validate_every})",
+    )
+    parser.add_argument(
+        "--keep-best",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="register the EMA weights that scored best on the held-out corrections, not the last "
+        "ones (default: on; --no-keep-best: the last, the paper's way)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="stop once the held-out Dice has not improved for STEPS steps (0: never; "
+        f"default: {BASE.patience})",
     )
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--object-crops",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also train on each correction cut around each of its objects by the parent's crop "
+        "rule, and score the held-out ones so (default: on)",
+    )
     parser.add_argument(
         "--mix-original", action="store_true", help="also train on the parent's original data"
     )
@@ -156,5 +190,9 @@ def command_finetune(args: argparse.Namespace) -> int:
             scores = (
                 "" if before is None or after is None else f"; validation Dice {before:.3f} -> {after:.3f}"
             )
-            out(f"Registered {end.version} (parent {end.parent}) after {end.steps} steps{scores}")
+            best = end.best_summary()
+            out(
+                f"Registered {end.version} (parent {end.parent}) after {end.steps} steps{scores}"
+                + (f". {best}" if best else "")
+            )
         return EXIT_OK

@@ -69,24 +69,27 @@ class TrainingReporter:
             interval_s if interval_s is not None else (0.5 if json_lines or self.terminal else 10.0)
         )
         self.last_time = -math.inf
-        self.last_validation: float | None = None
+        self.last_validation: tuple[int | None, float | None] = (None, None)
         self.pending_newline = False
 
     def __call__(self, progress: TrainProgress) -> None:
         now = time.monotonic()
         last_step = progress.total_steps is not None and progress.step >= progress.total_steps
-        new_validation = (
-            progress.validation_dice is not None and progress.validation_dice != self.last_validation
-        )
+        point = (progress.validation_step, progress.validation_dice)
+        new_validation = progress.validation_dice is not None and point != self.last_validation
         if not (last_step or new_validation or now - self.last_time >= self.interval_s):
             return
-        self.last_time, self.last_validation = now, progress.validation_dice
+        self.last_time, self.last_validation = now, point
         if self.json_lines:
             emit_json(FinetuneProgress.of(progress).to_dict(), self.stream)
             return
         total = f"/{progress.total_steps}" if progress.total_steps is not None else ""
+        best = progress.best_validation_dice
         validation = (
-            "" if progress.validation_dice is None else f" | validation Dice {progress.validation_dice:.3f}"
+            ""
+            if progress.validation_dice is None
+            else f" | validation Dice {progress.validation_dice:.3f}"
+            + ("" if best is None else f" (best {best:.3f} at step {progress.best_step})")
         )
         line = (
             f"step {progress.step}{total} | loss {progress.loss:.4f}{validation} | "

@@ -1,8 +1,10 @@
 """Augmentation suited to medical images, on whole batches in torch.
 
 Flips, a small random affine (rotation, scale, shift) applied identically to image and
-mask, and intensity jitter (gamma, contrast, brightness) on the image only. No colour
-tricks: grayscale stays grayscale. Written in plain torch (about 50 lines) instead of
+mask, and intensity jitter (gamma, contrast, brightness) on the image only. Grayscale stays
+grayscale; a colour image may have its colour scaled around its luminance (``saturation``:
+from grey to twice as colourful, the luminance unchanged), so a colour model learns to use
+colour without depending on the exact hues of a few images. Written in plain torch (about 50 lines) instead of
 pulling in a library: it runs on the batch and on the GPU alike.
 """
 
@@ -13,6 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..preprocess import LUMINANCE_WEIGHTS
 from ..train_config import AugmentConfig
 
 __all__ = ["AugmentConfig", "augment_batch"]
@@ -59,6 +62,8 @@ def augment_batch(
     prompt = None
     if prompt_channels:
         image, prompt = image[:, :-prompt_channels], torch.where(image[:, -prompt_channels:] > 0, 1.0, -1.0)
+    if image.shape[1] == 3 and config.saturation > 0:
+        image = _scale_colour(image, (1 + uniform(-1, 1) * config.saturation).clamp(min=0))
     # intensity, in [0, 1]: gamma, then contrast around the mean, then brightness
     unit = (image + 1) / 2
     gamma = torch.exp(uniform(-1, 1) * config.gamma).view(-1, 1, 1, 1)
@@ -70,3 +75,15 @@ def augment_batch(
     if prompt is not None:
         image = torch.cat([image, prompt.to(image.dtype)], dim=1)
     return image, x0
+
+
+def _scale_colour(image: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) images with each one's deviations from its luminance times ``factor``.
+
+    The ITU-R 601 luminance is linear, so it stays what it was (up to clipping to [-1, 1]
+    where a factor above 1 pushes a channel past it); factor 0 gives three copies of the
+    luminance, which a luminance-anchored child reads as its grey parent did.
+    """
+    weights = torch.tensor(LUMINANCE_WEIGHTS, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    grey = (image * weights).sum(dim=1, keepdim=True)
+    return (grey + factor.view(-1, 1, 1, 1) * (image - grey)).clamp(-1, 1)

@@ -282,6 +282,28 @@ class RoiCropDataset(SegmentationDataset):
         )
         return cut.image, cut.labels
 
+    def object_samples(self, index: int) -> list[Sample]:
+        """Item ``index`` cut around each of its objects in turn, un-jittered, at the rule's own
+        margin, each crop's target that object alone (per object): how held-out corrections
+        are scored as box prompts. No object: no crop."""
+        sample, found = self.samples[index], self.objects[index]
+        labels = sample.labels.numpy()
+        crops = []
+        for number, box in enumerate(found.boxes, start=1):
+            target = labels if found.components is None else (found.components == number).astype(labels.dtype)
+            crops.append(
+                crop_sample(
+                    f"{sample.name}:object{number}",
+                    sample.image.numpy(),
+                    target,
+                    self.rule.window(box),
+                    self.model_config,
+                    self.preprocess,
+                    box=box,
+                )  # fmt: skip
+            )
+        return crops
+
     def digest(self) -> str:
         """A SHA-256 over the full-size data and how it is cut (rule, recipe, seed)."""
         hasher = hashlib.sha256(super().digest().encode())
