@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from _three_tasks import three_tasks_table
+from _full_frames import full_frames_tables
 
 from medsegdiff_training.config import named_config
 
@@ -619,6 +620,7 @@ def render() -> str:
         ("ablation", ablation_table),
         ("finetune_drishti_adapt", fewshot_table),
         ("contention_cpu", contention_table),
+        ("finetune_full_frames", full_frames_tables),
     ]:
         result = _load(name)
         if result is not None:
