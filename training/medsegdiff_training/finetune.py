@@ -295,6 +295,22 @@ def finetune(
     metadata = _metadata(job, parent, store, options, before)
     if is_cancelled(cancel):
         return FinetuneResult(None, True, 0, before, None, run_dir, job.adaptation, parent)
+    return _train_and_register(job, registry, options, run_dir, metadata, before, progress, cancel)
+
+
+def _train_and_register(
+    job: _Job,
+    registry: ModelRegistry,
+    options: FinetuneOptions,
+    run_dir: Path,
+    metadata: dict[str, Any],
+    before: float | None,
+    progress: Callable[[TrainProgress], None] | None,
+    cancel: CancelToken,
+) -> FinetuneResult:
+    """Train the prepared job, score the weights it kept and register them (nothing when
+    cancelled: the run folder keeps the resumable state)."""
+    parent = metadata["parent_version"]
     result = train(
         job.model,
         job.train_data,
