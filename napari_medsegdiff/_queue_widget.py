@@ -517,9 +517,8 @@ class QueueWidget(QWidget):
 
     def finetune_progress(self, event: FinetuneProgress, accepted: int) -> None:
         parent = self.finetune.options.parent if self.finetune is not None else ""
-        self.finetune_label.setText(
-            f"Fine-tuning {parent} on {accepted} corrections: {finetune_step(event)}{event.held_out_summary()}"
-        )
+        step, curve = finetune_step(event), event.held_out_summary()
+        self.finetune_label.setText(f"Fine-tuning {parent} on {accepted} corrections: {step}{curve}")
 
     def finetune_ended(self, record: FinetuneRecord) -> None:
         if record.version is None:

@@ -88,6 +88,33 @@ def test_segment_paint_export_finetune_and_segment_again(qtbot, widget, medsegdi
     )
 
 
+def test_the_dialog_shows_the_held_out_curve_and_which_weights_it_registered(qtbot, widget):
+    for shift in (0, 4, 8):  # three corrections: one is held out and scored during the run
+        labels = np.zeros((48, 48), np.uint8)
+        labels[10 + shift : 30 + shift, 10:30] = 1
+        widget.store.add(_image(), labels, model_version="tiny")
+    widget.confirm = lambda question: False  # keep the model as it is
+    dialog = widget.open_finetune_dialog()
+    dialog.options.steps.value = 2
+    finished, stages = [], []
+    dialog.start()
+    dialog.process.progress.connect(lambda _: stages.append(dialog.run_progress.text))
+    dialog.process.done.connect(finished.append)
+    dialog.process.failed.connect(finished.append)
+    qtbot.waitUntil(lambda: bool(finished), timeout=120_000)
+    from medsegdiff_training.finetune_events import FinetuneDone
+
+    assert isinstance(finished[0], FinetuneDone), finished[0]
+    # the curve's point (step 2, the end of the budget) in the progress bar's line
+    assert any("held-out Dice" in stage and "(best" in stage and "at step 2)" in stage for stage in stages), (
+        stages
+    )
+    text = dialog.status.text()
+    assert "On the same 1 held-out correction" in text  # the parent/child comparison (issue 30)
+    assert "Registered the weights of step 2, its best on the held-out ones." in text
+    assert widget.model_version() == "tiny"
+
+
 def test_cancelling_a_finetune_leaves_the_registry_as_it_was(qtbot, widget, medsegdiff_home):
     labels = _segment(qtbot, widget)
     labels.data = np.pad(np.ones((20, 20), np.uint8), 14)

@@ -209,14 +209,14 @@ class FinetuneDone(FinetuneEvent):
         held out.
 
         >>> done = FinetuneDone("v2", "default", "/m/v2", 900, 0.5, 0.7, {}, 60.0, 58.0, 400, True)
-        >>> done.best_summary()
-        'Registered the weights of step 400, its best on the held-out corrections; it then stopped improving and ended early.'
+        >>> print(done.best_summary().replace("; ", ";\\n"))
+        Registered the weights of step 400, its best on the held-out ones;
+        it then stopped improving and ended early.
         """
         if self.best_step is None:
             return ""
-        return f"Registered the weights of step {self.best_step}, its best on the held-out corrections" + (
-            "; it then stopped improving and ended early." if self.stopped_early else "."
-        )
+        ending = "; it then stopped improving and ended early." if self.stopped_early else "."
+        return f"Registered the weights of step {self.best_step}, its best on the held-out ones{ending}"
 
 
 @dataclass(frozen=True)
