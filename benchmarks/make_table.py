@@ -19,8 +19,8 @@ import math
 import sys
 from pathlib import Path
 
-from _three_tasks import three_tasks_table
 from _full_frames import full_frames_tables
+from _three_tasks import three_tasks_table
 
 from medsegdiff_training.config import named_config
 
