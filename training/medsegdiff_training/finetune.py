@@ -266,6 +266,7 @@ def finetune(
     Examples
     --------
     >>> import tempfile
+    >>> import numpy as np
     >>> from medsegdiff_training.checkpoint import save_checkpoint
     >>> from medsegdiff_training.config import DiffusionConfig, named_config
     >>> from medsegdiff_training.model import MedSegDiffUNet
