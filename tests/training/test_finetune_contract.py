@@ -53,7 +53,7 @@ def every_option_changed() -> FinetuneOptions:
         mask_loss_weight=0.0,
         channels=3,
         num_classes=4,
-        object_crops=False,
+        object_crops=True,
     ).replace(
         steps=17,
         minutes=2.5,
@@ -70,8 +70,8 @@ def every_option_changed() -> FinetuneOptions:
         compile="default",
         num_workers=2,
         validate_every=7,
-        patience=None,  # the default stops early: None must be spelled out (--patience=0)
-        keep_best=False,
+        patience=120,
+        keep_best=True,
     )
 
 
@@ -81,11 +81,11 @@ def every_option_changed() -> FinetuneOptions:
         FinetuneOptions(),
         every_option_changed(),
         every_option_changed().replace(channels_last=True, select=False, mix_original=False),
-        every_option_changed().replace(patience=120, keep_best=True, object_crops=True),
+        every_option_changed().replace(patience=None, keep_best=False, object_crops=False),
         FinetuneOptions(parent="v2", store="corrections").replace(steps=None, minutes=3.0),  # the queue's
         FinetuneOptions().replace(steps=50, minutes=None),
     ],
-    ids=["defaults", "everything", "switches-flipped", "patience", "minutes-alone", "steps-alone"],
+    ids=["defaults", "everything", "switches-flipped", "last-weights", "minutes-alone", "steps-alone"],
 )
 def test_options_round_trip_through_the_clis_parser(options):
     assert through_the_cli(options) == options

@@ -95,6 +95,7 @@ def test_a_child_starts_at_its_parents_weights_and_records_where_it_came_from(fi
             config=replace(ONE_STEP, learning_rate=0.0),
             run_dir=tmp_path / "run",
             name="child",
+            object_crops=True,
         ),
         registry=registry,
     )
@@ -352,8 +353,8 @@ def test_mixing_in_the_original_data_the_parent_names(finetune_setup, make_paren
     rng = np.random.default_rng(5)
     for _ in range(2):
         store.add(*blob(rng))
-    # the parent's checkpoint names its 5 training images: with the 2 corrections and their
-    # 2 object crops they make the epoch, the corrections about half of it
+    # the parent's checkpoint names its 5 training images: with the 2 corrections they make
+    # the epoch, the corrections about half of it
     result = finetune(
         FinetuneOptions(
             parent="parent", store=store.root, config=ONE_STEP, mix_original=True, run_dir=tmp_path / "r"
@@ -361,7 +362,7 @@ def test_mixing_in_the_original_data_the_parent_names(finetune_setup, make_paren
         registry=registry,
     )
     document = read_checkpoint_config(result.version.path)
-    assert document["training"]["images"] == 2 + 2 + 5
+    assert document["training"]["images"] == 2 + 5
     assert document["finetune"]["mix_original"] is True
     # a parent that does not name its data needs the folders given
     make_parent(registry, "bare", select=False)
@@ -401,7 +402,7 @@ def test_mixing_in_the_original_data_the_parent_names(finetune_setup, make_paren
         ),
         registry=registry,
     )
-    assert read_checkpoint_config(given.version.path)["training"]["images"] == 2 + 2 + 5
+    assert read_checkpoint_config(given.version.path)["training"]["images"] == 2 + 5
 
 
 @pytest.mark.parametrize(("count", "originals"), [(2, 5), (2, 40), (6, 3), (1, 1)])

@@ -114,7 +114,12 @@ def test_finetune_crops_around_the_recorded_boxes_by_the_parents_rule(tmp_path, 
     assert plan_finetune("parent", store, registry=registry).classes == 2
     result = finetune(
         FinetuneOptions(
-            parent="parent", store=store.root, config=config, validation_fraction=0, run_dir=tmp_path / "run"
+            parent="parent",
+            store=store.root,
+            config=config,
+            validation_fraction=0,
+            run_dir=tmp_path / "run",
+            object_crops=True,
         ),
         registry=registry,
     )

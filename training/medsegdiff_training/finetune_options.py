@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .train_config import DEFAULT_FINETUNE_CONFIG, TrainConfig, train_config_from
+from .train_config import DEFAULT_FINETUNE_CONFIG, HELD_OUT_CURVE_EVERY, TrainConfig, train_config_from
 
 # FinetuneOptions fields -> the ``medsegdiff finetune`` flags that set them (argparse's
 # destination is the field's name). Booleans are switches; the rest take a value.
@@ -103,7 +103,7 @@ class FinetuneOptions:
     mask_loss_weight: float | None = None
     channels: int | None = None
     num_classes: int | None = None
-    object_crops: bool = True
+    object_crops: bool = False  # on with --object-crops; the default once measured (issue 29)
     config: TrainConfig = field(default=DEFAULT_FINETUNE_CONFIG)
 
     def __post_init__(self) -> None:
@@ -182,7 +182,9 @@ def options_from_args(args: argparse.Namespace | Mapping[str, Any]) -> FinetuneO
     """``medsegdiff finetune``'s parsed arguments as :class:`FinetuneOptions`.
 
     An option not given keeps its default; ``--minutes`` without ``--steps`` is a time
-    budget alone (no step budget), as a budget given is the whole budget.
+    budget alone (no step budget), as a budget given is the whole budget; ``--keep-best`` or
+    ``--patience`` without ``--validate-every`` scores the held-out corrections every
+    :data:`HELD_OUT_CURVE_EVERY` steps.
     """
     values = dict(args) if isinstance(args, Mapping) else dict(vars(args))
     defaults = FinetuneOptions()
@@ -195,6 +197,8 @@ def options_from_args(args: argparse.Namespace | Mapping[str, Any]) -> FinetuneO
     if steps is None:
         steps = None if values.get("minutes") is not None else DEFAULT_FINETUNE_CONFIG.steps
     training = {name: values[name] for name in CONFIG_FLAGS if name in values}
+    if training.get("validate_every") is None and (training.get("keep_best") or training.get("patience")):
+        training["validate_every"] = HELD_OUT_CURVE_EVERY  # the best needs a curve to be chosen on
     none = {name: None for name, spelled in _NONE_SPELLED.items() if str(training.get(name)) == spelled}
     config = train_config_from(training, DEFAULT_FINETUNE_CONFIG, steps=steps, **none)
     return FinetuneOptions(**{name: value for name, value in own.items()}, config=config)

@@ -135,10 +135,14 @@ class TrainConfig:
 # fine-tunes"): 8 corrections, 10 CPU-minutes, disc + cup Dice on Training images no run
 # corrected: this recipe 1.820, cosine 1e-3 over all timesteps 1.811, the paper's constant 1e-4
 # 1.765. The paper's recipe stays available: --lr 1e-4 --lr-schedule constant --timestep-floor 0.
-# The held-out corrections are scored every 50 steps (one DDIM 3 sample of the EMA weights),
-# the best weights kept and 500 steps without a better score end the run (issue 29; the paper's
-# last weights: keep_best=False, patience=None); provisional until the full-frame recipe
-# experiment (scripts/full_frame_finetune_experiment.py) is complete.
+# The best-checkpoint rule (issue 29) is available but not yet the default: with
+# validate_every=50, keep_best=True and patience=500 (finetune --validate-every 50 --keep-best
+# --patience 500) the held-out corrections are scored every 50 steps (one DDIM 3 sample of the
+# EMA weights, about 6 % of a 10-minute budget), the best weights registered and 500 steps
+# without a better score end the run. It becomes the default when the full-frame experiment
+# (scripts/full_frame_finetune_experiment.py) has measured it; until then the figures measured
+# with this recipe (few-shot Drishti, the annotation loop) stay what the default gives.
+HELD_OUT_CURVE_EVERY = 50  # steps between two scores of the held-out corrections, for keep_best
 DEFAULT_FINETUNE_CONFIG = TrainConfig(
     steps=300,
     batch_size=4,
@@ -147,11 +151,11 @@ DEFAULT_FINETUNE_CONFIG = TrainConfig(
     warmup_steps=30,
     ema_decay=0.995,
     timestep_floor=0.5,
-    validate_every=50,
+    validate_every=10**9,  # no mid-run validation
     validation_images=64,
     validation_sampling=SamplingSettings(sampler="ddim", steps=3, seed=0, ensemble=1),
-    keep_best=True,
-    patience=500,
+    keep_best=False,
+    patience=None,
     checkpoint_every=50,
 )
 

@@ -80,22 +80,22 @@ def _add_held_out(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="STEPS",
-        help=f"score the held-out corrections every STEPS steps (default: {BASE.validate_every})",
+        help="score the held-out corrections every STEPS steps (default: only before and after the run; "
+        "with --keep-best or --patience: every 50, about 6 %% of the budget)",
     )
     parser.add_argument(
         "--keep-best",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="register the EMA weights that scored best on the held-out corrections, not the last "
-        "ones (default: on; --no-keep-best: the last, the paper's way)",
+        "ones (default: off: the last ones, as the paper)",
     )
     parser.add_argument(
         "--patience",
         type=int,
         default=None,
         metavar="STEPS",
-        help="stop once the held-out Dice has not improved for STEPS steps (0: never; "
-        f"default: {BASE.patience})",
+        help="stop once the held-out Dice has not improved for STEPS steps (0: never; default: never)",
     )
 
 
@@ -105,7 +105,7 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="also train on each correction cut around each of its objects by the parent's crop "
-        "rule, and score the held-out ones so (default: on)",
+        "rule, and score the held-out ones so (default: off)",
     )
     parser.add_argument(
         "--mix-original", action="store_true", help="also train on the parent's original data"
