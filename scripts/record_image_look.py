@@ -8,7 +8,8 @@ The whole-image warning (:mod:`medsegdiff_training.whole_image_warning`) compare
 with this record: the range of the training images' heights and widths, whether they have
 colour, and their mean intensity histogram. ``config.json`` is rewritten in place (sorted
 keys, two-space indent, as checkpoints are written); the weights are not touched. A model
-trained on several datasets takes one ``--images``/``--masks``/``--split-csv`` set per dataset.
+trained on several datasets takes one ``--images``/``--masks``/``--split-csv`` set per dataset
+(and one ``--split`` each where they differ).
 """
 
 from __future__ import annotations
@@ -30,14 +31,18 @@ def main() -> None:
     parser.add_argument("--images", type=Path, nargs="+", required=True)
     parser.add_argument("--masks", type=Path, nargs="+", required=True)
     parser.add_argument("--split-csv", type=Path, nargs="*", default=[])
-    parser.add_argument("--split", default="train", help="the split the model was trained on")
+    parser.add_argument(
+        "--split",
+        nargs="+",
+        default=["train"],
+        help="the split the model was trained on: one, or one per --split-csv",
+    )
     args = parser.parse_args()
     csvs = args.split_csv or [None] * len(args.images)
+    splits = args.split * len(csvs) if len(args.split) == 1 else args.split
     images = []
-    for folder, masks, csv in zip(args.images, args.masks, csvs, strict=True):
-        images += [
-            read_array(pair.image) for pair in find_pairs(folder, masks, csv, args.split if csv else None)
-        ]
+    for folder, masks, csv, split in zip(args.images, args.masks, csvs, splits, strict=True):
+        images += [read_array(pair.image) for pair in find_pairs(folder, masks, csv, split if csv else None)]
     look = TrainingLook.of_images(images)
     config = args.checkpoint / "config.json"
     document = json.loads(config.read_text())
