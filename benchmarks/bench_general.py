@@ -140,9 +140,16 @@ def dataset_scores(
     held_out = args.held_out_names.get(name) if args.held_out_names is not None else None
     split = TRAIN_SPLIT.get(name, "train") if held_out is not None else TEST_SPLIT.get(name, "test")
     test = read_split(data, split, args.limit, held_out)
-    rows, seconds, objects = [], 0.0, 0
+    rows, seconds, objects, without_object = [], 0.0, 0, []
     for image_name, image, mask in test:
         boxes, scored = objects_of(mask, args.min_object_pixels, args.max_objects)
+        if not boxes:  # no expert object to draw a box around: not a box-prompt test image
+            without_object.append(image_name)
+            print(
+                f"{name} {image_name}: no object of {args.min_object_pixels} pixels or more, left out",
+                flush=True,
+            )
+            continue
         row: dict = {"name": image_name, "objects": len(boxes)}
         for variant, fraction in LOOSENESS.items():
             loose = [loosen_box(box, fraction, rng, mask.shape) for box in boxes]
@@ -168,6 +175,7 @@ def dataset_scores(
     summary["fixed_blob"] = float(blob)
     return {
         "images": len(rows),
+        "left_out_without_object": without_object,
         "objects": int(sum(row["objects"] for row in rows)),
         "summary": summary,
         "cpu_seconds_per_object": seconds / max(objects, 1),
@@ -190,6 +198,8 @@ def scale_scores(
             scaled = resize_bilinear(grey.astype(np.float32), size)
             truth = resize_bilinear(mask.astype(np.float32), size) > 0.5
             boxes, scored = objects_of(truth, args.min_object_pixels, args.max_objects)
+            if not boxes:  # the object shrank below the smallest one scored
+                continue
             model, ellipse, _ = box_scores(segmenter, scaled, boxes, scored, settings)
             model_scores.append(model)
             ellipse_scores.append(ellipse)

@@ -401,7 +401,9 @@ def general_table(result: dict, lodo: list[dict]) -> list[str]:
         f"**Box prompts on every shared test split** (`bench_general.py`, model `{result['model']}`, "
         f"{settings['sampler']} {settings['steps']} x {settings['ensemble']}; Dice per image, mean; each cell "
         "model / ellipse inscribed in the same box (difference in points); loose = every edge moved outward "
-        "by up to 10 % / 20 % of the box's side, fixed seed; whole image: the whole-image model "
+        "by up to 10 % / 20 % of the box's side, fixed seed; one box per connected component of at least "
+        f"{result['objects']['min_pixels']} pixels, at most {result['objects']['max_per_image']} per image (the "
+        "largest; the others are then not scored); whole image: the whole-image model "
         f"`{result.get('whole_model')}` / the fixed blob) — {_env(result)}",
         "",
         "| test split | images (objects) | exact box | 10 % loose | 20 % loose | whole image / fixed blob "

@@ -4,11 +4,13 @@
         --recipe "how the run was trained, in words"
     python scripts/package_model.py drishti runs/drishti/final benchmarks/results/quality_drishti.json
     python scripts/package_model.py lgg runs/lgg-flair/final benchmarks/results/quality_lgg.json
+    python scripts/package_model.py general runs/general/final benchmarks/results/general_box_prompts.json
 
 ``ddti`` becomes the ``default`` model (``training/medsegdiff_training/default_model/``);
-``drishti`` becomes ``drishti-disc-cup`` and ``lgg`` becomes ``lgg-flair`` (under
-``.../shipped_models/``). Each gets model.safetensors (copied byte for byte), config.json (with its version name) and
-model_card.json with the test-split figures taken from the quality benchmark's JSON.
+``drishti`` becomes ``drishti-disc-cup``, ``lgg`` becomes ``lgg-flair`` and ``general`` (the
+box-prompt model, scored by ``bench_general.py``) becomes ``general`` (under
+``.../shipped_models/``). Each gets model.safetensors (copied byte for byte), config.json (with its
+version name) and model_card.json with the test-split figures taken from the benchmark's JSON.
 """
 
 from __future__ import annotations
@@ -72,19 +74,83 @@ TASKS = {
         "hardware": "Intel(R) Xeon(R) Processor (2 cores, AMX), 1 PyTorch thread, shared with other work",
         "case_of": lambda name: name.rsplit("_", 1)[0],  # a slice's patient
     },
+    "general": {
+        "name": "general",
+        "destination": SHIPPED_MODELS_DIR / "general",
+        "description": (
+            "Box prompts on six domains (breast and thyroid ultrasound, dermoscopy, brain MRI, nuclei, "
+            "fundus), CPU-trained"
+        ),
+        "task": (
+            "the object inside a drawn box (binary), in any image; trained on six domains. For whole "
+            "images without a prompt use a domain's own model (default, drishti-disc-cup, lgg-flair)"
+        ),
+        "dataset": (
+            "the training splits of busi (Al-Dhabyani et al. 2020), ph2 (Mendonca et al. 2013), lgg_mri "
+            "(Buda et al. 2019), ddti (Pedraza et al. 2015), dsb2018 (Caicedo et al. 2019) and "
+            "drishti_roi (Sivaswamy et al. 2014, optic disc) as listed in scripts/general_datasets.csv, "
+            "mixed by weight; crops around each object's box, jittered, at many scales"
+        ),
+        "evaluated_on": (
+            "the test splits of the six datasets, one box per connected component of the expert mask "
+            "(bench_general.py): exact boxes and boxes loosened by up to 10 % / 20 % per side"
+        ),
+        "metrics_key": "general_box_prompts",
+        "terms": (
+            "Research use only: each training dataset keeps its own terms (see ../shared/data/*/SOURCE.md); "
+            "lgg_mri is non-commercial (CC BY-NC-SA 4.0 upstream), ph2 is for research and benchmarking."
+        ),
+        "hardware": "Intel(R) Xeon(R) Processor (2 cores, AMX), 1 PyTorch thread, shared with other work",
+        "clip_to_box": True,  # a drawn box bounds its answer (measured: +0.5 to +0.9 Dice, exact boxes)
+    },
 }
 
 
-def card(task: dict, config: dict, quality: dict, recipe: str | None, precision: str | None) -> dict:
-    training = config.get("training", {})
-    train_config = training.get("config", {})
+def box_prompt_metrics(quality: dict) -> tuple[dict, dict]:
+    """bench_general.py's JSON as a card's test figures and baselines, per dataset."""
+    figures, baselines = {}, {}
+    for name, found in quality["datasets"].items():
+        summary = found["summary"]
+        figures[name] = {
+            "images": found["images"],
+            "objects": found["objects"],
+            **{v: round(summary[v], 4) for v in ("exact", "loose10", "loose20")},
+        }
+        baselines[name] = {
+            f"{v}_ellipse": round(summary[f"{v}_ellipse"], 4) for v in ("exact", "loose10", "loose20")
+        }
+        if summary.get("fixed_blob") is not None:
+            baselines[name]["whole_image_fixed_blob"] = round(summary["fixed_blob"], 4)
+    if quality.get("ddti_scale"):
+        figures["ddti_scale"] = {
+            factor: {k: round(v, 4) for k, v in entry.items() if isinstance(v, float)}
+            for factor, entry in quality["ddti_scale"].items()
+        }
+    return figures, baselines
+
+
+def sampler_metrics(task: dict, quality: dict) -> tuple[dict, dict]:
+    """A quality benchmark's JSON (one result per sampler setting) as a card's test figures and baselines."""
     pick = {}
     for result in quality["results"]:
         s = result["settings"]
         key = f"{s['sampler']}_{s['steps']}" + (f"_ensemble{s['ensemble']}" if s["ensemble"] > 1 else "")
         pick[key] = {m: round(result["summary"][m], 4) for m in task["metrics"]}
-    held_out = config.get("training_data", {}).get("held_out_validation") or training.get(
-        "validation_images", []
+    baselines = {
+        name: {m: round(values[m], 4) for m in task["baseline_metrics"]}
+        for name, values in quality["baselines"].items()
+    }
+    return pick, baselines
+
+
+def card(task: dict, config: dict, quality: dict, recipe: str | None, precision: str | None) -> dict:
+    training = config.get("training", {})
+    train_config = training.get("config", {})
+    pick, baselines = box_prompt_metrics(quality) if "datasets" in quality else sampler_metrics(task, quality)
+    held_out = (
+        config.get("training_data", {}).get("held_out_validation")
+        or training.get("validation_images")
+        or [name for source in training.get("datasets", []) for name in source.get("validation_images", [])]
     )
     clock = train_config.get("clock", "wall")
     return {
@@ -100,6 +166,16 @@ def card(task: dict, config: dict, quality: dict, recipe: str | None, precision:
                 else ""
             ),
             "evaluated_on": task["evaluated_on"],
+            **(
+                {
+                    "datasets": {
+                        d["name"]: {"training_images": d["training_images"], "weight": d["weight"]}
+                        for d in training["datasets"]
+                    }
+                }
+                if training.get("datasets")
+                else {}
+            ),
         },
         "configuration": config["model"],
         "diffusion": config["diffusion"],
@@ -116,10 +192,8 @@ def card(task: dict, config: dict, quality: dict, recipe: str | None, precision:
             "data_digest": training.get("data_digest"),
         },
         "test_metrics": pick,
-        "baselines": {
-            name: {m: round(values[m], 4) for m in task["baseline_metrics"]}
-            for name, values in quality["baselines"].items()
-        },
+        "baselines": baselines,
+        **({"sampling": quality["settings"]} if "settings" in quality else {}),
         "benchmark_environment": quality["environment"],
     }
 
@@ -144,6 +218,8 @@ def main() -> None:
     staging.mkdir(parents=True)
     shutil.copyfile(args.run / WEIGHTS_FILE, staging / WEIGHTS_FILE)
     config.update({"version": task["name"], "parent_version": None, "description": task["description"]})
+    if task.get("clip_to_box"):
+        config["preprocess"]["crop_rule"]["clip_to_box"] = True
     model_card = card(task, config, quality, args.recipe, args.precision)
     config.setdefault("metrics", {})[task["metrics_key"]] = model_card["test_metrics"]
     (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))

@@ -10,7 +10,8 @@ import pytest
 
 @pytest.fixture
 def tiny_model(medsegdiff_home: Path) -> str:
-    """A tiny (32x32) model registered and selected in the test's own registry."""
+    """A tiny (32x32) model registered and selected, for whole images and for boxes, in the
+    test's own registry (else boxes would go to the shipped ``general``)."""
     from medsegdiff_training.checkpoint import save_checkpoint
     from medsegdiff_training.config import DiffusionConfig, PreprocessConfig, named_config
     from medsegdiff_training.model import MedSegDiffUNet
@@ -27,6 +28,7 @@ def tiny_model(medsegdiff_home: Path) -> str:
     registry = ModelRegistry()
     registry.add(folder, name="tiny")
     registry.select("tiny")
+    registry.select("tiny", role="boxes")
     yield "tiny"
     forget_models()
 
