@@ -100,11 +100,7 @@ def main() -> None:
     args, test, train = parse_quality_arguments(parser, "test", "train")
     segmenter = load(args.model, args.device)
     if args.held_out:
-        held_out = set(segmenter.checkpoint.metadata.get("training_data", {}).get("held_out_validation", []))
-        if not held_out:
-            parser.error("the model's metadata names no held-out validation images")
-        test = [p for p in train if p.name in held_out]
-        train = [p for p in train if p.name not in held_out]
+        test, train = held_out_split(parser, segmenter, train)
     args.data_description = (
         f"DDTI {'held-out validation cases' if args.held_out else 'test split'} ({len(test)} images)"
     )
@@ -118,25 +114,7 @@ def main() -> None:
     for name, summary in baselines.items():
         print(f"{name}: Dice {summary['dice']:.4f}", flush=True)
     results = json.loads(args.keep.read_text()) if args.keep else []
-    for plan in args.plans:
-        sampler, steps, *rest = plan.split(":")
-        settings = SamplingSettings(
-            sampler=sampler, steps=int(steps), ensemble=int(rest[0]) if rest else 1, seed=0
-        )
-        started = time.perf_counter()
-        report = evaluate_pairs(
-            segmenter, test, settings, batch_size=max(1, args.batch_size // settings.ensemble)
-        )
-        seconds = time.perf_counter() - started
-        results.append({"settings": settings.to_dict(), "summary": report.summary, "seconds": seconds})
-        s = report.summary
-        write_result(args.name, document(args, segmenter, baselines, results))
-        print(
-            f"{plan}: Dice {s['dice']:.4f} (5-thr {s['dice_5threshold']:.4f}) IoU {s['iou']:.4f} "
-            f"HD95 {s['hd95']:.1f} px, {seconds:.0f} s",
-            flush=True,
-        )
-    write_result(args.name, document(args, segmenter, baselines, results))
+    score_plans(args, segmenter, test, baselines, results)
 
 
 def unet_baselines(weights: Path, data: Path, records: str = "unet_baseline_ddti") -> dict[str, dict]:
@@ -162,6 +140,38 @@ def unet_baselines(weights: Path, data: Path, records: str = "unet_baseline_ddti
         training = json.loads(info.read_text()) if info.is_file() else {}
         found["unet_same_budget"] = {**evaluate_unet(weights, data), "training": training}
     return found
+
+
+def held_out_split(parser: argparse.ArgumentParser, segmenter: Segmenter, train: list) -> tuple[list, list]:
+    """(the training pairs the model's checkpoint held out for validation, the rest): scoring
+    them chooses sampler settings without looking at the test split."""
+    held_out = set(segmenter.checkpoint.metadata.get("training_data", {}).get("held_out_validation", []))
+    if not held_out:
+        parser.error("the model's metadata names no held-out validation images")
+    return [p for p in train if p.name in held_out], [p for p in train if p.name not in held_out]
+
+
+def score_plans(args, segmenter: Segmenter, test: list, baselines: dict, results: list) -> None:
+    """Score every sampler plan of ``args.plans`` (``sampler:steps[:ensemble]``) on ``test``,
+    appending to ``results`` and writing ``args.name``'s results file after each."""
+    for plan in args.plans:
+        sampler, steps, *rest = plan.split(":")
+        settings = SamplingSettings(
+            sampler=sampler, steps=int(steps), ensemble=int(rest[0]) if rest else 1, seed=0
+        )
+        started = time.perf_counter()
+        report = evaluate_pairs(
+            segmenter, test, settings, batch_size=max(1, args.batch_size // settings.ensemble)
+        )
+        seconds = time.perf_counter() - started
+        results.append({"settings": settings.to_dict(), "summary": report.summary, "seconds": seconds})
+        s = report.summary
+        write_result(args.name, document(args, segmenter, baselines, results))
+        print(
+            f"{plan}: Dice {s['dice']:.4f} (5-thr {s['dice_5threshold']:.4f}) IoU {s['iou']:.4f} "
+            f"HD95 {s['hd95']:.1f} px, {seconds:.0f} s",
+            flush=True,
+        )
 
 
 def document(args, segmenter, baselines, results) -> dict:

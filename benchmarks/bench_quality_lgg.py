@@ -15,16 +15,20 @@ for choosing settings without looking at the test split.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
-from _common import fixed_blob_baseline, write_result
-from bench_quality import document, load, parse_quality_arguments, quality_parser, unet_baselines
+from _common import fixed_blob_baseline
+from bench_quality import (
+    held_out_split,
+    load,
+    parse_quality_arguments,
+    quality_parser,
+    score_plans,
+    unet_baselines,
+)
 
 from medsegdiff_training.data import read_mask
-from medsegdiff_training.evaluation import evaluate_pairs
-from medsegdiff_training.inference import SamplingSettings
 from medsegdiff_training.metrics import score, summarise_scores
 from medsegdiff_training.preprocess import check_label_map
 
@@ -40,11 +44,7 @@ def main() -> None:
     args, test, train = parse_quality_arguments(parser, "test", "train")
     segmenter = load(args.model, args.device)
     if args.held_out:
-        held_out = set(segmenter.checkpoint.metadata.get("training_data", {}).get("held_out_validation", []))
-        if not held_out:
-            parser.error("the model's metadata names no held-out validation images")
-        test = [p for p in train if p.name in held_out]
-        train = [p for p in train if p.name not in held_out]
+        test, train = held_out_split(parser, segmenter, train)
     what = "held-out validation patients of the train split" if args.held_out else "test split"
     args.data_description = f"LGG MRI FLAIR {what} ({len(test)} slices, 256x256)"
     truths = [check_label_map(read_mask(p.mask), 2) for p in test]
@@ -56,25 +56,7 @@ def main() -> None:
         baselines.update(unet_baselines(args.unet, args.data, records="unet_baseline_lgg"))
     for name, summary in baselines.items():
         print(f"{name}: Dice {summary['dice']:.4f}", flush=True)
-    results = []
-    for plan in args.plans:
-        sampler, steps, *rest = plan.split(":")
-        settings = SamplingSettings(
-            sampler=sampler, steps=int(steps), ensemble=int(rest[0]) if rest else 1, seed=0
-        )
-        started = time.perf_counter()
-        report = evaluate_pairs(
-            segmenter, test, settings, batch_size=max(1, args.batch_size // settings.ensemble)
-        )
-        seconds = time.perf_counter() - started
-        results.append({"settings": settings.to_dict(), "summary": report.summary, "seconds": seconds})
-        s = report.summary
-        write_result(args.name, document(args, segmenter, baselines, results))
-        print(
-            f"{plan}: Dice {s['dice']:.4f} (5-thr {s['dice_5threshold']:.4f}) IoU {s['iou']:.4f} "
-            f"HD95 {s['hd95']:.1f} px, {seconds:.0f} s",
-            flush=True,
-        )
+    score_plans(args, segmenter, test, baselines, [])
 
 
 if __name__ == "__main__":

@@ -19,6 +19,10 @@ pytestmark = pytest.mark.gui
 DICE_FLOOR_LGG_SAMPLE = 0.8
 
 
+def _dice(labels: np.ndarray, truth: np.ndarray) -> float:
+    return 2 * np.logical_and(labels, truth).sum() / (labels.sum() + truth.sum())
+
+
 def run_and_wait(qtbot, dock, timeout=60_000):
     worker = dock.run()
     assert worker is not None
@@ -439,7 +443,7 @@ def test_the_fresh_widgets_mask_of_the_sample_matches_the_experts(
     viewer = _segment_the_sample_with_a_fresh_widget(qtbot, make_napari_viewer)
     labels = viewer.layers["thyroid ultrasound segmentation"].data > 0
     truth = read_array(mask) > 127
-    dice = 2 * np.logical_and(labels, truth).sum() / (labels.sum() + truth.sum())
+    dice = _dice(labels, truth)
     assert dice > 0.8
 
 
@@ -462,5 +466,5 @@ def test_lgg_flair_picked_in_the_widget_finds_the_tumour_in_the_brain_mri_sample
     run_and_wait(qtbot, dock, timeout=120_000)
     labels = viewer.layers["brain MRI FLAIR segmentation"].data > 0
     truth = read_mask(mask) > 0
-    dice = 2 * np.logical_and(labels, truth).sum() / (labels.sum() + truth.sum())
+    dice = _dice(labels, truth)
     assert labels.shape == (256, 256) and dice > DICE_FLOOR_LGG_SAMPLE
