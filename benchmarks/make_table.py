@@ -394,6 +394,11 @@ def _delta(model: float, baseline: float) -> str:
     return f"{model:.3f} / {baseline:.3f} (**{(model - baseline) * 100:+.1f}**)"
 
 
+def _box_cells(summary: dict) -> str:
+    """A box-prompt row's three cells: exact, 10 % and 20 % loose boxes, each beside the ellipse."""
+    return " | ".join(_delta(summary[v], summary[f"{v}_ellipse"]) for v in ("exact", "loose10", "loose20"))
+
+
 def general_table(result: dict, lodo: list[dict]) -> list[str]:
     """Box prompts on every test split beside the ellipse in the same box; scale; left-out domains."""
     settings = result["settings"]
@@ -416,7 +421,7 @@ def general_table(result: dict, lodo: list[dict]) -> list[str]:
         whole_cell = f"{whole:.3f} / {summary['fixed_blob']:.3f}" if whole is not None else "–"
         lines.append(
             f"| {GENERAL_NAMES.get(name, name)} | {found['images']} ({found['objects']}) | "
-            + " | ".join(_delta(summary[v], summary[f"{v}_ellipse"]) for v in ("exact", "loose10", "loose20"))
+            + _box_cells(summary)
             + f" | {whole_cell} | {found['cpu_seconds_per_object']:.2f} |"
         )
     scale = result.get("ddti_scale")
@@ -444,9 +449,7 @@ def general_table(result: dict, lodo: list[dict]) -> list[str]:
             summary = found["summary"]
             lines.append(
                 f"| {GENERAL_NAMES.get(name, name)} | {entry.get('budget', '–')} | "
-                + " | ".join(
-                    _delta(summary[v], summary[f"{v}_ellipse"]) for v in ("exact", "loose10", "loose20")
-                )
+                + _box_cells(summary)
                 + " |"
             )
     return lines
@@ -468,9 +471,7 @@ def pilot_table(results: list[dict]) -> list[str]:
             summary = found["summary"]
             lines.append(
                 f"| {result['prompt_encoding']} | {GENERAL_NAMES.get(name, name)} ({found['images']}) | "
-                + " | ".join(
-                    _delta(summary[v], summary[f"{v}_ellipse"]) for v in ("exact", "loose10", "loose20")
-                )
+                + _box_cells(summary)
                 + " |"
             )
     return lines
