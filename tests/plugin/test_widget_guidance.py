@@ -151,11 +151,13 @@ def test_a_guessed_channel_stack_says_so_and_the_volume_reading_is_one_click_awa
     assert "mixed into one grey image by RGB luminance (the 4th plane dropped)" in text and "'tiny'" in text
     button = widget.axes.switch_button
     assert not button.isHidden() and button.text() == "Read as 4 slices"
-    qtbot.mouseClick(button, 1)  # Qt.LeftButton
+    from qtpy.QtCore import Qt
+
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)  # an int is refused under PyQt6
     assert widget.axes_box.currentText() == "volume (slices along axis 0)"
     assert widget.axes_label.text() == "volume of 4 slices of 40x30 (axis 0)"
     assert button.text() == "Read as 4 channels"
-    qtbot.mouseClick(button, 1)
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert widget.axes_box.currentText() == "auto" and widget.axes_label.text().startswith("Guessed")
     # a 2D image or an RGB one is not a guess: nothing to offer
     viewer.add_image(np.zeros((40, 30, 3), np.uint8), name="photo", rgb=True)
