@@ -56,7 +56,7 @@ from medsegdiff_training.preprocess import luminance  # noqa: E402
 from medsegdiff_training.prompted import segment_prompts  # noqa: E402
 from medsegdiff_training.prompts import Box, inscribed_ellipse  # noqa: E402
 from medsegdiff_training.registry import ModelRegistry  # noqa: E402
-from medsegdiff_training.train_config import AugmentConfig  # noqa: E402
+from medsegdiff_training.train_config import HELD_OUT_CURVE_EVERY, AugmentConfig  # noqa: E402
 
 SETTINGS = SamplingSettings(sampler="ddim", steps=3, ensemble=5, seed=0)
 DATA = Path("/work/shared/data")
@@ -96,12 +96,18 @@ RECIPES: dict[str, dict[str, Any]] = {
     "default": {},  # finetune's defaults as they are in the code run
     "main": MAIN,
     # round 1: main's schedule, with the object crops and the best held-out weights kept
-    "cosine-best-mixed": {**MAIN, "object_crops": True, "keep_best": True},
+    "cosine-best-mixed": {
+        **MAIN,
+        "object_crops": True,
+        "keep_best": True,
+        "validate_every": HELD_OUT_CURVE_EVERY,
+    },
     # ... and with a learning rate that does not depend on the budget (warmed up, then constant)
     "constant-best-mixed": {
         **MAIN,
         "object_crops": True,
         "keep_best": True,
+        "validate_every": HELD_OUT_CURVE_EVERY,
         "learning_rate": 1e-3,
         "lr_schedule": "constant",
     },
