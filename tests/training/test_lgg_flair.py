@@ -49,8 +49,9 @@ def test_the_card_names_the_data_split_budget_machine_terms_and_test_figures():
     assert training["cpu_time_minutes"] <= 93 and training["steps"] > 0 and "Xeon" in training["hardware"]
     headline = document["test_metrics"]["ddim_3_ensemble5"]
     baselines = document["baselines"]
-    # beside its own figures, the card shows the trivial baselines
+    # beside its own figures, the card shows the trivial baselines and the same-budget U-Net
     assert headline["dice"] > baselines["all_foreground"]["dice"] > baselines["fixed_blob"]["dice"]
+    assert 0 < baselines["unet_same_budget"]["dice"] <= 1
 
 
 @needs_lgg
