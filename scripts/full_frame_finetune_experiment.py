@@ -235,6 +235,8 @@ def command_run(args: argparse.Namespace) -> None:
     }
     child = Segmenter(registry.load(result.version.name, device="cpu"), device="cpu")
     parts = {"selection": selection, "test": test}
+    if args.score is None:
+        args.score = "both" if args.minutes == 10 else "test"
     wanted = ("selection", "test") if args.score == "both" else (args.score,)
     for part in wanted:
         record[part] = scores(child, parts[part], task, boxes=not args.no_boxes)
@@ -269,6 +271,33 @@ def command_parent(args: argparse.Namespace) -> None:
         print(part, {k: round(v, 4) for k, v in record[part]["mean"].items()}, flush=True)
     with args.log.open("a") as log:
         log.write(json.dumps(record) + "\n")
+
+
+def command_score(args: argparse.Namespace) -> None:
+    """Score logged runs that lack a part (``--part``): their registered child on those images,
+    written back into the same log line (a run scored on the test split alone can join the
+    recipe choice, which reads the selection images)."""
+    torch.set_num_threads(1)
+    registry = ModelRegistry(SCRATCH / "registry")
+    lines = args.log.read_text().splitlines()
+    for index, line in enumerate(lines):
+        run = json.loads(line)
+        if run["recipe"] == "zero-shot" or args.part in run:
+            continue
+        if args.version and run["version"] not in args.version:
+            continue
+        task = TASKS[run["task"]]
+        _, selection, test = split_pairs(task)
+        pairs = {"selection": selection, "test": test}[args.part]
+        child = Segmenter(registry.load(run["version"], device="cpu"), device="cpu")
+        run[args.part] = scores(child, pairs, task, boxes=not args.no_boxes)
+        run[args.part]["mean"]["blob"] = blob(task, pairs)
+        print(
+            run["version"], args.part, {k: round(v, 4) for k, v in run[args.part]["mean"].items()}, flush=True
+        )
+        lines[index] = json.dumps(run)
+        current = args.log.read_text().splitlines()  # other processes may have appended meanwhile
+        args.log.write_text("\n".join(lines + current[len(lines) :]) + "\n")
 
 
 def held_out_scores(registry: ModelRegistry, version: str, parent: str) -> dict[str, Any]:
@@ -445,13 +474,23 @@ def main() -> None:
     run.add_argument("--recipe", choices=RECIPES, default="default")
     run.add_argument("--minutes", type=float, default=10.0)
     run.add_argument("--repeat", type=int, default=0)
-    run.add_argument("--score", choices=("selection", "test", "both"), default="both")
+    run.add_argument(
+        "--score",
+        choices=("selection", "test", "both"),
+        default=None,
+        help="default: both for a 10-minute run (the recipe choice), the test split otherwise",
+    )
     parent = commands.add_parser("parent")
     parent.add_argument("--task", choices=TASKS, required=True)
     for sub in (run, parent):
         sub.add_argument("--parent", default="default")
         sub.add_argument("--no-boxes", action="store_true")
         sub.add_argument("--log", type=Path, default=SCRATCH / "results.jsonl")
+    score = commands.add_parser("score", help="score logged runs on a part they lack")
+    score.add_argument("--part", choices=("selection", "test"), required=True)
+    score.add_argument("--version", action="append", help="only these versions (repeatable)")
+    score.add_argument("--no-boxes", action="store_true")
+    score.add_argument("--log", type=Path, default=SCRATCH / "results.jsonl")
     heldout = commands.add_parser("heldout")
     heldout.add_argument("--log", type=Path, default=SCRATCH / "results.jsonl")
     heldout.add_argument("--heldout-log", type=Path, default=SCRATCH / "heldout.jsonl")
@@ -471,6 +510,7 @@ def main() -> None:
     handlers = {
         "run": command_run,
         "parent": command_parent,
+        "score": command_score,
         "heldout": command_heldout,
         "loop": command_loop,
         "report": command_report,

@@ -2,8 +2,9 @@
 
     xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/prompts_screenshot.py
 
-Opens napari at 1920x1080 with both MedSegDiff widgets docked, the shipped default model at
-its default settings, draws three boxes in a Shapes layer, presses Segment and saves the
+Opens napari at 1920x1080 with both MedSegDiff widgets docked, the model picker at its
+*automatic* entry (boxes: the shipped ``general``, as on a fresh install) and the recommended
+settings, draws three boxes in a Shapes layer, presses Segment and saves the
 window to ``docs/images/prompts-ultrasound.png``.
 """
 
@@ -25,7 +26,6 @@ def main() -> None:
     for layer in samples:
         viewer.layers.remove(layer)
     viewer.add_image(frame, name="frame")
-    dock.model_box.setCurrentIndex(dock.model_box.findData("default"))
     rectangles = [np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]]) - 0.5 for x0, y0, x1, y1 in BOXES]
     viewer.add_shapes(
         rectangles,
