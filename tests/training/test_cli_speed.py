@@ -216,10 +216,11 @@ def test_train_and_finetune_options_reach_the_recorded_training_config(capsys, t
     assert (recorded["precision"], recorded["channels_last"], recorded["num_workers"]) == ("fp32", False, 0)
     # the measured fine-tune recipe by default (train_config.DEFAULT_FINETUNE_CONFIG) ...
     assert (recorded["learning_rate"], recorded["lr_schedule"], recorded["warmup_steps"]) == (
-        3e-3,
-        "cosine",
+        1e-3,
+        "constant",
         30,
     )
+    assert (recorded["keep_best"], recorded["validate_every"]) == (True, 50)
     assert recorded["timestep_floor"] == 0.5
     # ... and the paper's constant 1e-4 over all timesteps when asked
     code, _, err = run(

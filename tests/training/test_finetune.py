@@ -164,8 +164,9 @@ def test_mixing_in_the_original_data(finetune_setup, blob):
     )
     assert result.version is not None
     training = read_checkpoint_config(result.version.path)["training"]
-    # the 4 training corrections (whole: object crops are off by default) and the 3 originals
-    assert training["images"] == 4 + 3
+    # the 4 training corrections whole and cut around their one object each (object crops are on
+    # by default), and the 3 originals
+    assert training["images"] == 4 + 4 + 3
 
 
 def test_user_errors_are_named(finetune_setup):

@@ -53,14 +53,14 @@ def every_option_changed() -> FinetuneOptions:
         mask_loss_weight=0.0,
         channels=3,
         num_classes=4,
-        object_crops=True,
+        object_crops=False,
     ).replace(
         steps=17,
         minutes=2.5,
         clock="cpu",
         batch_size=3,
         learning_rate=1e-4,
-        lr_schedule="constant",
+        lr_schedule="cosine",
         warmup_steps=0,
         timestep_floor=0.0,
         seed=7,
@@ -71,7 +71,7 @@ def every_option_changed() -> FinetuneOptions:
         num_workers=2,
         validate_every=7,
         patience=120,
-        keep_best=True,
+        keep_best=False,
     )
 
 
@@ -81,11 +81,11 @@ def every_option_changed() -> FinetuneOptions:
         FinetuneOptions(),
         every_option_changed(),
         every_option_changed().replace(channels_last=True, select=False, mix_original=False),
-        every_option_changed().replace(patience=None, keep_best=False, object_crops=False),
+        every_option_changed().replace(patience=None, keep_best=True, object_crops=True),
         FinetuneOptions(parent="v2", store="corrections").replace(steps=None, minutes=3.0),  # the queue's
         FinetuneOptions().replace(steps=50, minutes=None),
     ],
-    ids=["defaults", "everything", "switches-flipped", "last-weights", "minutes-alone", "steps-alone"],
+    ids=["defaults", "everything", "switches-flipped", "best-weights", "minutes-alone", "steps-alone"],
 )
 def test_options_round_trip_through_the_clis_parser(options):
     assert through_the_cli(options) == options

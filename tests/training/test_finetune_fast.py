@@ -353,8 +353,8 @@ def test_mixing_in_the_original_data_the_parent_names(finetune_setup, make_paren
     rng = np.random.default_rng(5)
     for _ in range(2):
         store.add(*blob(rng))
-    # the parent's checkpoint names its 5 training images: with the 2 corrections they make
-    # the epoch, the corrections about half of it
+    # the parent's checkpoint names its 5 training images: with the 2 corrections (whole, and
+    # cut around their one object each) they make the epoch, the corrections about half of it
     result = finetune(
         FinetuneOptions(
             parent="parent", store=store.root, config=ONE_STEP, mix_original=True, run_dir=tmp_path / "r"
@@ -362,7 +362,7 @@ def test_mixing_in_the_original_data_the_parent_names(finetune_setup, make_paren
         registry=registry,
     )
     document = read_checkpoint_config(result.version.path)
-    assert document["training"]["images"] == 2 + 5
+    assert document["training"]["images"] == 2 + 2 + 5
     assert document["finetune"]["mix_original"] is True
     # a parent that does not name its data needs the folders given
     make_parent(registry, "bare", select=False)
@@ -402,7 +402,18 @@ def test_mixing_in_the_original_data_the_parent_names(finetune_setup, make_paren
         ),
         registry=registry,
     )
-    assert read_checkpoint_config(given.version.path)["training"]["images"] == 2 + 5
+    assert read_checkpoint_config(given.version.path)["training"]["images"] == 2 + 2 + 5
+    # a parent whose named folders are not on this machine (a shipped model, moved data)
+    original.rename(original.with_name("moved"))
+    with pytest.raises(
+        ConfigError, match=r"^To mix in the original data, .* which are not on this machine\.$"
+    ):
+        finetune(
+            FinetuneOptions(
+                parent="parent", store=store.root, config=ONE_STEP, mix_original=True, run_dir=tmp_path / "m"
+            ),
+            registry=registry,
+        )
 
 
 @pytest.mark.parametrize(("count", "originals"), [(2, 5), (2, 40), (6, 3), (1, 1)])

@@ -195,5 +195,11 @@ def original_data(
             )
         images, masks = Path(source["images"]), Path(source["masks"])
         split_csv, split = source.get("split_csv"), source.get("split")
+        if not (images.is_dir() and masks.is_dir()):  # e.g. a shipped model trained on another machine
+            raise ConfigError(
+                f"To mix in the original data, give the folders of the parent's training images and masks "
+                f"(--original-images and --original-masks): the parent's checkpoint names {images} and "
+                f"{masks}, which are not on this machine."
+            )
     pairs = find_pairs(images, masks, split_csv, split)
     return SegmentationDataset.from_pairs(pairs, model_config, preprocess)

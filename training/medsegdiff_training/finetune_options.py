@@ -103,7 +103,7 @@ class FinetuneOptions:
     mask_loss_weight: float | None = None
     channels: int | None = None
     num_classes: int | None = None
-    object_crops: bool = False  # on with --object-crops; the default once measured (issue 29)
+    object_crops: bool = True  # --no-object-crops: corrections whole only
     config: TrainConfig = field(default=DEFAULT_FINETUNE_CONFIG)
 
     def __post_init__(self) -> None:

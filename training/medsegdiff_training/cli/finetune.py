@@ -80,15 +80,15 @@ def _add_held_out(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="STEPS",
-        help="score the held-out corrections every STEPS steps (default: only before and after the run; "
-        "with --keep-best or --patience: every 50, about 6 %% of the budget)",
+        help="score the held-out corrections every STEPS steps (default: 50, one DDIM 3-step sample, "
+        "about 6 %% of the budget; a larger number scores less often)",
     )
     parser.add_argument(
         "--keep-best",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="register the EMA weights that scored best on the held-out corrections, not the last "
-        "ones (default: off: the last ones, as the paper)",
+        "ones (default: on; --no-keep-best: the last ones, as the paper)",
     )
     parser.add_argument(
         "--patience",
@@ -105,7 +105,7 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="also train on each correction cut around each of its objects by the parent's crop "
-        "rule, and score the held-out ones so (default: off)",
+        "rule, and score the held-out ones so (default: on; --no-object-crops: whole only)",
     )
     parser.add_argument(
         "--mix-original", action="store_true", help="also train on the parent's original data"
