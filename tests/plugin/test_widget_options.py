@@ -118,6 +118,9 @@ def test_the_finetune_dialog_passes_its_budget_device_and_original_data(qtbot, w
     assert (parsed.config.steps, parsed.config.minutes, parsed.config.device) == (7, 2.5, "cpu")
     assert parsed.mix_original and parsed.original_images == tmp_path / "images"
     assert parsed.original_masks == tmp_path / "masks" and str(parsed.store) == dialog.store
+    # the measured recipe (issue 29): the best held-out weights, corrections also cut per object
+    assert parsed.config.keep_best and parsed.object_crops and parsed.config.validate_every == 50
+    assert (parsed.config.learning_rate, parsed.config.lr_schedule) == (1e-3, "constant")
     dialog.options.minutes.value = 0  # "no limit"
     dialog.options.mix_original.value = False
     request = dialog.request()
