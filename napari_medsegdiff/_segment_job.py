@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtCore import QObject, Qt, QTimer, Signal
 
 from ._sampling_glue import Frame, Stage
 
@@ -64,7 +64,11 @@ class SegmentJob:
         self._later = _NextTurn()
 
     def start(self) -> Any:
-        """Start the worker thread; returns the napari worker."""
+        """Start the worker thread on the next turn of the event loop; returns the napari worker.
+
+        Starting it a turn later means a caller that connects to the returned worker's
+        signals right away sees every yield, the first included, however busy the machine.
+        """
         from napari.qt.threading import create_worker
 
         self.worker = create_worker(self.work, _ignore_errors=True)  # errors go to _on_error
@@ -73,7 +77,7 @@ class SegmentJob:
         self.worker.errored.connect(self._on_error)
         self.worker.aborted.connect(self._on_aborted)
         self.worker.finished.connect(self._on_finished)
-        self.worker.start()
+        QTimer.singleShot(0, self.worker.start)
         return self.worker
 
     def cancel(self) -> None:
