@@ -192,6 +192,16 @@ def blob(task: Task, pairs: list[Pair]) -> float:
     return float(fixed_blob_baseline(train, [read_pair(pair, task)[1] for pair in pairs])["dice"])
 
 
+def scored_part(
+    segmenter: Segmenter, pairs: list[Pair], task: Task, boxes: bool, label: str
+) -> dict[str, Any]:
+    """:func:`scores` on ``pairs`` with the fixed blob beside them, its means printed after ``label``."""
+    part = scores(segmenter, pairs, task, boxes=boxes)
+    part["mean"]["blob"] = blob(task, pairs)
+    print(label, {k: round(v, 4) for k, v in part["mean"].items()}, flush=True)
+    return part
+
+
 def command_run(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     task = TASKS[args.task]
@@ -239,9 +249,7 @@ def command_run(args: argparse.Namespace) -> None:
         args.score = "both" if args.minutes == 10 else "test"
     wanted = ("selection", "test") if args.score == "both" else (args.score,)
     for part in wanted:
-        record[part] = scores(child, parts[part], task, boxes=not args.no_boxes)
-        record[part]["mean"]["blob"] = blob(task, parts[part])
-        print(part, {k: round(v, 4) for k, v in record[part]["mean"].items()}, flush=True)
+        record[part] = scored_part(child, parts[part], task, not args.no_boxes, part)
     args.log.parent.mkdir(parents=True, exist_ok=True)
     with args.log.open("a") as log:
         log.write(json.dumps(record) + "\n")
@@ -266,9 +274,7 @@ def command_parent(args: argparse.Namespace) -> None:
         "environment": environment("cpu"),
     }
     for part, pairs in (("selection", selection), ("test", test)):
-        record[part] = scores(segmenter, pairs, task, boxes=not args.no_boxes)
-        record[part]["mean"]["blob"] = blob(task, pairs)
-        print(part, {k: round(v, 4) for k, v in record[part]["mean"].items()}, flush=True)
+        record[part] = scored_part(segmenter, pairs, task, not args.no_boxes, part)
     with args.log.open("a") as log:
         log.write(json.dumps(record) + "\n")
 
@@ -290,11 +296,7 @@ def command_score(args: argparse.Namespace) -> None:
         _, selection, test = split_pairs(task)
         pairs = {"selection": selection, "test": test}[args.part]
         child = Segmenter(registry.load(run["version"], device="cpu"), device="cpu")
-        run[args.part] = scores(child, pairs, task, boxes=not args.no_boxes)
-        run[args.part]["mean"]["blob"] = blob(task, pairs)
-        print(
-            run["version"], args.part, {k: round(v, 4) for k, v in run[args.part]["mean"].items()}, flush=True
-        )
+        run[args.part] = scored_part(child, pairs, task, not args.no_boxes, f"{run['version']} {args.part}")
         lines[index] = json.dumps(run)
         current = args.log.read_text().splitlines()  # other processes may have appended meanwhile
         args.log.write_text("\n".join(lines + current[len(lines) :]) + "\n")

@@ -177,6 +177,12 @@ def parent_mask_loss_weight(metadata: dict[str, Any]) -> float:
     return float(weight) if isinstance(weight, (int, float)) else 0.0
 
 
+_GIVE_ORIGINAL_FOLDERS = (
+    "To mix in the original data, give the folders of the parent's training images and masks "
+    "(--original-images and --original-masks)"
+)
+
+
 def original_data(
     metadata: dict[str, Any],
     model_config: ModelConfig,
@@ -189,17 +195,13 @@ def original_data(
     split_csv, split = None, None
     if images is None or masks is None:
         if not source.get("images") or not source.get("masks"):
-            raise ConfigError(
-                "To mix in the original data, give the folders of the parent's training images and masks "
-                "(--original-images and --original-masks): the parent's checkpoint does not name them."
-            )
+            raise ConfigError(f"{_GIVE_ORIGINAL_FOLDERS}: the parent's checkpoint does not name them.")
         images, masks = Path(source["images"]), Path(source["masks"])
         split_csv, split = source.get("split_csv"), source.get("split")
         if not (images.is_dir() and masks.is_dir()):  # e.g. a shipped model trained on another machine
             raise ConfigError(
-                f"To mix in the original data, give the folders of the parent's training images and masks "
-                f"(--original-images and --original-masks): the parent's checkpoint names {images} and "
-                f"{masks}, which are not on this machine."
+                f"{_GIVE_ORIGINAL_FOLDERS}: the parent's checkpoint names {images} and {masks}, "
+                "which are not on this machine."
             )
     pairs = find_pairs(images, masks, split_csv, split)
     return SegmentationDataset.from_pairs(pairs, model_config, preprocess)
