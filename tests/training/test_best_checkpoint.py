@@ -166,3 +166,54 @@ def test_the_trainer_scores_the_weights_it_keeps(finetune_setup, blob):
     kept = load_checkpoint(result.final_checkpoint)
     rescored = validation_dice(kept.model, NoiseSchedule(kept.diffusion), held, SAMPLING, torch.device("cpu"))
     assert rescored == best["validation_dice"]
+
+
+def kept_by_margin(history: list[dict], margin: float) -> dict:
+    """The validation a best-margin rule keeps: the first, then each that beats it by > margin."""
+    kept = history[0]
+    for entry in history[1:]:
+        if entry["validation_dice"] > kept["validation_dice"] + margin:
+            kept = entry
+    return kept
+
+
+def test_a_best_margin_keeps_the_earlier_weights_unless_beaten_by_more(finetune_setup, blob):
+    """A later score that beats the best by no more than ``best_margin`` does not replace it:
+    the same run (same seed, same trajectory) keeps later weights the smaller the margin."""
+    from medsegdiff_training.checkpoint import load_checkpoint
+    from medsegdiff_training.config import named_config
+    from medsegdiff_training.data.dataset import SegmentationDataset
+
+    _, _, tmp_path = finetune_setup
+    rng = np.random.default_rng(3)
+    pairs = [blob(rng) for _ in range(6)]
+    tiny = named_config("tiny")
+    data = SegmentationDataset.from_arrays([p[0] for p in pairs[:4]], [p[1] for p in pairs[:4]], tiny)
+    held = SegmentationDataset.from_arrays([p[0] for p in pairs[4:]], [p[1] for p in pairs[4:]], tiny)
+    kept_steps = []
+    for margin in (0.0, 0.05, 0.99):
+        config = replace(RECIPE, steps=10, keep_best=True, learning_rate=1e-2, best_margin=margin)
+        result = train(tiny, data, tmp_path / f"t{margin}", config=config, validation_data=held)
+        kept = kept_by_margin(result.history, margin)
+        assert (result.best_step, result.final_validation_dice) == (kept["step"], kept["validation_dice"])
+        loaded = load_checkpoint(result.final_checkpoint)
+        schedule = NoiseSchedule(loaded.diffusion)
+        assert (
+            validation_dice(loaded.model, schedule, held, SAMPLING, torch.device("cpu"))
+            == kept["validation_dice"]
+        )
+        kept_steps.append(result.best_step)
+    scores = [entry["validation_dice"] for entry in result.history]
+    assert max(scores) > scores[0], "the tiny run must improve at all for the margins to differ"
+    # no margin: the best of the curve; a margin above any gain: the first validation's weights
+    assert kept_steps[0] == result.history[scores.index(max(scores))]["step"]
+    assert kept_steps[2] == result.history[0]["step"] < kept_steps[0]
+    assert kept_steps[0] >= kept_steps[1] >= kept_steps[2]
+
+
+def test_a_best_margin_outside_0_to_1_is_refused():
+    from medsegdiff_training.errors import ConfigError
+
+    for margin in (-0.01, 1.0, float("nan")):
+        with pytest.raises(ConfigError, match="best_margin"):
+            replace(RECIPE, best_margin=margin)

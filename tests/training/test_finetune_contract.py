@@ -71,6 +71,7 @@ def every_option_changed() -> FinetuneOptions:
         num_workers=2,
         validate_every=7,
         patience=120,
+        best_margin=0.01,
         keep_best=False,
     )
 

@@ -66,6 +66,7 @@ CONFIG_FLAGS = {
     "num_workers": "--num-workers",
     "validate_every": "--validate-every",
     "patience": "--patience",
+    "best_margin": "--best-margin",
     "keep_best": "--keep-best",  # --no-keep-best for False
 }
 # switches that are on by default: ``--no-FLAG`` turns them off

@@ -79,9 +79,12 @@ class TrainConfig:
     validate_every: int = 500
     validation_images: int | None = 32  # None: every validation sample
     # keep_best: final/ holds the EMA weights of the best validation, not the last ones;
-    # patience: stop once this many steps have passed without a better validation Dice
+    # patience: stop once this many steps have passed without a better validation Dice;
+    # best_margin: a validation is better only when it beats the best so far by more than this
+    # Dice (0: any gain; a few held-out images cannot tell apart checkpoints closer than that)
     keep_best: bool = False
     patience: int | None = None
+    best_margin: float = 0.0
     # one member: validation tracks the network, not the ensemble's averaging
     validation_sampling: SamplingSettings = SamplingSettings(sampler="ddim", steps=10, seed=0, ensemble=1)
     checkpoint_every: int = 500
@@ -119,6 +122,8 @@ class TrainConfig:
             raise ConfigError(f"validate_every must be at least 1 step, got {self.validate_every}.")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be at least 1 step (or none), got {self.patience}.")
+        if not (0 <= self.best_margin < 1):
+            raise ConfigError(f"best_margin must be a Dice from 0 to below 1, got {self.best_margin}.")
         if self.augment is not None and not 0 <= self.augment.saturation <= 1:
             raise ConfigError(f"augment.saturation must be from 0 to 1, got {self.augment.saturation}.")
 

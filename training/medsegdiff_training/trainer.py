@@ -315,8 +315,9 @@ class _Run:
     def validate(self, loss_value: float | None) -> None:
         """Score the EMA weights on the validation data (rank 0), keep the best, log it.
 
-        A strictly better Dice is a new best (its EMA weights kept with ``keep_best``);
-        ``patience`` steps past the best, the run is marked to stop.
+        A Dice above the best so far by more than ``best_margin`` is a new best (its EMA
+        weights kept with ``keep_best``); ``patience`` steps past the best, the run is marked
+        to stop.
         """
         assert self.validation_data is not None
         if self.rank == 0:
@@ -329,7 +330,8 @@ class _Run:
                 self.config.validation_images,
             )
             self.last_validation = score
-            if math.isfinite(score) and (self.best is None or not score <= self.best):
+            margin = self.config.best_margin
+            if math.isfinite(score) and (self.best is None or not score <= self.best + margin):
                 self.best, self.best_step = score, self.step
                 if self.config.keep_best:
                     self.best_weights = {

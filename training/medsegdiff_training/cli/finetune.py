@@ -97,6 +97,14 @@ def _add_held_out(parser: argparse.ArgumentParser) -> None:
         metavar="STEPS",
         help="stop once the held-out Dice has not improved for STEPS steps (0: never; default: never)",
     )
+    parser.add_argument(
+        "--best-margin",
+        type=float,
+        default=None,
+        metavar="DICE",
+        help="a held-out score counts as better (for --keep-best and --patience) only when it beats "
+        "the best so far by more than DICE (default: 0)",
+    )
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
