@@ -193,6 +193,46 @@ def blob_correction(rng, label: int = 1, channels: int = 0):
     return image, labels
 
 
+def blob_pair(rng, size: int = 36):
+    """A grey ``size`` x ``size`` uint8 image with a brighter 12x12 square, and its 0/255 mask."""
+    import numpy as np
+
+    mask = np.zeros((size, size), np.uint8)
+    row, col = rng.integers(10, size - 10, 2)
+    mask[row - 6 : row + 6, col - 6 : col + 6] = 255
+    image = (rng.normal(70, 15, (size, size)) + (mask > 0) * 110).clip(0, 255).astype(np.uint8)
+    return image, mask
+
+
+def write_blob_folder(root: Path, count: int, mask_suffix: str = ".png", train: int | None = None) -> Path:
+    """``root/images/case<i>.png`` and ``root/masks/case<i><mask_suffix>``: ``count`` :func:`blob_pair`
+    files (seed 0); with ``train``, a header-less split.csv (the first ``train`` train, the rest test)."""
+    import numpy as np
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        image, mask = blob_pair(rng)
+        Image.fromarray(image).save(root / "images" / f"case{index}.png")
+        Image.fromarray(mask).save(root / "masks" / f"case{index}{mask_suffix}")
+    if train is not None:
+        rows = [f"case{index},{'train' if index < train else 'test'}" for index in range(count)]
+        (root / "split.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture
+def blob_data():
+    """The small blob data the CLI tests train on: ``blob_data.pair(rng) -> (image, mask)``
+    (:func:`blob_pair`) and ``blob_data.folder(root, count, mask_suffix, train) -> root``
+    (:func:`write_blob_folder`)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(pair=blob_pair, folder=write_blob_folder)
+
+
 @pytest.fixture
 def blob():
     """:func:`blob_correction`: ``blob(rng, label=1, channels=0) -> (image, labels)``."""

@@ -33,39 +33,14 @@ from medsegdiff_training.registry import ModelRegistry
 TINY = named_config("tiny")
 
 
-def blob_pair(rng: np.random.Generator, size: int = 36) -> tuple[np.ndarray, np.ndarray]:
-    mask = np.zeros((size, size), np.uint8)
-    row, col = rng.integers(10, size - 10, 2)
-    mask[row - 6 : row + 6, col - 6 : col + 6] = 255
-    image = (rng.normal(70, 15, (size, size)) + (mask > 0) * 110).clip(0, 255).astype(np.uint8)
-    return image, mask
-
-
 @pytest.fixture
-def dataset(tmp_path) -> Path:
+def dataset(tmp_path, blob_data) -> Path:
     """The DDTI layout in small: PNG images, GIF 0/255 masks, a split.csv without header."""
-    root = tmp_path / "data"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rng = np.random.default_rng(0)
-    rows = []
-    for index in range(8):
-        image, mask = blob_pair(rng)
-        Image.fromarray(image).save(root / "images" / f"case{index}.png")
-        Image.fromarray(mask).save(root / "masks" / f"case{index}.gif")
-        rows.append(f"case{index},{'train' if index < 6 else 'test'}")
-    (root / "split.csv").write_text("\n".join(rows) + "\n")
-    return root
+    return blob_data.folder(tmp_path / "data", 8, mask_suffix=".gif", train=6)
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("MEDSEGDIFF_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def registry(tmp_path, home) -> ModelRegistry:
+def registry(tmp_path, medsegdiff_home) -> ModelRegistry:
     torch.manual_seed(0)
     source = save_checkpoint(tmp_path / "tiny", MedSegDiffUNet(TINY), DiffusionConfig(), PreprocessConfig())
     registry = ModelRegistry(tmp_path / "models")
@@ -88,7 +63,7 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
-def test_train_register_predict_evaluate_finetune(capsys, tmp_path, dataset, home):
+def test_train_register_predict_evaluate_finetune(blob_data, capsys, tmp_path, dataset, medsegdiff_home):
     models = tmp_path / "models"
     code, out, err = run(
         capsys,
@@ -177,7 +152,7 @@ def test_train_register_predict_evaluate_finetune(capsys, tmp_path, dataset, hom
     assert 0 <= report["mean"]["dice"] <= 1 and report["settings"]["ensemble"] == 2
 
     # the run recorded where its data came from, so --mix-original needs no folders
-    CorrectionsStore(home / "corrections").add(*blob_pair(np.random.default_rng(5)))
+    CorrectionsStore(medsegdiff_home / "corrections").add(*blob_data.pair(np.random.default_rng(5)))
     code, out, err = run(
         capsys,
         "finetune",
@@ -380,7 +355,7 @@ def user_errors(tmp_path: Path, dataset: Path, registry: ModelRegistry) -> dict[
     }
 
 
-def test_evaluate_scores_named_unions_of_classes(capsys, tmp_path, home):
+def test_evaluate_scores_named_unions_of_classes(capsys, tmp_path, medsegdiff_home):
     """--structures disc=1+2,cup=2: what fundus papers compare (the disc is rim + cup), not the rim."""
     root = tmp_path / "three"
     (root / "images").mkdir(parents=True)
@@ -464,11 +439,11 @@ def test_a_real_process_reports_a_user_error_in_one_line(tmp_path, dataset, regi
     assert "Traceback" not in err and out == ""
 
 
-def test_sigterm_cancels_a_finetune_process_and_leaves_the_registry_as_it_was(tmp_path, registry):
+def test_sigterm_cancels_a_finetune_process_and_leaves_the_registry_as_it_was(blob_data, tmp_path, registry):
     store = CorrectionsStore(tmp_path / "store")
     rng = np.random.default_rng(0)
     for _ in range(2):
-        store.add(*blob_pair(rng))
+        store.add(*blob_data.pair(rng))
     before = tree_digest(registry.root)
     process = cli_process(
         "finetune",

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from medsegdiff_training.checkpoint import load_checkpoint, save_checkpoint
 from medsegdiff_training.cli import build_parser, main
@@ -44,31 +43,9 @@ def run(capsys, *argv) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def blob_pair(rng: np.random.Generator, size: int = 36) -> tuple[np.ndarray, np.ndarray]:
-    mask = np.zeros((size, size), np.uint8)
-    row, col = rng.integers(10, size - 10, 2)
-    mask[row - 6 : row + 6, col - 6 : col + 6] = 255
-    image = (rng.normal(70, 15, (size, size)) + (mask > 0) * 110).clip(0, 255).astype(np.uint8)
-    return image, mask
-
-
 @pytest.fixture
-def dataset(tmp_path) -> Path:
-    root = tmp_path / "data"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rng = np.random.default_rng(0)
-    for index in range(4):
-        image, mask = blob_pair(rng)
-        Image.fromarray(image).save(root / "images" / f"case{index}.png")
-        Image.fromarray(mask).save(root / "masks" / f"case{index}.png")
-    return root
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("MEDSEGDIFF_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+def dataset(tmp_path, blob_data) -> Path:
+    return blob_data.folder(tmp_path / "data", 4)
 
 
 @pytest.fixture
@@ -180,7 +157,9 @@ def test_train_config_checks_the_speed_fields():
 # --- train and finetune record what they ran with -----------------------------------------------
 
 
-def test_train_and_finetune_options_reach_the_recorded_training_config(capsys, tmp_path, dataset, home):
+def test_train_and_finetune_options_reach_the_recorded_training_config(
+    blob_data, capsys, tmp_path, dataset, medsegdiff_home
+):
     models = tmp_path / "models"
     code, _, err = run(
         capsys, "train", "--images", dataset / "images", "--masks", dataset / "masks",
@@ -202,7 +181,7 @@ def test_train_and_finetune_options_reach_the_recorded_training_config(capsys, t
     )
     assert recorded["timestep_floor"] == 0.5
 
-    CorrectionsStore(home / "corrections").add(*blob_pair(np.random.default_rng(5)))
+    CorrectionsStore(medsegdiff_home / "corrections").add(*blob_data.pair(np.random.default_rng(5)))
     code, out, err = run(
         capsys, "finetune", "--parent", "fast", "--steps", "2", "--registry", models,
         "--precision", "fp32", "--no-channels-last", "--num-workers", "0", "--device", "cpu",

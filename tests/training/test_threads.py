@@ -14,10 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from medsegdiff_training.cli import main
 from medsegdiff_training.errors import ConfigError
@@ -249,18 +247,8 @@ def test_applying_a_choice_sets_torch_and_the_record_says_how(torch_threads):
 
 
 @pytest.fixture
-def dataset(tmp_path) -> Path:
-    root = tmp_path / "data"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rng = np.random.default_rng(0)
-    for index in range(3):
-        mask = np.zeros((32, 32), np.uint8)
-        mask[8:20, 10 + index : 22 + index] = 255
-        image = (rng.normal(70, 15, mask.shape) + (mask > 0) * 110).clip(0, 255).astype(np.uint8)
-        Image.fromarray(image).save(root / "images" / f"case{index}.png")
-        Image.fromarray(mask).save(root / "masks" / f"case{index}.png")
-    return root
+def dataset(tmp_path, blob_data) -> Path:
+    return blob_data.folder(tmp_path / "data", 3)
 
 
 def test_threads_auto_is_the_default_logged_once_and_kept_in_the_training_record(
