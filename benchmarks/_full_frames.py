@@ -17,8 +17,22 @@ def _f(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+DERIVED = "‡"
+DERIVED_NOTE = (
+    f"{DERIVED} no training of its own: the margin rule, applied to the logged held-out curve of the "
+    "same recipe without a margin (same seed, constant rate: the same trajectory step for step), keeps "
+    "the step another run registered, so its weights and scores are that run's."
+)
+
+
 def _runs(result: dict, **match: object) -> list[dict]:
+    """The runs with every ``match`` (fine-tunes of the shipped default unless ``parent`` is given)."""
+    match = {"parent": "default", **match}
     return [r for r in result["runs"] if all(r.get(key) == value for key, value in match.items())]
+
+
+def _mark(run: dict | None) -> str:
+    return DERIVED if run is not None and run.get("derived_from") else ""
 
 
 def choice_table(result: dict) -> list[str]:
@@ -37,7 +51,7 @@ def choice_table(result: dict) -> list[str]:
             runs = _runs(result, recipe=recipe, task=task, minutes=10, repeat=0)
             found = [r for r in runs if "selection" in r]
             mean = found[0]["selection"]["mean"] if found else None
-            cells.append("–" if mean is None else f"{mean['whole']:.3f} / {mean['box']:.3f}")
+            cells.append("–" if mean is None else f"{mean['whole']:.3f} / {mean['box']:.3f}{_mark(found[0])}")
         if all(cell == "–" for cell in cells):
             continue
         score = result["candidates"].get(recipe)
@@ -57,6 +71,8 @@ def choice_table(result: dict) -> list[str]:
     )
     if result["chosen_recipe"] is None:
         lines += ["", "No recipe is chosen yet: a candidate needs a 10-minute run on every task above."]
+    if any(DERIVED in line for line in lines):
+        lines += ["", DERIVED_NOTE]
     return lines
 
 
@@ -90,13 +106,16 @@ def test_table(result: dict) -> list[str]:
             if thirty
             else ""
         )
+        m10, m30 = _mark(ten[0]), _mark(thirty[0] if thirty else None)
         lines.append(
             f"| {label} | {_f(parent['test']['mean']['whole'] if parent else None)} "
-            f"| {_f(main[0]['test']['mean']['whole'] if main else None)} | **{t10['whole']:.3f}** "
-            f"| {_f(t30['whole'] if t30 else None)} | {steps} | {t10['blob']:.3f} | {t10['everything']:.3f} "
-            f"| {_f(parent['test']['mean']['box'] if parent else None)} | **{t10['box']:.3f}** "
-            f"| {_f(t30['box'] if t30 else None)} | {t10['ellipse']:.3f} |"
+            f"| {_f(main[0]['test']['mean']['whole'] if main else None)} | **{t10['whole']:.3f}**{m10} "
+            f"| {_f(t30['whole'] if t30 else None)}{m30} | {steps} | {t10['blob']:.3f} | {t10['everything']:.3f} "
+            f"| {_f(parent['test']['mean']['box'] if parent else None)} | **{t10['box']:.3f}**{m10} "
+            f"| {_f(t30['box'] if t30 else None)}{m30} | {t10['ellipse']:.3f} |"
         )
+    if len(lines) > 4 and any(DERIVED in line for line in lines[4:]):
+        lines += ["", DERIVED_NOTE]
     return lines if len(lines) > 4 else []
 
 

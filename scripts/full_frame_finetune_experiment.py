@@ -207,13 +207,22 @@ def scored_part(
     return part
 
 
+def run_label(run: dict[str, Any]) -> str:
+    """A run's name, and its folder's under SCRATCH/runs: task, recipe, budget, repeat, and
+    the parent where it is not the shipped default."""
+    label = f"{run['task']}-{run['recipe']}-{run['minutes']:g}m" + (
+        f"-r{run['repeat']}" if run["repeat"] else ""
+    )
+    return label + (f"-from-{run['parent']}" if run["parent"] != "default" else "")
+
+
 def command_run(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     task = TASKS[args.task]
     store = store_of(args.task, task)
     _, selection, test = split_pairs(task)
     registry = ModelRegistry(SCRATCH / "registry")
-    label = f"{args.task}-{args.recipe}-{args.minutes:g}m" + (f"-r{args.repeat}" if args.repeat else "")
+    label = run_label(vars(args))
     run_dir = SCRATCH / "runs" / label
     options = FinetuneOptions(parent=args.parent, store=store.root, run_dir=run_dir).replace(
         steps=None, minutes=args.minutes, clock="cpu", **RECIPES[args.recipe]
@@ -400,10 +409,7 @@ TIE = 0.005  # choices closer than this are ties: the plainer (earlier listed) r
 def trainer_curve(run: dict[str, Any]) -> dict[int, float]:
     """The held-out Dice at every validation of ``run``, from its run folder's log (the
     trainer's own history, across a resume: what keep_best decided on)."""
-    label = f"{run['task']}-{run['recipe']}-{run['minutes']:g}m" + (
-        f"-r{run['repeat']}" if run["repeat"] else ""
-    )
-    rows = map(json.loads, (SCRATCH / "runs" / label / "log.jsonl").read_text().splitlines())
+    rows = map(json.loads, (SCRATCH / "runs" / run_label(run) / "log.jsonl").read_text().splitlines())
     return {row["step"]: row["validation_dice"] for row in rows if row.get("validation_dice") is not None}
 
 
@@ -424,10 +430,10 @@ def derived_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     curve, keeps a step that an existing run registered from the same curve, that run's
     weights, and so its scores, are the margin run's. Marked ``derived_from``."""
     base = "constant-best-mixed"
-    real = {
-        (r["task"], r["recipe"], r["minutes"]) for r in runs if r["recipe"] in RECIPES and not r["repeat"]
-    }
-    family = [r for r in runs if r["recipe"].startswith(base) and not r["repeat"]]
+    family = [
+        r for r in runs if r["recipe"].startswith(base) and not r["repeat"] and r["parent"] == "default"
+    ]
+    real = {(r["task"], r["recipe"], r["minutes"]) for r in family}
     curves = {r["version"]: trainer_curve(r) for r in family}
     registered = {r["version"]: (r["metrics"] or {}).get("best_step") for r in family}
     found = []
@@ -462,6 +468,7 @@ def derived_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "version": None,
                         "registered_step": step,
                         "derived_from": source["version"],
+                        "held_out_rescored": None,  # the source's, counted once
                     }
                 )
     return found
@@ -491,7 +498,11 @@ def command_report(args: argparse.Namespace) -> None:
         chosen_runs = [
             r
             for r in runs
-            if r["recipe"] == recipe and r["minutes"] == 10 and not r["repeat"] and "selection" in r
+            if r["recipe"] == recipe
+            and r["minutes"] == 10
+            and not r["repeat"]
+            and r["parent"] == "default"
+            and "selection" in r
         ]
         tasks = {r["task"]: choice_score(r) for r in chosen_runs}
         if set(CHOICE_TASKS) <= set(tasks):
