@@ -31,6 +31,15 @@ def _runs(result: dict, **match: object) -> list[dict]:
     return [r for r in result["runs"] if all(r.get(key) == value for key, value in match.items())]
 
 
+def _never_worse(result: dict, recipe: str) -> str:
+    """A recipe's change from 10 to 30 minutes on the selection images, and whether it holds."""
+    check = result.get("never_worse", {}).get(recipe)
+    if check is None:
+        return "–"
+    changes = " / ".join(f"{value:+.3f}" for value in check["change_30_minus_10"].values())
+    return f"{changes} ({'never worse' if check['holds'] else 'worse'})"
+
+
 def _mark(run: dict | None) -> str:
     return DERIVED if run is not None and run.get("derived_from") else ""
 
@@ -42,8 +51,8 @@ def choice_table(result: dict) -> list[str]:
         "Choosing the recipe (20 corrections, 10 CPU-minutes, 1 thread; Dice on 20 *training* images "
         "of each task that no run corrects, never the test splits; whole image / box prompt):",
         "",
-        "| recipe | " + " | ".join(tasks) + " | choice score |",
-        "|---|" + "---:|" * (len(tasks) + 1),
+        "| recipe | " + " | ".join(tasks) + " | choice score | 30 min − 10 min: busi / lgg_mri / ph2 |",
+        "|---|" + "---:|" * (len(tasks) + 1) + "---|",
     ]
     for recipe in result["recipes"]:
         cells = []
@@ -56,7 +65,11 @@ def choice_table(result: dict) -> list[str]:
             continue
         score = result["candidates"].get(recipe)
         mark = " (chosen)" if recipe == result["chosen_recipe"] else ""
-        lines.append(f"| `{recipe}`{mark} | " + " | ".join(cells) + f" | {_f(score)} |")
+        lines.append(
+            f"| `{recipe}`{mark} | "
+            + " | ".join(cells)
+            + f" | {_f(score)} | {_never_worse(result, recipe)} |"
+        )
     baseline = []
     for task in tasks:
         found = [r for r in result["runs"] if r["task"] == task and "selection" in r]
@@ -67,7 +80,7 @@ def choice_table(result: dict) -> list[str]:
     lines.append(
         "| no model: fixed blob or everything (the better) / ellipse in the box | "
         + " | ".join(baseline)
-        + " | |"
+        + " | | |"
     )
     if result["chosen_recipe"] is None:
         lines += ["", "No recipe is chosen yet: a candidate needs a 10-minute run on every task above."]
