@@ -129,6 +129,7 @@ def test_every_n_accepted_starts_a_finetune_of_the_current_model_on_the_store(se
     assert options.config.minutes == 1.5 and options.config.steps is None and options.config.device == "cpu"
     # the queue's fine-tunes keep their best held-out weights and learn the objects' crops (issue 29)
     assert options.config.keep_best and options.object_crops and options.config.lr_schedule == "constant"
+    assert options.config.best_margin == 0.005  # a better held-out score beats the best by half a point
     assert session.screen.seen == [("started", 2)]
     # skipped images do not count; a fine-tune still running is not started twice
     session.skip(session.queue.current)

@@ -199,7 +199,7 @@ def test_train_and_finetune_options_reach_the_recorded_training_config(
         "constant",
         30,
     )
-    assert (recorded["keep_best"], recorded["validate_every"]) == (True, 50)
+    assert (recorded["keep_best"], recorded["validate_every"], recorded["best_margin"]) == (True, 50, 0.005)
     assert recorded["timestep_floor"] == 0.5
     # ... and the paper's constant 1e-4 over all timesteps when asked
     code, _, err = run(

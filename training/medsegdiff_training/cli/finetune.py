@@ -103,7 +103,7 @@ def _add_held_out(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DICE",
         help="a held-out score counts as better (for --keep-best and --patience) only when it beats "
-        "the best so far by more than DICE (default: 0)",
+        "the best so far by more than DICE (default: 0.005, half a point; 0: any gain)",
     )
 
 
