@@ -458,10 +458,18 @@ def derived_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ]
             if same:
                 source = max(same, key=lambda s: ("selection" in s) + ("test" in s))
-                parts = {part: source[part] for part in ("selection", "test") if part in source}
+                # the means only: the per-image scores are the source run's, in its record
+                parts = {
+                    part: {"mean": source[part]["mean"]} for part in ("selection", "test") if part in source
+                }
                 found.append(
                     {
-                        **{k: v for k, v in r.items() if k not in ("selection", "test", "version")},
+                        **{
+                            k: v
+                            for k, v in r.items()
+                            if k in ("task", "minutes", "repeat", "parent", "steps", "environment")
+                        },
+                        "metrics": {"best_step": step},
                         **parts,
                         "recipe": recipe,
                         "recipe_options": {k: repr(v) for k, v in options.items()},
