@@ -57,6 +57,7 @@ from medsegdiff_training.prompted import segment_prompts  # noqa: E402
 from medsegdiff_training.prompts import Box, inscribed_ellipse  # noqa: E402
 from medsegdiff_training.registry import ModelRegistry  # noqa: E402
 from medsegdiff_training.train_config import HELD_OUT_CURVE_EVERY, AugmentConfig  # noqa: E402
+from medsegdiff_training.trainer import beats_best  # noqa: E402
 
 SETTINGS = SamplingSettings(sampler="ddim", steps=3, ensemble=5, seed=0)
 DATA = Path("/work/shared/data")
@@ -413,12 +414,23 @@ def trainer_curve(run: dict[str, Any]) -> dict[int, float]:
     return {row["step"]: row["validation_dice"] for row in rows if row.get("validation_dice") is not None}
 
 
-def kept_step(curve: dict[int, float], margin: float) -> int:
-    """The step whose weights keep_best registers: the first validation, then each one that
-    beats the best so far by more than ``margin`` (TrainConfig.best_margin)."""
-    best = None
+def plain_runs(runs: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
+    """The runs from the shipped ``default`` parent, not repeats, with every ``match``."""
+    return [
+        r
+        for r in runs
+        if r["parent"] == "default"
+        and not r["repeat"]
+        and all(r[key] == value for key, value in match.items())
+    ]
+
+
+def kept_step(curve: dict[int, float], margin: float) -> int | None:
+    """The step whose weights keep_best registers from ``curve`` with ``margin`` (the
+    trainer's rule, :func:`~medsegdiff_training.trainer.beats_best`)."""
+    best: int | None = None
     for step in sorted(curve):
-        if best is None or curve[step] > curve[best] + margin:
+        if beats_best(curve[step], None if best is None else curve[best], margin):
             best = step
     return best
 
@@ -430,9 +442,7 @@ def derived_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     curve, keeps a step that an existing run registered from the same curve, that run's
     weights, and so its scores, are the margin run's. Marked ``derived_from``."""
     base = "constant-best-mixed"
-    family = [
-        r for r in runs if r["recipe"].startswith(base) and not r["repeat"] and r["parent"] == "default"
-    ]
+    family = [r for r in plain_runs(runs) if r["recipe"].startswith(base)]
     real = {(r["task"], r["recipe"], r["minutes"]) for r in family}
     curves = {r["version"]: trainer_curve(r) for r in family}
     registered = {r["version"]: (r["metrics"] or {}).get("best_step") for r in family}
@@ -495,14 +505,7 @@ def never_worse_check(runs: list[dict[str, Any]], recipe: str) -> dict[str, Any]
         found = {}
         for minutes in (10, 30):
             match = [
-                r
-                for r in runs
-                if r["recipe"] == recipe
-                and r["task"] == task
-                and r["minutes"] == minutes
-                and r["parent"] == "default"
-                and not r["repeat"]
-                and "selection" in r
+                r for r in plain_runs(runs, recipe=recipe, task=task, minutes=minutes) if "selection" in r
             ]
             if not match:
                 return None
@@ -532,15 +535,7 @@ def command_report(args: argparse.Namespace) -> None:
     runs += derived_runs(runs)
     candidates = {}
     for recipe in RECIPES:
-        chosen_runs = [
-            r
-            for r in runs
-            if r["recipe"] == recipe
-            and r["minutes"] == 10
-            and not r["repeat"]
-            and r["parent"] == "default"
-            and "selection" in r
-        ]
+        chosen_runs = [r for r in plain_runs(runs, recipe=recipe, minutes=10) if "selection" in r]
         tasks = {r["task"]: choice_score(r) for r in chosen_runs}
         if set(CHOICE_TASKS) <= set(tasks):
             candidates[recipe] = float(np.mean([tasks[task] for task in CHOICE_TASKS]))

@@ -154,6 +154,16 @@ def validation_dice(
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def beats_best(score: float, best: float | None, margin: float = 0.0) -> bool:
+    """Whether a validation ``score`` is a new best: finite, and above ``best`` by more than
+    ``margin`` (``TrainConfig.best_margin``); the first finite score always is.
+
+    >>> beats_best(0.905, 0.902, margin=0.005), beats_best(0.91, 0.902, margin=0.005)
+    (False, True)
+    """
+    return math.isfinite(score) and (best is None or not score <= best + margin)
+
+
 def _weights_digest(*modules: torch.nn.Module) -> str:
     """SHA-256 over the state of ``modules``: equal on every rank when DDP kept them in step."""
     hasher = hashlib.sha256()
@@ -330,8 +340,7 @@ class _Run:
                 self.config.validation_images,
             )
             self.last_validation = score
-            margin = self.config.best_margin
-            if math.isfinite(score) and (self.best is None or not score <= self.best + margin):
+            if beats_best(score, self.best, self.config.best_margin):
                 self.best, self.best_step = score, self.step
                 if self.config.keep_best:
                     self.best_weights = {
