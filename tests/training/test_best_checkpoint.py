@@ -147,18 +147,25 @@ def test_a_resumed_run_keeps_the_best_it_had(peaked):
     assert all(torch.equal(registered[name], at_peak[name]) for name in at_peak)
 
 
-def test_the_trainer_scores_the_weights_it_keeps(finetune_setup, blob):
-    """train() itself: final/ holds the best validation's EMA weights, which score what was logged."""
-    from medsegdiff_training.checkpoint import load_checkpoint
+def tiny_blobs(blob):
+    """(the tiny configuration, 4 blob images to train on, 2 held out to validate on)."""
     from medsegdiff_training.config import named_config
     from medsegdiff_training.data.dataset import SegmentationDataset
 
-    _, _, tmp_path = finetune_setup
     rng = np.random.default_rng(3)
     pairs = [blob(rng) for _ in range(6)]
     tiny = named_config("tiny")
     data = SegmentationDataset.from_arrays([p[0] for p in pairs[:4]], [p[1] for p in pairs[:4]], tiny)
     held = SegmentationDataset.from_arrays([p[0] for p in pairs[4:]], [p[1] for p in pairs[4:]], tiny)
+    return tiny, data, held
+
+
+def test_the_trainer_scores_the_weights_it_keeps(finetune_setup, blob):
+    """train() itself: final/ holds the best validation's EMA weights, which score what was logged."""
+    from medsegdiff_training.checkpoint import load_checkpoint
+
+    _, _, tmp_path = finetune_setup
+    tiny, data, held = tiny_blobs(blob)
     config = replace(RECIPE, steps=10, keep_best=True, learning_rate=1e-2)
     result = train(tiny, data, tmp_path / "t", config=config, validation_data=held)
     best = max(result.history, key=lambda entry: entry["validation_dice"])  # the first of equals
@@ -181,15 +188,9 @@ def test_a_best_margin_keeps_the_earlier_weights_unless_beaten_by_more(finetune_
     """A later score that beats the best by no more than ``best_margin`` does not replace it:
     the same run (same seed, same trajectory) keeps later weights the smaller the margin."""
     from medsegdiff_training.checkpoint import load_checkpoint
-    from medsegdiff_training.config import named_config
-    from medsegdiff_training.data.dataset import SegmentationDataset
 
     _, _, tmp_path = finetune_setup
-    rng = np.random.default_rng(3)
-    pairs = [blob(rng) for _ in range(6)]
-    tiny = named_config("tiny")
-    data = SegmentationDataset.from_arrays([p[0] for p in pairs[:4]], [p[1] for p in pairs[:4]], tiny)
-    held = SegmentationDataset.from_arrays([p[0] for p in pairs[4:]], [p[1] for p in pairs[4:]], tiny)
+    tiny, data, held = tiny_blobs(blob)
     kept_steps = []
     for margin in (0.0, 0.05, 0.99):
         config = replace(RECIPE, steps=10, keep_best=True, learning_rate=1e-2, best_margin=margin)
