@@ -125,3 +125,35 @@ def test_a_damaged_state_is_a_clear_error(tmp_path):
     (tmp_path / "run" / "state" / "ema.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(CheckpointError, match="cannot be resumed"):
         train(TINY, train_data, tmp_path / "run", config=TrainConfig(steps=2, batch_size=2, device="cpu"))
+
+
+def test_a_state_saved_without_its_best_step_resumes_knowing_it(tmp_path):
+    """States written before the best step was recorded keep only the best score: the step
+    comes back from the logged history, and the progress line names it (not "step None")."""
+    train_data, validation_data = dataset(5, 0), dataset(1, 1)
+    cancel, progress = cancel_at(4)
+    first = train(
+        TINY,
+        train_data,
+        tmp_path / "run",
+        config=CONFIG,
+        validation_data=validation_data,
+        progress=progress,
+        cancel=cancel,
+    )
+    assert first.cancelled and first.best_step is not None
+    state = tmp_path / "run" / "state" / "state.json"
+    document = json.loads(state.read_text())
+    del document["best_step"]
+    state.write_text(json.dumps(document))
+    reports = []
+    resumed = train(
+        TINY,
+        train_data,
+        tmp_path / "run",
+        config=CONFIG,
+        validation_data=validation_data,
+        progress=reports.append,
+    )
+    assert reports[0].best_step == first.best_step
+    assert resumed.best_step is not None

@@ -164,6 +164,14 @@ def beats_best(score: float, best: float | None, margin: float = 0.0) -> bool:
     return math.isfinite(score) and (best is None or not score <= best + margin)
 
 
+def step_of_best(history: list[dict[str, Any]], best: float | None) -> int | None:
+    """The step whose logged validation Dice is ``best``: for a state saved before the best
+    step was recorded (it kept only the score), so that a resumed run can still say it."""
+    if best is None:
+        return None
+    return next((entry["step"] for entry in history if entry.get("validation_dice") == best), None)
+
+
 def _weights_digest(*modules: torch.nn.Module) -> str:
     """SHA-256 over the state of ``modules``: equal on every rank when DDP kept them in step."""
     hasher = hashlib.sha256()
@@ -224,7 +232,7 @@ class _Run:
             info = load_training_state(run_dir, self.model, self.ema, self.optimizer, self.generator)
             self.step, self.elapsed_before = int(info["step"]), float(info["elapsed_s"])
             self.history, self.best = info.get("history", []), info.get("best_validation_dice")
-            self.best_step = info.get("best_step")
+            self.best_step = info.get("best_step", step_of_best(self.history, self.best))
             self.best_weights = load_best_weights(run_dir) if config.keep_best else None
             self.batches.restore(info["batches"])
             if self.world > 1:  # the saved RNG state is rank 0's: give each rank its own again
