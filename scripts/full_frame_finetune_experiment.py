@@ -2,6 +2,8 @@
 
     python scripts/full_frame_finetune_experiment.py run --task busi --recipe best-mixed --minutes 10
     python scripts/full_frame_finetune_experiment.py run --task ph2 --recipe best-mixed --score selection
+    python scripts/full_frame_finetune_experiment.py resize --size 128   # registers default-128 (weight surgery)
+    python scripts/full_frame_finetune_experiment.py run --task busi --parent default-128 --score both
     python scripts/full_frame_finetune_experiment.py report   # benchmarks/results/finetune_full_frames.json
     python scripts/full_frame_finetune_experiment.py report --out /tmp/partial.json --print
 
@@ -292,6 +294,28 @@ def command_parent(args: argparse.Namespace) -> None:
         record[part] = scored_part(segmenter, pairs, task, not args.no_boxes, part)
     with args.log.open("a") as log:
         log.write(json.dumps(record) + "\n")
+
+
+def command_resize(args: argparse.Namespace) -> None:
+    """Register ``PARENT-SIZE``: the parent for a larger input by weight surgery
+    (:func:`~medsegdiff_training.surgery.resize_input`), for fine-tunes at that size."""
+    import tempfile
+
+    from medsegdiff_training.checkpoint import save_checkpoint
+    from medsegdiff_training.surgery import resize_input
+
+    registry = ModelRegistry(SCRATCH / "registry")
+    parent = registry.load(args.parent, device="cpu")
+    child = resize_input(parent.model, (args.size, args.size))
+    name = f"{args.parent}-{args.size}"
+    with tempfile.TemporaryDirectory() as folder:
+        saved = save_checkpoint(
+            Path(folder) / "resized", child, parent.diffusion, parent.preprocess, **parent.metadata
+        )
+        registry.add(
+            saved, name=name, parent=args.parent, description=f"{args.parent} resized to {args.size}"
+        )
+    print(f"registered {name}: {args.parent} at {args.size}x{args.size}")
 
 
 def command_score(args: argparse.Namespace) -> None:
@@ -613,6 +637,9 @@ def main() -> None:
         sub.add_argument("--parent", default="default")
         sub.add_argument("--no-boxes", action="store_true")
         sub.add_argument("--log", type=Path, default=SCRATCH / "results.jsonl")
+    resize = commands.add_parser("resize", help="register the parent resized to another input size")
+    resize.add_argument("--parent", default="default")
+    resize.add_argument("--size", type=int, required=True)
     score = commands.add_parser("score", help="score logged runs on a part they lack")
     score.add_argument("--part", choices=("selection", "test"), required=True)
     score.add_argument("--version", action="append", help="only these versions (repeatable)")
@@ -637,6 +664,7 @@ def main() -> None:
     handlers = {
         "run": command_run,
         "parent": command_parent,
+        "resize": command_resize,
         "score": command_score,
         "heldout": command_heldout,
         "loop": command_loop,

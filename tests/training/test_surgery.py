@@ -18,6 +18,7 @@ from medsegdiff_training.surgery import (
     adapted_preprocess,
     corrections_profile,
     plan_adaptation,
+    resize_input,
 )
 
 TOLERANCE = 1e-5
@@ -151,3 +152,64 @@ def test_the_corrections_say_which_channels_and_classes_they_need(tmp_path):
     labels[labels == 255] = 1
     store.add(np.zeros((3, 20, 20), np.float32), labels)  # a channel-first RGB stack
     assert corrections_profile(store.entries()) == (3, 3)
+
+
+def relative_frequency_filter(channels: int, height: int, width: int) -> torch.Tensor:
+    """A complex rfft2 filter that is a smooth function of the relative frequency."""
+    rows = torch.fft.fftfreq(height).view(-1, 1)  # -0.5 .. 0.5 cycles per pixel
+    columns = torch.fft.rfftfreq(width).view(1, -1)  # 0 .. 0.5
+    scale = torch.linspace(0.5, 1, channels).view(-1, 1, 1)
+    real = 1 + scale * torch.cos(2 * rows) * (1 - columns)
+    imaginary = scale * rows * columns
+    return torch.complex(real, imaginary)
+
+
+def test_a_resized_network_takes_the_new_size_and_keeps_every_size_free_weight():
+    parent = trained_looking()
+    before = {name: tensor.clone() for name, tensor in parent.state_dict().items()}
+    child = resize_input(parent, (48, 40))
+    assert child.config.image_size == (48, 40) and parent.config.image_size == TINY.image_size
+    assert all(torch.equal(parent.state_dict()[name], before[name]) for name in before)  # untouched
+    filters = [name for name in before if before[name].is_complex()]
+    assert filters  # the tiny network has FF-Parsers on its skips
+    for name, tensor in child.state_dict().items():
+        if name not in filters:
+            assert torch.equal(tensor, before[name]), name
+    assert [tuple(child.state_dict()[name].shape[-2:]) for name in filters] == [
+        (height, width // 2 + 1) for height, width in child.config.level_sizes()[: len(filters)]
+    ]
+    image = torch.randn(1, child.config.input_channels, 48, 40)
+    x_t = torch.randn(1, child.config.mask_channels, 48, 40)
+    assert child(x_t, torch.tensor([10]), image).shape == x_t.shape
+    assert resize_input(parent, TINY.image_size).state_dict().keys() == before.keys()
+    same = resize_input(parent, TINY.image_size).state_dict()
+    assert all(torch.equal(same[name], before[name]) for name in before)  # its own size: exact
+
+
+def test_resizing_keeps_each_frequency_filter_a_function_of_relative_frequency():
+    """Identity filters stay identity; a smooth filter of relative frequency is the same
+    function on the new grid (up to the resampling's error), for larger and smaller sizes."""
+    parent = trained_looking()
+    with torch.no_grad():
+        for name, parameter in parent.named_parameters():
+            if parameter.is_complex():
+                parameter.copy_(relative_frequency_filter(*parameter.shape[:2], parent_width(parent, name)))
+    for size in ((64, 64), (24, 24), (50, 36)):
+        child = resize_input(parent, size)
+        for name, parameter in child.named_parameters():
+            if parameter.is_complex():
+                expected = relative_frequency_filter(*parameter.shape[:2], parent_width(child, name))
+                assert torch.allclose(parameter, expected, atol=0.1), (size, name)
+    ones = trained_looking()
+    with torch.no_grad():
+        for parameter in ones.parameters():
+            if parameter.is_complex():
+                parameter.fill_(1)
+    for name, parameter in resize_input(ones, (64, 48)).named_parameters():
+        if parameter.is_complex():
+            assert torch.allclose(parameter, torch.ones_like(parameter)), name
+
+
+def parent_width(model: MedSegDiffUNet, name: str) -> int:
+    """The feature width of the FF-Parser holding parameter ``name``."""
+    return model.get_submodule(name.rsplit(".", 1)[0]).size[1]

@@ -1,4 +1,4 @@
-"""Weight surgery: a parent network widened for colour images or for more classes.
+"""Weight surgery: a parent network widened for colour images or for more classes, or resized.
 
 Fine-tuning calls :func:`adapt_model` when the corrections need a model the parent is not
 (RGB corrections for a grey parent, label values the parent lacks). The child is the
@@ -55,11 +55,13 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 
 from .adaptation import Adaptation, corrections_profile, plan_adaptation
 from .config import ModelConfig, PreprocessConfig
 from .errors import ConfigError
 from .model import MedSegDiffUNet
+from .model.ff_parser import FFParser
 from .preprocess import LUMINANCE_ANCHORED, LUMINANCE_WEIGHTS
 
 __all__ = [
@@ -69,6 +71,7 @@ __all__ = [
     "adapted_preprocess",
     "corrections_profile",
     "plan_adaptation",
+    "resize_input",
 ]
 
 IMAGE_STEM = "image_encoder.stem"
@@ -123,6 +126,41 @@ def add_box_channel(parent: MedSegDiffUNet) -> MedSegDiffUNet:
     weights[f"{IMAGE_STEM}.weight"] = torch.cat([stem, torch.zeros_like(stem[:, :1])], dim=1)
     child.load_state_dict(weights)
     return child.train(parent.training)
+
+
+@torch.no_grad()
+def resize_input(parent: MedSegDiffUNet, image_size: tuple[int, int]) -> MedSegDiffUNet:
+    """A new network: ``parent`` for another input size (e.g. 128x128 from 96x96).
+
+    Convolutions, norms and the conditioning do not depend on the size; each FF-Parser's
+    frequency map does. It is resampled (real and imaginary parts, bilinearly) so that a
+    frequency keeps the weight of the same *relative* frequency: the zero frequency stays
+    at zero, the highest at the highest, the rows' negative frequencies stay negative
+    (shifted to the middle while resampled). Resized to its own size the child is the
+    parent exactly. The parent is left untouched.
+    """
+    height, width = (int(side) for side in image_size)
+    child = MedSegDiffUNet(parent.config.replace(image_size=(height, width)))
+    weights = {name: tensor.clone() for name, tensor in parent.state_dict().items()}
+    for name, module in child.named_modules():
+        if isinstance(module, FFParser):
+            key = f"{name}.weight"
+            weights[key] = _resample_filter(weights[key], tuple(module.weight.shape[-2:]))
+    child.load_state_dict(weights)
+    return child.train(parent.training)
+
+
+def _resample_filter(weight: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """A (C, H, W//2 + 1) complex rfft2 filter resampled to ``size`` by relative frequency."""
+    if tuple(weight.shape[-2:]) == tuple(size):
+        return weight
+    shifted = torch.fft.fftshift(weight, dim=-2)  # rows: negative, zero, positive frequencies
+    parts = torch.stack([shifted.real, shifted.imag], dim=1)  # (C, 2, H, W//2 + 1)
+    channels = parts.shape[0]
+    resized = F.interpolate(
+        parts.reshape(1, channels * 2, *parts.shape[-2:]), size=size, mode="bilinear", align_corners=True
+    ).reshape(channels, 2, *size)
+    return torch.fft.ifftshift(torch.complex(resized[:, 0], resized[:, 1]), dim=-2)
 
 
 def _widen_mask_path(
