@@ -221,3 +221,32 @@ def test_init_from_starts_where_the_model_was_widened_to_colour_and_the_box(caps
         expected = parent.eval()(x_t, t, grey_image)
         got = child.eval()(x_t, t, torch.cat([grey_image.repeat(1, 3, 1, 1), box], 1))
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_init_from_with_another_input_size_resizes_the_model_and_trains_at_that_size(tmp_path, two_datasets):
+    """``--init-from`` with ``--image-size``: the parent's weights, its FF-Parser filters resampled."""
+    import torch
+
+    from medsegdiff_training.checkpoint import load_checkpoint, save_checkpoint
+    from medsegdiff_training.cli import build_parser
+    from medsegdiff_training.cli.train import training_request
+    from medsegdiff_training.config import DiffusionConfig
+    from medsegdiff_training.model import MedSegDiffUNet
+    from medsegdiff_training.training_run import start_model
+
+    parent = MedSegDiffUNet(TINY)
+    folder = save_checkpoint(tmp_path / "parent", parent, DiffusionConfig(prediction="v"), PreprocessConfig())
+    grey, _ = two_datasets
+    args = ["--dataset", str(grey), "--image-size", "48"]
+    assert main(train_args(tmp_path, *args, extra=["--init-from", str(folder)])) == 0
+    child = load_checkpoint(tmp_path / "run" / "final")
+    assert child.model_config.image_size == (48, 48) and TINY.image_size == (32, 32)
+    sizes = [tuple(w.shape[-2:]) for n, w in child.model.state_dict().items() if w.is_complex()]
+    assert sizes and sizes[0] == (48, 25)  # the first FF-Parser's rfft2 map at 48x48
+    # before any step: the parent's weights, only the frequency maps resampled
+    parsed = build_parser().parse_args(train_args(tmp_path, *args, extra=["--init-from", str(folder)])[2:])
+    started, _, found = start_model(training_request(parsed), ModelRegistry(parsed.registry))
+    assert found is not None and started.config.image_size == (48, 48)
+    for name, weight in parent.state_dict().items():
+        if not weight.is_complex():
+            assert torch.equal(started.state_dict()[name], weight), name

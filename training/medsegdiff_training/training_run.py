@@ -6,7 +6,8 @@ the preprocessing, the data and the checkpoint's record the same way:
 
 1. the network: a named configuration sized to the data (its channels and classes read
    from the images and masks unless given), or a model's weights (``init_from``), kept as
-   they compute and widened to colour, more classes or the box channel where asked;
+   they compute and widened to colour, more classes or the box channel where asked, or
+   resized to another input size (``image_size``: :func:`~.surgery.resize_input`);
 2. the preprocessing: the normalisation (the parent's with ``init_from``), the crop rule
    and whether the network is told where the box is;
 3. the data (:func:`~.training_data.build_datasets`), the trainer
@@ -35,7 +36,7 @@ from .model_lookup import load_model
 from .preprocess import LUMINANCE_ANCHORED
 from .prompts import CropRule
 from .registry import ModelRegistry
-from .surgery import adapt_model, add_box_channel
+from .surgery import adapt_model, add_box_channel, resize_input
 from .train_config import TrainConfig
 from .trainer import CancelToken, TrainProgress, TrainResult, train
 from .training_data import SplitSource, build_datasets, data_record, detect_channels, detect_num_classes
@@ -205,8 +206,6 @@ def start_model(
         return named_config(request.model, **changes), diffusion, None
     parent, _ = load_model(request.init_from, registry)
     config = parent.model_config
-    if request.image_size and tuple(request.image_size) != tuple(config.image_size):
-        raise ConfigError(f"--init-from keeps the model's input size {config.image_size}; drop --image-size.")
     if request.prediction and request.prediction != parent.diffusion.prediction:
         raise ConfigError(
             f"--init-from keeps the model's prediction ({parent.diffusion.prediction}); drop --prediction."
@@ -215,6 +214,9 @@ def start_model(
         changed = ", ".join(request.model_options)
         raise ConfigError(f"--init-from keeps the model's architecture; drop the changes to {changed}.")
     model = parent.model
+    if request.image_size and tuple(request.image_size) != tuple(config.image_size):
+        height, width = request.image_size  # its FF-Parser filters resampled:
+        model = resize_input(model, (height, width))
     if channels > config.image_channels or classes > config.num_classes:
         model = adapt_model(model, max(channels, config.image_channels), max(classes, config.num_classes))
     if box and not config.prompt_channels:
