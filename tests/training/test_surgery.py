@@ -181,8 +181,8 @@ def test_a_resized_network_takes_the_new_size_and_keeps_every_size_free_weight()
     image = torch.randn(1, child.config.input_channels, 48, 40)
     x_t = torch.randn(1, child.config.mask_channels, 48, 40)
     assert child(x_t, torch.tensor([10]), image).shape == x_t.shape
-    assert resize_input(parent, TINY.image_size).state_dict().keys() == before.keys()
     same = resize_input(parent, TINY.image_size).state_dict()
+    assert same.keys() == before.keys()
     assert all(torch.equal(same[name], before[name]) for name in before)  # its own size: exact
 
 
@@ -193,12 +193,12 @@ def test_resizing_keeps_each_frequency_filter_a_function_of_relative_frequency()
     with torch.no_grad():
         for name, parameter in parent.named_parameters():
             if parameter.is_complex():
-                parameter.copy_(relative_frequency_filter(*parameter.shape[:2], parent_width(parent, name)))
+                parameter.copy_(relative_frequency_filter(*parameter.shape[:2], filter_width(parent, name)))
     for size in ((64, 64), (24, 24), (50, 36)):
         child = resize_input(parent, size)
         for name, parameter in child.named_parameters():
             if parameter.is_complex():
-                expected = relative_frequency_filter(*parameter.shape[:2], parent_width(child, name))
+                expected = relative_frequency_filter(*parameter.shape[:2], filter_width(child, name))
                 assert torch.allclose(parameter, expected, atol=0.1), (size, name)
     ones = trained_looking()
     with torch.no_grad():
@@ -210,6 +210,6 @@ def test_resizing_keeps_each_frequency_filter_a_function_of_relative_frequency()
             assert torch.allclose(parameter, torch.ones_like(parameter)), name
 
 
-def parent_width(model: MedSegDiffUNet, name: str) -> int:
-    """The feature width of the FF-Parser holding parameter ``name``."""
+def filter_width(model: MedSegDiffUNet, name: str) -> int:
+    """The feature width of the FF-Parser in ``model`` holding parameter ``name``."""
     return model.get_submodule(name.rsplit(".", 1)[0]).size[1]
