@@ -6,9 +6,13 @@ tiny model through the CLI's ``main()``.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from medsegdiff_training.checkpoint import load_checkpoint
 from medsegdiff_training.cli import main
@@ -17,6 +21,7 @@ from medsegdiff_training.data.pairs import find_pairs
 from medsegdiff_training.data.roi_crops import CropRecipe, RoiCropDataset
 from medsegdiff_training.errors import ConfigError
 from medsegdiff_training.prompts import Box, CropRule, CropWindow, jitter_box, mask_box
+from medsegdiff_training.training_state import load_best_weights
 
 TINY = named_config("tiny", image_size=(64, 64))
 RULE = CropRule(margin_px=30, margin_fraction=0.0, description="box + 30 px")
@@ -107,6 +112,34 @@ def test_jitter_moves_each_edge_by_at_most_ten_percent_differs_per_epoch_and_is_
         jitter_box(box, 0.6, np.random.default_rng(0))
 
 
+def test_a_share_of_exact_boxes_keeps_that_share_of_the_draws_exact_and_is_seeded(frames):
+    pairs = find_pairs(frames / "images", frames / "masks")
+
+    def draws(recipe, seed=0):
+        data = RoiCropDataset.from_pairs(
+            pairs, TINY, PreprocessConfig(crop_rule=RULE), recipe=recipe, seed=seed
+        )
+        return data.boxes[0], [data.box(0, epoch) for epoch in range(400)]
+
+    box, half = draws(CropRecipe(jitter=0.2, exact_share=0.5))
+    exact = [b == box for b in half]
+    assert 0.4 < np.mean(exact) < 0.6
+    for b in (b for b, same in zip(half, exact, strict=True) if not same):  # the rest: jittered, within 20 %
+        assert abs(b.x0 - box.x0) <= 0.2 * box.width + 1e-9 and abs(b.y1 - box.y1) <= 0.2 * box.height + 1e-9
+    assert draws(CropRecipe(jitter=0.2, exact_share=0.5))[1] == half  # the same seed: the same draws
+    assert draws(CropRecipe(jitter=0.2, exact_share=0.5), seed=1)[1] != half
+    assert draws(CropRecipe(jitter=0.2, exact_share=1.0))[1] == [box] * 400
+    # no exact share draws no coin: a recipe recorded before the share existed draws as it did
+    _, none = draws(CropRecipe(jitter=0.2))
+    assert none[7] == Box(
+        x0=355.3141872076961, y0=248.2289752147705, x1=466.9111565437759, y1=365.8501534820598
+    )
+    assert not any(b == box for b in none)
+    for wrong in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ConfigError, match="share of exact boxes"):
+            CropRecipe(exact_share=wrong)
+
+
 def test_an_empty_mask_gets_a_random_crop_of_a_plausible_size_inside_the_image(frames):
     data = read(frames)
     sizes = {(b.height, b.width) for b in data.boxes if b is not None}
@@ -159,9 +192,63 @@ def test_train_roi_crops_through_the_cli_records_the_crop_rule_in_the_checkpoint
     assert checkpoint.metadata["training"]["steps"] == 2
 
 
+def test_train_with_exact_boxes_and_keep_best_records_both_and_keeps_the_best_validation(
+    capsys, tmp_path, frames
+):
+    run = tmp_path / "run"
+    argv = ["train", "--images", str(frames / "images"), "--masks", str(frames / "masks"), "--config", "tiny"]
+    options = [
+        "--roi-crops",
+        "--jitter",
+        "0.2",
+        "--exact-boxes",
+        "0.5",
+        "--keep-best",
+        "--val-fraction",
+        "0.34",
+    ]
+    schedule = [
+        "--steps",
+        "4",
+        "--validate-every",
+        "1",
+        "--batch-size",
+        "2",
+        "--lr",
+        "3e-2",
+        "--out",
+        str(run),
+    ]
+    code = main([*argv, *options, *schedule])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    checkpoint = load_checkpoint(run / "final")
+    assert checkpoint.metadata["training"]["roi_crops"]["exact_share"] == 0.5
+    assert (
+        "50 % of boxes exact, the rest edges jittered by up to 20 %"
+        in checkpoint.preprocess.crop_rule.description
+    )
+    history = json.loads((run / "state" / "state.json").read_text())["history"]
+    scores = {entry["step"]: entry["validation_dice"] for entry in history}
+    assert sorted(scores) == [1, 2, 3, 4]
+    best_step = max(scores, key=lambda step: (scores[step], -step))  # the first of equal bests
+    metrics = checkpoint.metadata["metrics"]
+    assert metrics["best_step"] == best_step and metrics["validation_dice"] == scores[best_step]
+    assert f"validation Dice {scores[best_step]:.3f} (the best, at step {best_step})" in captured.out
+    kept = load_file(run / "final" / "model.safetensors")
+    best = load_best_weights(run)
+    assert best is not None and all(torch.equal(kept[name], best[name]) for name in best)
+    assert best_step < 4  # not the last step's weights: the run kept an earlier one
+    last = load_file(run / "state" / "ema.safetensors")
+    assert any(not torch.equal(kept[name], last[name]) for name in best)
+    assert checkpoint.metadata["training"]["config"]["keep_best"] is True
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
+        (["--exact-boxes", "0.5"], "--exact-boxes needs --roi-crops"),
+        (["--roi-crops", "--exact-boxes", "2"], "share of exact boxes is in [0, 1]"),
         (["--roi-crops", "--crop-margin", "wide"], "--crop-margin takes pixels or per cent"),
         (["--roi-crops", "--crop-margin=-5px"], "--crop-margin must be zero or positive"),
         (["--crop-margin", "30px"], "--crop-margin needs --roi-crops"),

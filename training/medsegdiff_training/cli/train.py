@@ -159,6 +159,12 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
         default=TRAIN.validation_images,
         help="validation images scored each time",
     )
+    parser.add_argument(
+        "--keep-best",
+        action="store_true",
+        default=None,
+        help="the final checkpoint holds the EMA weights of the best validation, not the last ones",
+    )
     parser.add_argument("--checkpoint-every", type=int, default=TRAIN.checkpoint_every, metavar="STEPS")
     parser.add_argument(
         "--out", required=True, type=Path, metavar="RUN_DIR", help="run folder (resumed if it has a state)"
@@ -292,6 +298,10 @@ def report_trained(args: argparse.Namespace, outcome: TrainingOutcome) -> None:
     """Say what was trained: one line, or a JSON ``done`` event."""
     result = outcome.result
     validation = result.history[-1]["validation_dice"] if result.history else None
+    kept = None
+    if args.keep_best and result.best_step is not None and result.final_validation_dice is not None:
+        validation = result.final_validation_dice
+        kept = f" (the best, at step {result.best_step})"
     if args.progress_json:
         emit_json(
             {
@@ -300,12 +310,13 @@ def report_trained(args: argparse.Namespace, outcome: TrainingOutcome) -> None:
                 "final": str(result.final_checkpoint),
                 "steps": result.step,
                 "validation_dice": validation,
+                "kept_step": None if kept is None else result.best_step,
                 "version": outcome.version,
             }
         )
     else:
         out(
             f"Trained {result.step} steps; checkpoint in {result.final_checkpoint}"
-            + ("" if validation is None else f"; validation Dice {validation:.3f}")
+            + ("" if validation is None else f"; validation Dice {validation:.3f}{kept or ''}")
             + ("" if outcome.version is None else f"; registered as {outcome.version}")
         )

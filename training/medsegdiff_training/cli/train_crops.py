@@ -13,7 +13,13 @@ from ..prompts import DEFAULT_CROP_RULE, DEFAULT_JITTER, CropRule
 if TYPE_CHECKING:
     from ..data.roi_crops import CropRecipe
 
-CROP_OPTIONS = ("crop_margin", "jitter", "crop_context", "scale_augment")  # None when not given
+CROP_OPTIONS = (
+    "crop_margin",
+    "jitter",
+    "exact_boxes",
+    "crop_context",
+    "scale_augment",
+)  # None when not given
 CROP_SWITCHES = ("per_object", "box_channel")
 
 
@@ -47,6 +53,14 @@ def add_crop_options(parser: argparse.ArgumentParser) -> None:
         metavar="FRACTION",
         help="with --roi-crops: each box edge moves by up to this fraction of the box's side, outward and "
         f"inward (default: {DEFAULT_JITTER:g})",
+    )
+    crops.add_argument(
+        "--exact-boxes",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="with --roi-crops: this share of the training boxes keeps its exact edges, the rest are "
+        "jittered (default: 0, every box jittered)",
     )
     crops.add_argument(
         "--box-channel",
@@ -95,13 +109,14 @@ def crop_rule_of(args: argparse.Namespace) -> CropRule | None:
     if not (math.isfinite(margin_px) and math.isfinite(fraction)) or margin_px < 0 or fraction < 0:
         raise ConfigError(f"--crop-margin must be zero or positive, got {args.crop_margin!r}.")
     jitter = DEFAULT_JITTER if args.jitter is None else args.jitter
+    exact = f"{args.exact_boxes * 100:g} % of boxes exact, the rest " if args.exact_boxes else ""
     each = "each object's (connected component's)" if args.per_object else "the mask's"
     return CropRule(
         margin_px=margin_px,
         margin_fraction=fraction,
         description=(
             f"training crops (medsegdiff train --roi-crops): {each} bounding box + {shown} on each "
-            f"side, edges jittered by up to {jitter * 100:g} %, resized non-uniformly to the input"
+            f"side, {exact}edges jittered by up to {jitter * 100:g} %, resized non-uniformly to the input"
         ),
     )
 
@@ -122,6 +137,7 @@ def crop_recipe_of(args: argparse.Namespace) -> CropRecipe:
     return CropRecipe(
         per_object=args.per_object,
         jitter=DEFAULT_JITTER if args.jitter is None else args.jitter,
+        exact_share=0.0 if args.exact_boxes is None else args.exact_boxes,
         context=None if args.crop_context is None else tuple(args.crop_context),
         scale=scale,
     )

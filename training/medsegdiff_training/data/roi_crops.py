@@ -8,7 +8,8 @@ crop around the object by the model's :class:`~medsegdiff_training.prompts.CropR
   ``per_object`` one 8-connected component's box, drawn afresh for every sample (the
   target is then that object alone: a box prompt asks for one object);
 - its edges jittered by up to ``jitter`` of the box's side, outward and inward, as a
-  person's loose box would be;
+  person's loose box would be; with ``exact_share``, that share of the draws keeps the
+  exact box (a model that must both trust a tight box and forgive a loose one);
 - the crop around it by the rule, whose margin is relative to the box, so the same object
   at any size in pixels gives the same crop; for a model that is told where the box is
   (the box channel), the margin is drawn from ``context`` so that the box's place in the
@@ -70,12 +71,15 @@ class CropRecipe:
 
     per_object: bool = False
     jitter: float = DEFAULT_JITTER
+    exact_share: float = 0.0  # share of the draws that keep the exact box (the rest are jittered)
     context: tuple[float, float] | None = None  # margin fractions drawn per sample (box channel)
     scale: tuple[float, float] | None = None  # share of the crop's pixels kept, drawn log-uniformly
     min_object_pixels: int = 4  # smaller components are not objects of their own (per_object)
 
     def __post_init__(self) -> None:
         jitter_box(Box(0, 0, 1, 1), self.jitter, np.random.default_rng(0))  # refuses a bad jitter now
+        if not (math.isfinite(self.exact_share) and 0 <= self.exact_share <= 1):
+            raise ConfigError(f"The share of exact boxes is in [0, 1], got {self.exact_share}.")
         for name, low_limit in (("context", 0.0), ("scale", 1e-3)):
             bounds = getattr(self, name)
             if bounds is None:
@@ -241,7 +245,11 @@ class RoiCropDataset(SegmentationDataset):
             number, box = 1, found.boxes[0]
         else:
             number = int(rng.integers(len(found.boxes))) + 1
-            box = jitter_box(found.boxes[number - 1], self.crop_recipe.jitter, rng)
+            box = found.boxes[number - 1]
+            # a recipe without exact boxes draws no coin, so its draws stay those recorded before
+            exact = self.crop_recipe.exact_share > 0 and rng.uniform() < self.crop_recipe.exact_share
+            if not exact:
+                box = jitter_box(box, self.crop_recipe.jitter, rng)
         rule = self.rule
         if epoch is not None and self.crop_recipe.context is not None:
             rule = dataclasses.replace(rule, margin_fraction=float(rng.uniform(*self.crop_recipe.context)))
