@@ -24,6 +24,7 @@ from medsegdiff_training.corrections import CorrectionEntry, CorrectionsStore
 from medsegdiff_training.data.dataset import SegmentationDataset
 from medsegdiff_training.data.mixed import MixedDataset
 from medsegdiff_training.data.pairs import find_pairs
+from medsegdiff_training.data.roi_crops import CropRecipe
 from medsegdiff_training.errors import ConfigError, DatasetError, RegistryError
 from medsegdiff_training.finetune import finetune, plan_finetune
 from medsegdiff_training.finetune_data import (
@@ -438,6 +439,17 @@ def test_corrections_make_about_half_of_every_epoch(tmp_path, blob, count, origi
     assert correction_data(store, store.entries(), [], TINY, PreprocessConfig(), recipe=None).train.names == [
         entry.id for entry in store.entries()
     ]
+
+
+def test_a_fine_tune_cuts_its_crops_as_the_parent_recorded_its_own():
+    recorded = {"training": {"roi_crops": {"jitter": 0.2, "exact_share": 0.5, "context": [0.05, 0.4]}}}
+    recipe = object_crop_recipe(recorded, TINY, PreprocessConfig())
+    # a binary model: one object per crop; no box channel: no context drawn
+    assert (recipe.per_object, recipe.jitter, recipe.exact_share, recipe.context) == (True, 0.2, 0.5, None)
+    older = object_crop_recipe({"training": {"roi_crops": {"jitter": 0.05}}}, TINY, PreprocessConfig())
+    assert (older.jitter, older.exact_share) == (0.05, 0.0)  # recorded before the share existed
+    damaged = {"training": {"roi_crops": {"jitter": "wide", "exact_share": 7}}}
+    assert object_crop_recipe(damaged, TINY, PreprocessConfig()) == CropRecipe(per_object=True)
 
 
 def _entries(count: int) -> list[CorrectionEntry]:

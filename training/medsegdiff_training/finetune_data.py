@@ -85,14 +85,17 @@ def object_crop_recipe(
     metadata: dict[str, Any], model_config: ModelConfig, preprocess: PreprocessConfig
 ) -> CropRecipe:
     """How a fine-tune cuts its corrections around their objects: as the parent's own crops
-    were cut when it recorded them (jitter, and the context a box-channel model saw), one
-    object per crop for a binary model, around all foreground otherwise."""
+    were cut when it recorded them (jitter, its share of exact boxes, and the context a
+    box-channel model saw), one object per crop for a binary model, around all foreground
+    otherwise."""
     recorded = ((metadata.get("training") or {}).get("roi_crops")) or {}
     jitter = recorded.get("jitter", DEFAULT_JITTER)
+    exact = recorded.get("exact_share", 0.0)
     context = recorded.get("context") if preprocess.prompt_channels else None
     return CropRecipe(
         per_object=model_config.num_classes == 2,
         jitter=float(jitter) if isinstance(jitter, (int, float)) else DEFAULT_JITTER,
+        exact_share=float(exact) if isinstance(exact, (int, float)) and 0 <= exact <= 1 else 0.0,
         context=tuple(context) if isinstance(context, list) and len(context) == 2 else None,
     )
 
