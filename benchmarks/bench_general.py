@@ -26,6 +26,7 @@ the threads given (1 by default). Results go to ``benchmarks/results/general_box
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -92,8 +93,22 @@ def objects_of(mask: np.ndarray, min_pixels: int, max_objects: int) -> tuple[lis
     return boxes, np.isin(components, numbers)
 
 
-def budget_of(checkpoint: Checkpoint) -> str | None:
-    """The training budget a checkpoint records, in words ("9,000 steps, 150 CPU-minutes")."""
+def model_folder(spec: str) -> Path:
+    """The folder of a checkpoint folder or of a registry version by name."""
+    from medsegdiff_training.registry import ModelRegistry
+
+    return Path(spec) if Path(spec).is_dir() else ModelRegistry().get(spec).path
+
+
+def budget_of(checkpoint: Checkpoint, folder: Path | None = None) -> str | None:
+    """The training budget a checkpoint records, in words ("9,000 steps, 150 CPU-minutes");
+    for a shipped model whose card lists several stages, all of them together."""
+    card = folder / "model_card.json" if folder is not None else None
+    if card is not None and card.is_file():
+        record = json.loads(card.read_text()).get("training") or {}
+        minutes = record.get("cpu_time_minutes")
+        if record.get("stages") and record.get("steps") and minutes:
+            return f"{record['steps']:,} steps, {minutes:g} CPU-minutes in {len(record['stages'])} stages"
     training = checkpoint.metadata.get("training") or {}
     config = training.get("config") or {}
     if not training.get("steps"):
@@ -264,7 +279,7 @@ def main() -> None:
         "benchmark": "box prompts from the expert masks on every test split, beside the ellipse in the same box",
         "model": args.model,
         "model_description": checkpoint.metadata.get("description"),
-        "budget": budget_of(checkpoint),
+        "budget": budget_of(checkpoint, model_folder(args.model)),
         "whole_model": args.whole_model or None,
         "crop_rule": checkpoint.preprocess.prompt_crop_rule().to_dict(),
         "prompt_encoding": checkpoint.preprocess.prompt_encoding,

@@ -143,7 +143,46 @@ def sampler_metrics(task: dict, quality: dict) -> tuple[dict, dict]:
     return pick, baselines
 
 
-def card(task: dict, config: dict, quality: dict, recipe: str | None, precision: str | None) -> dict:
+def earlier_stage(task: dict, config: dict, run: Path) -> dict | None:
+    """The card's training record of the model this run trained on from, where that is the
+    model this task ships (a shipped model trained further: its card keeps every stage)."""
+    init_from = config.get("training", {}).get("init_from") or {}
+    card_file = task["destination"] / "model_card.json"
+    if init_from.get("version") != task["name"] or not card_file.is_file():
+        return None
+    if (task["destination"] / WEIGHTS_FILE).read_bytes() == (run / WEIGHTS_FILE).read_bytes():
+        raise SystemExit(
+            f"{run} is shipped already and its card names it as the last stage: restore the earlier "
+            f"{card_file.name} (git checkout) to package it again."
+        )
+    return json.loads(card_file.read_text())["training"]
+
+
+def keep_training_data(config: dict, shipped: dict) -> None:
+    """What the shipped model records about its training images (``training_data``, e.g. the
+    whole-image warning's image look), kept when the new stage trained on the same images."""
+    same = config.get("training", {}).get("datasets") == shipped.get("training", {}).get("datasets")
+    if same and "training_data" in shipped and "training_data" not in config:
+        config["training_data"] = shipped["training_data"]
+
+
+def stages(before: dict | None, steps: int | None, clock_key: str, seconds: float) -> dict:
+    """Steps and minutes (the trainer's elapsed time on the budget's clock: wall, or this
+    process's CPU time) of this run, added to the earlier stage's where there is one."""
+    minutes = round(seconds / 60, 1)
+    if before is None:
+        return {"steps": steps, clock_key: minutes}
+    earlier = {k: v for k, v in before.items() if k != "stages"}
+    return {
+        "steps": (before.get("steps") or 0) + (steps or 0),
+        clock_key: round((before.get(clock_key) or 0) + minutes, 1),
+        "stages": [*before.get("stages", [earlier]), {"steps": steps, clock_key: minutes}],
+    }
+
+
+def card(
+    task: dict, config: dict, quality: dict, recipe: str | None, precision: str | None, before: dict | None
+) -> dict:
     training = config.get("training", {})
     train_config = training.get("config", {})
     pick, baselines = box_prompt_metrics(quality) if "datasets" in quality else sampler_metrics(task, quality)
@@ -180,9 +219,7 @@ def card(task: dict, config: dict, quality: dict, recipe: str | None, precision:
         "configuration": config["model"],
         "diffusion": config["diffusion"],
         "training": {
-            "steps": training.get("steps"),
-            # the trainer's elapsed time on the budget's clock: wall, or this process's CPU time
-            f"{clock}_time_minutes": round(training.get("wall_time_s", 0) / 60, 1),
+            **stages(before, training.get("steps"), f"{clock}_time_minutes", training.get("wall_time_s", 0)),
             "recipe": recipe,
             "mask_loss_weight": train_config.get("mask_loss_weight", 0.0),
             "precision": precision or training.get("precision", "float32"),
@@ -212,15 +249,18 @@ def main() -> None:
     destination: Path = task["destination"]
     load_checkpoint(args.run)  # refuse to ship anything that does not load
     config = read_checkpoint_config(args.run)
+    before = earlier_stage(task, config, args.run)
     quality = json.loads(args.quality.read_text())
     staging = destination.with_name(f".{destination.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     shutil.copyfile(args.run / WEIGHTS_FILE, staging / WEIGHTS_FILE)
     config.update({"version": task["name"], "parent_version": None, "description": task["description"]})
+    if before is not None:
+        keep_training_data(config, json.loads((destination / CONFIG_FILE).read_text()))
     if task.get("clip_to_box"):
         config["preprocess"]["crop_rule"]["clip_to_box"] = True
-    model_card = card(task, config, quality, args.recipe, args.precision)
+    model_card = card(task, config, quality, args.recipe, args.precision, before)
     config.setdefault("metrics", {})[task["metrics_key"]] = model_card["test_metrics"]
     (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
     (staging / "model_card.json").write_text(json.dumps(model_card, indent=2))
