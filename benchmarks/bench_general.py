@@ -93,11 +93,18 @@ def objects_of(mask: np.ndarray, min_pixels: int, max_objects: int) -> tuple[lis
     return boxes, np.isin(components, numbers)
 
 
-def model_folder(spec: str) -> Path:
-    """The folder of a checkpoint folder or of a registry version by name."""
+def model_folder(spec: str) -> Path | None:
+    """The folder of a checkpoint folder or of a registry version by name (None: it has none,
+    e.g. ``untrained``)."""
+    from medsegdiff_training.errors import RegistryError
     from medsegdiff_training.registry import ModelRegistry
 
-    return Path(spec) if Path(spec).is_dir() else ModelRegistry().get(spec).path
+    if Path(spec).is_dir():
+        return Path(spec)
+    try:
+        return ModelRegistry().get(spec).path
+    except RegistryError:
+        return None
 
 
 def budget_of(checkpoint: Checkpoint, folder: Path | None = None) -> str | None:
