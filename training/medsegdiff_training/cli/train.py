@@ -298,10 +298,9 @@ def report_trained(args: argparse.Namespace, outcome: TrainingOutcome) -> None:
     """Say what was trained: one line, or a JSON ``done`` event."""
     result = outcome.result
     validation = result.history[-1]["validation_dice"] if result.history else None
-    kept = None
+    kept_step = None  # with --keep-best: the step whose weights final/ holds
     if args.keep_best and result.best_step is not None and result.final_validation_dice is not None:
-        validation = result.final_validation_dice
-        kept = f" (the best, at step {result.best_step})"
+        validation, kept_step = result.final_validation_dice, result.best_step
     if args.progress_json:
         emit_json(
             {
@@ -310,13 +309,14 @@ def report_trained(args: argparse.Namespace, outcome: TrainingOutcome) -> None:
                 "final": str(result.final_checkpoint),
                 "steps": result.step,
                 "validation_dice": validation,
-                "kept_step": None if kept is None else result.best_step,
+                "kept_step": kept_step,
                 "version": outcome.version,
             }
         )
     else:
         out(
             f"Trained {result.step} steps; checkpoint in {result.final_checkpoint}"
-            + ("" if validation is None else f"; validation Dice {validation:.3f}{kept or ''}")
+            + ("" if validation is None else f"; validation Dice {validation:.3f}")
+            + ("" if kept_step is None else f" (the best, at step {kept_step})")
             + ("" if outcome.version is None else f"; registered as {outcome.version}")
         )

@@ -13,13 +13,8 @@ from ..prompts import DEFAULT_CROP_RULE, DEFAULT_JITTER, CropRule
 if TYPE_CHECKING:
     from ..data.roi_crops import CropRecipe
 
-CROP_OPTIONS = (
-    "crop_margin",
-    "jitter",
-    "exact_boxes",
-    "crop_context",
-    "scale_augment",
-)  # None when not given
+# None when not given
+CROP_OPTIONS = ("crop_margin", "jitter", "exact_boxes", "crop_context", "scale_augment")
 CROP_SWITCHES = ("per_object", "box_channel")
 
 
